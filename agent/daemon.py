@@ -1,0 +1,174 @@
+"""Wiring of the agent: recovery first, then the gRPC and metrics servers.
+
+`serve` blocks until SIGTERM/SIGINT, then reverts every fault and exits 0.
+`sweep` does the recovery alone, for systemd's ExecStopPost and operators.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import signal
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from agent import __version__, procs
+from agent.clock import SystemClock
+from agent.config import AgentConfig
+from agent.faults.base import InjectorContext, Markers
+from agent.faults.model import EndReason
+from agent.faults.registry import build_injectors
+from agent.journal import Journal
+from agent.manager import FaultManager
+from agent.metrics import Metrics
+from agent.server import AgentServicer
+from agent.sysinfo import boot_id
+from brownout.v1 import agent_pb2, agent_pb2_grpc
+
+log = structlog.get_logger("agent")
+
+SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name
+
+
+class StateDirBusy(RuntimeError):
+    pass
+
+
+@dataclass
+class Runtime:
+    manager: FaultManager
+    metrics: Metrics
+    spawner: procs.Spawner
+    lock_file: IO[str]
+
+
+def instance_marker(state_dir: Path) -> str:
+    """Short stable id of this agent's state dir, carried by everything it creates."""
+    return hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:10]
+
+
+def _lock_state_dir(state_dir: Path) -> IO[str]:
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    f = (state_dir / "agent.lock").open("a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise StateDirBusy(
+            f"another brownout-agent holds {state_dir}; stop it first (or use Halt over gRPC)"
+        ) from None
+    return f
+
+
+def build_runtime(cfg: AgentConfig) -> Runtime:
+    lock_file = _lock_state_dir(cfg.state_dir)
+    metrics = Metrics()
+    spawner = procs.Spawner()
+    ctx = InjectorContext(
+        limits=cfg.limits,
+        markers=Markers(instance=instance_marker(cfg.state_dir), state_dir=cfg.state_dir),
+        agent_pid=os.getpid(),
+    )
+    manager = FaultManager(
+        build_injectors(ctx, spawner),
+        Journal(cfg.state_dir),
+        SystemClock(),
+        cfg.limits,
+        metrics,
+        boot_id=boot_id(),
+    )
+    return Runtime(manager, metrics, spawner, lock_file)
+
+
+def _protect_self(oom_score_adj: int) -> None:
+    try:
+        procs.set_oom_score_adj(os.getpid(), oom_score_adj)
+    except OSError as exc:
+        log.warning("cannot lower own oom_score_adj", value=oom_score_adj, error=str(exc))
+
+
+def sweep(cfg: AgentConfig) -> dict[str, object]:
+    rt = build_runtime(cfg)
+    rt.manager.start()
+    recovered = rt.manager.recover(EndReason.SWEEP)
+    rt.manager.shutdown()
+    rt.spawner.shutdown()
+    return {
+        "reverted": [{"fault_id": f.id, "kind": f.kind, "state": str(f.state)} for f in recovered],
+        "remaining_journal": rt.manager.journal_ids(),
+    }
+
+
+def serve(cfg: AgentConfig) -> int:
+    started_at = time.time()
+    _protect_self(cfg.oom_score_adj)
+    rt = build_runtime(cfg)
+    manager = rt.manager
+    manager.start()
+    recovered = manager.recover(EndReason.AGENT_RESTART)
+    if recovered:
+        log.warning("reverted faults left by a previous agent", count=len(recovered))
+
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="grpc"),
+        options=[("grpc.so_reuseport", 0)],
+    )
+    servicer = AgentServicer(manager, rt.metrics, cfg.labels, boot_id(), started_at)
+    agent_pb2_grpc.add_AgentServicer_to_server(servicer, server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(cfg.listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {cfg.listen}")
+    server.start()
+
+    metrics_port = 0
+    if cfg.metrics_listen:
+        host, _, mport = cfg.metrics_listen.rpartition(":")
+        httpd, _thread = start_http_server(int(mport), addr=host, registry=rt.metrics.registry)
+        metrics_port = httpd.server_port
+
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "agent serving",
+        version=__version__,
+        listen=cfg.listen,
+        port=port,
+        metrics_port=metrics_port,
+        state_dir=str(cfg.state_dir),
+    )
+    if cfg.ready_file is not None:
+        tmp = cfg.ready_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"port": port, "metrics_port": metrics_port, "pid": os.getpid()}))
+        tmp.replace(cfg.ready_file)
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: stop.set())
+    stop.wait()
+
+    log.info("shutting down: reverting every fault")
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    reverted = manager.shutdown(EndReason.AGENT_SHUTDOWN)
+    server.stop(grace=2).wait()
+    rt.spawner.shutdown()
+    left = manager.journal_ids()
+    log.info("agent stopped", reverted=len(reverted), journal_left=left)
+    return 0 if not left else 1

@@ -1,0 +1,1 @@
+"""Fault kinds: one injector module each, plus the shared model and registry."""

@@ -1,0 +1,123 @@
+"""CPU hog: one worker per selected core, each burning a measured duty cycle."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import Message
+
+from agent import procs
+from agent.errors import InvalidArgument
+from agent.faults.base import Applied, Capability, Checkpoint, InjectorContext
+from agent.validation import number_in_range
+from brownout.v1 import agent_pb2 as pb
+
+WORKER_MODULE = "agent.workers.cpu_burn"
+
+
+@dataclass(frozen=True)
+class CpuPlan:
+    cores: tuple[int, ...]
+    load_percent: float
+
+
+def _ranges(cores: list[int]) -> str:
+    return ",".join(str(c) for c in cores)
+
+
+class CpuInjector:
+    kind = "cpu"
+    proto_kind = pb.FAULT_KIND_CPU
+    spec_field = "cpu"
+
+    def __init__(self, ctx: InjectorContext, spawner: procs.Spawner) -> None:
+        self._ctx = ctx
+        self._spawner = spawner
+
+    def probe(self) -> Capability:
+        try:
+            os.sched_getaffinity(0)
+        except OSError as exc:
+            return Capability(False, f"sched_getaffinity unavailable: {exc.strerror}")
+        return Capability(True)
+
+    def validate(self, spec: Message, target: pb.Target) -> CpuPlan:
+        assert isinstance(spec, pb.CpuSpec)
+        if target.WhichOneof("selector") is not None:
+            raise InvalidArgument(
+                "target", "cpu faults on this agent run on the host only; omit target"
+            )
+        load = number_in_range("cpu.load_percent", spec.load_percent, 1, 100, "%")
+        allowed = sorted(os.sched_getaffinity(0))
+        if spec.cores and spec.core_list:
+            raise InvalidArgument("cpu.cores", "set either cpu.cores or cpu.core_list, not both")
+        if spec.core_list:
+            seen: set[int] = set()
+            for i, core in enumerate(spec.core_list):
+                if core not in allowed:
+                    raise InvalidArgument(
+                        f"cpu.core_list[{i}]",
+                        f"CPU {core} is not available to the agent (available: {_ranges(allowed)})",
+                    )
+                if core in seen:
+                    raise InvalidArgument(f"cpu.core_list[{i}]", f"CPU {core} is listed twice")
+                seen.add(core)
+            return CpuPlan(tuple(spec.core_list), load)
+        if spec.cores < 1:
+            raise InvalidArgument(
+                "cpu.cores", f"must be at least 1 (or give cpu.core_list), got {spec.cores}"
+            )
+        if spec.cores > len(allowed):
+            raise InvalidArgument(
+                "cpu.cores",
+                f"{spec.cores} exceeds the {len(allowed)} CPUs available to the agent"
+                f" ({_ranges(allowed)})",
+            )
+        # Highest-numbered first: CPU 0 usually carries more of the system's interrupts.
+        return CpuPlan(tuple(sorted(allowed, reverse=True)[: spec.cores]), load)
+
+    def apply(self, fault_id: str, plan: Any, checkpoint: Checkpoint) -> Applied:
+        assert isinstance(plan, CpuPlan)
+        workers: list[dict[str, int]] = []
+        undo: dict[str, Any] = {"workers": workers}
+        for core in plan.cores:
+            argv = procs.worker_argv(
+                WORKER_MODULE,
+                ["--core", str(core), "--load", repr(plan.load_percent)],
+                self._ctx.markers.instance,
+                fault_id,
+            )
+            ref = self._spawner.spawn(argv)
+            workers.append({"pid": ref.pid, "start_time": ref.start_time, "core": core})
+            checkpoint(undo)
+        return Applied(
+            undo,
+            {
+                "cores": _ranges(list(plan.cores)),
+                "load_percent": f"{plan.load_percent:g}",
+                "worker_pids": ",".join(str(w["pid"]) for w in workers),
+            },
+        )
+
+    def revert(self, fault_id: str, undo: dict[str, Any] | None) -> None:
+        refs = [
+            procs.ProcRef(int(w["pid"]), int(w["start_time"]))
+            for w in (undo or {}).get("workers", [])
+        ]
+        # Also any worker started but not yet checkpointed when the agent died.
+        refs += [
+            procs.ProcRef(m.pid, m.start_time)
+            for m in procs.find_marked(self._ctx.markers.instance, fault_id, WORKER_MODULE)
+        ]
+        stuck = [ref.pid for ref in refs if not procs.kill(ref, self._spawner)]
+        if stuck:
+            raise OSError(f"cpu workers still running after SIGKILL: {stuck}")
+
+    def sweep(self) -> list[str]:
+        swept = []
+        for m in procs.find_marked(self._ctx.markers.instance, module=WORKER_MODULE):
+            if m.fault_id and procs.kill(procs.ProcRef(m.pid, m.start_time), self._spawner):
+                swept.append(f"worker pid {m.pid} of fault {m.fault_id}")
+        return swept

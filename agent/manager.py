@@ -1,0 +1,585 @@
+"""The fault manager: one registry of faults, their leases, journal and reverts.
+
+Order of operations for an inject: validate everything, journal the intent,
+apply (the injector checkpoints its undo record before each kernel change),
+journal the undo record, mark active. A revert runs the injector's idempotent
+revert and then deletes the journal record (which needs no free space).
+Faults are serialised by a per-fault lock, so a lease that expires during an
+apply reverts right after the apply finishes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import secrets
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+import tenacity
+from google.protobuf import json_format
+from google.protobuf.duration_pb2 import Duration
+
+from agent.clock import Clock
+from agent.convert import STATE_TO_PB, fault_to_pb, timestamp
+from agent.errors import (
+    AgentError,
+    ApplyError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
+from agent.faults.base import Capability, Injector, Limits
+from agent.faults.model import ENDED, EndReason, Fault, State
+from agent.journal import Journal
+from agent.leases import Lease, LeaseTable
+from agent.metrics import Metrics
+from agent.scheduler import Scheduler
+from agent.validation import duration_seconds
+from brownout.v1 import agent_pb2 as pb
+
+log = structlog.get_logger(__name__)
+
+HISTORY_LIMIT = 1000
+WATCH_QUEUE_LIMIT = 1000
+
+
+@dataclass
+class Watcher:
+    lease_id: str
+    events: queue.Queue[pb.FaultEvent | None]
+    overflowed: bool = False
+
+
+class FaultManager:
+    def __init__(
+        self,
+        injectors: dict[str, Injector],
+        journal: Journal,
+        clock: Clock,
+        limits: Limits,
+        metrics: Metrics,
+        boot_id: str = "",
+    ) -> None:
+        self._injectors = injectors
+        self._journal = journal
+        self._clock = clock
+        self.limits = limits
+        self._metrics = metrics
+        self._boot_id = boot_id
+        self.leases = LeaseTable(clock)
+        self._scheduler = Scheduler(clock)
+        self._lock = threading.RLock()
+        self._faults: dict[str, Fault] = {}
+        self._watchers: list[Watcher] = []
+        self._halted = False
+        self._closed = threading.Event()
+        self._reverters = ThreadPoolExecutor(max_workers=8, thread_name_prefix="revert")
+        self._retrying: set[str] = set()
+        self.capabilities: dict[str, Capability] = {}
+        metrics.register_live_state(
+            lambda: self._count_by_kind(State.ACTIVE),
+            lambda: self._count_by_kind(State.REVERT_FAILED),
+            self.leases.count,
+        )
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.capabilities = {kind: inj.probe() for kind, inj in self._injectors.items()}
+        for kind, cap in self.capabilities.items():
+            log.info("capability", kind=kind, available=cap.available, reason=cap.reason)
+        self._scheduler.start()
+
+    def recover(self, reason: EndReason = EndReason.AGENT_RESTART) -> list[Fault]:
+        """Revert every fault the journal holds, then sweep marked leftovers."""
+        recovered: list[Fault] = []
+        for fault_id, record in self._journal.load().items():
+            try:
+                fault = self._fault_from_record(fault_id, record)
+            except FailedPrecondition as exc:
+                # Left in the journal for an agent version that knows the kind.
+                log.error("cannot recover journaled fault", fault_id=fault_id, error=str(exc))
+                continue
+            with self._lock:
+                self._faults[fault.id] = fault
+            log.warning("recovering journaled fault", fault_id=fault.id, kind=fault.kind)
+            recovered.append(self.revert(fault.id, reason))
+        self.sweep()
+        return recovered
+
+    def sweep(self) -> list[str]:
+        swept: list[str] = []
+        for kind, injector in self._injectors.items():
+            try:
+                found = injector.sweep()
+            except Exception as exc:
+                log.error("sweep failed", kind=kind, error=str(exc))
+                continue
+            for item in found:
+                log.warning("swept leftover", kind=kind, item=item)
+            swept += found
+        return swept
+
+    def shutdown(self, reason: EndReason = EndReason.AGENT_SHUTDOWN) -> list[Fault]:
+        """Revert everything, then stop background threads."""
+        reverted = self.revert_all(reason)
+        self._closed.set()
+        self._scheduler.stop()
+        self._reverters.shutdown(wait=True, cancel_futures=False)
+        with self._lock:
+            for w in self._watchers:
+                w.events.put(None)
+        return reverted
+
+    # --------------------------------------------------------------- leases
+
+    def acquire_lease(self, holder: str, ttl: Duration) -> Lease:
+        if not holder.strip():
+            raise InvalidArgument("holder", "must name who holds the lease, e.g. 'controller@host'")
+        if len(holder) > 256:
+            raise InvalidArgument("holder", f"must be at most 256 characters, got {len(holder)}")
+        seconds = duration_seconds(
+            "ttl", ttl, maximum=self.limits.max_lease_ttl, minimum=self.limits.min_lease_ttl
+        )
+        lease = self.leases.acquire(holder, seconds)
+        self._arm_lease(lease)
+        log.info("lease acquired", lease_id=lease.id, holder=holder, ttl=seconds)
+        return lease
+
+    def renew_lease(self, lease_id: str) -> Lease:
+        lease = self.leases.renew(lease_id)
+        self._arm_lease(lease)
+        return lease
+
+    def release_lease(self, lease_id: str) -> list[Fault]:
+        lease = self.leases.remove(lease_id)
+        if lease is None:
+            raise NotFound(f"lease {lease_id!r} not found or expired: its faults are reverted")
+        self._scheduler.cancel(("lease", lease_id))
+        log.info("lease released", lease_id=lease_id)
+        return self._revert_many(self._live_faults(lease_id), EndReason.LEASE_RELEASED)
+
+    def lease_wall_deadline(self, lease: Lease) -> float:
+        return self._clock.wall() + (lease.deadline - self._clock.monotonic())
+
+    def _arm_lease(self, lease: Lease) -> None:
+        self._scheduler.set(
+            ("lease", lease.id), lease.deadline, lambda: self._on_lease_deadline(lease.id)
+        )
+
+    def _on_lease_deadline(self, lease_id: str) -> None:
+        lease = self.leases.expire_if_due(lease_id)
+        if lease is None:
+            return
+        self._metrics.lease_expirations_total.inc()
+        faults = self._live_faults(lease_id)
+        log.warning(
+            "lease expired: holder stopped renewing",
+            lease_id=lease_id,
+            holder=lease.holder,
+            faults=[f.id for f in faults],
+        )
+        for fault in faults:
+            self._submit_revert(fault.id, EndReason.LEASE_EXPIRED)
+
+    def _submit_revert(self, fault_id: str, reason: EndReason) -> None:
+        if not self._closed.is_set():
+            self._reverters.submit(self.revert, fault_id, reason)
+
+    # --------------------------------------------------------------- inject
+
+    def inject(
+        self,
+        lease_id: str,
+        spec: pb.FaultSpec,
+        duration: Duration,
+        target: pb.Target,
+        request_id: str = "",
+        caller: str = "",
+    ) -> Fault:
+        kind = spec.WhichOneof("spec")
+        if kind is None:
+            raise InvalidArgument(
+                "spec", f"no fault kind set; set one of {', '.join(sorted(self._injectors))}"
+            )
+        injector = self._injectors.get(kind)
+        if injector is None:
+            raise FailedPrecondition(f"fault kind {kind!r} is not supported by this agent version")
+        try:
+            plan = self._validate(injector, spec, duration, target)
+        except AgentError:
+            self._metrics.faults_total.labels(kind, "rejected").inc()
+            raise
+        seconds = duration.ToNanoseconds() / 1e9
+
+        with self._lock:
+            if self._halted:
+                raise FailedPrecondition(
+                    "agent is halted (Halt with latch); call Resume before injecting new faults"
+                )
+            lease = self.leases.get_live(lease_id)
+            if request_id:
+                for existing in self._faults.values():
+                    if existing.lease_id == lease_id and existing.request_id == request_id:
+                        return self._copy(existing)
+            if sum(1 for f in self._faults.values() if not f.ended) >= (
+                self.limits.max_active_faults
+            ):
+                raise ResourceExhausted(
+                    f"this agent already holds {self.limits.max_active_faults} faults"
+                    " (max_active_faults); revert some first"
+                )
+            fault = Fault(
+                id="fault-" + secrets.token_hex(8),
+                kind=kind,
+                lease_id=lease_id,
+                holder=lease.holder,
+                spec=spec,
+                target=target,
+                duration=seconds,
+                created_at=self._clock.wall(),
+                request_id=request_id,
+            )
+            try:
+                self._journal.write(fault.id, self._record(fault, phase="intent"))
+            except OSError as exc:
+                self._metrics.faults_total.labels(kind, "failed").inc()
+                raise ResourceExhausted(
+                    f"cannot journal the fault in {self._journal.dir}: {exc.strerror or exc};"
+                    " nothing was applied"
+                ) from exc
+            self._faults[fault.id] = fault
+            self._prune_history()
+        bound = log.bind(fault_id=fault.id, lease_id=lease_id, kind=kind, caller=caller)
+        self._publish(fault, None)
+
+        with fault.lock:
+            try:
+                applied = injector.apply(fault.id, plan, lambda undo: self._checkpoint(fault, undo))
+                fault.undo = applied.undo
+                fault.applied = applied.summary
+                self._journal.write(fault.id, self._record(fault, phase="applied"))
+            except Exception as exc:
+                self._metrics.faults_total.labels(kind, "failed").inc()
+                bound.error("apply failed; rolling back", error=str(exc))
+                self._rollback_failed_apply(injector, fault, exc)
+                raise ApplyError(
+                    f"{kind} fault {fault.id} could not be applied: {exc}; the partial change"
+                    " was rolled back"
+                ) from exc
+            self._metrics.faults_total.labels(kind, "applied").inc()
+            with self._lock:
+                prev = fault.state
+                fault.state = State.ACTIVE
+                fault.activated_at = self._clock.wall()
+                fault.expires_at = fault.activated_at + seconds
+            deadline = self._clock.monotonic() + seconds
+            self._scheduler.set(
+                ("fault", fault.id),
+                deadline,
+                lambda: self._submit_revert(fault.id, EndReason.DURATION_ELAPSED),
+            )
+            bound.info("fault active", applied=fault.applied, duration=seconds)
+            self._publish(fault, prev)
+        # The lease may have died while we applied: its callback saw this
+        # fault as pending and queued a revert, which now runs; make sure.
+        try:
+            self.leases.get_live(lease_id)
+        except NotFound:
+            self.revert(fault.id, EndReason.LEASE_EXPIRED)
+        return self._copy(fault)
+
+    def _validate(
+        self, injector: Injector, spec: pb.FaultSpec, duration: Duration, target: pb.Target
+    ) -> Any:
+        duration_seconds("duration", duration, maximum=self.limits.max_fault_duration)
+        capability = self.capabilities.get(injector.kind) or injector.probe()
+        if not capability.available:
+            raise FailedPrecondition(
+                f"{injector.kind} faults are unavailable on this node: {capability.reason}"
+            )
+        return injector.validate(getattr(spec, injector.spec_field), target)
+
+    def _checkpoint(self, fault: Fault, undo: dict[str, Any]) -> None:
+        fault.undo = undo
+        self._journal.write(fault.id, self._record(fault, phase="applying"))
+
+    def _rollback_failed_apply(self, injector: Injector, fault: Fault, exc: Exception) -> None:
+        prev = fault.state
+        try:
+            injector.revert(fault.id, fault.undo)
+        except Exception as revert_exc:
+            with self._lock:
+                fault.state = State.REVERT_FAILED
+                fault.end_reason = EndReason.APPLY_FAILED
+                fault.error = f"apply failed: {exc}; rollback failed: {revert_exc}"
+            self._publish(fault, prev)
+            self._retry_revert(fault)
+            return
+        self._journal.remove(fault.id)
+        with self._lock:
+            fault.state = State.FAILED
+            fault.end_reason = EndReason.APPLY_FAILED
+            fault.error = str(exc)
+            fault.ended_at = self._clock.wall()
+        self._publish(fault, prev)
+
+    # --------------------------------------------------------------- revert
+
+    def revert(self, fault_id: str, reason: EndReason) -> Fault:
+        fault = self._get(fault_id)
+        with fault.lock:
+            if fault.state in ENDED or fault.state == State.REVERTING:
+                return self._copy(fault)
+            self._scheduler.cancel(("fault", fault.id))
+            bound = log.bind(fault_id=fault.id, lease_id=fault.lease_id, kind=fault.kind)
+            with self._lock:
+                prev = fault.state
+                fault.state = State.REVERTING
+                fault.end_reason = fault.end_reason or reason
+            self._publish(fault, prev)
+            try:
+                self._injectors[fault.kind].revert(fault.id, fault.undo)
+            except Exception as exc:
+                self._mark_revert_failed(fault, exc)
+                self._retry_revert(fault)
+                return self._copy(fault)
+            self._mark_reverted(fault)
+            bound.info("fault reverted", reason=str(fault.end_reason))
+            return self._copy(fault)
+
+    def revert_all(self, reason: EndReason) -> list[Fault]:
+        return self._revert_many(self._live_faults(None), reason)
+
+    def _revert_many(self, faults: list[Fault], reason: EndReason) -> list[Fault]:
+        if self._closed.is_set():
+            return [self.revert(f.id, reason) for f in faults]
+        futures = [self._reverters.submit(self.revert, f.id, reason) for f in faults]
+        wait(futures)
+        return [f.result() for f in futures]
+
+    def _mark_reverted(self, fault: Fault) -> None:
+        self._journal.remove(fault.id)
+        with self._lock:
+            prev = fault.state
+            fault.state = State.REVERTED
+            fault.ended_at = self._clock.wall()
+            fault.error = ""
+        self._metrics.fault_reverts_total.labels(fault.kind, str(fault.end_reason)).inc()
+        self._publish(fault, prev)
+
+    def _mark_revert_failed(self, fault: Fault, exc: Exception) -> None:
+        log.error(
+            "revert failed; will retry",
+            fault_id=fault.id,
+            lease_id=fault.lease_id,
+            kind=fault.kind,
+            error=str(exc),
+        )
+        self._metrics.revert_failures_total.labels(fault.kind).inc()
+        with self._lock:
+            prev = fault.state
+            fault.state = State.REVERT_FAILED
+            fault.revert_attempts += 1
+            fault.error = f"revert failed: {exc}"
+        self._publish(fault, prev)
+
+    def _retry_revert(self, fault: Fault) -> None:
+        """Keep retrying a failed revert with backoff until it succeeds or we stop."""
+        with self._lock:
+            if fault.id in self._retrying:
+                return
+            self._retrying.add(fault.id)
+
+        def attempt() -> None:
+            with fault.lock:
+                if fault.state != State.REVERT_FAILED:
+                    return
+                try:
+                    self._injectors[fault.kind].revert(fault.id, fault.undo)
+                except Exception as exc:
+                    self._mark_revert_failed(fault, exc)
+                    raise
+                self._mark_reverted(fault)
+                log.info("fault reverted after retry", fault_id=fault.id)
+
+        def run() -> None:
+            try:
+                tenacity.Retrying(
+                    wait=tenacity.wait_exponential(multiplier=0.25, max=30),
+                    stop=lambda _state: self._closed.is_set(),
+                    sleep=self._sleep,
+                    reraise=True,
+                )(attempt)
+            except Exception:
+                log.error("giving up revert retries at shutdown", fault_id=fault.id)
+            finally:
+                with self._lock:
+                    self._retrying.discard(fault.id)
+
+        threading.Thread(target=run, name=f"retry-{fault.id}", daemon=True).start()
+
+    def _sleep(self, seconds: float) -> None:
+        self._closed.wait(seconds)
+
+    # ------------------------------------------------------------ halt etc.
+
+    def halt(self, latch: bool, reason: str) -> tuple[list[Fault], bool]:
+        with self._lock:
+            if latch:
+                self._halted = True
+        log.warning("halt", latch=latch, reason=reason)
+        return self.revert_all(EndReason.HALT), self._halted
+
+    def resume(self) -> bool:
+        with self._lock:
+            was, self._halted = self._halted, False
+        return was
+
+    @property
+    def halted(self) -> bool:
+        return self._halted
+
+    # -------------------------------------------------------------- queries
+
+    def get(self, fault_id: str) -> Fault:
+        return self._copy(self._get(fault_id))
+
+    def list_faults(
+        self, lease_id: str = "", states: frozenset[State] = frozenset()
+    ) -> list[Fault]:
+        with self._lock:
+            return [
+                self._copy(f)
+                for f in self._faults.values()
+                if (not lease_id or f.lease_id == lease_id) and (not states or f.state in states)
+            ]
+
+    def journal_ids(self) -> list[str]:
+        return self._journal.fault_ids()
+
+    def active_count(self) -> int:
+        with self._lock:
+            return sum(1 for f in self._faults.values() if not f.ended)
+
+    def to_pb(self, fault: Fault) -> pb.Fault:
+        return fault_to_pb(fault, self._injectors[fault.kind].proto_kind)
+
+    @contextmanager
+    def watch(self, lease_id: str, include_existing: bool) -> Iterator[Watcher]:
+        watcher = Watcher(lease_id, queue.Queue(maxsize=WATCH_QUEUE_LIMIT))
+        with self._lock:
+            if include_existing:
+                for f in self._faults.values():
+                    if not lease_id or f.lease_id == lease_id:
+                        watcher.events.put_nowait(self._event(f, None))
+            self._watchers.append(watcher)
+        try:
+            yield watcher
+        finally:
+            with self._lock:
+                self._watchers.remove(watcher)
+
+    # ------------------------------------------------------------- internal
+
+    def _get(self, fault_id: str) -> Fault:
+        with self._lock:
+            fault = self._faults.get(fault_id)
+        if fault is None:
+            raise NotFound(f"fault {fault_id!r} not found on this agent (see ListFaults)")
+        return fault
+
+    def _live_faults(self, lease_id: str | None) -> list[Fault]:
+        with self._lock:
+            return [
+                f
+                for f in self._faults.values()
+                if not f.ended and (lease_id is None or f.lease_id == lease_id)
+            ]
+
+    def _count_by_kind(self, state: State) -> dict[str, int]:
+        counts = dict.fromkeys(self._injectors, 0)
+        with self._lock:
+            for f in self._faults.values():
+                if f.state == state:
+                    counts[f.kind] += 1
+        return counts
+
+    def _copy(self, fault: Fault) -> Fault:
+        with self._lock:
+            return dataclasses.replace(fault, applied=dict(fault.applied))
+
+    def _event(self, fault: Fault, prev: State | None) -> pb.FaultEvent:
+        return pb.FaultEvent(
+            fault=self.to_pb(fault),
+            previous_state=STATE_TO_PB[prev] if prev else pb.FAULT_STATE_UNSPECIFIED,
+            at=timestamp(self._clock.wall()),
+        )
+
+    def _publish(self, fault: Fault, prev: State | None) -> None:
+        with self._lock:
+            if not self._watchers:
+                return
+            event = self._event(fault, prev)
+            for w in self._watchers:
+                if (w.lease_id and w.lease_id != fault.lease_id) or w.overflowed:
+                    continue
+                try:
+                    w.events.put_nowait(event)
+                except queue.Full:
+                    # A watcher that cannot keep up is cut off rather than
+                    # slowing the agent; the server ends its stream.
+                    w.overflowed = True
+
+    def _prune_history(self) -> None:
+        ended = [f.id for f in self._faults.values() if f.ended]
+        for fault_id in ended[: max(0, len(ended) - HISTORY_LIMIT)]:
+            del self._faults[fault_id]
+
+    def _record(self, fault: Fault, phase: str) -> dict[str, Any]:
+        return {
+            "fault_id": fault.id,
+            "kind": fault.kind,
+            "phase": phase,
+            "lease_id": fault.lease_id,
+            "holder": fault.holder,
+            "request_id": fault.request_id,
+            "spec": json_format.MessageToDict(fault.spec),
+            "target": json_format.MessageToDict(fault.target),
+            "duration": fault.duration,
+            "created_at": fault.created_at,
+            "boot_id": self._boot_id,
+            "undo": fault.undo,
+        }
+
+    def _fault_from_record(self, fault_id: str, record: dict[str, Any]) -> Fault:
+        spec = pb.FaultSpec()
+        target = pb.Target()
+        try:
+            json_format.ParseDict(record.get("spec", {}), spec)
+            json_format.ParseDict(record.get("target", {}), target)
+        except json_format.ParseError as exc:
+            log.error("journal record spec unreadable", fault_id=fault_id, error=str(exc))
+        kind = str(record["kind"])
+        if kind not in self._injectors:
+            raise FailedPrecondition(f"journal holds fault {fault_id} of unknown kind {kind!r}")
+        return Fault(
+            id=fault_id,
+            kind=kind,
+            lease_id=str(record.get("lease_id", "")),
+            holder=str(record.get("holder", "")),
+            spec=spec,
+            target=target,
+            duration=float(record.get("duration", 0.0)),
+            created_at=float(record.get("created_at", 0.0)),
+            request_id=str(record.get("request_id", "")),
+            state=State.ACTIVE,
+            undo=record.get("undo"),
+        )

@@ -1,0 +1,87 @@
+"""Prometheus metrics. Gauges are computed at scrape time from live state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class _LiveState(Collector):
+    def __init__(
+        self,
+        active: Callable[[], dict[str, int]],
+        revert_failed: Callable[[], dict[str, int]],
+        leases: Callable[[], int],
+    ) -> None:
+        self._active = active
+        self._revert_failed = revert_failed
+        self._leases = leases
+
+    def collect(self) -> Iterable[Metric]:
+        active = GaugeMetricFamily(
+            "brownout_faults_active", "Faults currently applied", labels=["kind"]
+        )
+        for kind, n in sorted(self._active().items()):
+            active.add_metric([kind], n)
+        yield active
+        failed = GaugeMetricFamily(
+            "brownout_faults_revert_failed",
+            "Faults whose revert failed and is being retried",
+            labels=["kind"],
+        )
+        for kind, n in sorted(self._revert_failed().items()):
+            failed.add_metric([kind], n)
+        yield failed
+        yield GaugeMetricFamily("brownout_leases_active", "Live leases", value=self._leases())
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.faults_total = Counter(
+            "brownout_faults_total",
+            "Inject requests by kind and result (applied, failed, rejected)",
+            ["kind", "result"],
+            registry=self.registry,
+        )
+        self.fault_reverts_total = Counter(
+            "brownout_fault_reverts_total",
+            "Completed reverts by kind and reason",
+            ["kind", "reason"],
+            registry=self.registry,
+        )
+        self.revert_failures_total = Counter(
+            "brownout_fault_revert_failures_total",
+            "Revert attempts that failed (each is retried)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.lease_expirations_total = Counter(
+            "brownout_lease_expirations_total",
+            "Leases that expired because their holder stopped renewing",
+            registry=self.registry,
+        )
+        self.rpc_duration_seconds = Histogram(
+            "brownout_rpc_duration_seconds",
+            "gRPC handling time by method",
+            ["method"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.audit_total = Counter(
+            "brownout_audit_events_total",
+            "Mutating RPCs by method and result code",
+            ["method", "code"],
+            registry=self.registry,
+        )
+
+    def register_live_state(
+        self,
+        active: Callable[[], dict[str, int]],
+        revert_failed: Callable[[], dict[str, int]],
+        leases: Callable[[], int],
+    ) -> None:
+        self.registry.register(_LiveState(active, revert_failed, leases))

@@ -1,0 +1,1 @@
+"""Worker processes started by injectors. They import only the standard library."""

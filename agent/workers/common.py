@@ -1,0 +1,34 @@
+"""Start-up shared by every worker: die with the agent, then say ready."""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--parent-pid", type=int, required=True)
+    # Markers: only read by the sweep, through /proc/PID/cmdline.
+    p.add_argument("--brownout-instance", required=True)
+    p.add_argument("--brownout-fault", required=True)
+    return p
+
+
+def bind_to_parent(parent_pid: int) -> None:
+    """SIGKILL this worker when the agent dies, closing the fork/prctl race."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        sys.exit(f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}")
+    if os.getppid() != parent_pid:
+        sys.exit("agent exited before the worker started")
+
+
+def ready() -> None:
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()

@@ -1,0 +1,52 @@
+"""CPU burn worker: a measured duty cycle on one core.
+
+Each period it burns until its own CPU time reaches load x elapsed time, then
+sleeps to the period's end. Tracking cumulative CPU time (not wall time)
+corrects for preemption and interpreter overhead.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from agent.workers.common import bind_to_parent, parser, ready
+
+
+def burn(load: float, period: float) -> None:
+    share = load / 100.0
+    if share >= 1.0:
+        while True:
+            pass
+    cpu0 = time.process_time()
+    wall0 = time.monotonic()
+    n = 0
+    while True:
+        n += 1
+        period_end = wall0 + n * period
+        target = share * n * period
+        while time.process_time() - cpu0 < target and time.monotonic() < period_end:
+            pass
+        pause = period_end - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        if time.monotonic() - period_end > period or target - (time.process_time() - cpu0) > period:
+            # Stopped or starved for more than a period: restart the schedule
+            # rather than burning flat out to pay the debt back.
+            cpu0, wall0, n = time.process_time(), time.monotonic(), 0
+
+
+def main() -> None:
+    p = parser("burn one core at a duty cycle")
+    p.add_argument("--core", type=int, required=True)
+    p.add_argument("--load", type=float, required=True)
+    p.add_argument("--period-ms", type=float, default=100.0)
+    args = p.parse_args()
+    bind_to_parent(args.parent_pid)
+    os.sched_setaffinity(0, {args.core})
+    ready()
+    burn(args.load, args.period_ms / 1000.0)
+
+
+if __name__ == "__main__":
+    main()
