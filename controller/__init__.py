@@ -1,0 +1,1 @@
+"""Brownout controller: talks to agents only through the generated gRPC client."""
