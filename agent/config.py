@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from agent.faults.base import Limits
-from agent.units import parse_duration, parse_size
-
-T = TypeVar("T")
+from agent.units import argtype, parse_duration, parse_size
 
 
 @dataclass(frozen=True)
@@ -41,17 +37,6 @@ def parse_labels(text: str) -> dict[str, str]:
     return labels
 
 
-def _typed(parse: Callable[[str], T]) -> Callable[[str], T]:
-    def convert(text: str) -> T:
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from exc
-
-    convert.__name__ = parse.__name__
-    return convert
-
-
 def add_common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--state-dir",
@@ -78,34 +63,34 @@ def add_serve_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--labels",
-        type=_typed(parse_labels),
+        type=argtype(parse_labels),
         default=parse_labels(_env("LABELS", "")),
         help="node labels k=v,k2=v2 (env BROWNOUT_LABELS)",
     )
     p.add_argument(
         "--max-fault-duration",
-        type=_typed(parse_duration),
+        type=argtype(parse_duration),
         default=parse_duration(_env("MAX_FAULT_DURATION", "1h")),
     )
     p.add_argument(
         "--max-lease-ttl",
-        type=_typed(parse_duration),
+        type=argtype(parse_duration),
         default=parse_duration(_env("MAX_LEASE_TTL", "5m")),
     )
     p.add_argument(
         "--min-lease-ttl",
-        type=_typed(parse_duration),
+        type=argtype(parse_duration),
         default=parse_duration(_env("MIN_LEASE_TTL", "1s")),
     )
     p.add_argument(
         "--memory-reserve",
-        type=_typed(parse_size),
+        type=argtype(parse_size),
         default=parse_size(_env("MEMORY_RESERVE", str(d.memory_reserve_bytes))),
         help="memory never taken by leaks: the larger of this and 5%% of RAM",
     )
     p.add_argument(
         "--disk-reserve",
-        type=_typed(parse_size),
+        type=argtype(parse_size),
         default=parse_size(_env("DISK_RESERVE", str(d.disk_reserve_bytes))),
         help="disk never filled unless allow_full: the larger of this and 1%% of the filesystem",
     )

@@ -80,6 +80,7 @@ def build_runtime(cfg: AgentConfig) -> Runtime:
         limits=cfg.limits,
         markers=Markers(instance=instance_marker(cfg.state_dir), state_dir=cfg.state_dir),
         agent_pid=os.getpid(),
+        listen=cfg.listen,
     )
     manager = FaultManager(
         build_injectors(ctx, spawner),

@@ -20,6 +20,7 @@ class Lease:
     holder: str
     ttl: float
     deadline: float  # monotonic
+    peer: str = ""  # gRPC peer that last acquired or renewed it
 
 
 class LeaseTable:
@@ -28,12 +29,13 @@ class LeaseTable:
         self._lock = threading.Lock()
         self._leases: dict[str, Lease] = {}
 
-    def acquire(self, holder: str, ttl: float) -> Lease:
+    def acquire(self, holder: str, ttl: float, peer: str = "") -> Lease:
         lease = Lease(
             id="lease-" + secrets.token_hex(8),
             holder=holder,
             ttl=ttl,
             deadline=self._clock.monotonic() + ttl,
+            peer=peer,
         )
         with self._lock:
             self._leases[lease.id] = lease
@@ -54,7 +56,7 @@ class LeaseTable:
                 )
             return Lease(**vars(lease))
 
-    def renew(self, lease_id: str) -> Lease:
+    def renew(self, lease_id: str, peer: str = "") -> Lease:
         with self._lock:
             lease = self._leases.get(lease_id)
             now = self._clock.monotonic()
@@ -64,6 +66,8 @@ class LeaseTable:
                     " reverted; acquire a new lease"
                 )
             lease.deadline = now + lease.ttl
+            if peer:
+                lease.peer = peer
             return Lease(**vars(lease))
 
     def remove(self, lease_id: str) -> Lease | None:

@@ -35,7 +35,7 @@ from agent.errors import (
     NotFound,
     ResourceExhausted,
 )
-from agent.faults.base import Capability, Injector, Limits
+from agent.faults.base import Capability, Injector, Limits, RequestContext
 from agent.faults.model import ENDED, EndReason, Fault, State
 from agent.journal import Journal
 from agent.leases import Lease, LeaseTable
@@ -140,7 +140,7 @@ class FaultManager:
 
     # --------------------------------------------------------------- leases
 
-    def acquire_lease(self, holder: str, ttl: Duration) -> Lease:
+    def acquire_lease(self, holder: str, ttl: Duration, peer: str = "") -> Lease:
         if not holder.strip():
             raise InvalidArgument("holder", "must name who holds the lease, e.g. 'controller@host'")
         if len(holder) > 256:
@@ -148,13 +148,13 @@ class FaultManager:
         seconds = duration_seconds(
             "ttl", ttl, maximum=self.limits.max_lease_ttl, minimum=self.limits.min_lease_ttl
         )
-        lease = self.leases.acquire(holder, seconds)
+        lease = self.leases.acquire(holder, seconds, peer)
         self._arm_lease(lease)
         log.info("lease acquired", lease_id=lease.id, holder=holder, ttl=seconds)
         return lease
 
-    def renew_lease(self, lease_id: str) -> Lease:
-        lease = self.leases.renew(lease_id)
+    def renew_lease(self, lease_id: str, peer: str = "") -> Lease:
+        lease = self.leases.renew(lease_id, peer)
         self._arm_lease(lease)
         return lease
 
@@ -203,6 +203,7 @@ class FaultManager:
         target: pb.Target,
         request_id: str = "",
         caller: str = "",
+        caller_peer: str = "",
     ) -> Fault:
         kind = spec.WhichOneof("spec")
         if kind is None:
@@ -213,7 +214,9 @@ class FaultManager:
         if injector is None:
             raise FailedPrecondition(f"fault kind {kind!r} is not supported by this agent version")
         try:
-            plan = self._validate(injector, spec, duration, target)
+            lease_peer = self.leases.get_live(lease_id).peer
+            request = RequestContext(caller_peer=caller_peer, lease_peer=lease_peer)
+            plan = self._validate(injector, spec, duration, target, request)
         except AgentError:
             self._metrics.faults_total.labels(kind, "rejected").inc()
             raise
@@ -297,7 +300,12 @@ class FaultManager:
         return self._copy(fault)
 
     def _validate(
-        self, injector: Injector, spec: pb.FaultSpec, duration: Duration, target: pb.Target
+        self,
+        injector: Injector,
+        spec: pb.FaultSpec,
+        duration: Duration,
+        target: pb.Target,
+        request: RequestContext,
     ) -> Any:
         duration_seconds("duration", duration, maximum=self.limits.max_fault_duration)
         capability = self.capabilities.get(injector.kind) or injector.probe()
@@ -305,7 +313,7 @@ class FaultManager:
             raise FailedPrecondition(
                 f"{injector.kind} faults are unavailable on this node: {capability.reason}"
             )
-        return injector.validate(getattr(spec, injector.spec_field), target)
+        return injector.validate(getattr(spec, injector.spec_field), target, request)
 
     def _checkpoint(self, fault: Fault, undo: dict[str, Any]) -> None:
         fault.undo = undo

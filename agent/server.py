@@ -224,11 +224,11 @@ class AgentServicer(pb_grpc.AgentServicer):
         self, request: pb.AcquireLeaseRequest, context: grpc.ServicerContext
     ) -> pb.Lease:
         holder = request.holder or caller_identity(context)
-        return self._lease_pb(self.manager.acquire_lease(holder, request.ttl))
+        return self._lease_pb(self.manager.acquire_lease(holder, request.ttl, peer=context.peer()))
 
     @rpc(mutating=True)
     def RenewLease(self, request: pb.RenewLeaseRequest, context: grpc.ServicerContext) -> pb.Lease:
-        return self._lease_pb(self.manager.renew_lease(request.lease_id))
+        return self._lease_pb(self.manager.renew_lease(request.lease_id, peer=context.peer()))
 
     @rpc(mutating=True)
     def ReleaseLease(
@@ -252,6 +252,7 @@ class AgentServicer(pb_grpc.AgentServicer):
             request.target,
             request.request_id,
             caller=caller_identity(context),
+            caller_peer=context.peer(),
         )
         return self.manager.to_pb(fault)
 

@@ -14,45 +14,17 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
 from types import FrameType
-from typing import TypeVar
 
 import grpc
 
 from agent.units import parse_duration
 from brownout.v1 import agent_pb2 as pb
+from controller import kinds
 from controller.client import AgentClient
+from controller.kinds.common import typed
 from controller.lease_keeper import LeaseKeeper
 from controller.render import describe_fault, fault_table, info_text
-
-T = TypeVar("T")
-
-
-def _typed(parse: Callable[[str], T]) -> Callable[[str], T]:
-    def convert(text: str) -> T:
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from exc
-
-    convert.__name__ = parse.__name__
-    return convert
-
-
-def _core_list(text: str) -> list[int]:
-    cores: list[int] = []
-    for part in text.split(","):
-        first, sep, last = part.strip().partition("-")
-        if sep:
-            cores += range(int(first), int(last) + 1)
-        else:
-            cores.append(int(first))
-    return cores
-
-
-def _percent(text: str) -> float:
-    return float(text.strip().removesuffix("%"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("BROWNOUT_AGENT", "127.0.0.1:7070"),
         help="agent host:port (env BROWNOUT_AGENT)",
     )
-    p.add_argument("--timeout", type=_typed(parse_duration), default=10.0, help="per-RPC timeout")
+    p.add_argument("--timeout", type=typed(parse_duration), default=10.0, help="per-RPC timeout")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="agent version, capabilities and limits")
     faults = sub.add_parser("faults", help="list faults")
@@ -75,27 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("resume", help="allow new faults after a latched halt")
 
     inject = sub.add_parser("inject", help="inject a fault and hold it in the foreground")
-    kinds = inject.add_subparsers(dest="kind", required=True)
-    cpu = kinds.add_parser("cpu", help="burn CPU at a duty cycle")
-    cores = cpu.add_mutually_exclusive_group(required=True)
-    cores.add_argument("--cores", type=int, help="number of cores (the agent picks them)")
-    cores.add_argument("--core-list", type=_typed(_core_list), help="explicit cores, e.g. 0,2-3")
-    cpu.add_argument("--load", type=_typed(_percent), required=True, help="percent per core")
-    for kp in (cpu,):
-        kp.add_argument("--duration", type=_typed(parse_duration), required=True)
-        kp.add_argument("--lease-ttl", type=_typed(parse_duration), default=10.0)
+    kind_parsers = inject.add_subparsers(dest="kind", required=True)
+    for module in kinds.KINDS:
+        kp = kind_parsers.add_parser(module.NAME, help=module.HELP)
+        module.add_arguments(kp)
+        kp.add_argument("--duration", type=typed(parse_duration), required=True)
+        kp.add_argument("--lease-ttl", type=typed(parse_duration), default=10.0, help="default 10s")
         kp.add_argument("--holder", default=f"cli:{getpass.getuser()}@{socket.gethostname()}")
     return p
-
-
-def _spec(args: argparse.Namespace) -> pb.FaultSpec:
-    if args.kind == "cpu":
-        return pb.FaultSpec(
-            cpu=pb.CpuSpec(
-                cores=args.cores or 0, core_list=args.core_list or [], load_percent=args.load
-            )
-        )
-    raise AssertionError(f"unhandled kind {args.kind}")
 
 
 class _Interrupted(Exception):
@@ -116,7 +75,8 @@ def run_inject(client: AgentClient, args: argparse.Namespace) -> int:
     }
     try:
         try:
-            fault = client.inject(lease.lease_id, _spec(args), args.duration)
+            spec, target = kinds.build(args)
+            fault = client.inject(lease.lease_id, spec, args.duration, target)
             print(describe_fault(fault), flush=True)
             while fault.state in (pb.FAULT_STATE_PENDING, pb.FAULT_STATE_ACTIVE):
                 if keeper.lost.wait(0.25):

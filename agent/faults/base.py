@@ -54,6 +54,16 @@ class InjectorContext:
     limits: Limits
     markers: Markers
     agent_pid: int
+    # The agent's own gRPC listen address (host:port), never cut off.
+    listen: str = "127.0.0.1:7070"
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Who asked, for faults that must never cut the asker off."""
+
+    caller_peer: str = ""  # gRPC peer of the InjectFault call, e.g. "ipv4:10.0.0.5:41234"
+    lease_peer: str = ""  # gRPC peer that last acquired or renewed the lease
 
 
 @dataclass
@@ -75,7 +85,7 @@ class Injector(Protocol):
 
     def probe(self) -> Capability: ...
 
-    def validate(self, spec: Message, target: pb.Target) -> Any:
+    def validate(self, spec: Message, target: pb.Target, request: RequestContext) -> Any:
         """Return a plan, or raise InvalidArgument naming the field and the limit."""
         ...
 

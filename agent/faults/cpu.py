@@ -10,7 +10,7 @@ from google.protobuf.message import Message
 
 from agent import procs
 from agent.errors import InvalidArgument
-from agent.faults.base import Applied, Capability, Checkpoint, InjectorContext
+from agent.faults.base import Applied, Capability, Checkpoint, InjectorContext, RequestContext
 from agent.validation import number_in_range
 from brownout.v1 import agent_pb2 as pb
 
@@ -43,7 +43,7 @@ class CpuInjector:
             return Capability(False, f"sched_getaffinity unavailable: {exc.strerror}")
         return Capability(True)
 
-    def validate(self, spec: Message, target: pb.Target) -> CpuPlan:
+    def validate(self, spec: Message, target: pb.Target, request: RequestContext) -> CpuPlan:
         assert isinstance(spec, pb.CpuSpec)
         if target.WhichOneof("selector") is not None:
             raise InvalidArgument(

@@ -1,0 +1,45 @@
+"""Shared fixtures. Host-tier tests run a real agent process; nothing mocks it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.agentproc import AgentProc, is_root
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if is_root():
+        return
+    skip = pytest.mark.skip(reason="host tier needs root")
+    for item in items:
+        if "host" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def agent_factory(tmp_path: Path) -> Iterator[list[AgentProc]]:
+    """Start agents with agent_factory-created AgentProc(...).start(); all are
+    stopped at teardown and must leave no marked process and no journal."""
+    started: list[AgentProc] = []
+    yield started
+    problems = []
+    for a in started:
+        if a.proc is not None and a.proc.poll() is None:
+            a.stop()
+        leftovers = a.marked_processes()
+        if leftovers:
+            problems.append(f"agent {a.state_dir}: processes left behind: {leftovers}")
+        if a.journal_files():
+            problems.append(f"agent {a.state_dir}: journal left behind: {a.journal_files()}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.fixture
+def agent(tmp_path: Path, agent_factory: list[AgentProc]) -> AgentProc:
+    """One running agent with its own state dir; checked for residue at teardown."""
+    a = AgentProc(tmp_path / "state").start()
+    agent_factory.append(a)
+    return a
