@@ -36,6 +36,7 @@ class Journal:
 
     def write(self, fault_id: str, record: dict[str, Any]) -> None:
         """Atomically (re)write the record of one fault. Raises OSError (e.g. ENOSPC)."""
+        path = self._path(fault_id)
         data = json.dumps({"version": RECORD_VERSION, **record}, sort_keys=True).encode()
         tmp = self.dir / f"{_TMP_PREFIX}{fault_id}-{secrets.token_hex(4)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -51,7 +52,7 @@ class Journal:
             raise
         os.close(fd)
         try:
-            os.replace(tmp, self._path(fault_id))
+            os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink()

@@ -91,11 +91,17 @@ class FaultManager:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> None:
+    def start(self, run_scheduler: bool = True) -> None:
         self.capabilities = {kind: inj.probe() for kind, inj in self._injectors.items()}
         for kind, cap in self.capabilities.items():
             log.info("capability", kind=kind, available=cap.available, reason=cap.reason)
-        self._scheduler.start()
+        if run_scheduler:
+            self._scheduler.start()
+
+    def run_due(self) -> None:
+        """Fire every deadline that has passed (the scheduler thread does this by itself)."""
+        for callback in self._scheduler.pop_due(self._clock.monotonic()):
+            callback()
 
     def recover(self, reason: EndReason = EndReason.AGENT_RESTART) -> list[Fault]:
         """Revert every fault the journal holds, then sweep marked leftovers."""

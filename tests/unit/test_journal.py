@@ -1,0 +1,43 @@
+"""The journal: atomic records, no stray temp files, removal needs no space."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from agent.journal import Journal
+
+pytestmark = pytest.mark.unit
+
+
+def test_write_load_remove_roundtrip(tmp_path: Path) -> None:
+    j = Journal(tmp_path)
+    j.write("fault-1", {"kind": "cpu", "undo": None})
+    j.write("fault-1", {"kind": "cpu", "undo": {"workers": [{"pid": 1}]}})
+    j.write("fault-2", {"kind": "cpu", "undo": None})
+    records = j.load()
+    assert set(records) == {"fault-1", "fault-2"}
+    assert records["fault-1"]["undo"] == {"workers": [{"pid": 1}]}
+    assert records["fault-1"]["version"] == 1
+    assert j.fault_ids() == ["fault-1", "fault-2"]
+    j.remove("fault-1")
+    j.remove("fault-1")  # idempotent
+    assert j.fault_ids() == ["fault-2"]
+    assert sorted(os.listdir(j.dir)) == ["fault-2.json"]
+
+
+def test_stray_temp_files_are_cleaned_and_corrupt_records_set_aside(tmp_path: Path) -> None:
+    j = Journal(tmp_path)
+    (j.dir / ".tmp-fault-9-abcd").write_text("{half")
+    (j.dir / "fault-8.json").write_text("{not json")
+    j.write("fault-7", {"kind": "cpu"})
+    assert set(j.load()) == {"fault-7"}
+    assert sorted(os.listdir(j.dir)) == ["fault-7.json", "fault-8.json.corrupt"]
+
+
+@pytest.mark.parametrize("bad", ["", "../etc/passwd", ".hidden", "a/b"])
+def test_unsafe_ids_are_refused(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ValueError):
+        Journal(tmp_path).write(bad, {"kind": "cpu"})

@@ -1,0 +1,225 @@
+"""The fault manager's state machine, journal ordering and lease expiry.
+
+The injector here is an in-memory one: this tests the manager's logic, not
+the kernel (the host tier does that with real workers).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
+
+from agent.clock import FakeClock
+from agent.errors import ApplyError, FailedPrecondition, InvalidArgument, NotFound
+from agent.faults.base import Applied, Capability, Checkpoint, Limits, RequestContext
+from agent.faults.model import EndReason, State
+from agent.journal import Journal
+from agent.manager import FaultManager
+from agent.metrics import Metrics
+from brownout.v1 import agent_pb2 as pb
+from tests.agentproc import wait_for
+
+pytestmark = pytest.mark.unit
+
+
+class MemoryInjector:
+    """Applies faults to a dict; can be told to fail."""
+
+    kind = "cpu"
+    proto_kind = pb.FAULT_KIND_CPU
+    spec_field = "cpu"
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.world: dict[str, float] = {}
+        self.fail_apply = False
+        self.fail_revert = 0  # number of reverts to fail
+        self.journal_seen_at_apply: list[str] = []
+
+    def probe(self) -> Capability:
+        return Capability(True)
+
+    def validate(self, spec: Message, target: pb.Target, request: RequestContext) -> float:
+        assert isinstance(spec, pb.CpuSpec)
+        if spec.load_percent <= 0:
+            raise InvalidArgument("cpu.load_percent", "must be > 0")
+        return spec.load_percent
+
+    def apply(self, fault_id: str, plan: Any, checkpoint: Checkpoint) -> Applied:
+        self.journal_seen_at_apply = self.journal.fault_ids()
+        checkpoint({"key": fault_id})
+        self.world[fault_id] = plan
+        if self.fail_apply:
+            raise OSError("kernel said no")
+        return Applied({"key": fault_id}, {"load": str(plan)})
+
+    def revert(self, fault_id: str, undo: dict[str, Any] | None) -> None:
+        if self.fail_revert:
+            self.fail_revert -= 1
+            raise OSError("busy")
+        self.world.pop(fault_id, None)
+
+    def sweep(self) -> list[str]:
+        return []
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def setup(tmp_path: Path, clock: FakeClock) -> Iterator[tuple[FaultManager, MemoryInjector]]:
+    journal = Journal(tmp_path)
+    inj = MemoryInjector(journal)
+    mgr = FaultManager({"cpu": inj}, journal, clock, Limits(min_lease_ttl=1), Metrics())
+    mgr.start(run_scheduler=False)
+    yield mgr, inj
+    mgr.shutdown()
+
+
+def spec(load: float = 50) -> pb.FaultSpec:
+    return pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=load))
+
+
+def secs(n: float) -> Duration:
+    d = Duration()
+    d.FromNanoseconds(int(n * 1e9))
+    return d
+
+
+def test_intent_is_journaled_before_apply_and_forgotten_after_revert(
+    setup: tuple[FaultManager, MemoryInjector],
+) -> None:
+    mgr, inj = setup
+    lease = mgr.acquire_lease("t", secs(10))
+    fault = mgr.inject(lease.id, spec(), secs(60), pb.Target())
+    assert inj.journal_seen_at_apply == [fault.id]
+    record = json.loads((mgr._journal.dir / f"{fault.id}.json").read_text())
+    assert record["phase"] == "applied" and record["undo"] == {"key": fault.id}
+    assert fault.state == State.ACTIVE and inj.world == {fault.id: 50}
+    reverted = mgr.revert(fault.id, EndReason.CLIENT_REVERT)
+    assert reverted.state == State.REVERTED and reverted.end_reason == EndReason.CLIENT_REVERT
+    assert inj.world == {} and mgr.journal_ids() == []
+
+
+def test_failed_apply_rolls_back_and_leaves_no_record(
+    setup: tuple[FaultManager, MemoryInjector],
+) -> None:
+    mgr, inj = setup
+    inj.fail_apply = True
+    lease = mgr.acquire_lease("t", secs(10))
+    with pytest.raises(ApplyError, match="kernel said no; the partial change was rolled back"):
+        mgr.inject(lease.id, spec(), secs(60), pb.Target())
+    (fault,) = mgr.list_faults()
+    assert fault.state == State.FAILED and fault.end_reason == EndReason.APPLY_FAILED
+    assert inj.world == {} and mgr.journal_ids() == []
+
+
+def test_failed_revert_stays_visible_and_is_retried_until_it_succeeds(
+    setup: tuple[FaultManager, MemoryInjector],
+) -> None:
+    mgr, inj = setup
+    lease = mgr.acquire_lease("t", secs(10))
+    fault = mgr.inject(lease.id, spec(), secs(60), pb.Target())
+    inj.fail_revert = 2
+    after = mgr.revert(fault.id, EndReason.CLIENT_REVERT)
+    assert after.state == State.REVERT_FAILED and "busy" in after.error
+    assert mgr.journal_ids() == [fault.id]  # still owed a revert
+    assert wait_for(lambda: mgr.get(fault.id).state == State.REVERTED, 10)
+    final = mgr.get(fault.id)
+    assert final.revert_attempts == 2 and final.end_reason == EndReason.CLIENT_REVERT
+    assert inj.world == {} and mgr.journal_ids() == []
+
+
+def test_lease_expiry_reverts_its_faults_with_the_reason(
+    setup: tuple[FaultManager, MemoryInjector], clock: FakeClock
+) -> None:
+    mgr, _inj = setup
+    lease = mgr.acquire_lease("t", secs(3))
+    other = mgr.acquire_lease("u", secs(30))
+    mine = mgr.inject(lease.id, spec(), secs(60), pb.Target())
+    theirs = mgr.inject(other.id, spec(), secs(60), pb.Target())
+    clock.advance(2)
+    mgr.renew_lease(other.id)
+    clock.advance(1.01)
+    mgr.run_due()
+    assert wait_for(lambda: mgr.get(mine.id).state == State.REVERTED, 5)
+    assert mgr.get(mine.id).end_reason == EndReason.LEASE_EXPIRED
+    assert mgr.get(theirs.id).state == State.ACTIVE
+    with pytest.raises(NotFound):
+        mgr.renew_lease(lease.id)
+    with pytest.raises(NotFound):
+        mgr.inject(lease.id, spec(), secs(60), pb.Target())
+
+
+def test_duration_ends_the_fault(
+    setup: tuple[FaultManager, MemoryInjector], clock: FakeClock
+) -> None:
+    mgr, _inj = setup
+    lease = mgr.acquire_lease("t", secs(300))
+    fault = mgr.inject(lease.id, spec(), secs(5), pb.Target())
+    clock.advance(5)
+    mgr.run_due()
+    assert wait_for(lambda: mgr.get(fault.id).state == State.REVERTED, 5)
+    assert mgr.get(fault.id).end_reason == EndReason.DURATION_ELAPSED
+
+
+def test_halt_latch_refuses_new_faults_until_resume(
+    setup: tuple[FaultManager, MemoryInjector],
+) -> None:
+    mgr, _inj = setup
+    lease = mgr.acquire_lease("t", secs(30))
+    fault = mgr.inject(lease.id, spec(), secs(60), pb.Target())
+    reverted, latched = mgr.halt(latch=True, reason="incident")
+    assert latched and [f.id for f in reverted] == [fault.id]
+    assert reverted[0].end_reason == EndReason.HALT
+    with pytest.raises(FailedPrecondition, match="halted"):
+        mgr.inject(lease.id, spec(), secs(60), pb.Target())
+    assert mgr.resume() is True
+    assert mgr.inject(lease.id, spec(), secs(60), pb.Target()).state == State.ACTIVE
+
+
+def test_request_id_makes_inject_idempotent(setup: tuple[FaultManager, MemoryInjector]) -> None:
+    mgr, inj = setup
+    lease = mgr.acquire_lease("t", secs(30))
+    a = mgr.inject(lease.id, spec(), secs(60), pb.Target(), request_id="r1")
+    b = mgr.inject(lease.id, spec(), secs(60), pb.Target(), request_id="r1")
+    assert a.id == b.id and len(inj.world) == 1
+
+
+def test_bad_requests_leave_nothing(setup: tuple[FaultManager, MemoryInjector]) -> None:
+    mgr, inj = setup
+    lease = mgr.acquire_lease("t", secs(30))
+    with pytest.raises(InvalidArgument, match=r"^spec: no fault kind set"):
+        mgr.inject(lease.id, pb.FaultSpec(), secs(60), pb.Target())
+    with pytest.raises(InvalidArgument, match=r"^cpu.load_percent"):
+        mgr.inject(lease.id, spec(0), secs(60), pb.Target())
+    with pytest.raises(InvalidArgument, match=r"^duration: .*limit of 3600s"):
+        mgr.inject(lease.id, spec(), secs(7200), pb.Target())
+    with pytest.raises(FailedPrecondition, match="'memory' is not supported"):
+        mgr.inject(lease.id, pb.FaultSpec(memory=pb.MemorySpec(bytes=1)), secs(5), pb.Target())
+    with pytest.raises(InvalidArgument, match=r"^ttl: .*limit of 300s"):
+        mgr.acquire_lease("t", secs(301))
+    with pytest.raises(InvalidArgument, match=r"^holder"):
+        mgr.acquire_lease(" ", secs(10))
+    assert mgr.list_faults() == [] and inj.world == {} and mgr.journal_ids() == []
+
+
+def test_recover_reverts_every_journaled_fault(tmp_path: Path, clock: FakeClock) -> None:
+    journal = Journal(tmp_path)
+    journal.write("fault-old", {"kind": "cpu", "undo": {"key": "fault-old"}, "lease_id": "l"})
+    inj = MemoryInjector(journal)
+    inj.world["fault-old"] = 1
+    mgr = FaultManager({"cpu": inj}, journal, clock, Limits(), Metrics())
+    mgr.start(run_scheduler=False)
+    (fault,) = mgr.recover()
+    assert fault.state == State.REVERTED and fault.end_reason == EndReason.AGENT_RESTART
+    assert inj.world == {} and journal.fault_ids() == []
+    mgr.shutdown()
