@@ -7,6 +7,7 @@ import json
 import sys
 
 from agent import __version__, config, daemon, logs
+from agent.tls import TlsConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         try:
             return daemon.serve(config.from_args(args))
-        except daemon.StateDirBusy as exc:
+        except (daemon.StateDirBusy, TlsConfigError) as exc:
             print(f"brownout-agent: {exc}", file=sys.stderr)
             return 2
     cfg = config.AgentConfig(state_dir=args.state_dir, log_level=args.log_level)

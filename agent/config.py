@@ -21,6 +21,12 @@ class AgentConfig:
     limits: Limits = field(default_factory=Limits)
     oom_score_adj: int = -900
     ready_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    operators: frozenset[str] = frozenset()
+    viewers: frozenset[str] = frozenset()
+    insecure_allow_remote: bool = False
 
 
 def _env(name: str, default: str) -> str:
@@ -35,6 +41,15 @@ def parse_labels(text: str) -> dict[str, str]:
             raise ValueError(f"invalid label {item!r}: use key=value")
         labels[key.strip()] = value.strip()
     return labels
+
+
+def _identities(text: str) -> frozenset[str]:
+    return frozenset(filter(None, (p.strip() for p in text.split(","))))
+
+
+def _optional_path(name: str) -> Path | None:
+    value = _env(name, "")
+    return Path(value) if value else None
 
 
 def add_common_flags(p: argparse.ArgumentParser) -> None:
@@ -105,6 +120,37 @@ def add_serve_flags(p: argparse.ArgumentParser) -> None:
         default=int(_env("OOM_SCORE_ADJ", "-900")),
         help="the agent's own oom_score_adj, so leaks are killed before it",
     )
+    tls = p.add_argument_group("security (see docs/security.md)")
+    tls.add_argument(
+        "--tls-cert", type=Path, default=_optional_path("TLS_CERT"), help="env BROWNOUT_TLS_CERT"
+    )
+    tls.add_argument(
+        "--tls-key", type=Path, default=_optional_path("TLS_KEY"), help="env BROWNOUT_TLS_KEY"
+    )
+    tls.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        default=_optional_path("TLS_CLIENT_CA"),
+        help="CA that signs client certificates (env BROWNOUT_TLS_CLIENT_CA)",
+    )
+    tls.add_argument(
+        "--operators",
+        type=_identities,
+        default=_identities(_env("OPERATORS", "")),
+        help="client identities (SAN or CN) allowed everything, comma-separated",
+    )
+    tls.add_argument(
+        "--viewers",
+        type=_identities,
+        default=_identities(_env("VIEWERS", "")),
+        help="client identities allowed GetInfo, ListFaults, GetFault, WatchFaults",
+    )
+    tls.add_argument(
+        "--insecure-allow-remote",
+        action="store_true",
+        default=_env("INSECURE_ALLOW_REMOTE", "") == "1",
+        help="serve plaintext on a non-loopback address (logged as a warning at every start)",
+    )
     p.add_argument(
         "--ready-file",
         type=Path,
@@ -133,4 +179,10 @@ def from_args(ns: argparse.Namespace) -> AgentConfig:
         ),
         oom_score_adj=ns.oom_score_adj,
         ready_file=ns.ready_file,
+        tls_cert=ns.tls_cert,
+        tls_key=ns.tls_key,
+        tls_client_ca=ns.tls_client_ca,
+        operators=ns.operators,
+        viewers=ns.viewers,
+        insecure_allow_remote=ns.insecure_allow_remote,
     )

@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from agent import __version__, procs
+from agent.authz import Allowlist, AuthzInterceptor
 from agent.clock import SystemClock
 from agent.config import AgentConfig
 from agent.faults.base import InjectorContext, Markers
@@ -35,6 +36,7 @@ from agent.manager import FaultManager
 from agent.metrics import Metrics
 from agent.server import AgentServicer
 from agent.sysinfo import boot_id
+from agent.tls import TlsConfigError, check_plaintext_allowed, is_loopback, listen_host, server_tls
 from brownout.v1 import agent_pb2, agent_pb2_grpc
 
 log = structlog.get_logger("agent")
@@ -112,8 +114,32 @@ def sweep(cfg: AgentConfig) -> dict[str, object]:
     }
 
 
+def _security(
+    cfg: AgentConfig,
+) -> tuple[grpc.ServerCredentials | None, list[grpc.ServerInterceptor]]:
+    """Server credentials and the authorisation interceptor, or plaintext on loopback."""
+    tls = server_tls(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
+    if tls is None:
+        check_plaintext_allowed(cfg.listen, cfg.insecure_allow_remote)
+        if not is_loopback(listen_host(cfg.listen)):
+            log.warning(
+                "serving plaintext gRPC on a non-loopback address (--insecure-allow-remote):"
+                " anyone who can reach it can inject faults",
+                listen=cfg.listen,
+            )
+        return None, []
+    if not cfg.operators and not cfg.viewers:
+        raise TlsConfigError(
+            "TLS is on but no client may call: give --operators and/or --viewers"
+            " (certificate SANs or CNs)"
+        )
+    return tls.credentials(), [AuthzInterceptor(Allowlist(cfg.operators, cfg.viewers))]
+
+
 def serve(cfg: AgentConfig) -> int:
     started_at = time.time()
+    # Refuse a bad security setup before touching anything.
+    credentials, interceptors = _security(cfg)
     _protect_self(cfg.oom_score_adj)
     rt = build_runtime(cfg)
     manager = rt.manager
@@ -124,6 +150,7 @@ def serve(cfg: AgentConfig) -> int:
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="grpc"),
+        interceptors=interceptors,
         options=[("grpc.so_reuseport", 0)],
     )
     servicer = AgentServicer(manager, rt.metrics, cfg.labels, boot_id(), started_at)
@@ -133,7 +160,10 @@ def serve(cfg: AgentConfig) -> int:
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(cfg.listen)
+    if credentials is None:
+        port = server.add_insecure_port(cfg.listen)
+    else:
+        port = server.add_secure_port(cfg.listen, credentials)
     if port == 0:
         raise OSError(f"cannot listen on {cfg.listen}")
     server.start()
@@ -151,6 +181,7 @@ def serve(cfg: AgentConfig) -> int:
         version=__version__,
         listen=cfg.listen,
         port=port,
+        tls=credentials is not None,
         metrics_port=metrics_port,
         state_dir=str(cfg.state_dir),
     )

@@ -17,6 +17,7 @@ import structlog
 from google.protobuf.message import Message
 
 from agent import __version__
+from agent.authz import peer_identities
 from agent.convert import PB_TO_STATE, duration, timestamp
 from agent.errors import (
     AgentError,
@@ -53,12 +54,8 @@ Handler = Callable[[Any, Req, grpc.ServicerContext], Resp]
 
 def caller_identity(context: grpc.ServicerContext) -> str:
     """The TLS identity when there is one (SAN, then CN), else the peer address."""
-    auth: dict[str, list[bytes]] = dict(context.auth_context())  # type: ignore[arg-type]
-    for key in ("x509_subject_alternative_name", "x509_common_name"):
-        values = auth.get(key)
-        if values:
-            return values[0].decode(errors="replace")
-    return str(context.peer())
+    identities = peer_identities(context)
+    return identities[0] if identities else str(context.peer())
 
 
 def status_code(exc: AgentError) -> grpc.StatusCode:

@@ -9,6 +9,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from brownout.v1 import agent_pb2 as pb
 from brownout.v1 import agent_pb2_grpc as pb_grpc
+from controller.tls import ClientTls
 
 
 def to_duration(seconds: float) -> Duration:
@@ -18,10 +19,13 @@ def to_duration(seconds: float) -> Duration:
 
 
 class AgentClient:
-    def __init__(self, address: str, timeout: float = 10.0) -> None:
+    def __init__(self, address: str, timeout: float = 10.0, tls: ClientTls | None = None) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(address)
+        if tls is None:
+            self._channel = grpc.insecure_channel(address)
+        else:
+            self._channel = grpc.secure_channel(address, tls.credentials(), tls.options())
         self.stub = pb_grpc.AgentStub(self._channel)
 
     def close(self) -> None:
