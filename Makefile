@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PROTO_SRC := proto/brownout/v1/agent.proto
 
-.PHONY: setup run test lint typecheck unit host bench proto clean
+.PHONY: setup run test lint typecheck unit host bench proto install clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,10 @@ proto: setup
 		--python_out=proto --grpc_python_out=proto \
 		--mypy_out=proto --mypy_grpc_out=proto \
 		$(PROTO_SRC)
+
+# /opt/brownout/venv, the systemd unit and /etc/brownout/agent.yaml (ROOT= stages elsewhere).
+install:
+	systemd/install.sh $(if $(ROOT),--root $(ROOT))
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -54,6 +54,13 @@ def _optional_path(name: str) -> Path | None:
 
 def add_common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
+        "--config",
+        type=Path,
+        default=_optional_path("CONFIG"),
+        help="YAML config file whose keys mirror these flags (env BROWNOUT_CONFIG);"
+        " flags and BROWNOUT_* variables override it",
+    )
+    p.add_argument(
         "--state-dir",
         type=Path,
         default=Path(_env("STATE_DIR", "/var/lib/brownout")),

@@ -24,7 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from agent import __version__, procs
+from agent import __version__, procs, sdnotify
 from agent.authz import Allowlist, AuthzInterceptor
 from agent.clock import SystemClock
 from agent.config import AgentConfig
@@ -193,9 +193,12 @@ def serve(cfg: AgentConfig) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: stop.set())
+    sdnotify.notify(f"READY=1\nSTATUS=serving on port {port}")
+    sdnotify.start_watchdog(manager.healthy, stop)
     stop.wait()
 
     log.info("shutting down: reverting every fault")
+    sdnotify.notify("STOPPING=1\nSTATUS=reverting every fault")
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     reverted = manager.shutdown(EndReason.AGENT_SHUTDOWN)

@@ -31,3 +31,8 @@ class ResourceExhausted(AgentError):
 
 class ApplyError(AgentError):
     """The kernel refused a change; the partial change has been rolled back."""
+
+
+class TargetGone(AgentError):
+    """Revert found the fault's target (namespace, interface, process) gone, and
+    with it whatever the fault had changed there: nothing is left to undo."""

@@ -34,6 +34,7 @@ from agent.errors import (
     InvalidArgument,
     NotFound,
     ResourceExhausted,
+    TargetGone,
 )
 from agent.faults.base import Capability, Injector, Limits, RequestContext
 from agent.faults.model import ENDED, EndReason, Fault, State
@@ -97,6 +98,10 @@ class FaultManager:
             log.info("capability", kind=kind, available=cap.available, reason=cap.reason)
         if run_scheduler:
             self._scheduler.start()
+
+    def healthy(self) -> bool:
+        """The dead-man's switch is running: the deadline thread is alive."""
+        return self._scheduler.alive() and not self._closed.is_set()
 
     def run_due(self) -> None:
         """Fire every deadline that has passed (the scheduler thread does this by itself)."""
@@ -360,13 +365,13 @@ class FaultManager:
                 fault.end_reason = fault.end_reason or reason
             self._publish(fault, prev)
             try:
-                self._injectors[fault.kind].revert(fault.id, fault.undo)
+                note = self._run_revert(fault)
             except Exception as exc:
                 self._mark_revert_failed(fault, exc)
                 self._retry_revert(fault)
                 return self._copy(fault)
-            self._mark_reverted(fault)
-            bound.info("fault reverted", reason=str(fault.end_reason))
+            self._mark_reverted(fault, note)
+            bound.info("fault reverted", reason=str(fault.end_reason), note=note)
             return self._copy(fault)
 
     def revert_all(self, reason: EndReason) -> list[Fault]:
@@ -379,13 +384,23 @@ class FaultManager:
         wait(futures)
         return [f.result() for f in futures]
 
-    def _mark_reverted(self, fault: Fault) -> None:
+    def _run_revert(self, fault: Fault) -> str:
+        """Run the injector's revert; a vanished target ends the fault as TARGET_GONE."""
+        try:
+            self._injectors[fault.kind].revert(fault.id, fault.undo)
+        except TargetGone as gone:
+            with self._lock:
+                fault.end_reason = EndReason.TARGET_GONE
+            return str(gone)
+        return ""
+
+    def _mark_reverted(self, fault: Fault, note: str = "") -> None:
         self._journal.remove(fault.id)
         with self._lock:
             prev = fault.state
             fault.state = State.REVERTED
             fault.ended_at = self._clock.wall()
-            fault.error = ""
+            fault.error = note
         self._metrics.fault_reverts_total.labels(fault.kind, str(fault.end_reason)).inc()
         self._publish(fault, prev)
 
@@ -417,11 +432,11 @@ class FaultManager:
                 if fault.state != State.REVERT_FAILED:
                     return
                 try:
-                    self._injectors[fault.kind].revert(fault.id, fault.undo)
+                    note = self._run_revert(fault)
                 except Exception as exc:
                     self._mark_revert_failed(fault, exc)
                     raise
-                self._mark_reverted(fault)
+                self._mark_reverted(fault, note)
                 log.info("fault reverted after retry", fault_id=fault.id)
 
         def run() -> None:

@@ -21,6 +21,7 @@ from controller.client import AgentClient
 class AgentProc:
     state_dir: Path
     extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
     metrics_port: int = 0
@@ -62,7 +63,13 @@ class AgentProc:
             "debug",
             *self.extra_args,
         ]
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env},
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while not ready.exists():

@@ -1,0 +1,79 @@
+"""The agent's YAML config file (/etc/brownout/agent.yaml).
+
+Its keys mirror the flags; precedence is flag > BROWNOUT_* environment >
+file > built-in default. Unknown keys are errors, so a typo never silently
+leaves a default (such as a plaintext listener) in place.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCALARS = {
+    "listen",
+    "state_dir",
+    "metrics_listen",
+    "log_level",
+    "max_fault_duration",
+    "max_lease_ttl",
+    "min_lease_ttl",
+    "memory_reserve",
+    "disk_reserve",
+    "max_active_faults",
+    "oom_score_adj",
+}
+LISTS = {"operators", "viewers"}
+TLS_KEYS = {"cert", "key", "client_ca"}
+ALL_KEYS = SCALARS | LISTS | {"labels", "tls", "insecure_allow_remote"}
+
+
+class ConfigFileError(ValueError):
+    pass
+
+
+def load(path: Path) -> dict[str, Any]:
+    """argparse defaults (dest -> value) from the file, as strings where a flag parses them."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigFileError(f"cannot read config file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigFileError(f"{path}: must be a mapping of keys to values")
+    unknown = sorted(set(data) - ALL_KEYS)
+    if unknown:
+        raise ConfigFileError(
+            f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(ALL_KEYS))}"
+        )
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if value is None:
+            continue
+        if key in SCALARS:
+            if isinstance(value, dict | list | bool):
+                raise ConfigFileError(f"{path}: {key} must be a single value")
+            out[key] = str(value)
+        elif key in LISTS:
+            items = value if isinstance(value, list) else [value]
+            out[key] = ",".join(str(v) for v in items)
+        elif key == "labels":
+            if not isinstance(value, dict):
+                raise ConfigFileError(f"{path}: labels must be a mapping")
+            out[key] = ",".join(f"{k}={v}" for k, v in value.items())
+        elif key == "tls":
+            if not isinstance(value, dict) or set(value) - TLS_KEYS:
+                raise ConfigFileError(f"{path}: tls takes only {', '.join(sorted(TLS_KEYS))}")
+            out.update({f"tls_{k}": str(v) for k, v in value.items() if v})
+        elif key == "insecure_allow_remote":
+            if not isinstance(value, bool):
+                raise ConfigFileError(f"{path}: insecure_allow_remote must be true or false")
+            out[key] = value
+    return out
+
+
+def without_env_overrides(defaults: dict[str, Any]) -> dict[str, Any]:
+    """Drop keys whose BROWNOUT_* environment variable is set: the environment wins."""
+    return {k: v for k, v in defaults.items() if f"BROWNOUT_{k.upper()}" not in os.environ}
