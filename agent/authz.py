@@ -86,10 +86,19 @@ def decide(
     )
 
 
-def _guard(behavior: Callable[..., Any], method: str, allow: Allowlist) -> Callable[..., Any]:
+# Called with (method, identity or peer, status, detail) for every refused call.
+OnDenied = Callable[[str, str, grpc.StatusCode, str], None]
+
+
+def _guard(
+    behavior: Callable[..., Any], method: str, allow: Allowlist, on_denied: OnDenied
+) -> Callable[..., Any]:
     def guarded(request: Any, context: grpc.ServicerContext) -> Any:
-        denied = decide(method, peer_identities(context), allow)
+        identities = peer_identities(context)
+        denied = decide(method, identities, allow)
         if denied is not None:
+            who = identities[0] if identities else str(context.peer())
+            on_denied(method.rsplit("/", 1)[-1], who, *denied)
             context.abort(*denied)
         return behavior(request, context)
 
@@ -97,8 +106,9 @@ def _guard(behavior: Callable[..., Any], method: str, allow: Allowlist) -> Calla
 
 
 class AuthzInterceptor(grpc.ServerInterceptor):
-    def __init__(self, allow: Allowlist) -> None:
+    def __init__(self, allow: Allowlist, on_denied: OnDenied) -> None:
         self._allow = allow
+        self._on_denied = on_denied
 
     def intercept_service(
         self,
@@ -119,7 +129,7 @@ class AuthzInterceptor(grpc.ServerInterceptor):
             behavior = getattr(handler, kind)
             if behavior is not None:
                 return make(
-                    _guard(behavior, method, self._allow),
+                    _guard(behavior, method, self._allow, self._on_denied),
                     request_deserializer=handler.request_deserializer,
                     response_serializer=handler.response_serializer,
                 )

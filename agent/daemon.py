@@ -34,7 +34,7 @@ from agent.faults.registry import build_injectors
 from agent.journal import Journal
 from agent.manager import FaultManager
 from agent.metrics import Metrics
-from agent.server import AgentServicer
+from agent.server import AgentServicer, denied_auditor
 from agent.sysinfo import boot_id
 from agent.tls import TlsConfigError, check_plaintext_allowed, is_loopback, listen_host, server_tls
 from brownout.v1 import agent_pb2, agent_pb2_grpc
@@ -114,10 +114,8 @@ def sweep(cfg: AgentConfig) -> dict[str, object]:
     }
 
 
-def _security(
-    cfg: AgentConfig,
-) -> tuple[grpc.ServerCredentials | None, list[grpc.ServerInterceptor]]:
-    """Server credentials and the authorisation interceptor, or plaintext on loopback."""
+def _security(cfg: AgentConfig) -> tuple[grpc.ServerCredentials | None, Allowlist | None]:
+    """Server credentials and the role allowlist, or plaintext (None, None) on loopback."""
     tls = server_tls(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
     if tls is None:
         check_plaintext_allowed(cfg.listen, cfg.insecure_allow_remote)
@@ -127,19 +125,19 @@ def _security(
                 " anyone who can reach it can inject faults",
                 listen=cfg.listen,
             )
-        return None, []
+        return None, None
     if not cfg.operators and not cfg.viewers:
         raise TlsConfigError(
             "TLS is on but no client may call: give --operators and/or --viewers"
             " (certificate SANs or CNs)"
         )
-    return tls.credentials(), [AuthzInterceptor(Allowlist(cfg.operators, cfg.viewers))]
+    return tls.credentials(), Allowlist(cfg.operators, cfg.viewers)
 
 
 def serve(cfg: AgentConfig) -> int:
     started_at = time.time()
     # Refuse a bad security setup before touching anything.
-    credentials, interceptors = _security(cfg)
+    credentials, allowlist = _security(cfg)
     _protect_self(cfg.oom_score_adj)
     rt = build_runtime(cfg)
     manager = rt.manager
@@ -148,6 +146,9 @@ def serve(cfg: AgentConfig) -> int:
     if recovered:
         log.warning("reverted faults left by a previous agent", count=len(recovered))
 
+    interceptors: list[grpc.ServerInterceptor] = []
+    if allowlist is not None:
+        interceptors.append(AuthzInterceptor(allowlist, denied_auditor(rt.metrics)))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="grpc"),
         interceptors=interceptors,

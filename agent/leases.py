@@ -91,6 +91,12 @@ class LeaseTable:
                 del self._leases[lease.id]
             return gone
 
+    def peek(self, lease_id: str) -> Lease | None:
+        """The lease as recorded, even past its deadline (for monitoring)."""
+        with self._lock:
+            lease = self._leases.get(lease_id)
+            return None if lease is None else Lease(**vars(lease))
+
     def count(self) -> int:
         with self._lock:
             return len(self._leases)

@@ -88,6 +88,7 @@ class FaultManager:
             lambda: self._count_by_kind(State.ACTIVE),
             lambda: self._count_by_kind(State.REVERT_FAILED),
             self.leases.count,
+            self._overdue_by_kind,
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -175,7 +176,7 @@ class FaultManager:
             raise NotFound(f"lease {lease_id!r} not found or expired: its faults are reverted")
         self._scheduler.cancel(("lease", lease_id))
         log.info("lease released", lease_id=lease_id)
-        return self._revert_many(self._live_faults(lease_id), EndReason.LEASE_RELEASED)
+        return self._revert_many(self._lease_ended(lease_id), EndReason.LEASE_RELEASED)
 
     def lease_wall_deadline(self, lease: Lease) -> float:
         return self._clock.wall() + (lease.deadline - self._clock.monotonic())
@@ -190,7 +191,7 @@ class FaultManager:
         if lease is None:
             return
         self._metrics.lease_expirations_total.inc()
-        faults = self._live_faults(lease_id)
+        faults = self._lease_ended(lease_id)
         log.warning(
             "lease expired: holder stopped renewing",
             lease_id=lease_id,
@@ -199,6 +200,15 @@ class FaultManager:
         )
         for fault in faults:
             self._submit_revert(fault.id, EndReason.LEASE_EXPIRED)
+
+    def _lease_ended(self, lease_id: str) -> list[Fault]:
+        """The lease's live faults, each stamped with when its lease ended."""
+        now = self._clock.wall()
+        with self._lock:
+            faults = self._live_faults(lease_id)
+            for f in faults:
+                f.lease_ended_at = f.lease_ended_at or now
+        return faults
 
     def _submit_revert(self, fault_id: str, reason: EndReason) -> None:
         if not self._closed.is_set():
@@ -532,6 +542,25 @@ class FaultManager:
                 for f in self._faults.values()
                 if not f.ended and (lease_id is None or f.lease_id == lease_id)
             ]
+
+    def _overdue_by_kind(self) -> dict[str, float]:
+        """Seconds past the earlier of its lease's deadline and its own end, per kind
+        (worst fault). Nonzero means the dead-man's switch is late: alert on it."""
+        now_wall = self._clock.wall()
+        now = self._clock.monotonic()
+        worst = dict.fromkeys(self._injectors, 0.0)
+        with self._lock:
+            applied = [
+                f for f in self._faults.values() if f.state in (State.ACTIVE, State.REVERT_FAILED)
+            ]
+        for f in applied:
+            ends = [t for t in (f.expires_at, f.lease_ended_at) if t is not None]
+            lease = self.leases.peek(f.lease_id)
+            if lease is not None:
+                ends.append(now_wall - (now - lease.deadline))
+            if ends:
+                worst[f.kind] = max(worst[f.kind], now_wall - min(ends))
+        return worst
 
     def _count_by_kind(self, state: State) -> dict[str, int]:
         counts = dict.fromkeys(self._injectors, 0)

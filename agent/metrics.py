@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -15,10 +15,12 @@ class _LiveState(Collector):
         active: Callable[[], dict[str, int]],
         revert_failed: Callable[[], dict[str, int]],
         leases: Callable[[], int],
+        overdue: Callable[[], dict[str, float]],
     ) -> None:
         self._active = active
         self._revert_failed = revert_failed
         self._leases = leases
+        self._overdue = overdue
 
     def collect(self) -> Iterable[Metric]:
         active = GaugeMetricFamily(
@@ -36,11 +38,22 @@ class _LiveState(Collector):
             failed.add_metric([kind], n)
         yield failed
         yield GaugeMetricFamily("brownout_leases_active", "Live leases", value=self._leases())
+        overdue = GaugeMetricFamily(
+            "brownout_fault_overdue_seconds",
+            "Longest time a fault has stayed applied past its lease deadline or its own end;"
+            " 0 when none is overdue",
+            labels=["kind"],
+        )
+        for kind, seconds in sorted(self._overdue().items()):
+            overdue.add_metric([kind], seconds)
+        yield overdue
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # process_* (RSS, CPU, fds, start time): the agent's own footprint.
+        ProcessCollector(registry=self.registry)
         self.faults_total = Counter(
             "brownout_faults_total",
             "Inject requests by kind and result (applied, failed, rejected)",
@@ -83,5 +96,6 @@ class Metrics:
         active: Callable[[], dict[str, int]],
         revert_failed: Callable[[], dict[str, int]],
         leases: Callable[[], int],
+        overdue: Callable[[], dict[str, float]],
     ) -> None:
-        self.registry.register(_LiveState(active, revert_failed, leases))
+        self.registry.register(_LiveState(active, revert_failed, leases, overdue))

@@ -3,6 +3,7 @@ audits every mutating call with the caller's identity and times every call."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import queue
@@ -38,6 +39,7 @@ from brownout.v1 import agent_pb2_grpc as pb_grpc
 log = structlog.get_logger("audit")
 
 MAX_WATCHERS = 16
+MAX_DETAIL_BYTES = 1024
 _CODES: list[tuple[type[AgentError], grpc.StatusCode]] = [
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFound, grpc.StatusCode.NOT_FOUND),
@@ -65,6 +67,17 @@ def status_code(exc: AgentError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+def clip_detail(detail: str) -> str:
+    """Status details travel in a trailer, percent-encoded, and clients drop
+    trailers over 8 KiB (the caller would see RESOURCE_EXHAUSTED instead of
+    our answer). They may echo the caller's input, so they are clipped; the
+    audit log keeps the whole text."""
+    data = detail.encode()
+    if len(data) <= MAX_DETAIL_BYTES:
+        return detail
+    return data[:MAX_DETAIL_BYTES].decode(errors="ignore") + " ... (clipped)"
+
+
 def rpc(mutating: bool) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
     """Time the call, map domain errors to statuses, audit mutating calls."""
 
@@ -82,12 +95,12 @@ def rpc(mutating: bool) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
                 return result
             except AgentError as exc:
                 code, detail = status_code(exc), str(exc)
-                context.abort(code, detail)
+                context.abort(code, clip_detail(detail))
             except Exception as exc:
                 code = grpc.StatusCode.INTERNAL
                 detail = f"internal error in {method}: {exc}; see the agent's logs"
                 structlog.get_logger(__name__).exception("rpc failed", method=method)
-                context.abort(code, detail)
+                context.abort(code, clip_detail(detail))
             finally:
                 self.metrics.rpc_duration_seconds.labels(method).observe(
                     time.perf_counter() - start
@@ -99,6 +112,12 @@ def rpc(mutating: bool) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
         return wrapper
 
     return decorate
+
+
+def _wake(events: queue.Queue[pb.FaultEvent | None]) -> None:
+    """Wake a watcher's loop so that it ends (with a full queue it is busy anyway)."""
+    with contextlib.suppress(queue.Full):
+        events.put_nowait(None)
 
 
 def _summary(request: Message) -> dict[str, Any]:
@@ -120,6 +139,16 @@ def _summary(request: Message) -> dict[str, Any]:
     if isinstance(request, pb.AcquireLeaseRequest):
         out["ttl_s"] = request.ttl.ToNanoseconds() / 1e9
     return out
+
+
+def denied_auditor(metrics: Metrics) -> Callable[[str, str, grpc.StatusCode, str], None]:
+    """Audit calls the authorisation layer refused, like any other call."""
+
+    def audit_denied(method: str, caller: str, code: grpc.StatusCode, detail: str) -> None:
+        log.warning("audit", caller=caller, method=method, result=code.name, detail=detail)
+        metrics.audit_total.labels(method, code.name).inc()
+
+    return audit_denied
 
 
 class AgentServicer(pb_grpc.AgentServicer):
@@ -298,6 +327,10 @@ class AgentServicer(pb_grpc.AgentServicer):
             self._watchers += 1
         try:
             with self.manager.watch(request.lease_id, request.include_existing) as watcher:
+                # End the loop as soon as the client cancels or its deadline
+                # passes, not at the next poll: a gone client must not hold a
+                # watcher slot and a server thread.
+                context.add_callback(lambda: _wake(watcher.events))
                 while context.is_active():
                     if watcher.overflowed:
                         context.abort(

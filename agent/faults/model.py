@@ -50,6 +50,7 @@ class Fault:
     activated_at: float | None = None
     ended_at: float | None = None
     expires_at: float | None = None  # wall clock rendering of the duration deadline
+    lease_ended_at: float | None = None  # wall clock: when its lease expired or was released
     end_reason: EndReason | None = None
     error: str = ""
     applied: dict[str, str] = field(default_factory=dict)

@@ -191,6 +191,8 @@ def test_metrics_count_faults_reverts_and_leases(agent: AgentProc) -> None:
     assert 'brownout_fault_reverts_total{kind="cpu",reason="client_revert"} 1.0' in body
     assert 'brownout_rpc_duration_seconds_count{method="InjectFault"} 1.0' in body
     assert 'brownout_audit_events_total{code="OK",method="InjectFault"} 1.0' in body
+    assert 'brownout_fault_overdue_seconds{kind="cpu"} 0.0' in body
+    assert "process_resident_memory_bytes" in body
 
 
 def scrape(agent: AgentProc) -> str:

@@ -113,6 +113,12 @@ def test_viewer_reads_but_cannot_act(tls_agent: AgentProc, pki: Pki) -> None:
         with pytest.raises(grpc.RpcError) as err:
             c.inject("lease-x", pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=10)), 5)
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    denied = [
+        (e["method"], e["caller"])
+        for e in tls_agent.log_events()
+        if e.get("event") == "audit" and e.get("result") == "PERMISSION_DENIED"
+    ]
+    assert denied == [("AcquireLease", VIEWER), ("InjectFault", VIEWER)]
 
 
 def test_certificate_outside_the_allowlist_is_denied(tls_agent: AgentProc, pki: Pki) -> None:

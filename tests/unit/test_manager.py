@@ -223,3 +223,17 @@ def test_recover_reverts_every_journaled_fault(tmp_path: Path, clock: FakeClock)
     assert fault.state == State.REVERTED and fault.end_reason == EndReason.AGENT_RESTART
     assert inj.world == {} and journal.fault_ids() == []
     mgr.shutdown()
+
+
+def test_overdue_gauge_reports_a_fault_past_its_lease(
+    setup: tuple[FaultManager, MemoryInjector], clock: FakeClock
+) -> None:
+    mgr, _ = setup
+    lease = mgr.acquire_lease("t", secs(3))
+    fault = mgr.inject(lease.id, spec(), secs(60), pb.Target())
+    assert mgr._overdue_by_kind() == {"cpu": 0.0}
+    clock.advance(5)  # the scheduler has not run: the switch is late by 2 s
+    assert mgr._overdue_by_kind()["cpu"] == pytest.approx(2.0)
+    mgr.run_due()
+    assert wait_for(lambda: mgr.get(fault.id).state == State.REVERTED, 5)
+    assert mgr._overdue_by_kind() == {"cpu": 0.0}
