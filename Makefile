@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# A local agent plus a sample CPU attack through the CLI: applied, measured, reverted.
+# A local agent and a demo HTTP service; an example experiment through the controller.
 run: setup
 	$(PY) -m controller.demo
 

@@ -1,4 +1,4 @@
-"""`brownout`: the command-line client for one agent.
+"""`brownout`: the command-line client for agents and experiments.
 
 `brownout inject KIND ...` stays in the foreground holding a lease: it renews
 the lease until the fault ends, and Ctrl-C (or SIGTERM) reverts the fault.
@@ -14,17 +14,19 @@ import os
 import signal
 import socket
 import sys
+from pathlib import Path
 from types import FrameType
 
 import grpc
 
 from agent.units import parse_duration
 from brownout.v1 import agent_pb2 as pb
-from controller import kinds
+from controller import certs, fleet_commands, kinds
 from controller.client import AgentClient
 from controller.kinds.common import typed
 from controller.lease_keeper import LeaseKeeper
 from controller.render import describe_fault, fault_table, info_text
+from controller.tls import from_values
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,15 +37,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="agent host:port (env BROWNOUT_AGENT)",
     )
     p.add_argument("--timeout", type=typed(parse_duration), default=10.0, help="per-RPC timeout")
+    tls = p.add_argument_group("mutual TLS (env BROWNOUT_TLS_CA, _CERT, _KEY, _SERVER_NAME)")
+    tls.add_argument("--tls-ca", help="CA that signed the agents' certificates")
+    tls.add_argument("--tls-cert", help="this controller's client certificate")
+    tls.add_argument("--tls-key", help="this controller's private key")
+    tls.add_argument("--tls-server-name", default="", help="name to expect in agent certificates")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="agent version, capabilities and limits")
     faults = sub.add_parser("faults", help="list faults")
     faults.add_argument("--lease", default="")
     revert = sub.add_parser("revert", help="revert one fault")
     revert.add_argument("fault_id")
-    halt = sub.add_parser("halt", help="revert every fault on the agent now")
+    halt = sub.add_parser("halt", help="revert every fault on every agent now, in parallel")
     halt.add_argument("--latch", action="store_true", help="refuse new faults until resume")
     halt.add_argument("--reason", default="")
+    fleet_commands.add_fleet_options(halt)
     sub.add_parser("resume", help="allow new faults after a latched halt")
 
     inject = sub.add_parser("inject", help="inject a fault and hold it in the foreground")
@@ -54,7 +62,32 @@ def build_parser() -> argparse.ArgumentParser:
         kp.add_argument("--duration", type=typed(parse_duration), required=True)
         kp.add_argument("--lease-ttl", type=typed(parse_duration), default=10.0, help="default 10s")
         kp.add_argument("--holder", default=f"cli:{getpass.getuser()}@{socket.gethostname()}")
+    fleet_commands.add_subcommands(sub)
+    certs_cmd = sub.add_parser("certs", help="a throwaway PKI for trying mutual TLS")
+    certs_sub = certs_cmd.add_subparsers(dest="certs_command", required=True)
+    init = certs_sub.add_parser(
+        "init", help="write a CA, an agent, a controller and a viewer certificate to DIR"
+    )
+    init.add_argument("dir", type=Path)
     return p
+
+
+def run_certs_init(directory: Path) -> int:
+    try:
+        files = certs.init(directory)
+    except FileExistsError as exc:
+        print(f"brownout certs init: {exc}", file=sys.stderr)
+        return 2
+    for name, path in files.items():
+        print(f"{name:<15} {path}")
+    print(
+        f"\nagent:      brownout-agent serve --tls-cert {files['agent']}"
+        f" --tls-key {files['agent_key']} --tls-client-ca {files['ca']}"
+        f" --operators {certs.CONTROLLER_IDENTITY} --viewers {certs.VIEWER_IDENTITY}"
+        f"\ncontroller: brownout --tls-ca {files['ca']} --tls-cert {files['controller']}"
+        f" --tls-key {files['controller_key']} --agent HOST:7070 info"
+    )
+    return 0
 
 
 class _Interrupted(Exception):
@@ -107,7 +140,16 @@ def run_inject(client: AgentClient, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    client = AgentClient(args.agent, timeout=args.timeout)
+    if args.command == "certs":
+        return run_certs_init(args.dir)
+    if args.command in fleet_commands.COMMANDS:
+        return fleet_commands.main(args)
+    try:
+        tls = from_values(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
+    except ValueError as exc:
+        print(f"brownout: {exc}", file=sys.stderr)
+        return 2
+    client = AgentClient(args.agent, timeout=args.timeout, tls=tls)
     try:
         if args.command == "info":
             print(info_text(client.info()))
@@ -115,11 +157,6 @@ def main(argv: list[str] | None = None) -> int:
             print(fault_table(client.list_faults(args.lease)))
         elif args.command == "revert":
             print(describe_fault(client.revert(args.fault_id)))
-        elif args.command == "halt":
-            resp = client.halt(args.latch, args.reason)
-            print(f"halted: {len(resp.faults)} fault(s) reverted; latched={resp.latched}")
-            for f in resp.faults:
-                print(describe_fault(f))
         elif args.command == "resume":
             print(f"resumed (was latched: {client.resume().was_latched})")
         elif args.command == "inject":

@@ -1,20 +1,24 @@
-"""`make run`: a local agent plus a sample attack through the CLI.
+"""`make run`: a local agent, a demo HTTP service, and an experiment through the controller.
 
-Starts brownout-agent on loopback with a throwaway state dir, runs
-`brownout inject cpu --cores 1 --load 50 --duration 6s --lease-ttl 3s`,
-measures the workers' CPU while the fault is active, then shows that the
-fault was reverted and nothing is left behind.
+Starts brownout-agent on loopback with a throwaway state dir and a small HTTP
+service, then runs docs/examples/local-demo.yaml with `brownout run`: the
+service's steady state is checked, a 50 % CPU hog runs on one core under a
+lease (its measured burn is printed), a stop condition watches the service,
+and everything is reverted. Prints the journal summary and the history, and
+checks that nothing is left behind.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psutil
@@ -23,7 +27,7 @@ from brownout.v1 import agent_pb2 as pb
 from controller.client import AgentClient
 from controller.render import fault_table
 
-ATTACK = ["inject", "cpu", "--cores", "1", "--load", "50", "--duration", "6s", "--lease-ttl", "3s"]
+EXPERIMENT = Path(__file__).resolve().parent.parent / "docs" / "examples" / "local-demo.yaml"
 
 
 def start_agent(state_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -84,48 +88,85 @@ def measure_while_active(address: str, stop: threading.Event) -> None:
                 stop.wait(0.1)
 
 
+def serve_demo_service() -> ThreadingHTTPServer:
+    """The system under test: answers 200 on any path."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"ok\n")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="brownout-demo-") as tmp:
         state_dir = Path(tmp) / "state"
         print(f"== starting brownout-agent (state dir {state_dir})", flush=True)
         agent, address = start_agent(state_dir)
+        service = serve_demo_service()
+        service_url = f"http://127.0.0.1:{service.server_address[1]}/"
         try:
-            print(f"== agent serving on {address}", flush=True)
-            subprocess.run([sys.executable, "-m", "controller.cli", "--agent", address, "info"])
-            print(f"\n== brownout {' '.join(ATTACK)}", flush=True)
+            print(f"== agent on {address}, demo service on {service_url}", flush=True)
+            subprocess.run([sys.executable, "-m", "controller.cli", "--agent", address, "agents"])
+            argv = [
+                "run",
+                str(EXPERIMENT),
+                "--agent",
+                address,
+                "--data-dir",
+                str(Path(tmp) / "data"),
+            ]
+            print(f"\n== brownout {' '.join(argv)}", flush=True)
             stop = threading.Event()
             meter = threading.Thread(target=measure_while_active, args=(address, stop))
             meter.start()
-            attack = subprocess.run(
-                [sys.executable, "-m", "controller.cli", "--agent", address, *ATTACK]
+            run = subprocess.run(
+                [sys.executable, "-m", "controller.cli", *argv],
+                env={**os.environ, "SERVICE_URL": service_url},
             )
             stop.set()
             meter.join()
-            print("\n== faults on the agent afterwards", flush=True)
+            print("\n== brownout history", flush=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "controller.cli",
+                    "history",
+                    "--data-dir",
+                    str(Path(tmp) / "data"),
+                ]
+            )
             with AgentClient(address) as client:
                 faults = client.list_faults()
-                print(fault_table(faults))
+            print("\n== faults on the agent afterwards", flush=True)
+            print(fault_table(faults))
             leftovers = [
                 pid
                 for f in faults
-                for pid in map(
-                    int,
-                    f.applied.get("worker_pids", "").split(",")
-                    if f.applied.get("worker_pids")
-                    else [],
-                )
+                for pid in map(int, filter(None, f.applied.get("worker_pids", "").split(",")))
                 if psutil.pid_exists(pid)
             ]
             print(f"\n== residue: {len(leftovers)} worker process(es) left", flush=True)
             ok = (
-                attack.returncode == 0
+                run.returncode == 0
+                and bool(faults)
                 and not leftovers
                 and all(f.state == pb.FAULT_STATE_REVERTED for f in faults)
             )
         finally:
+            service.shutdown()
             agent.send_signal(signal.SIGTERM)
             agent.wait(timeout=20)
-        print("== agent stopped:", "OK, fault applied and reverted" if ok else "FAILED")
+        print("== agent stopped:", "OK, experiment completed and reverted" if ok else "FAILED")
         return 0 if ok else 1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from brownout.v1 import agent_pb2 as pb
+from controller.fleet import AgentStatus, Outcome
 
 
 def state_name(state: pb.FaultState.ValueType) -> str:
@@ -68,3 +69,53 @@ def info_text(info: pb.AgentInfo) -> str:
         status = "available" if cap.available else f"unavailable: {cap.reason}"
         lines.append(f"  {kind_name(cap.kind):<10} {status}")
     return "\n".join(lines)
+
+
+def table(rows: list[list[str]]) -> str:
+    return _table(rows)
+
+
+def agents_table(statuses: list[AgentStatus]) -> str:
+    rows = [["ADDRESS", "REACHABLE", "HOSTNAME", "VERSION", "FAULTS", "HALTED", "LABELS", "CAPS"]]
+    for st in statuses:
+        info = st.info
+        labels = ",".join(f"{k}={v}" for k, v in sorted(st.labels.items())) or "-"
+        if info is None:
+            rows.append([st.address, "no", "-", "-", "-", "-", labels, st.error])
+            continue
+        caps = " ".join(
+            kind_name(c.kind) if c.available else f"!{kind_name(c.kind)}" for c in info.capabilities
+        )
+        rows.append(
+            [
+                st.address,
+                "yes",
+                info.hostname,
+                info.version,
+                f"{info.active_faults} ({info.active_leases} leases)",
+                "latched" if info.halted else "no",
+                labels,
+                caps or "-",
+            ]
+        )
+    return _table(rows)
+
+
+def halt_table(outcomes: dict[str, Outcome[pb.HaltResponse]]) -> str:
+    rows = [["ADDRESS", "RESULT", "REVERTED", "LATCHED", "DETAIL"]]
+    for address, o in outcomes.items():
+        if o.value is None:
+            rows.append([address, "error", "-", "-", o.error])
+            continue
+        not_reverted = [f for f in o.value.faults if f.state != pb.FAULT_STATE_REVERTED]
+        detail = ", ".join(f"{f.id} {state_name(f.state)}" for f in not_reverted) or "-"
+        rows.append(
+            [
+                address,
+                "ok" if not not_reverted else "partial",
+                str(len(o.value.faults) - len(not_reverted)),
+                "yes" if o.value.latched else "no",
+                detail,
+            ]
+        )
+    return _table(rows)

@@ -36,6 +36,7 @@ def from_values(
     ca = ca or os.environ.get("BROWNOUT_TLS_CA")
     cert = cert or os.environ.get("BROWNOUT_TLS_CERT")
     key = key or os.environ.get("BROWNOUT_TLS_KEY")
+    server_name = server_name or os.environ.get("BROWNOUT_TLS_SERVER_NAME", "")
     given = [v for v in (ca, cert, key) if v]
     if not given:
         return None

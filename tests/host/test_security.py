@@ -215,20 +215,14 @@ def test_insecure_allow_remote_starts_with_a_warning(
 
 
 def test_certs_init_makes_a_working_pki(tmp_path: Path, agent_factory: list[AgentProc]) -> None:
+    d = tmp_path / "pki"
     out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from controller import certs;"
-            " print(certs.init(__import__('pathlib').Path(sys.argv[1])))",
-            str(tmp_path / "pki"),
-        ],
+        [sys.executable, "-m", "controller.cli", "certs", "init", str(d)],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    d = tmp_path / "pki"
     assert (d / "ca-key.pem").stat().st_mode & 0o777 == 0o600
     a = AgentProc(
         tmp_path / "state",
@@ -244,8 +238,20 @@ def test_certs_init_makes_a_working_pki(tmp_path: Path, agent_factory: list[Agen
         ],
     ).start()
     agent_factory.append(a)
-    tls = ClientTls(d / "ca.pem", d / "controller.pem", d / "controller-key.pem")
-    with AgentClient(a.address, timeout=5, tls=tls) as c:
-        assert c.info().version
-    with pytest.raises(FileExistsError):
-        certs.init(d)
+    tls_flags = ["--tls-ca", str(d / "ca.pem"), "--tls-cert", str(d / "controller.pem")]
+    tls_flags += ["--tls-key", str(d / "controller-key.pem")]
+    info = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "--agent", a.address, *tls_flags, "info"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert info.returncode == 0, info.stderr
+    assert "cpu" in info.stdout and "available" in info.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "certs", "init", str(d)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 2 and "refusing to overwrite a CA" in again.stderr

@@ -1,0 +1,48 @@
+"""The controller's Prometheus metrics, served by `brownout serve` or `run --metrics`."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class ControllerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.experiments_total = Counter(
+            "chaos_experiments_total",
+            "Experiment runs by end state (completed, failed, aborted, interrupted)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.experiment_duration_seconds = Histogram(
+            "chaos_experiment_duration_seconds",
+            "Wall time of experiment runs, pre-flight to last revert",
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600),
+            registry=self.registry,
+        )
+        self.blast_radius_percentage = Gauge(
+            "chaos_blast_radius_percentage",
+            "Share of the inventory with faults from the current run, in percent",
+            registry=self.registry,
+        )
+        self.safety_aborts_total = Counter(
+            "chaos_safety_aborts_total",
+            "Runs aborted for safety, by reason (stop condition name, unreachable, error)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.rollbacks_total = Counter(
+            "chaos_rollbacks_total",
+            "Faults reverted by the controller at the end of a run, plus rollback actions",
+            registry=self.registry,
+        )
+        for result in ("completed", "failed", "aborted", "interrupted"):
+            self.experiments_total.labels(result)
+
+    def serve(self, listen: str) -> int:
+        """Serve /metrics on host:port (port 0 picks one); returns the bound port."""
+        host, _, port = listen.rpartition(":")
+        server, _thread = start_http_server(
+            int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry
+        )
+        return int(server.server_port)
