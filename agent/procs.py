@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,20 +86,30 @@ class Spawner:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawner")
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
-    def spawn(self, argv: list[str], ready_timeout: float = 10.0) -> ProcRef:
-        return self._pool.submit(self._spawn, argv, ready_timeout).result()
+    def spawn(
+        self,
+        argv: list[str],
+        ready_timeout: float = 10.0,
+        before_go: Callable[[int], None] | None = None,
+    ) -> ProcRef:
+        """Start a worker and wait for its "ready"; run before_go(pid) (e.g. move
+        it into a cgroup), tell it "go" and wait for "running". Workers do their
+        work only after "go", so none of it happens outside the placement."""
+        return self._pool.submit(self._spawn, argv, ready_timeout, before_go).result()
 
-    def _spawn(self, argv: list[str], ready_timeout: float) -> ProcRef:
+    def _spawn(
+        self, argv: list[str], ready_timeout: float, before_go: Callable[[int], None] | None
+    ) -> ProcRef:
         proc = subprocess.Popen(
             argv,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             close_fds=True,
             start_new_session=True,
             cwd="/",
         )
-        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         try:
             line = _read_line(proc.stdout.fileno(), ready_timeout)
             if line != b"ready":
@@ -108,9 +119,30 @@ class Spawner:
                 raise SpawnError(
                     errno.ECHILD, f"worker {argv[2]} did not start: {err or line.decode()}"
                 )
+            try:
+                if before_go is not None:
+                    before_go(proc.pid)
+                proc.stdin.write(b"go\n")
+                proc.stdin.flush()
+                # Setup that must happen inside the placement (affinity, files)
+                # is done after "go"; "running" says it worked.
+                line = _read_line(proc.stdout.fileno(), ready_timeout)
+                if line != b"running":
+                    proc.kill()
+                    proc.wait()
+                    # The last line of a traceback is the error itself.
+                    lines = proc.stderr.read().decode(errors="replace").strip().splitlines()
+                    why = lines[-1] if lines else line.decode()
+                    raise SpawnError(errno.ECHILD, f"worker {argv[2]} failed to start: {why}")
+            except BaseException:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                raise
         finally:
-            proc.stdout.close()
-            proc.stderr.close()
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                with contextlib.suppress(OSError):
+                    pipe.close()
         st = start_time(proc.pid)
         if st is None:
             proc.wait()

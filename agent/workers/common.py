@@ -1,4 +1,5 @@
-"""Start-up shared by every worker: die with the agent, then say ready."""
+"""Start-up shared by every worker: die with the agent, say ready, wait for go,
+set up, say running. Errors before "running" reach the agent's reply."""
 
 from __future__ import annotations
 
@@ -30,5 +31,15 @@ def bind_to_parent(parent_pid: int) -> None:
 
 
 def ready() -> None:
+    """Say ready, then wait for the agent's "go" (sent once it has placed us,
+    e.g. in the target's cgroups). No work may happen before this returns."""
     sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    if sys.stdin.readline().strip() != "go":
+        sys.exit("the agent did not say go")
+
+
+def running() -> None:
+    """Setup inside the placement succeeded; the agent stops listening after this."""
+    sys.stdout.write("running\n")
     sys.stdout.flush()

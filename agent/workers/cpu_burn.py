@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-from agent.workers.common import bind_to_parent, parser, ready
+from agent.workers.common import bind_to_parent, parser, ready, running
 
 
 def burn(load: float, period: float) -> None:
@@ -43,8 +43,10 @@ def main() -> None:
     p.add_argument("--period-ms", type=float, default=100.0)
     args = p.parse_args()
     bind_to_parent(args.parent_pid)
-    os.sched_setaffinity(0, {args.core})
     ready()
+    # After "go": joining a cpuset cgroup resets the affinity.
+    os.sched_setaffinity(0, {args.core})
+    running()
     burn(args.load, args.period_ms / 1000.0)
 
 

@@ -104,9 +104,14 @@ def test_sweep_reverts_a_leftover_record_offline(tmp_path: Path) -> None:
         procs.worker_argv(
             "agent.workers.cpu_burn", ["--core", "0", "--load", "5"], a.instance, fault_id
         ),
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
     assert worker.stdout is not None and worker.stdout.readline() == b"ready\n"
+    assert worker.stdin is not None
+    worker.stdin.write(b"go\n")  # the handshake the agent's spawner does
+    worker.stdin.flush()
+    assert worker.stdout.readline() == b"running\n"
     st = procs.start_time(worker.pid)
     journal = state / "journal"
     journal.mkdir(parents=True)
@@ -125,9 +130,14 @@ def test_sweep_reverts_a_leftover_record_offline(tmp_path: Path) -> None:
         procs.worker_argv(
             "agent.workers.cpu_burn", ["--core", "0", "--load", "5"], a.instance, "fault-unknown"
         ),
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
     assert stray.stdout is not None and stray.stdout.readline() == b"ready\n"
+    assert stray.stdin is not None
+    stray.stdin.write(b"go\n")
+    stray.stdin.flush()
+    assert stray.stdout.readline() == b"running\n"
 
     out = subprocess.run(
         [sys.executable, "-m", "agent.cli", "sweep", "--state-dir", str(state)],
