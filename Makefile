@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PROTO_SRC := proto/brownout/v1/agent.proto
 
-.PHONY: setup run test lint typecheck unit host bench proto install clean
+.PHONY: setup run test lint typecheck unit host fuzz kernelvm kernelvm-prepare bench proto install clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,20 @@ unit: setup
 
 host: setup
 	$(PY) -m pytest -m host $(PYTEST_ARGS)
+
+# Ten times the fuzzing `make test` does (2000 examples per RPC and per
+# injector), with no per-test time limit. The host half needs root.
+fuzz: setup
+	BROWNOUT_FUZZ_EXAMPLES=20000 $(PY) -m pytest --timeout=0 \
+		tests/unit/test_validator_fuzz.py tests/host/test_fuzz.py $(PYTEST_ARGS)
+
+# Real netem on Debian's kernel under QEMU (virtme-ng): installs QEMU, busybox,
+# kmod and virtme-ng, and caches the kernel in kernelvm-cache/. Needs root.
+kernelvm-prepare: setup
+	PY=$(PY) bash tests/kernelvm/prepare.sh
+
+kernelvm: setup
+	$(PY) -m pytest -m kernelvm -s $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m pytest -m bench -s -p no:randomly tests/bench $(PYTEST_ARGS)

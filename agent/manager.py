@@ -317,7 +317,9 @@ class FaultManager:
         try:
             self.leases.get_live(lease_id)
         except NotFound:
-            self.revert(fault.id, EndReason.LEASE_EXPIRED)
+            # Released leases stamp their faults and revert them themselves.
+            if fault.lease_ended_at is None:
+                self.revert(fault.id, EndReason.LEASE_EXPIRED)
         return self._copy(fault)
 
     def _validate(

@@ -10,9 +10,9 @@ import argparse
 from types import ModuleType
 
 from brownout.v1 import agent_pb2 as pb
-from controller.kinds import cpu
+from controller.kinds import bandwidth, cpu, disk, io, memory, netem, partition
 
-KINDS: list[ModuleType] = [cpu]
+KINDS: list[ModuleType] = [cpu, memory, disk, io, netem, bandwidth, partition]
 
 
 def by_name(name: str) -> ModuleType:

@@ -1,0 +1,38 @@
+"""brownout inject bandwidth --rate 10mbit [--burst SIZE] [--limit SIZE|--latency T] [filters]"""
+
+from __future__ import annotations
+
+import argparse
+
+from agent.units import parse_duration, parse_size
+from brownout.v1 import agent_pb2 as pb
+from controller.client import to_duration
+from controller.kinds import netargs
+from controller.kinds.common import typed
+
+NAME = "bandwidth"
+HELP = "limit an interface's egress rate (tbf, or an HTB class when filtered)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rate", type=typed(netargs.parse_rate), required=True, help="e.g. 10mbit")
+    p.add_argument("--burst", type=typed(parse_size), default=0, help="bucket size, e.g. 32KiB")
+    queue = p.add_mutually_exclusive_group()
+    queue.add_argument("--limit", type=typed(parse_size), default=0, help="queue bytes")
+    queue.add_argument("--latency", type=typed(parse_duration), default=0.0, help="queue time")
+    netargs.add_filter(p)
+    netargs.add_target(p)
+
+
+def build(args: argparse.Namespace) -> tuple[pb.FaultSpec, pb.Target]:
+    spec = pb.BandwidthSpec(
+        rate_bits_per_second=args.rate,
+        burst_bytes=args.burst,
+        limit_bytes=args.limit,
+        interface=args.interface,
+        filter=netargs.traffic_filter(args),
+        replace_existing_qdisc=args.replace_existing_qdisc,
+    )
+    if args.latency:
+        spec.latency.CopyFrom(to_duration(args.latency))
+    return pb.FaultSpec(bandwidth=spec), netargs.target(args)

@@ -1,0 +1,104 @@
+"""Issue 4 benchmarks, side by side in one run, in a namespace test host:
+
+- shaping: apply + revert of a whole-interface bandwidth fault through
+  Brownout (gRPC -> journal -> netlink) vs `tc qdisc add` + `tc qdisc del`
+  run as processes for the same change;
+- partition: apply + revert through Brownout vs `nft -f` with the same rules
+  (add the table, then delete it).
+
+Brownout's figure is the whole client round trip of InjectFault plus
+RevertFault. Run with `make bench`; figures go to bench-results/net.json.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from brownout.v1 import agent_pb2 as pb
+from tests.agentproc import AgentProc
+from tests.bench.common import report, summary_ms
+from tests.host.nethosts import net_bed
+
+pytestmark = pytest.mark.bench
+
+RUNS = 200
+NFT_RULES = """table inet bench_cmp {{
+  chain input {{ type filter hook input priority raw; policy accept;
+    iif "lo" accept
+    jump cut_in; }}
+  chain output {{ type filter hook output priority raw; policy accept;
+    oif "lo" accept
+    jump cut_out; }}
+  chain cut_in {{ ip saddr {peer} drop; }}
+  chain cut_out {{ ip daddr {peer} drop; }}
+}}
+"""
+
+
+def timed(fn: object) -> float:
+    assert callable(fn)
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def test_shaping_and_partition_apply_revert_latency(tmp_path: Path) -> None:
+    # Info-level logs, as deployed (the test default, debug, adds its own cost).
+    agent = AgentProc(tmp_path / "state", ["--log-level", "info"]).start()
+    figures: dict[str, object] = {}
+    try:
+        with net_bed() as bed, agent.client() as c:
+            lease = c.acquire_lease("bench", 120).lease_id
+            target = pb.Target(netns_name=bed.a)
+            dev = bed.a_to_b
+            shape = pb.FaultSpec(
+                bandwidth=pb.BandwidthSpec(rate_bits_per_second=10_000_000, interface=dev)
+            )
+            cut = pb.FaultSpec(partition=pb.PartitionSpec(peers=[bed.b.v4]))
+            tc = ["ip", "netns", "exec", bed.a, "tc", "qdisc"]
+            tbf = ["root", "tbf", "rate", "10mbit", "burst", "16kb", "latency", "50ms"]
+            rules = tmp_path / "rules.nft"
+            rules.write_text(NFT_RULES.format(peer=bed.b.v4))
+            nft = ["ip", "netns", "exec", bed.a, "nft"]
+
+            def brownout(spec: pb.FaultSpec) -> None:
+                fault = c.inject(lease, spec, 60, target)
+                assert fault.state == pb.FAULT_STATE_ACTIVE, fault.error
+                assert c.revert(fault.id).state == pb.FAULT_STATE_REVERTED
+
+            def procs(*argvs: list[str]) -> None:
+                for argv in argvs:
+                    subprocess.run(argv, check=True, capture_output=True, timeout=10)
+
+            samples: dict[str, list[float]] = {k: [] for k in ("bo_tc", "tc", "bo_nft", "nft")}
+            for _ in range(RUNS):  # interleaved, so both see the same machine load
+                samples["bo_tc"].append(timed(lambda: brownout(shape)))
+                samples["tc"].append(
+                    timed(
+                        lambda: procs(
+                            [*tc, "add", "dev", dev, *tbf], [*tc, "del", "dev", dev, "root"]
+                        )
+                    )
+                )
+                samples["bo_nft"].append(timed(lambda: brownout(cut)))
+                samples["nft"].append(
+                    timed(
+                        lambda: procs(
+                            [*nft, "-f", str(rules)], [*nft, "delete", "table", "inet", "bench_cmp"]
+                        )
+                    )
+                )
+            c.release_lease(lease)
+        for key, label in (("bo_tc", "tc"), ("bo_nft", "nft")):
+            ours, theirs = summary_ms(samples[key]), summary_ms(samples[label])
+            figures[f"{label}_brownout_grpc_apply_revert"] = ours
+            figures[f"{label}_processes_apply_revert"] = theirs
+            figures[f"{label}_ratio_p50"] = round(ours["p50_ms"] / theirs["p50_ms"], 2)
+            figures[f"{label}_ratio_p99"] = round(ours["p99_ms"] / theirs["p99_ms"], 2)
+    finally:
+        agent.stop()
+    report("net", figures)
