@@ -115,7 +115,10 @@ def test_read_only_commands(agent: AgentProc) -> None:
     bad = brownout(agent, "revert", "fault-nope")
     assert bad.returncode == 2 and "NOT_FOUND: fault 'fault-nope' not found" in bad.stderr
     halt = brownout(agent, "halt")
-    assert halt.returncode == 0 and "0 fault(s) reverted" in halt.stdout
+    assert halt.returncode == 0
+    header, row = halt.stdout.splitlines()
+    assert header.split() == ["ADDRESS", "RESULT", "REVERTED", "LATCHED", "DETAIL"]
+    assert row.split()[:4] == [agent.address, "ok", "0", "no"]
 
 
 def test_cli_rejects_nan_and_negative_durations_before_calling(agent: AgentProc) -> None:

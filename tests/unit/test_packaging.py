@@ -500,7 +500,9 @@ def test_controller_args_and_experiments_load_with_the_controller(tmp_path: Path
 def exported_series() -> dict[str, frozenset[str]]:
     """Every series name the agent and controller export, with its label names."""
     agent = Metrics()
-    agent.register_live_state(lambda: {"cpu": 1}, lambda: {"cpu": 1}, lambda: 1)
+    agent.register_live_state(
+        lambda: {"cpu": 1}, lambda: {"cpu": 1}, lambda: 1, lambda: {"cpu": 0.0}
+    )
     controller = ControllerMetrics()
     holders: list[tuple[object, CollectorRegistry]] = [
         (agent, agent.registry),
@@ -661,7 +663,7 @@ def test_alerts_cover_revert_failures_and_faults_outliving_leases() -> None:
         re.search(r"increase\(brownout_fault_revert_failures_total\[", e) for e in by_name.values()
     )
     outlived = by_name["BrownoutFaultOutlivedLease"]
-    assert query_problems(outlived)[0] == {"brownout_faults_active", "brownout_leases_active"}
+    assert query_problems(outlived)[0] == {"brownout_fault_overdue_seconds"}
 
 
 def test_every_alert_has_a_runbook_section() -> None:
