@@ -28,6 +28,7 @@ from agent.errors import (
     InvalidArgument,
     NotFound,
     ResourceExhausted,
+    TargetGone,
 )
 from agent.faults.model import EndReason
 from agent.leases import Lease
@@ -47,6 +48,8 @@ _CODES: list[tuple[type[AgentError], grpc.StatusCode]] = [
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (ApplyError, grpc.StatusCode.FAILED_PRECONDITION),
+    # The target (namespace, cgroup, process) vanished while we looked at it.
+    (TargetGone, grpc.StatusCode.FAILED_PRECONDITION),
 ]
 
 Req = TypeVar("Req", bound=Message)
