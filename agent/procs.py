@@ -22,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 INSTANCE_FLAG = "--brownout-instance="
@@ -233,3 +234,29 @@ def set_oom_score_adj(pid: int, value: int) -> None:
 
 def get_oom_score_adj(pid: int) -> int:
     return int(Path(f"/proc/{pid}/oom_score_adj").read_text())
+
+
+def kill_fault_workers(
+    instance: str,
+    fault_id: str,
+    module: str,
+    recorded: list[dict[str, Any]],
+    spawner: Spawner | None,
+    what: str,
+) -> None:
+    """Kill a fault's workers: those its undo record names, plus any started but
+    not yet checkpointed when the agent died (found by marker). Idempotent."""
+    refs = [ProcRef(int(w["pid"]), int(w["start_time"])) for w in recorded]
+    refs += [ProcRef(m.pid, m.start_time) for m in find_marked(instance, fault_id, module)]
+    stuck = [ref.pid for ref in refs if not kill(ref, spawner)]
+    if stuck:
+        raise OSError(f"{what} still running after SIGKILL: {stuck}")
+
+
+def sweep_workers(instance: str, module: str, spawner: Spawner | None, what: str) -> list[str]:
+    """Kill every worker of this module bearing this agent instance's markers."""
+    swept = []
+    for m in find_marked(instance, module=module):
+        if m.fault_id and kill(ProcRef(m.pid, m.start_time), spawner):
+            swept.append(f"{what} pid {m.pid} of fault {m.fault_id}")
+    return swept

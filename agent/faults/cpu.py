@@ -139,22 +139,16 @@ class CpuInjector:
         return Applied(undo, summary)
 
     def revert(self, fault_id: str, undo: dict[str, Any] | None) -> None:
-        refs = [
-            procs.ProcRef(int(w["pid"]), int(w["start_time"]))
-            for w in (undo or {}).get("workers", [])
-        ]
-        # Also any worker started but not yet checkpointed when the agent died.
-        refs += [
-            procs.ProcRef(m.pid, m.start_time)
-            for m in procs.find_marked(self._ctx.markers.instance, fault_id, WORKER_MODULE)
-        ]
-        stuck = [ref.pid for ref in refs if not procs.kill(ref, self._spawner)]
-        if stuck:
-            raise OSError(f"cpu workers still running after SIGKILL: {stuck}")
+        procs.kill_fault_workers(
+            self._ctx.markers.instance,
+            fault_id,
+            WORKER_MODULE,
+            (undo or {}).get("workers", []),
+            self._spawner,
+            "cpu workers",
+        )
 
     def sweep(self) -> list[str]:
-        swept = []
-        for m in procs.find_marked(self._ctx.markers.instance, module=WORKER_MODULE):
-            if m.fault_id and procs.kill(procs.ProcRef(m.pid, m.start_time), self._spawner):
-                swept.append(f"worker pid {m.pid} of fault {m.fault_id}")
-        return swept
+        return procs.sweep_workers(
+            self._ctx.markers.instance, WORKER_MODULE, self._spawner, "cpu worker"
+        )

@@ -165,22 +165,21 @@ class IoInjector:
 
     def revert(self, fault_id: str, undo: dict[str, Any] | None) -> None:
         undo = undo or {}
-        refs = [procs.ProcRef(int(w["pid"]), int(w["start_time"])) for w in undo.get("workers", [])]
-        refs += [
-            procs.ProcRef(m.pid, m.start_time)
-            for m in procs.find_marked(self._ctx.markers.instance, fault_id, WORKER_MODULE)
-        ]
-        stuck = [ref.pid for ref in refs if not procs.kill(ref, self._spawner)]
-        if stuck:
-            raise OSError(f"io workers still running after SIGKILL: {stuck}")
+        procs.kill_fault_workers(
+            self._ctx.markers.instance,
+            fault_id,
+            WORKER_MODULE,
+            undo.get("workers", []),
+            self._spawner,
+            "io workers",
+        )
         # Workers first: a file is only deleted once nothing writes to it.
         fs.remove([Path(p) for p in undo.get("files", [])])
 
     def sweep(self) -> list[str]:
-        swept = []
-        for m in procs.find_marked(self._ctx.markers.instance, module=WORKER_MODULE):
-            if m.fault_id and procs.kill(procs.ProcRef(m.pid, m.start_time), self._spawner):
-                swept.append(f"io worker pid {m.pid} of fault {m.fault_id}")
+        swept = procs.sweep_workers(
+            self._ctx.markers.instance, WORKER_MODULE, self._spawner, "io worker"
+        )
         leftovers = [
             p
             for p, kind in fs.marked_files(self._ctx.markers.instance)

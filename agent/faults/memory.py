@@ -199,21 +199,16 @@ class MemoryInjector:
     def revert(self, fault_id: str, undo: dict[str, Any] | None) -> None:
         with self._lock:
             self._leaks.pop(fault_id, None)
-        refs = [
-            procs.ProcRef(int(w["pid"]), int(w["start_time"]))
-            for w in (undo or {}).get("workers", [])
-        ]
-        refs += [
-            procs.ProcRef(m.pid, m.start_time)
-            for m in procs.find_marked(self._ctx.markers.instance, fault_id, WORKER_MODULE)
-        ]
-        stuck = [ref.pid for ref in refs if not procs.kill(ref, self._spawner)]
-        if stuck:
-            raise OSError(f"memory leak workers still running after SIGKILL: {stuck}")
+        procs.kill_fault_workers(
+            self._ctx.markers.instance,
+            fault_id,
+            WORKER_MODULE,
+            (undo or {}).get("workers", []),
+            self._spawner,
+            "memory leak workers",
+        )
 
     def sweep(self) -> list[str]:
-        swept = []
-        for m in procs.find_marked(self._ctx.markers.instance, module=WORKER_MODULE):
-            if m.fault_id and procs.kill(procs.ProcRef(m.pid, m.start_time), self._spawner):
-                swept.append(f"memory leak worker pid {m.pid} of fault {m.fault_id}")
-        return swept
+        return procs.sweep_workers(
+            self._ctx.markers.instance, WORKER_MODULE, self._spawner, "memory leak worker"
+        )
