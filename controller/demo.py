@@ -1,7 +1,7 @@
 """`make run`: a local agent, a demo HTTP service, and an experiment through the controller.
 
 Starts brownout-agent on loopback with a throwaway state dir and a small HTTP
-service, then runs docs/examples/local-demo.yaml with `brownout run`: the
+service, then runs examples/local-demo.yaml with `brownout run`: the
 service's steady state is checked, a 50 % CPU hog runs on one core under a
 lease (its measured burn is printed), a stop condition watches the service,
 and everything is reverted. Prints the journal summary and the history, and
@@ -27,7 +27,7 @@ from brownout.v1 import agent_pb2 as pb
 from controller.client import AgentClient
 from controller.render import fault_table
 
-EXPERIMENT = Path(__file__).resolve().parent.parent / "docs" / "examples" / "local-demo.yaml"
+EXPERIMENT = Path(__file__).resolve().parent.parent / "examples" / "local-demo.yaml"
 
 
 def start_agent(state_dir: Path) -> tuple[subprocess.Popen[bytes], str]:

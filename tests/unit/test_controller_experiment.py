@@ -18,7 +18,7 @@ from controller.planning import fault_durations
 
 pytestmark = pytest.mark.unit
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "cpu-steady-state.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cpu-steady-state.yaml"
 
 MINIMAL: dict[str, Any] = {
     "title": "t",
