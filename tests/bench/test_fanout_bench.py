@@ -1,0 +1,109 @@
+"""Issue 5 benchmarks: fan-out of one fault to N agents, and heartbeat cost.
+
+N real agent processes on this machine; the controller's Fleet injects and
+reverts one CPU fault (1 % on one core) on all of them in parallel.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import statistics
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from brownout.v1 import agent_pb2 as pb
+from controller import inventory
+from controller.client import AgentClient
+from controller.fleet import Fleet
+from tests.agentproc import AgentProc
+from tests.bench.common import report
+
+pytestmark = pytest.mark.bench
+
+SIZES = [int(n) for n in os.environ.get("BROWNOUT_FANOUT_SIZES", "10,50,100").split(",")]
+REPEATS = 3
+SPEC = pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=1))
+
+
+@pytest.fixture(scope="module")
+def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AgentProc]]:
+    base = tmp_path_factory.mktemp("fanout")
+    procs = [AgentProc(base / f"a{i}") for i in range(max(SIZES))]
+    try:
+        with ThreadPoolExecutor(8) as ex:
+            list(ex.map(lambda p: p.start(120), procs))
+        yield procs
+    finally:
+        with ThreadPoolExecutor(16) as ex:
+            list(ex.map(lambda p: p.stop() if p.proc is not None else None, procs))
+
+
+def _revert(faults: dict[str, pb.Fault], client: AgentClient) -> pb.Fault:
+    return client.revert(faults[client.address].id)
+
+
+def _ms(values: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(statistics.median(values) * 1e3, 1),
+        "max_ms": round(max(values) * 1e3, 1),
+    }
+
+
+def test_fanout_inject_and_revert(agents: list[AgentProc]) -> None:
+    rows = []
+    for n in SIZES:
+        applied: list[float] = []
+        reverted: list[float] = []
+        for _ in range(REPEATS):
+            with Fleet(inventory.build(agents=[a.address for a in agents[:n]]), timeout=30) as fl:
+                fl.statuses()  # warm the channels, as a run's pre-flight does
+                fl.acquire_leases(fl.refs, "bench", 30)
+                t0 = time.monotonic()
+                inj = fl.map(lambda c: c.inject(fl.keepers[c.address].lease_id, SPEC, 30))
+                applied.append(time.monotonic() - t0)
+                faults = {a: o.value for a, o in inj.items() if o.value is not None}
+                assert all(f.state == pb.FAULT_STATE_ACTIVE for f in faults.values())
+                assert len(faults) == n
+                t0 = time.monotonic()
+                rev = fl.map(functools.partial(_revert, faults))
+                reverted.append(time.monotonic() - t0)
+                states = [o.value.state for o in rev.values() if o.value is not None]
+                assert states == [pb.FAULT_STATE_REVERTED] * n
+                fl.map(lambda c: c.release_lease(fl.keepers[c.address].lease_id))
+        rows.append(
+            {
+                "agents": n,
+                "all_applied": _ms(applied),
+                "all_reverted": _ms(reverted),
+                "goal_100_applied_within_1s": n != 100 or max(applied) <= 1.0,
+            }
+        )
+    report("fanout", {"cores": os.cpu_count(), "repeats": REPEATS, "rows": rows})
+
+
+def test_heartbeat_cost(agents: list[AgentProc]) -> None:
+    """Controller CPU per lease per second, holding a lease on every agent (TTL 3 s)."""
+    n = max(SIZES)
+    with Fleet(inventory.build(agents=[a.address for a in agents[:n]]), timeout=10) as fl:
+        fl.statuses()
+        fl.acquire_leases(fl.refs, "bench", 3)
+        time.sleep(1)
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        time.sleep(10)
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        lost = fl.lost()
+        fl.map(lambda c: c.release_lease(fl.keepers[c.address].lease_id))
+    report(
+        "heartbeat_cost",
+        {
+            "leases": n,
+            "ttl_s": 3,
+            "controller_cpu_ms_per_lease_per_s": round(cpu / wall / n * 1e3, 3),
+            "leases_lost": len(lost),
+        },
+    )
+    assert not lost
