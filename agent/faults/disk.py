@@ -147,6 +147,13 @@ def mount_point(field: str, path: Path) -> Path:
     return entry.mount_point
 
 
+def _conflict(other: str, mount: Path) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"disk fill {other} is already active on the filesystem of {mount};"
+        " fills do not compose: revert it first"
+    )
+
+
 class DiskInjector:
     kind = "disk"
     proto_kind = pb.FAULT_KIND_DISK
@@ -174,10 +181,7 @@ class DiskInjector:
         with self._lock:
             other = self._fills.get(dev)
         if other is not None:
-            raise FailedPrecondition(
-                f"disk fill {other} is already active on the filesystem of {mount};"
-                " fills do not compose: revert it first"
-            )
+            raise _conflict(other, mount)
 
     def validate(self, spec: Message, target: pb.Target, request: RequestContext) -> DiskPlan:
         assert isinstance(spec, pb.DiskSpec)
@@ -217,10 +221,11 @@ class DiskInjector:
 
     def apply(self, fault_id: str, plan: Any, checkpoint: Checkpoint) -> Applied:
         assert isinstance(plan, DiskPlan)
+        # Check and claim in one step: two fills may both have passed validate.
         with self._lock:
-            if plan.dev in self._fills:
-                self._busy(plan.dev, plan.mount)
-            self._fills[plan.dev] = fault_id
+            other = self._fills.setdefault(plan.dev, fault_id)
+        if other != fault_id:
+            raise _conflict(other, plan.mount)
         name = fs.file_name(fault_id, self._ctx.markers.instance, KIND_SUFFIX)
         path = fs.brownout_dir(plan.mount) / name
         # Journaled before the file exists: a crash from here on is reverted.
