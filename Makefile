@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PROTO_SRC := proto/brownout/v1/agent.proto
 
-.PHONY: setup run test lint typecheck unit host fuzz kernelvm kernelvm-prepare bench proto install clean
+.PHONY: setup run test lint typecheck unit host fuzz soak kernelvm kernelvm-prepare bench proto install clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,11 @@ host: setup
 fuzz: setup
 	BROWNOUT_FUZZ_EXAMPLES=20000 $(PY) -m pytest --timeout=0 \
 		tests/unit/test_validator_fuzz.py tests/host/test_fuzz.py $(PYTEST_ARGS)
+
+# The reliability suite at full scale (100 kills per kind, 50 clients x 200
+# pairs, a 1 h soak), with no per-test time limit. Needs root; not run in CI.
+soak: setup
+	BROWNOUT_SOAK=1 $(PY) -m pytest -m reliability --timeout=0 tests/reliability $(PYTEST_ARGS)
 
 # Real netem on Debian's kernel under QEMU (virtme-ng): installs QEMU, busybox,
 # kmod and virtme-ng, and caches the kernel in kernelvm-cache/. Needs root.

@@ -11,8 +11,10 @@ apply reverts right after the apply finishes.
 from __future__ import annotations
 
 import dataclasses
+import os
 import queue
 import secrets
+import signal
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -49,6 +51,17 @@ log = structlog.get_logger(__name__)
 
 HISTORY_LIMIT = 1000
 WATCH_QUEUE_LIMIT = 1000
+
+# Test-only crash points for the reliability suite (tests/reliability): when
+# BROWNOUT_TEST_CRASH_AT names a step, the agent SIGKILLs itself there. Unset
+# (always, outside tests) it does nothing. Steps: after_intent, after_checkpoint
+# (undo journaled, kernel not yet changed), after_apply, after_revert.
+_TEST_CRASH_AT = os.environ.get("BROWNOUT_TEST_CRASH_AT", "")
+
+
+def _test_crash_point(step: str) -> None:
+    if step == _TEST_CRASH_AT:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
@@ -279,6 +292,7 @@ class FaultManager:
                     f"cannot journal the fault in {self._journal.dir}: {exc.strerror or exc};"
                     " nothing was applied"
                 ) from exc
+            _test_crash_point("after_intent")
             self._faults[fault.id] = fault
             self._prune_history()
         bound = log.bind(fault_id=fault.id, lease_id=lease_id, kind=kind, caller=caller)
@@ -287,6 +301,7 @@ class FaultManager:
         with fault.lock:
             try:
                 applied = injector.apply(fault.id, plan, lambda undo: self._checkpoint(fault, undo))
+                _test_crash_point("after_apply")
                 fault.undo = applied.undo
                 fault.applied = applied.summary
                 self._journal.write(fault.id, self._record(fault, phase="applied"))
@@ -341,6 +356,7 @@ class FaultManager:
     def _checkpoint(self, fault: Fault, undo: dict[str, Any]) -> None:
         fault.undo = undo
         self._journal.write(fault.id, self._record(fault, phase="applying"))
+        _test_crash_point("after_checkpoint")
 
     def _rollback_failed_apply(self, injector: Injector, fault: Fault, exc: Exception) -> None:
         prev = fault.state
@@ -382,6 +398,7 @@ class FaultManager:
                 self._mark_revert_failed(fault, exc)
                 self._retry_revert(fault)
                 return self._copy(fault)
+            _test_crash_point("after_revert")
             self._mark_reverted(fault, note)
             bound.info("fault reverted", reason=str(fault.end_reason), note=note)
             return self._copy(fault)
