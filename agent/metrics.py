@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -23,30 +23,26 @@ class _LiveState(Collector):
         self._overdue = overdue
 
     def collect(self) -> Iterable[Metric]:
-        active = GaugeMetricFamily(
-            "brownout_faults_active", "Faults currently applied", labels=["kind"]
-        )
-        for kind, n in sorted(self._active().items()):
-            active.add_metric([kind], n)
-        yield active
-        failed = GaugeMetricFamily(
+        yield _by_kind("brownout_faults_active", "Faults currently applied", self._active())
+        yield _by_kind(
             "brownout_faults_revert_failed",
             "Faults whose revert failed and is being retried",
-            labels=["kind"],
+            self._revert_failed(),
         )
-        for kind, n in sorted(self._revert_failed().items()):
-            failed.add_metric([kind], n)
-        yield failed
         yield GaugeMetricFamily("brownout_leases_active", "Live leases", value=self._leases())
-        overdue = GaugeMetricFamily(
+        yield _by_kind(
             "brownout_fault_overdue_seconds",
             "Longest time a fault has stayed applied past its lease deadline or its own end;"
             " 0 when none is overdue",
-            labels=["kind"],
+            self._overdue(),
         )
-        for kind, seconds in sorted(self._overdue().items()):
-            overdue.add_metric([kind], seconds)
-        yield overdue
+
+
+def _by_kind(name: str, documentation: str, values: Mapping[str, float]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation, labels=["kind"])
+    for kind, value in sorted(values.items()):
+        family.add_metric([kind], value)
+    return family
 
 
 class Metrics:
