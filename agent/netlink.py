@@ -1,36 +1,25 @@
-"""rtnetlink through pyroute2: links, routes, qdiscs, classes and filters.
+"""rtnetlink: links, routes, qdiscs, classes and filters, on an NlSocket.
 
-Everything here is async and runs on a thread that agent.netns placed in the
-target namespace. Traffic-control messages use RawTcMsg, a pyroute2 message
-whose TCA_OPTIONS is plain bytes: a dumped qdisc's options can then be sent
-back unchanged (a faithful restore), and agent.tcwire encodes what we add.
+Traffic-control options travel as raw bytes both ways: a dumped qdisc's
+options can be sent back unchanged (a faithful restore), and agent.tcwire
+encodes what we add. Messages follow include/uapi/linux/rtnetlink.h.
 """
 
 from __future__ import annotations
 
 import errno
-import logging
 import socket
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any
 
-from pyroute2 import AsyncIPRoute
-from pyroute2.netlink import (
-    NLM_F_ACK,
-    NLM_F_CREATE,
-    NLM_F_DUMP,
-    NLM_F_EXCL,
-    NLM_F_REPLACE,
-    NLM_F_REQUEST,
-    nlmsg,
-)
-from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink import NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE
 from pyroute2.netlink.rtnl import (
     RTM_DELQDISC,
-    RTM_DELTCLASS,
-    RTM_DELTFILTER,
+    RTM_GETLINK,
     RTM_GETQDISC,
+    RTM_GETROUTE,
     RTM_GETTCLASS,
     RTM_GETTFILTER,
     RTM_NEWQDISC,
@@ -38,43 +27,36 @@ from pyroute2.netlink.rtnl import (
     RTM_NEWTFILTER,
 )
 
+from agent import netns
+from agent.netns import NetnsRef
+from agent.nlsock import NetlinkFailure, NlSocket, Reply, asciiz, attr, attrs, text
 from agent.tcwire import TC_H_ROOT
-
-# pyroute2 logs every message at debug level: far too much for the agent's log.
-logging.getLogger("pyroute2").setLevel(logging.WARNING)
 
 TC_H_INGRESS = 0xFFFFFFF1  # also clsact's parent: not part of the egress tree
 MAIN_TABLE = 254
+NETLINK_ROUTE = 0
+TCMSG = struct.Struct("=BxxxiIII")  # family, ifindex, handle, parent, info
+IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+# family, dst_len, src_len, tos, table, protocol, scope, type, flags
+RTMSG = struct.Struct("=BBBBBBBBI")
+RTNEXTHOP = struct.Struct("=HBBi")  # len, flags, hops, ifindex
+IFLA_IFNAME = 3
+TCA_KIND, TCA_OPTIONS, TCA_STAB = 1, 2, 8
+RTA_OIF, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = 4, 6, 9, 15
+
+__all__ = ["NetlinkFailure", "Qdisc", "Rtnl", "TcObject", "tc_body"]
 
 
-class RawTcMsg(nlmsg):  # type: ignore[misc]
-    """struct tcmsg with TCA_OPTIONS and TCA_STAB kept as raw bytes."""
-
-    prefix = "TCA_"
-    fields = (
-        ("family", "B"),
-        ("pad1", "B"),
-        ("pad2", "H"),
-        ("index", "i"),
-        ("handle", "I"),
-        ("parent", "I"),
-        ("info", "I"),
-    )
-    nla_map = (
-        ("TCA_UNSPEC", "none"),
-        ("TCA_KIND", "asciiz"),
-        ("TCA_OPTIONS", "cdata"),
-        ("TCA_STATS", "none"),
-        ("TCA_XSTATS", "none"),
-        ("TCA_RATE", "none"),
-        ("TCA_FCNT", "none"),
-        ("TCA_STATS2", "none"),
-        ("TCA_STAB", "cdata"),
-    )
-
-
-class NetlinkFailure(OSError):
-    """The kernel refused a request; carries errno and the kernel's message."""
+def tc_body(index: int, handle: int = 0, parent: int = 0, info: int = 0, **tca: bytes) -> bytes:
+    """struct tcmsg and its attributes (kind, options, stab), as the kernel reads them."""
+    body = TCMSG.pack(socket.AF_UNSPEC, index, handle, parent, info)
+    if "kind" in tca:
+        body += attr(TCA_KIND, tca["kind"])
+    if "options" in tca:
+        body += attr(TCA_OPTIONS, tca["options"])
+    if tca.get("stab"):
+        body += attr(TCA_STAB, tca["stab"])
+    return body
 
 
 @dataclass(frozen=True)
@@ -99,129 +81,113 @@ class TcObject:
     parent: int
 
 
-def _failure(exc: NetlinkError, what: str) -> NetlinkFailure:
-    detail = exc.args[1] if len(exc.args) > 1 and exc.args[1] else errno.errorcode.get(exc.code)
-    return NetlinkFailure(exc.code, f"{what}: {detail}")
+def _tc(reply: Reply) -> tuple[int, int, int, dict[int, bytes]]:
+    _family, index, handle, parent, _info = TCMSG.unpack_from(reply.body)
+    return index, handle, parent, attrs(reply.body, TCMSG.size)
 
 
 class Rtnl:
-    """One rtnetlink connection in the current thread's namespace."""
+    """One rtnetlink socket, in the namespace it was opened for."""
 
-    def __init__(self) -> None:
-        self._ipr: Any = None
+    def __init__(self, sock: NlSocket) -> None:
+        self._nl = sock
 
-    async def __aenter__(self) -> Rtnl:
-        self._ipr = AsyncIPRoute(ext_ack=True)
-        await self._ipr.setup_endpoint()
-        for msg_type in (RTM_NEWQDISC, RTM_DELQDISC, RTM_NEWTCLASS, RTM_DELTCLASS):
-            self._ipr.marshal.msg_map[msg_type] = RawTcMsg
-        for msg_type in (RTM_NEWTFILTER, RTM_DELTFILTER):
-            self._ipr.marshal.msg_map[msg_type] = RawTcMsg
-        return self
+    @classmethod
+    @contextmanager
+    def open(cls, ref: NetnsRef) -> Iterator[Rtnl]:
+        """Rtnl in ref's namespace (TargetGone if it vanished), on a pooled socket."""
+        with netns.borrow(ref, NETLINK_ROUTE) as nl:
+            yield cls(nl)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._ipr.close()
+    @classmethod
+    @contextmanager
+    def scratch(cls) -> Iterator[Rtnl]:
+        """Rtnl in a new, empty namespace that lives as long as the block."""
+        with NlSocket(netns.scratch_socket(NETLINK_ROUTE)) as nl:
+            yield cls(nl)
 
     # ----------------------------------------------------------- links
 
-    async def links(self) -> dict[int, str]:
+    def links(self) -> dict[int, str]:
         out: dict[int, str] = {}
-        async for link in await self._ipr.link("dump"):
-            out[int(link["index"])] = str(link.get_attr("IFLA_IFNAME"))
+        body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        for m in self._nl.dump(RTM_GETLINK, body, "list interfaces"):
+            _family, _type, index, _flags, _change = IFINFOMSG.unpack_from(m.body)
+            out[index] = text(attrs(m.body, IFINFOMSG.size).get(IFLA_IFNAME))
         return out
 
-    async def default_route_interface(self) -> str | None:
+    def link_index(self, name: str) -> int | None:
+        """The index of interface name, or None if there is none."""
+        body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr(IFLA_IFNAME, asciiz(name))
+        try:
+            replies = self._nl.request(RTM_GETLINK, 0, body, f"look up interface {name}")
+        except NetlinkFailure as exc:
+            if exc.errno in (errno.ENODEV, errno.EINVAL, errno.ERANGE):
+                return None  # EINVAL/ERANGE: a name no interface can have
+            raise
+        return next((IFINFOMSG.unpack_from(m.body)[2] for m in replies), None)
+
+    def default_route_interface(self) -> str | None:
         """The interface of the main table's default route, IPv4 first."""
-        names = await self.links()
         best: tuple[int, int, int] | None = None  # (family rank, metric, ifindex)
-        async for route in await self._ipr.route("dump", table=MAIN_TABLE):
-            if route["dst_len"] != 0 or route.get_attr("RTA_TABLE") not in (None, MAIN_TABLE):
+        body = RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0)
+        for m in self._nl.dump(RTM_GETROUTE, body, "list routes"):
+            family, dst_len, _src, _tos, table, _proto, _scope, _type, _flags = RTMSG.unpack_from(
+                m.body
+            )
+            a = attrs(m.body, RTMSG.size)
+            if RTA_TABLE in a:
+                (table,) = struct.unpack("=I", a[RTA_TABLE][:4])
+            if dst_len != 0 or table != MAIN_TABLE:
                 continue
-            oif = route.get_attr("RTA_OIF")
-            if oif is None:
-                hops = route.get_attr("RTA_MULTIPATH") or []
-                oif = hops[0]["oif"] if hops else None
+            oif: int | None = None
+            if RTA_OIF in a:
+                (oif,) = struct.unpack("=i", a[RTA_OIF][:4])
+            elif len(a.get(RTA_MULTIPATH, b"")) >= RTNEXTHOP.size:
+                oif = RTNEXTHOP.unpack_from(a[RTA_MULTIPATH])[3]
             if oif is None:
                 continue
-            rank = 0 if route["family"] == socket.AF_INET else 1
-            candidate = (rank, int(route.get_attr("RTA_PRIORITY") or 0), int(oif))
+            metric = struct.unpack("=I", a[RTA_PRIORITY][:4])[0] if RTA_PRIORITY in a else 0
+            candidate = (0 if family == socket.AF_INET else 1, metric, oif)
             if best is None or candidate < best:
                 best = candidate
-        return names.get(best[2]) if best else None
+        return self.links().get(best[2]) if best else None
 
     # -------------------------------------------------------------- tc
 
-    async def _request(self, msg: RawTcMsg, msg_type: int, flags: int, what: str) -> list[Any]:
-        try:
-            return [m async for m in await self._ipr.nlm_request(msg, msg_type, flags)]
-        except NetlinkError as exc:
-            raise _failure(exc, what) from None
-
-    @staticmethod
-    def _msg(index: int, handle: int = 0, parent: int = 0, info: int = 0) -> RawTcMsg:
-        msg = RawTcMsg()
-        msg["family"] = socket.AF_UNSPEC
-        msg["index"] = index
-        msg["handle"] = handle
-        msg["parent"] = parent
-        msg["info"] = info
-        return msg
-
-    async def qdiscs(self, index: int) -> list[Qdisc]:
+    def qdiscs(self, index: int) -> list[Qdisc]:
         """Egress qdiscs of one interface (ingress and clsact are left out)."""
         out = []
-        dump = await self._request(
-            self._msg(index), RTM_GETQDISC, NLM_F_REQUEST | NLM_F_DUMP, "list qdiscs"
-        )
-        for m in dump:
-            if m["index"] != index or m["parent"] == TC_H_INGRESS:
+        for m in self._nl.dump(RTM_GETQDISC, tc_body(index), "list qdiscs"):
+            ifindex, handle, parent, a = _tc(m)
+            kind = text(a.get(TCA_KIND))
+            if ifindex != index or parent == TC_H_INGRESS or kind in ("ingress", "clsact"):
                 continue
-            kind = m.get_attr("TCA_KIND")
-            if kind in ("ingress", "clsact"):
-                continue
-            out.append(
-                Qdisc(
-                    kind=str(kind),
-                    handle=int(m["handle"]),
-                    parent=int(m["parent"]),
-                    options=bytes(m.get_attr("TCA_OPTIONS") or b""),
-                    stab=bytes(m.get_attr("TCA_STAB") or b""),
-                )
-            )
+            out.append(Qdisc(kind, handle, parent, a.get(TCA_OPTIONS, b""), a.get(TCA_STAB, b"")))
         return out
 
-    async def root(self, index: int) -> Qdisc | None:
-        return next((q for q in await self.qdiscs(index) if q.is_root), None)
+    def root(self, index: int) -> Qdisc | None:
+        return next((q for q in self.qdiscs(index) if q.is_root), None)
 
-    async def classes(self, index: int) -> list[TcObject]:
-        dump = await self._request(
-            self._msg(index), RTM_GETTCLASS, NLM_F_REQUEST | NLM_F_DUMP, "list classes"
-        )
-        return [
-            TcObject(str(m.get_attr("TCA_KIND")), int(m["handle"]), int(m["parent"]))
-            for m in dump
-            if m["index"] == index
-        ]
+    def classes(self, index: int) -> list[TcObject]:
+        out = []
+        for m in self._nl.dump(RTM_GETTCLASS, tc_body(index), "list classes"):
+            ifindex, handle, parent, a = _tc(m)
+            if ifindex == index:
+                out.append(TcObject(text(a.get(TCA_KIND)), handle, parent))
+        return out
 
-    async def filters(self, index: int, parent: int) -> list[TcObject]:
-        dump = await self._request(
-            self._msg(index, parent=parent),
-            RTM_GETTFILTER,
-            NLM_F_REQUEST | NLM_F_DUMP,
-            "list filters",
-        )
-        return [
-            TcObject(str(m.get_attr("TCA_KIND")), int(m["handle"]), int(m["parent"]))
-            for m in dump
-            if m["index"] == index and m.get_attr("TCA_KIND")
-        ]
+    def filters(self, index: int, parent: int) -> list[TcObject]:
+        out = []
+        body = tc_body(index, parent=parent)
+        for m in self._nl.dump(RTM_GETTFILTER, body, "list filters"):
+            ifindex, handle, parent_, a = _tc(m)
+            kind = text(a.get(TCA_KIND))
+            if ifindex == index and kind:
+                out.append(TcObject(kind, handle, parent_))
+        return out
 
-    async def add_qdisc(
+    def add_qdisc(
         self,
         index: int,
         parent: int,
@@ -234,40 +200,17 @@ class Rtnl:
     ) -> None:
         """Create a qdisc; replace swaps out whatever sits at parent, otherwise
         an existing non-default qdisc there is an error (EEXIST)."""
-        msg = self._msg(index, handle, parent)
-        attrs: list[list[Any]] = [["TCA_KIND", kind], ["TCA_OPTIONS", options]]
-        if stab:
-            attrs.append(["TCA_STAB", stab])
-        msg["attrs"] = attrs
-        flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE
-        flags |= NLM_F_REPLACE if replace else NLM_F_EXCL
-        await self._request(msg, RTM_NEWQDISC, flags, f"add {kind} qdisc")
+        body = tc_body(index, handle, parent, kind=asciiz(kind), options=options, stab=stab)
+        flags = NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL)
+        self._nl.request(RTM_NEWQDISC, flags, body, f"add {kind} qdisc")
 
-    async def delete_qdisc(self, index: int, parent: int, handle: int) -> None:
-        await self._request(
-            self._msg(index, handle, parent),
-            RTM_DELQDISC,
-            NLM_F_REQUEST | NLM_F_ACK,
-            "delete qdisc",
-        )
+    def delete_qdisc(self, index: int, parent: int, handle: int) -> None:
+        self._nl.request(RTM_DELQDISC, 0, tc_body(index, handle, parent), "delete qdisc")
 
-    async def add_class(
-        self, index: int, parent: int, classid: int, kind: str, options: bytes
-    ) -> None:
-        msg = self._msg(index, classid, parent)
-        msg["attrs"] = [["TCA_KIND", kind], ["TCA_OPTIONS", options]]
-        await self._request(
-            msg,
-            RTM_NEWTCLASS,
-            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-            f"add {kind} class",
-        )
+    def add_class(self, index: int, parent: int, classid: int, kind: str, options: bytes) -> None:
+        body = tc_body(index, classid, parent, kind=asciiz(kind), options=options)
+        self._nl.request(RTM_NEWTCLASS, NLM_F_CREATE | NLM_F_EXCL, body, f"add {kind} class")
 
-    async def add_filter(
-        self, index: int, parent: int, info: int, kind: str, options: bytes
-    ) -> None:
-        msg = self._msg(index, 0, parent, info)
-        msg["attrs"] = [["TCA_KIND", kind], ["TCA_OPTIONS", options]]
-        await self._request(
-            msg, RTM_NEWTFILTER, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE, f"add {kind} filter"
-        )
+    def add_filter(self, index: int, parent: int, info: int, kind: str, options: bytes) -> None:
+        body = tc_body(index, 0, parent, info, kind=asciiz(kind), options=options)
+        self._nl.request(RTM_NEWTFILTER, NLM_F_CREATE, body, f"add {kind} filter")

@@ -1,27 +1,29 @@
-"""Network namespaces: resolving a fault's target and running code inside one.
+"""Network namespaces: resolving a fault's target and opening sockets inside one.
 
-Code runs in a namespace on a fresh thread that calls setns(2) for itself
-alone and then exits, so no agent thread ever changes namespace and a failed
-switch back cannot strand one. Every netlink socket opened on that thread
-(pyroute2 opens them lazily) lives in the target namespace. The scratch
-variant unshares an anonymous namespace that vanishes with the thread, so
-capability probes never touch the host.
+A netlink socket belongs to the namespace it was created in. Sockets for
+another namespace are created on a fresh thread that calls setns(2) for
+itself alone and then exits, so no agent thread ever changes namespace and a
+failed switch back cannot strand one; the socket is then used from the
+caller's thread. The scratch variant unshares an anonymous namespace that
+lives only as long as its socket, so capability probes never touch the host.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import fcntl
-import logging
 import os
 import re
+import socket
 import threading
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agent import nlsock
 from agent.errors import InvalidArgument, TargetGone
 from brownout.v1 import agent_pb2 as pb
 
@@ -35,8 +37,6 @@ THREAD_TIMEOUT = 30.0
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 _libc = ctypes.CDLL(None, use_errno=True)
-# Each netns thread runs its own event loop; asyncio's per-loop debug lines are noise.
-logging.getLogger("asyncio").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
@@ -137,14 +137,15 @@ def _open_checked(ref: NetnsRef) -> int:
     return fd
 
 
-def _run_thread(enter: Callable[[], None], fn: Callable[[], Awaitable[T]], what: str) -> T:
+def _on_thread(enter: Callable[[], None], make: Callable[[], T], what: str) -> T:
+    """make() on a fresh thread that first runs enter() (a namespace switch)."""
     result: list[T] = []
     failure: list[BaseException] = []
 
     def body() -> None:
         try:
             enter()
-            result.append(asyncio.run(_as_coroutine(fn)))
+            result.append(make())
         except BaseException as exc:
             failure.append(exc)
 
@@ -152,19 +153,21 @@ def _run_thread(enter: Callable[[], None], fn: Callable[[], Awaitable[T]], what:
     thread.start()
     thread.join(THREAD_TIMEOUT)
     if thread.is_alive():
-        raise TimeoutError(f"netlink work in {what} did not finish within {THREAD_TIMEOUT:g}s")
+        raise TimeoutError(f"opening a socket in {what} did not finish within {THREAD_TIMEOUT:g}s")
     if failure:
         raise failure[0]
     return result[0]
 
 
-async def _as_coroutine(fn: Callable[[], Awaitable[T]]) -> T:
-    return await fn()
+def _socket_from(ref: NetnsRef, fd: int, protocol: int) -> socket.socket:
+    """A netlink socket in the namespace open at fd (closed here).
 
-
-def run_in(ref: NetnsRef, fn: Callable[[], Awaitable[T]]) -> T:
-    """Run fn's coroutine on a thread inside ref's namespace; TargetGone if it vanished."""
-    fd = _open_checked(ref)
+    A socket stays in the namespace it was created in, whichever thread uses
+    it, so only its creation needs a thread inside the namespace.
+    """
+    if ref.own:
+        os.close(fd)
+        return nlsock.new_socket(protocol)
 
     def enter() -> None:
         try:
@@ -174,18 +177,115 @@ def run_in(ref: NetnsRef, fn: Callable[[], Awaitable[T]]) -> T:
         finally:
             os.close(fd)
 
-    return _run_thread(enter, fn, ref.label)
+    return _on_thread(enter, lambda: nlsock.new_socket(protocol), ref.label)
 
 
-def run_in_scratch(fn: Callable[[], Awaitable[T]]) -> T:
-    """Run fn's coroutine in a new, empty namespace that dies with the thread."""
+class SocketPool:
+    """Idle netlink sockets by namespace and protocol, reused by later operations.
+
+    Reuse saves a thread per socket in another namespace, and closing an
+    nfnetlink socket right after a commit that deleted rules waits for the
+    kernel's RCU grace period (about 9 ms here); idle sockets are closed by a
+    reaper thread instead. A socket holds its namespace alive, so sockets of
+    other namespaces are kept only briefly: a container's network namespace
+    (and its veth) must not outlive the container because of us.
+    """
+
+    IDLE_OWN = 60.0
+    IDLE_OTHER = 3.0
+    MAX_IDLE = 4  # per namespace and protocol: enough for concurrent faults
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[tuple[int, int, int], list[tuple[float, nlsock.NlSocket]]] = {}
+        self._reaper: threading.Thread | None = None
+
+    @contextmanager
+    def borrow(self, ref: NetnsRef, protocol: int) -> Iterator[nlsock.NlSocket]:
+        """A socket in ref's namespace for the caller alone; TargetGone if the
+        namespace vanished (checked on every borrow, pooled or not)."""
+        key = (ref.dev, ref.ino, protocol)
+        try:
+            fd = _open_checked(ref)
+        except TargetGone:
+            self._discard(key)
+            raise
+        with self._lock:
+            idle = self._idle.get(key)
+            sock = idle.pop()[1] if idle else None
+        if sock is not None:
+            os.close(fd)
+        else:
+            sock = nlsock.NlSocket(_socket_from(ref, fd, protocol))
+        try:
+            yield sock
+        finally:
+            self._give_back(key, sock, IDLE_OWN if ref.own else IDLE_OTHER)
+
+    def _give_back(self, key: tuple[int, int, int], sock: nlsock.NlSocket, idle: float) -> None:
+        if sock.broken:
+            sock.close()
+            return
+        with self._lock:
+            pooled = self._idle.setdefault(key, [])
+            if len(pooled) >= self.MAX_IDLE:
+                sock.close()
+                return
+            pooled.append((time.monotonic() + idle, sock))
+            if self._reaper is None:
+                self._reaper = threading.Thread(
+                    target=self._reap, name="netlink-reaper", daemon=True
+                )
+                self._reaper.start()
+
+    def _discard(self, key: tuple[int, int, int]) -> None:
+        with self._lock:
+            stale = self._idle.pop(key, [])
+        for _, sock in stale:
+            sock.close()
+
+    def _reap(self) -> None:
+        """Close sockets as they expire; exit once none are idle (the next
+        give-back starts a new reaper)."""
+        while True:
+            now = time.monotonic()
+            expired: list[nlsock.NlSocket] = []
+            with self._lock:
+                for key, pooled in list(self._idle.items()):
+                    expired += [sock for deadline, sock in pooled if deadline <= now]
+                    keep = [(d, sock) for d, sock in pooled if d > now]
+                    if keep:
+                        self._idle[key] = keep
+                    else:
+                        del self._idle[key]
+                if not self._idle:
+                    self._reaper = None
+                nearest = min((d for p in self._idle.values() for d, _ in p), default=now)
+            for sock in expired:
+                sock.close()
+            if self._reaper is None:
+                return
+            time.sleep(max(0.05, nearest - now))
+
+
+IDLE_OWN, IDLE_OTHER = SocketPool.IDLE_OWN, SocketPool.IDLE_OTHER
+_pool = SocketPool()
+
+
+def borrow(ref: NetnsRef, protocol: int) -> AbstractContextManager[nlsock.NlSocket]:
+    """A pooled netlink socket in ref's namespace (see SocketPool)."""
+    return _pool.borrow(ref, protocol)
+
+
+def scratch_socket(protocol: int) -> socket.socket:
+    """A netlink socket in a new, empty namespace that lives as long as the socket."""
 
     def enter() -> None:
         if _libc.unshare(CLONE_NEWNET) != 0:
             err = ctypes.get_errno()
             raise OSError(err, f"unshare(CLONE_NEWNET): {os.strerror(err)}")
 
-    return _run_thread(enter, fn, "scratch")
+    return _on_thread(enter, lambda: nlsock.new_socket(protocol), "scratch")
 
 
 def named_namespaces() -> list[NetnsRef]:

@@ -1,31 +1,27 @@
-"""nftables through pyroute2's nfnetlink socket: expression builders and
-atomic batches.
+"""nftables over nfnetlink: expression builders and atomic batches.
 
-The builders are pure (they return pyroute2 message dicts, unit tested); Nft
-sends them in one transaction so a fault's rules land all together or not at
-all. Like agent.netlink, Nft runs on a thread inside the target namespace.
+The builders are pure (they return pyroute2 messages, which encode the
+expressions; unit tested); Nft sends them on an NlSocket in one transaction,
+so a fault's rules land all together or not at all.
 """
 
 from __future__ import annotations
 
 import errno
 import ipaddress
-import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from pyroute2.netlink import (
     NLM_F_ACK,
     NLM_F_APPEND,
     NLM_F_CREATE,
-    NLM_F_DUMP,
     NLM_F_ECHO,
     NLM_F_REQUEST,
 )
-from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_NFTABLES, nfgen_msg
 from pyroute2.netlink.nfnetlink.nftsocket import (
     NFPROTO_INET,
@@ -38,13 +34,14 @@ from pyroute2.netlink.nfnetlink.nftsocket import (
     NFT_MSG_NEWCHAIN,
     NFT_MSG_NEWRULE,
     NFT_MSG_NEWTABLE,
-    AsyncNFTSocket,
     nft_chain_msg,
     nft_rule_msg,
     nft_table_msg,
 )
 
-from agent.netlink import NetlinkFailure
+from agent import netns
+from agent.netns import NetnsRef
+from agent.nlsock import NetlinkFailure, NlSocket, Reply, asciiz, attr, attrs, text
 
 Msg = Any  # a pyroute2 nfgen message
 Expr = dict[str, Any]
@@ -61,6 +58,7 @@ CMP_EQ, CMP_GTE, CMP_LTE = 0, 5, 3
 NF_DROP, NF_ACCEPT, NFT_JUMP, NFT_RETURN = 0, 1, -3, -5
 NFPROTO = {4: 2, 6: 10}
 LOOPBACK_IFINDEX = 1  # lo is interface 1 in every namespace
+NETLINK_NETFILTER = 12
 
 
 # ------------------------------------------------------------- expressions
@@ -235,88 +233,106 @@ class Rule:
     comment: str
 
 
-def _comment(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.rstrip(b"\0").decode(errors="replace")
-    return str(value or "")
+def _nla(cls: Any, name: str) -> int:
+    """An attribute's number, from pyroute2's map of the message."""
+    return next(i for i, entry in enumerate(cls.nla_map) if entry[0] == name)
+
+
+NFGENMSG = struct.Struct("=BBH")  # family, version, res_id (big-endian, unused here)
+RULE_TABLE = _nla(nft_rule_msg, "NFTA_RULE_TABLE")
+RULE_CHAIN = _nla(nft_rule_msg, "NFTA_RULE_CHAIN")
+RULE_HANDLE = _nla(nft_rule_msg, "NFTA_RULE_HANDLE")
+RULE_USERDATA = _nla(nft_rule_msg, "NFTA_RULE_USERDATA")
+CHAIN_TABLE = _nla(nft_chain_msg, "NFTA_CHAIN_TABLE")
+CHAIN_NAME = _nla(nft_chain_msg, "NFTA_CHAIN_NAME")
+TABLE_NAME = _nla(nft_table_msg, "NFTA_TABLE_NAME")
+UDATA_RULE_COMMENT = 0
+
+
+def _family_attrs(reply: Reply) -> tuple[int, dict[int, bytes]]:
+    return NFGENMSG.unpack_from(reply.body)[0], attrs(reply.body, NFGENMSG.size)
+
+
+def udata_comment(raw: bytes) -> str:
+    """The comment in a rule's user data: libnftnl's TLVs (u8 type, u8 length),
+    as pyroute2 and the nft tool write them; type 0 is the comment."""
+    offset = 0
+    while offset + 2 <= len(raw):
+        kind, length = raw[offset], raw[offset + 1]
+        if kind == UDATA_RULE_COMMENT:
+            return text(raw[offset + 2 : offset + 2 + length])
+        offset += 2 + length
+    return ""
+
+
+def _rule(a: dict[int, bytes]) -> Rule:
+    (rule_handle,) = struct.unpack(">Q", a.get(RULE_HANDLE, bytes(8))[:8])
+    return Rule(text(a.get(RULE_CHAIN)), rule_handle, udata_comment(a.get(RULE_USERDATA, b"")))
 
 
 class Nft:
-    """One nfnetlink connection (inet family) in the current thread's namespace."""
+    """One nfnetlink socket (inet family), in the namespace it was opened for."""
 
-    def __init__(self) -> None:
-        self._sock: Any = None
+    def __init__(self, sock: NlSocket) -> None:
+        self._nl = sock
 
-    async def __aenter__(self) -> Nft:
-        self._sock = AsyncNFTSocket(nfgen_family=NFPROTO_INET)
-        await self._sock.setup_endpoint()
-        return self
+    @classmethod
+    @contextmanager
+    def open(cls, ref: NetnsRef) -> Iterator[Nft]:
+        """Nft in ref's namespace (TargetGone if it vanished), on a pooled socket."""
+        with netns.borrow(ref, NETLINK_NETFILTER) as nl:
+            yield cls(nl)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._sock.close()
+    @classmethod
+    @contextmanager
+    def scratch(cls) -> Iterator[Nft]:
+        """Nft in a new, empty namespace that lives as long as the block."""
+        with NlSocket(netns.scratch_socket(NETLINK_NETFILTER)) as nl:
+            yield cls(nl)
 
-    async def commit(self, messages: Sequence[Msg], what: str) -> list[Rule]:
+    def commit(self, messages: Sequence[Msg], what: str) -> list[Rule]:
         """Apply messages as one transaction; the rules created, with their handles."""
-        batch = [_batch_marker(NFT_BATCH_BEGIN), *messages, _batch_marker(NFT_BATCH_END)]
+        data, acked = [], []
+        for msg in [_batch_marker(NFT_BATCH_BEGIN), *messages, _batch_marker(NFT_BATCH_END)]:
+            seq = self._nl.next_seq()
+            msg["header"]["sequence_number"] = seq
+            msg.encode()
+            data.append(bytes(msg.data))
+            if msg["header"]["flags"] & NLM_F_ACK:
+                acked.append(seq)
+        replies = self._nl.transact(b"".join(data), acked, what)
+        return [_rule(_family_attrs(r)[1]) for r in replies if r.type & 0xFF == NFT_MSG_NEWRULE]
+
+    def _dump(self, msg_type: int, body_attrs: bytes = b"") -> list[dict[int, bytes]]:
+        body = NFGENMSG.pack(NFPROTO_INET, 0, 0) + body_attrs
         try:
-            replies = [m async for m in self._sock.nlm_request_batch(batch)]
-        except NetlinkError as exc:
-            detail = exc.args[1] if len(exc.args) > 1 and exc.args[1] else os.strerror(exc.code)
-            raise NetlinkFailure(exc.code, f"{what}: {detail}") from None
-        created = []
-        for reply in replies:
-            if reply["header"]["type"] & 0xFF == NFT_MSG_NEWRULE:
-                created.append(
-                    Rule(
-                        str(reply.get_attr("NFTA_RULE_CHAIN")),
-                        int(reply.get_attr("NFTA_RULE_HANDLE")),
-                        _comment(reply.get_attr("NFTA_RULE_USERDATA")),
-                    )
-                )
-        return created
-
-    async def _dump(self, cls: Any, msg_type: int, attrs: list[tuple[str, Any]]) -> list[Any]:
-        msg = cls()
-        msg["nfgen_family"] = NFPROTO_INET
-        msg["attrs"] = attrs
-        try:
-            return [
-                m
-                async for m in await self._sock.nlm_request(
-                    msg, (NFNL_SUBSYS_NFTABLES << 8) | msg_type, NLM_F_REQUEST | NLM_F_DUMP
-                )
-            ]
-        except NetlinkError as exc:
-            if exc.code == errno.ENOENT:
-                return []
-            raise NetlinkFailure(exc.code, f"list nftables objects: {exc}") from None
-
-    async def tables(self) -> list[str]:
-        return [
-            str(m.get_attr("NFTA_TABLE_NAME"))
-            for m in await self._dump(nft_table_msg, NFT_MSG_GETTABLE, [])
-            if m["nfgen_family"] == NFPROTO_INET
-        ]
-
-    async def chains(self, table: str) -> list[str]:
-        return [
-            str(m.get_attr("NFTA_CHAIN_NAME"))
-            for m in await self._dump(nft_chain_msg, NFT_MSG_GETCHAIN, [])
-            if m["nfgen_family"] == NFPROTO_INET and m.get_attr("NFTA_CHAIN_TABLE") == table
-        ]
-
-    async def rules(self, table: str) -> list[Rule]:
-        return [
-            Rule(
-                str(m.get_attr("NFTA_RULE_CHAIN")),
-                int(m.get_attr("NFTA_RULE_HANDLE")),
-                _comment(m.get_attr("NFTA_RULE_USERDATA")),
+            replies = self._nl.dump(
+                (NFNL_SUBSYS_NFTABLES << 8) | msg_type, body, "list nftables objects"
             )
-            for m in await self._dump(nft_rule_msg, NFT_MSG_GETRULE, [("NFTA_RULE_TABLE", table)])
-            if m["nfgen_family"] == NFPROTO_INET and m.get_attr("NFTA_RULE_TABLE") == table
+        except NetlinkFailure as exc:
+            if exc.errno == errno.ENOENT:
+                return []
+            raise
+        out = []
+        for r in replies:
+            family, a = _family_attrs(r)
+            if family == NFPROTO_INET:
+                out.append(a)
+        return out
+
+    def tables(self) -> list[str]:
+        return [text(a.get(TABLE_NAME)) for a in self._dump(NFT_MSG_GETTABLE)]
+
+    def chains(self, table: str) -> list[str]:
+        return [
+            text(a.get(CHAIN_NAME))
+            for a in self._dump(NFT_MSG_GETCHAIN)
+            if text(a.get(CHAIN_TABLE)) == table
+        ]
+
+    def rules(self, table: str) -> list[Rule]:
+        return [
+            _rule(a)
+            for a in self._dump(NFT_MSG_GETRULE, attr(RULE_TABLE, asciiz(table)))
+            if text(a.get(RULE_TABLE)) == table
         ]

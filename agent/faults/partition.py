@@ -187,43 +187,44 @@ def parse_partition(spec: pb.PartitionSpec) -> tuple[Any, ...]:
     return peers, ports, protocol, ingress, egress, exclude
 
 
-async def _commit(msgs: list[Msg], what: str) -> list[dict[str, Any]]:
-    async with Nft() as nft:
-        created = await nft.commit(msgs, what)
+def _commit(nft: Nft, msgs: list[Msg], what: str) -> list[dict[str, Any]]:
+    created = nft.commit(msgs, what)
     return [{"chain": r.chain, "handle": r.handle} for r in created]
 
 
-async def _remove(table: str, tag: str, chains: list[str], handles: list[dict[str, Any]]) -> str:
-    async with Nft() as nft:
-        present = await nft.chains(table)
+def _remove(
+    ref: NetnsRef, table: str, tag: str, chains: list[str], handles: list[dict[str, Any]]
+) -> str:
+    with Nft.open(ref) as nft:
+        present = nft.chains(table)
         if not present:
             return "no table"
         others = [c for c in present if c not in BASE_CHAINS and c not in chains]
         if not others:
-            await nft.commit([del_table(table)], f"delete table {table}")
+            nft.commit([del_table(table)], f"delete table {table}")
             return "deleted the table"
         recorded = {(h["chain"], int(h["handle"])) for h in handles}
         mine = [
             r
-            for r in await nft.rules(table)
+            for r in nft.rules(table)
             if r.chain in BASE_CHAINS and (r.comment == tag or (r.chain, r.handle) in recorded)
         ]
         msgs = [del_rule(table, r.chain, r.handle) for r in mine]
         msgs += [del_chain(table, c) for c in chains if c in present]
         if msgs:
-            await nft.commit(msgs, f"delete rules of {tag}")
+            nft.commit(msgs, f"delete rules of {tag}")
         return f"deleted {len(mine)} rules and {len([c for c in chains if c in present])} chains"
 
 
-async def _drop_table(table: str) -> bool:
-    async with Nft() as nft:
-        if table not in await nft.tables():
+def _drop_table(ref: NetnsRef, table: str) -> bool:
+    with Nft.open(ref) as nft:
+        if table not in nft.tables():
             return False
-        await nft.commit([del_table(table)], f"delete table {table}")
+        nft.commit([del_table(table)], f"delete table {table}")
         return True
 
 
-async def _probe() -> None:
+def _probe() -> None:
     """Every kind of rule a partition uses, in a scratch namespace."""
     plan = PartitionPlan(
         netns.own(),
@@ -235,13 +236,15 @@ async def _probe() -> None:
         (),
         Protected((), (7,)),
     )
-    await _commit(build_messages(plan, "brownout_probe", "fault-probe"), "probe")
+    with Nft.scratch() as nft:
+        _commit(nft, build_messages(plan, "brownout_probe", "fault-probe"), "probe")
 
 
 class PartitionInjector:
     kind = "partition"
     proto_kind = pb.FAULT_KIND_PARTITION
     spec_field = "partition"
+    survives_reboot = False
 
     def __init__(self, ctx: InjectorContext) -> None:
         self._ctx = ctx
@@ -249,7 +252,7 @@ class PartitionInjector:
 
     def probe(self) -> Capability:
         try:
-            netns.run_in_scratch(_probe)
+            _probe()
         except OSError as exc:
             return Capability(
                 False,
@@ -289,8 +292,8 @@ class PartitionInjector:
         }
         checkpoint(undo)
         msgs = build_messages(plan, self._table, fault_id)
-        with _edit_lock:
-            created = netns.run_in(plan.netns, lambda: _commit(msgs, f"partition {fault_id}"))
+        with _edit_lock, Nft.open(plan.netns) as nft:
+            created = _commit(nft, msgs, f"partition {fault_id}")
         undo["rules"] = created
         checkpoint(undo)
         direction = (
@@ -318,7 +321,7 @@ class PartitionInjector:
         table, tag = str(undo["table"]), str(undo["comment"])
         chains, handles = list(undo["chains"]), list(undo.get("rules", []))
         with _edit_lock:
-            done = netns.run_in(ref, lambda: _remove(table, tag, chains, handles))
+            done = _remove(ref, table, tag, chains, handles)
         log.info("partition reverted", fault_id=fault_id, netns=ref.label, done=done)
 
     def sweep(self) -> list[str]:
@@ -326,7 +329,7 @@ class PartitionInjector:
         for ref in netns.named_namespaces():
             try:
                 with _edit_lock:
-                    dropped = netns.run_in(ref, lambda: _drop_table(self._table))
+                    dropped = _drop_table(ref, self._table)
             except (OSError, TargetGone) as exc:
                 log.warning("partition sweep skipped a namespace", netns=ref.label, error=str(exc))
                 continue

@@ -178,34 +178,33 @@ class _Found:
     qdiscs: tuple[Qdisc, ...]
     classes: int
     root_filters: int
-    names: tuple[str, ...]
 
 
-async def _inspect(interface: str) -> _Found | str:
+def _inspect(ref: NetnsRef, interface: str) -> _Found | str:
     """The interface (or the default route's) and its egress tree; a str is an error."""
-    async with Rtnl() as rt:
-        links = await rt.links()
-        name = interface or await rt.default_route_interface()
+    with Rtnl.open(ref) as rt:
+        name = interface or rt.default_route_interface()
         if not name:
             return "no default route in this namespace to take the interface from"
-        index = next((i for i, n in links.items() if n == name), None)
+        index = rt.link_index(name)
         if index is None:
-            return f"no interface {name!r} (present: {', '.join(sorted(links.values()))})"
-        qdiscs = await rt.qdiscs(index)
+            present = ", ".join(sorted(rt.links().values()))
+            return f"no interface {name!r} (present: {present})"
+        qdiscs = rt.qdiscs(index)
         root = next((q for q in qdiscs if q.is_root), None)
-        classes = await rt.classes(index) if root is not None and root.handle else []
-        filters = await rt.filters(index, root.handle) if root is not None and root.handle else []
-        return _Found(name, index, tuple(qdiscs), len(classes), len(filters), tuple(links.values()))
+        classes = rt.classes(index) if root is not None and root.handle else []
+        filters = rt.filters(index, root.handle) if root is not None and root.handle else []
+        return _Found(name, index, tuple(qdiscs), len(classes), len(filters))
 
 
-async def _roundtrip(q: Qdisc) -> str:
+def _roundtrip(q: Qdisc) -> str:
     """Re-create q on a scratch namespace's loopback; '' if the kernel gives the same back."""
-    async with Rtnl() as rt:
+    with Rtnl.scratch() as rt:
         try:
-            await rt.add_qdisc(1, TC_H_ROOT, q.handle, q.kind, q.options, stab=q.stab)
+            rt.add_qdisc(1, TC_H_ROOT, q.handle, q.kind, q.options, stab=q.stab)
         except NetlinkFailure as exc:
             return f"the kernel refuses to re-create it ({exc.strerror})"
-        back = await rt.root(1)
+        back = rt.root(1)
     if back is None or (back.kind, back.handle, back.options) != (q.kind, q.handle, q.options):
         return "re-creating it does not reproduce its options"
     return ""
@@ -230,15 +229,15 @@ def snapshot(found: _Found) -> Snapshot:
             f" {found.root_filters} filters)"
         )
     else:
-        why = netns.run_in_scratch(lambda: _roundtrip(root))
+        why = _roundtrip(root)
     return Snapshot(root.kind, root.handle, root.options, root.stab, False, not why, why)
 
 
-async def _apply(plan: Plan, major: int) -> None:
+def _apply(plan: Plan, major: int) -> None:
     idx = plan.ifindex
     root = handle(major)
-    async with Rtnl() as rt:
-        now = await rt.root(idx)
+    with Rtnl.open(plan.netns) as rt:
+        now = rt.root(idx)
         prev = plan.previous
         if not prev.default and (now is None or (now.kind, now.handle) != (prev.kind, prev.handle)):
             raise FailedPrecondition(
@@ -246,24 +245,24 @@ async def _apply(plan: Plan, major: int) -> None:
             )
         replace = not prev.default
         if not plan.matches:
-            await rt.add_qdisc(
+            rt.add_qdisc(
                 idx, TC_H_ROOT, root, plan.shape.root_kind, plan.shape.root_options, replace=replace
             )
             return
-        await rt.add_qdisc(
+        rt.add_qdisc(
             idx, TC_H_ROOT, root, "htb", htb_qdisc(plan.default_class, DIRECT_QLEN), replace=replace
         )
         shaped = handle(major, 1)
-        await rt.add_class(
+        rt.add_class(
             idx, root, shaped, "htb", htb_class(plan.shape.class_rate, plan.shape.class_burst)
         )
-        await rt.add_qdisc(
+        rt.add_qdisc(
             idx, shaped, handle(major + 0x1000), plan.shape.leaf_kind, plan.shape.leaf_options
         )
         for m in plan.matches:
             base = EXCLUDE_PRIO if m.exclude else MATCH_PRIO
             prio = base if m.eth_protocol == ETH_P_IP else base + 1
-            await rt.add_filter(
+            rt.add_filter(
                 idx,
                 root,
                 filter_info(prio, m.eth_protocol),
@@ -272,19 +271,18 @@ async def _apply(plan: Plan, major: int) -> None:
             )
 
 
-async def _revert(interface: str, ifindex: int, major: int, previous: Snapshot) -> str:
+def _revert(ref: NetnsRef, interface: str, ifindex: int, major: int, previous: Snapshot) -> str:
     """Put the previous root back; returns what was done, or raises TargetGone."""
-    async with Rtnl() as rt:
-        links = await rt.links()
-        if links.get(ifindex) != interface:
+    with Rtnl.open(ref) as rt:
+        if rt.link_index(interface) != ifindex:
             raise TargetGone(f"interface {interface} is gone, and its qdiscs with it")
-        now = await rt.root(ifindex)
+        now = rt.root(ifindex)
         if now is None or now.handle != handle(major):
             return "nothing of ours at the root"
         if previous.default or not previous.restorable:
-            await rt.delete_qdisc(ifindex, TC_H_ROOT, handle(major))
+            rt.delete_qdisc(ifindex, TC_H_ROOT, handle(major))
             return "deleted; kernel default back"
-        await rt.add_qdisc(
+        rt.add_qdisc(
             ifindex,
             TC_H_ROOT,
             previous.handle,
@@ -293,19 +291,19 @@ async def _revert(interface: str, ifindex: int, major: int, previous: Snapshot) 
             replace=True,
             stab=previous.stab,
         )
-        back = await rt.root(ifindex)
+        back = rt.root(ifindex)
         if back is None or back.options != previous.options:
             log.warning("restored root qdisc differs from its snapshot", interface=interface)
         return f"restored {previous.describe()}"
 
 
-async def _sweep(major: int) -> list[str]:
+def _sweep(ref: NetnsRef, major: int) -> list[str]:
     swept = []
-    async with Rtnl() as rt:
-        for index, name in (await rt.links()).items():
-            root = await rt.root(index)
+    with Rtnl.open(ref) as rt:
+        for index, name in rt.links().items():
+            root = rt.root(index)
             if root is not None and root.handle == handle(major):
-                await rt.delete_qdisc(index, TC_H_ROOT, root.handle)
+                rt.delete_qdisc(index, TC_H_ROOT, root.handle)
                 swept.append(name)
     return swept
 
@@ -334,7 +332,7 @@ class ShapingInjector(abc.ABC):
 
     def probe(self) -> Capability:
         try:
-            missing = netns.run_in_scratch(lambda: probe_tc(tuple(self.needs)))
+            missing = probe_tc(tuple(self.needs))
         except OSError as exc:
             return Capability(False, f"cannot probe traffic control in a scratch namespace: {exc}")
         if missing:
@@ -362,7 +360,7 @@ class ShapingInjector(abc.ABC):
             matches = u32_matches(req.filter, guard_matches)
             default_class = 0
         check_size(f"{req.field}.filter", matches)
-        found = netns.run_in(ref, lambda: _inspect(req.interface))
+        found = _inspect(ref, req.interface)
         if isinstance(found, str):
             raise InvalidArgument(f"{req.field}.interface", f"{found} in {ref.label}")
         what = f"interface {found.interface} in {ref.label}"
@@ -410,7 +408,7 @@ class ShapingInjector(abc.ABC):
         except BaseException:
             self._registry.release(key, fault_id)  # nothing applied: give the interface back
             raise
-        netns.run_in(plan.netns, lambda: _apply(plan, self._major))
+        _apply(plan, self._major)
         summary = {
             "netns": plan.netns.label,
             "interface": plan.interface,
@@ -433,9 +431,7 @@ class ShapingInjector(abc.ABC):
         ifindex, interface = int(undo["ifindex"]), str(undo["interface"])
         previous = Snapshot.from_record(undo["previous"])
         try:
-            done = netns.run_in(
-                ref, lambda: _revert(interface, ifindex, int(undo["major"]), previous)
-            )
+            done = _revert(ref, interface, ifindex, int(undo["major"]), previous)
         except TargetGone:
             self._registry.release(_key(ref, ifindex), fault_id)
             raise
@@ -446,7 +442,7 @@ class ShapingInjector(abc.ABC):
         swept = []
         for ref in netns.named_namespaces():
             try:
-                names = netns.run_in(ref, lambda: _sweep(self._major))
+                names = _sweep(ref, self._major)
             except (OSError, TargetGone) as exc:
                 log.warning("shaping sweep skipped a namespace", netns=ref.label, error=str(exc))
                 continue
@@ -456,28 +452,28 @@ class ShapingInjector(abc.ABC):
         return swept
 
 
-async def probe_tc(needs: tuple[str, ...]) -> dict[str, str]:
-    """Which of needs fail on this kernel (in the caller's scratch namespace)."""
+def probe_tc(needs: tuple[str, ...]) -> dict[str, str]:
+    """Which of needs fail on this kernel, tried in a scratch namespace."""
     missing: dict[str, str] = {}
-    async with Rtnl() as rt:
+    with Rtnl.scratch() as rt:
         for what in needs:
             try:
-                await _probe_one(rt, what)
+                _probe_one(rt, what)
             except NetlinkFailure as exc:
                 missing[what] = str(exc)
     return missing
 
 
-async def _probe_one(rt: Rtnl, what: str) -> None:
+def _probe_one(rt: Rtnl, what: str) -> None:
     lo = 1
     if what == "u32":
-        await rt.add_qdisc(lo, TC_H_ROOT, handle(0xB000), "htb", htb_qdisc(0, DIRECT_QLEN))
+        rt.add_qdisc(lo, TC_H_ROOT, handle(0xB000), "htb", htb_qdisc(0, DIRECT_QLEN))
         try:
-            await rt.add_filter(
+            rt.add_filter(
                 lo, handle(0xB000), filter_info(1, ETH_P_IP), "u32", u32_filter([], handle(0xB000))
             )
         finally:
-            await rt.delete_qdisc(lo, TC_H_ROOT, handle(0xB000))
+            rt.delete_qdisc(lo, TC_H_ROOT, handle(0xB000))
         return
     options: dict[str, Callable[[], bytes]] = {
         "netem": lambda: tcwire.netem(tcwire.NetemParams(delay_s=0.001)),
@@ -485,5 +481,5 @@ async def _probe_one(rt: Rtnl, what: str) -> None:
         "tbf": lambda: tcwire.tbf(125_000, 16_000, 64_000),
         "bfifo": lambda: tcwire.bfifo(64_000),
     }
-    await rt.add_qdisc(lo, TC_H_ROOT, handle(0xB000), what, options[what]())
-    await rt.delete_qdisc(lo, TC_H_ROOT, handle(0xB000))
+    rt.add_qdisc(lo, TC_H_ROOT, handle(0xB000), what, options[what]())
+    rt.delete_qdisc(lo, TC_H_ROOT, handle(0xB000))

@@ -1,0 +1,50 @@
+"""Pooled netlink sockets: reused while warm, never across a vanished
+namespace, and closed soon after use so a container's namespace is not kept
+alive by the agent."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from agent import netns
+from agent.errors import TargetGone
+from agent.netlink import NETLINK_ROUTE, Rtnl
+from brownout.v1 import agent_pb2 as pb
+from tests.agentproc import wait_for
+from tests.host.nethosts import run
+
+pytestmark = pytest.mark.host
+
+
+def test_sockets_are_reused_then_closed_and_never_outlive_their_namespace() -> None:
+    name = f"bo{secrets.token_hex(3)}s"
+    run("ip", "netns", "add", name)
+    try:
+        ref = netns.resolve(pb.Target(netns_name=name))
+        with netns.borrow(ref, NETLINK_ROUTE) as first:
+            assert not ref.own
+        with netns.borrow(ref, NETLINK_ROUTE) as again:
+            assert again is first  # warm: no new thread, no new socket
+        with Rtnl.open(ref) as rt:  # and it really talks to that namespace
+            assert set(rt.links().values()) == {"lo"}
+        # Idle sockets of another namespace are closed within IDLE_OTHER (+ a reaper tick).
+        assert wait_for(lambda: first.closed, netns.IDLE_OTHER + 2.0, 0.05)
+        with netns.borrow(ref, NETLINK_ROUTE) as fresh:
+            assert fresh is not first
+    finally:
+        run("ip", "netns", "del", name)
+    # Gone by name: borrowing says so, and closes what it pooled for it.
+    with pytest.raises(TargetGone), netns.borrow(ref, NETLINK_ROUTE):
+        pass
+    assert fresh.closed
+
+
+def test_a_broken_socket_is_closed_not_given_back() -> None:
+    ref = netns.own()
+    with netns.borrow(ref, NETLINK_ROUTE) as nl:
+        nl.broken = True
+    assert nl.closed
+    with netns.borrow(ref, NETLINK_ROUTE) as other:
+        assert other is not nl
