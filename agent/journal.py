@@ -1,9 +1,13 @@
 """The fault journal: one JSON record per live fault, written atomically.
 
-Each record is written to a temp file, fsynced, renamed over the old one and
-the directory fsynced, so a crash leaves either the old or the new record.
-Ending a fault only unlinks its record: that needs no free space, so reverts
-go ahead on a full filesystem.
+Each record is written to a temp file and renamed over the old one, so a
+crash leaves either the old or the new record. Durable writes also fsync the
+file and the directory: a fault whose effects outlive a reboot (files on
+disk) must have its record outlive one too. Other faults skip the fsyncs: an
+agent crash leaves the page cache (and the record) intact, and a machine
+crash takes their qdiscs, rules and processes with it. Ending a fault only
+unlinks its record: that needs no free space, so reverts go ahead on a full
+filesystem.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ class Journal:
             raise ValueError(f"unsafe fault id {fault_id!r}")
         return self.dir / (fault_id + _SUFFIX)
 
-    def write(self, fault_id: str, record: dict[str, Any]) -> None:
+    def write(self, fault_id: str, record: dict[str, Any], durable: bool = True) -> None:
         """Atomically (re)write the record of one fault. Raises OSError (e.g. ENOSPC)."""
         path = self._path(fault_id)
         data = json.dumps({"version": RECORD_VERSION, **record}, sort_keys=True).encode()
@@ -44,7 +48,8 @@ class Journal:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -57,13 +62,15 @@ class Journal:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
-        self._fsync_dir()
+        if durable:
+            self._fsync_dir()
 
-    def remove(self, fault_id: str) -> None:
+    def remove(self, fault_id: str, durable: bool = True) -> None:
         """Forget a fault. Idempotent; needs no free space."""
         with contextlib.suppress(FileNotFoundError):
             self._path(fault_id).unlink()
-            self._fsync_dir()
+            if durable:
+                self._fsync_dir()
 
     def load(self) -> dict[str, dict[str, Any]]:
         """Every readable record by fault id. Stray temp files are removed;

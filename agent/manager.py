@@ -11,6 +11,7 @@ apply reverts right after the apply finishes.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import queue
 import secrets
@@ -285,7 +286,9 @@ class FaultManager:
                 request_id=request_id,
             )
             try:
-                self._journal.write(fault.id, self._record(fault, phase="intent"))
+                self._journal.write(
+                    fault.id, self._record(fault, phase="intent"), injector.survives_reboot
+                )
             except OSError as exc:
                 self._metrics.faults_total.labels(kind, "failed").inc()
                 raise ResourceExhausted(
@@ -298,13 +301,23 @@ class FaultManager:
         bound = log.bind(fault_id=fault.id, lease_id=lease_id, kind=kind, caller=caller)
         self._publish(fault, None)
 
+        journaled: list[str] = []  # the undo record as last written
+
+        def checkpoint(undo: dict[str, Any]) -> None:
+            journaled[:] = [self._checkpoint(fault, undo)]
+
         with fault.lock:
             try:
-                applied = injector.apply(fault.id, plan, lambda undo: self._checkpoint(fault, undo))
+                applied = injector.apply(fault.id, plan, checkpoint)
                 _test_crash_point("after_apply")
                 fault.undo = applied.undo
                 fault.applied = applied.summary
-                self._journal.write(fault.id, self._record(fault, phase="applied"))
+                # Recovery needs only the undo record: write again only if the
+                # injector's final one differs from its last checkpoint.
+                if journaled != [_undo_json(applied.undo)]:
+                    self._journal.write(
+                        fault.id, self._record(fault, phase="applied"), injector.survives_reboot
+                    )
             except Exception as exc:
                 self._metrics.faults_total.labels(kind, "failed").inc()
                 bound.error("apply failed; rolling back", error=str(exc))
@@ -353,10 +366,13 @@ class FaultManager:
             )
         return injector.validate(getattr(spec, injector.spec_field), target, request)
 
-    def _checkpoint(self, fault: Fault, undo: dict[str, Any]) -> None:
+    def _checkpoint(self, fault: Fault, undo: dict[str, Any]) -> str:
+        """Journal the undo record before the kernel change it covers; returns it as JSON."""
         fault.undo = undo
-        self._journal.write(fault.id, self._record(fault, phase="applying"))
+        durable = self._injectors[fault.kind].survives_reboot
+        self._journal.write(fault.id, self._record(fault, phase="applying"), durable)
         _test_crash_point("after_checkpoint")
+        return _undo_json(undo)
 
     def _rollback_failed_apply(self, injector: Injector, fault: Fault, exc: Exception) -> None:
         prev = fault.state
@@ -370,7 +386,7 @@ class FaultManager:
             self._publish(fault, prev)
             self._retry_revert(fault)
             return
-        self._journal.remove(fault.id)
+        self._journal.remove(fault.id, self._injectors[fault.kind].survives_reboot)
         with self._lock:
             fault.state = State.FAILED
             fault.end_reason = EndReason.APPLY_FAILED
@@ -424,7 +440,7 @@ class FaultManager:
         return ""
 
     def _mark_reverted(self, fault: Fault, note: str = "") -> None:
-        self._journal.remove(fault.id)
+        self._journal.remove(fault.id, self._injectors[fault.kind].survives_reboot)
         with self._lock:
             prev = fault.state
             fault.state = State.REVERTED
@@ -660,3 +676,7 @@ class FaultManager:
             state=State.ACTIVE,
             undo=record.get("undo"),
         )
+
+
+def _undo_json(undo: dict[str, Any] | None) -> str:
+    return json.dumps(undo, sort_keys=True, default=str)

@@ -57,6 +57,7 @@ class BandwidthInjector(ShapingInjector):
     kind = "bandwidth"
     proto_kind = pb.FAULT_KIND_BANDWIDTH
     spec_field = "bandwidth"
+    survives_reboot = False
     needs = {
         "tbf": "CONFIG_NET_SCH_TBF",
         "htb": "CONFIG_NET_SCH_HTB",

@@ -82,6 +82,10 @@ class Injector(Protocol):
     kind: str
     proto_kind: pb.FaultKind.ValueType
     spec_field: str  # the FaultSpec oneof arm
+    # Whether the fault's effects outlive a reboot (files on disk). Only then
+    # are its journal records fsynced: an agent crash keeps the page cache,
+    # and a machine crash takes qdiscs, rules and processes with it.
+    survives_reboot: bool
 
     def probe(self) -> Capability: ...
 

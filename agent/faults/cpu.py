@@ -52,6 +52,7 @@ class CpuInjector:
     kind = "cpu"
     proto_kind = pb.FAULT_KIND_CPU
     spec_field = "cpu"
+    survives_reboot = False
 
     def __init__(self, ctx: InjectorContext, spawner: procs.Spawner) -> None:
         self._ctx = ctx

@@ -158,6 +158,7 @@ class DiskInjector:
     kind = "disk"
     proto_kind = pb.FAULT_KIND_DISK
     spec_field = "disk"
+    survives_reboot = True
 
     def __init__(self, ctx: InjectorContext) -> None:
         self._ctx = ctx

@@ -79,6 +79,7 @@ class IoInjector:
     kind = "io"
     proto_kind = pb.FAULT_KIND_IO
     spec_field = "io"
+    survives_reboot = True
 
     def __init__(self, ctx: InjectorContext, spawner: procs.Spawner) -> None:
         self._ctx = ctx

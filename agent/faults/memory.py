@@ -89,6 +89,7 @@ class MemoryInjector:
     kind = "memory"
     proto_kind = pb.FAULT_KIND_MEMORY
     spec_field = "memory"
+    survives_reboot = False
 
     def __init__(self, ctx: InjectorContext, spawner: procs.Spawner) -> None:
         self._ctx = ctx

@@ -149,6 +149,7 @@ class NetemInjector(ShapingInjector):
     kind = "netem"
     proto_kind = pb.FAULT_KIND_NETEM
     spec_field = "netem"
+    survives_reboot = False
     needs = {
         "netem": "CONFIG_NET_SCH_NETEM",
         "htb": "CONFIG_NET_SCH_HTB",

@@ -41,3 +41,21 @@ def test_stray_temp_files_are_cleaned_and_corrupt_records_set_aside(tmp_path: Pa
 def test_unsafe_ids_are_refused(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValueError):
         Journal(tmp_path).write(bad, {"kind": "cpu"})
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_only_durable_records_are_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool
+) -> None:
+    """Records of faults that outlive a reboot are fsynced (file and directory);
+    the others are not, yet read back the same."""
+    j = Journal(tmp_path)
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    j.write("fault-1", {"kind": "disk", "undo": {"files": ["/x"]}}, durable=durable)
+    assert len(synced) == (2 if durable else 0)
+    assert j.load()["fault-1"]["undo"] == {"files": ["/x"]}
+    j.remove("fault-1", durable=durable)
+    assert len(synced) == (3 if durable else 0)
+    assert j.fault_ids() == []

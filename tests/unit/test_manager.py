@@ -34,6 +34,7 @@ class MemoryInjector:
     kind = "cpu"
     proto_kind = pb.FAULT_KIND_CPU
     spec_field = "cpu"
+    survives_reboot = False
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
@@ -41,6 +42,7 @@ class MemoryInjector:
         self.fail_apply = False
         self.fail_revert = 0  # number of reverts to fail
         self.journal_seen_at_apply: list[str] = []
+        self.final_undo_extra: dict[str, Any] = {}  # added after the last checkpoint
 
     def probe(self) -> Capability:
         return Capability(True)
@@ -57,7 +59,7 @@ class MemoryInjector:
         self.world[fault_id] = plan
         if self.fail_apply:
             raise OSError("kernel said no")
-        return Applied({"key": fault_id}, {"load": str(plan)})
+        return Applied({"key": fault_id, **self.final_undo_extra}, {"load": str(plan)})
 
     def revert(self, fault_id: str, undo: dict[str, Any] | None) -> None:
         if self.fail_revert:
@@ -94,6 +96,17 @@ def secs(n: float) -> Duration:
     return d
 
 
+def test_an_undo_record_that_changed_after_its_checkpoint_is_journaled_again(
+    setup: tuple[FaultManager, MemoryInjector],
+) -> None:
+    mgr, inj = setup
+    inj.final_undo_extra = {"pids": [7]}
+    lease = mgr.acquire_lease("t", secs(10))
+    fault = mgr.inject(lease.id, spec(), secs(60), pb.Target())
+    record = json.loads((mgr._journal.dir / f"{fault.id}.json").read_text())
+    assert record["phase"] == "applied" and record["undo"] == {"key": fault.id, "pids": [7]}
+
+
 def test_intent_is_journaled_before_apply_and_forgotten_after_revert(
     setup: tuple[FaultManager, MemoryInjector],
 ) -> None:
@@ -102,7 +115,8 @@ def test_intent_is_journaled_before_apply_and_forgotten_after_revert(
     fault = mgr.inject(lease.id, spec(), secs(60), pb.Target())
     assert inj.journal_seen_at_apply == [fault.id]
     record = json.loads((mgr._journal.dir / f"{fault.id}.json").read_text())
-    assert record["phase"] == "applied" and record["undo"] == {"key": fault.id}
+    # The last checkpoint already holds the final undo record: no further write.
+    assert record["phase"] == "applying" and record["undo"] == {"key": fault.id}
     assert fault.state == State.ACTIVE and inj.world == {fault.id: 50}
     reverted = mgr.revert(fault.id, EndReason.CLIENT_REVERT)
     assert reverted.state == State.REVERTED and reverted.end_reason == EndReason.CLIENT_REVERT
