@@ -91,7 +91,8 @@ class FaultManager:
         self.leases = LeaseTable(clock)
         self._scheduler = Scheduler(clock)
         self._lock = threading.RLock()
-        self._faults: dict[str, Fault] = {}
+        self._faults: dict[str, Fault] = {}  # live and recently ended, oldest first
+        self._live: dict[str, Fault] = {}  # not yet ended (pending ... revert_failed)
         self._watchers: list[Watcher] = []
         self._halted = False
         self._closed = threading.Event()
@@ -135,6 +136,7 @@ class FaultManager:
                 continue
             with self._lock:
                 self._faults[fault.id] = fault
+                self._live[fault.id] = fault
             log.warning("recovering journaled fault", fault_id=fault.id, kind=fault.kind)
             recovered.append(self.revert(fault.id, reason))
         self.sweep()
@@ -267,9 +269,7 @@ class FaultManager:
                 for existing in self._faults.values():
                     if existing.lease_id == lease_id and existing.request_id == request_id:
                         return self._copy(existing)
-            if sum(1 for f in self._faults.values() if not f.ended) >= (
-                self.limits.max_active_faults
-            ):
+            if len(self._live) >= self.limits.max_active_faults:
                 raise ResourceExhausted(
                     f"this agent already holds {self.limits.max_active_faults} faults"
                     " (max_active_faults); revert some first"
@@ -297,6 +297,7 @@ class FaultManager:
                 ) from exc
             _test_crash_point("after_intent")
             self._faults[fault.id] = fault
+            self._live[fault.id] = fault
             self._prune_history()
         bound = log.bind(fault_id=fault.id, lease_id=lease_id, kind=kind, caller=caller)
         self._publish(fault, None)
@@ -389,6 +390,7 @@ class FaultManager:
         self._journal.remove(fault.id, self._injectors[fault.kind].survives_reboot)
         with self._lock:
             fault.state = State.FAILED
+            self._live.pop(fault.id, None)
             fault.end_reason = EndReason.APPLY_FAILED
             fault.error = str(exc)
             fault.ended_at = self._clock.wall()
@@ -444,6 +446,7 @@ class FaultManager:
         with self._lock:
             prev = fault.state
             fault.state = State.REVERTED
+            self._live.pop(fault.id, None)
             fault.ended_at = self._clock.wall()
             fault.error = note
         self._metrics.fault_reverts_total.labels(fault.kind, str(fault.end_reason)).inc()
@@ -541,7 +544,7 @@ class FaultManager:
 
     def active_count(self) -> int:
         with self._lock:
-            return sum(1 for f in self._faults.values() if not f.ended)
+            return len(self._live)
 
     def to_pb(self, fault: Fault) -> pb.Fault:
         return fault_to_pb(fault, self._injectors[fault.kind].proto_kind)
@@ -572,11 +575,7 @@ class FaultManager:
 
     def _live_faults(self, lease_id: str | None) -> list[Fault]:
         with self._lock:
-            return [
-                f
-                for f in self._faults.values()
-                if not f.ended and (lease_id is None or f.lease_id == lease_id)
-            ]
+            return [f for f in self._live.values() if lease_id is None or f.lease_id == lease_id]
 
     def _overdue_by_kind(self) -> dict[str, float]:
         """Seconds past the earlier of its lease's deadline and its own end, per kind
@@ -632,8 +631,17 @@ class FaultManager:
                     w.overflowed = True
 
     def _prune_history(self) -> None:
-        ended = [f.id for f in self._faults.values() if f.ended]
-        for fault_id in ended[: max(0, len(ended) - HISTORY_LIMIT)]:
+        """Forget the oldest ended faults beyond HISTORY_LIMIT."""
+        excess = len(self._faults) - len(self._live) - HISTORY_LIMIT
+        if excess <= 0:
+            return
+        doomed: list[str] = []
+        for f in self._faults.values():  # oldest first: the first ended ones go
+            if f.ended:
+                doomed.append(f.id)
+                if len(doomed) == excess:
+                    break
+        for fault_id in doomed:
             del self._faults[fault_id]
 
     def _record(self, fault: Fault, phase: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 
+from agent import manager as manager_module
 from agent.clock import FakeClock
 from agent.errors import ApplyError, FailedPrecondition, InvalidArgument, NotFound
 from agent.faults.base import Applied, Capability, Checkpoint, Limits, RequestContext
@@ -251,3 +252,20 @@ def test_overdue_gauge_reports_a_fault_past_its_lease(
     mgr.run_due()
     assert wait_for(lambda: mgr.get(fault.id).state == State.REVERTED, 5)
     assert mgr._overdue_by_kind() == {"cpu": 0.0}
+
+
+def test_history_keeps_the_newest_ended_faults_and_every_live_one(
+    setup: tuple[FaultManager, MemoryInjector], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mgr, _ = setup
+    monkeypatch.setattr(manager_module, "HISTORY_LIMIT", 3)
+    lease = mgr.acquire_lease("t", secs(10))
+    kept_live = mgr.inject(lease.id, spec(), secs(60), pb.Target())  # oldest of all, stays
+    ended = []
+    for _ in range(6):
+        f = mgr.inject(lease.id, spec(), secs(60), pb.Target())
+        ended.append(mgr.revert(f.id, EndReason.CLIENT_REVERT).id)
+    last = mgr.inject(lease.id, spec(), secs(60), pb.Target())  # prunes on inject
+    ids = [f.id for f in mgr.list_faults()]
+    assert ids == [kept_live.id, *ended[-3:], last.id]
+    assert mgr.active_count() == 2
