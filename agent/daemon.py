@@ -77,10 +77,11 @@ def _lock_state_dir(state_dir: Path) -> IO[str]:
 def build_runtime(cfg: AgentConfig) -> Runtime:
     lock_file = _lock_state_dir(cfg.state_dir)
     metrics = Metrics()
-    spawner = procs.Spawner()
+    instance = instance_marker(cfg.state_dir)
+    spawner = procs.Spawner(instance)
     ctx = InjectorContext(
         limits=cfg.limits,
-        markers=Markers(instance=instance_marker(cfg.state_dir), state_dir=cfg.state_dir),
+        markers=Markers(instance=instance, state_dir=cfg.state_dir),
         agent_pid=os.getpid(),
         listen=cfg.listen,
     )
@@ -106,6 +107,8 @@ def sweep(cfg: AgentConfig) -> dict[str, object]:
     rt = build_runtime(cfg)
     rt.manager.start()
     recovered = rt.manager.recover(EndReason.SWEEP)
+    for item in procs.sweep_zygotes(instance_marker(cfg.state_dir)):
+        log.warning("swept leftover", item=item)
     rt.manager.shutdown()
     rt.spawner.shutdown()
     return {
@@ -145,6 +148,7 @@ def serve(cfg: AgentConfig) -> int:
     recovered = manager.recover(EndReason.AGENT_RESTART)
     if recovered:
         log.warning("reverted faults left by a previous agent", count=len(recovered))
+    rt.spawner.start()  # the worker fork server, so the first inject does not wait for it
 
     interceptors: list[grpc.ServerInterceptor] = []
     if allowlist is not None:

@@ -1,10 +1,11 @@
-"""Process layer: the only code that starts, finds or kills processes.
+"""Process layer: the only code that starts, finds or kills processes (workers
+are forked by the fork server it starts, agent/workers/zygote.py).
 
-Workers are started from argv lists (never a shell) by one long-lived
-spawner thread: PR_SET_PDEATHSIG fires when the *thread* that forked the
-child exits, so forking from short-lived RPC threads would kill workers
-early. Processes are identified by pid plus kernel start time, so a recycled
-pid is never killed by mistake.
+Workers are started from argv lists (never a shell). PR_SET_PDEATHSIG fires
+when the *thread* that forked the child exits, so the fork server, and any
+worker it cannot fork, are started by one long-lived spawner thread, never
+from short-lived RPC threads. Processes are identified by pid plus kernel
+start time, so a recycled pid is never killed by mistake.
 """
 
 from __future__ import annotations
@@ -15,18 +16,28 @@ import errno
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
+
+from agent.workers import zygote
+
 PR_SET_PDEATHSIG = 1
 INSTANCE_FLAG = "--brownout-instance="
 FAULT_FLAG = "--brownout-fault="
+ZYGOTE_FLAG = zygote.ZYGOTE_FLAG.encode()
+PARENT_FLAG = "--parent-pid"
+
+log = structlog.get_logger(__name__)
 
 
 class SpawnError(OSError):
@@ -76,90 +87,230 @@ def marker_args(instance: str, fault_id: str) -> list[str]:
 
 def worker_argv(module: str, args: list[str], instance: str, fault_id: str) -> list[str]:
     """argv for a worker module run by this interpreter, tagged with markers."""
-    parent = ["--parent-pid", str(os.getpid())]
+    parent = [PARENT_FLAG, str(os.getpid())]
     return [sys.executable, "-m", module, *args, *parent, *marker_args(instance, fault_id)]
 
 
-class Spawner:
-    """Starts worker processes from a single thread that lives as long as the agent."""
+@dataclass
+class _Started:
+    """A worker between its start and "running"."""
 
-    def __init__(self) -> None:
+    pid: int
+    start_time: int | None  # None: already gone
+    popen: subprocess.Popen[bytes] | None = None  # exec'd by us, not forked by the zygote
+
+    def kill(self) -> None:
+        if self.popen is not None:
+            self.popen.kill()
+            self.popen.wait()
+        elif self.start_time is not None:
+            kill(ProcRef(self.pid, self.start_time))
+
+
+@dataclass
+class _Zygote:
+    proc: subprocess.Popen[bytes]
+    sock: socket.socket
+
+
+class Spawner:
+    """Starts worker processes; PR_SET_PDEATHSIG binds them to a thread that lives
+    as long as the agent.
+
+    Workers are forked by a fork server (agent/workers/zygote.py) with the
+    worker modules already imported, which saves starting an interpreter per
+    worker. The server is started from the spawner thread, so its death is
+    bound to that thread and every worker's to the server; requests to it are
+    made from the caller's thread. A worker it cannot start is exec'd from the
+    spawner thread, as before.
+    """
+
+    def __init__(self, instance: str) -> None:
+        self._instance = instance
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawner")
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()  # one request at a time on the server's socket
+        self._zygote: _Zygote | None = None
+
+    def start(self) -> None:
+        """Start the fork server now rather than at the first spawn."""
+        with self._lock:
+            self._ensure_zygote()
+
+    @property
+    def zygote_pid(self) -> int | None:
+        z = self._zygote
+        return z.proc.pid if z is not None and z.proc.poll() is None else None
 
     def spawn(
         self,
         argv: list[str],
         ready_timeout: float = 10.0,
         before_go: Callable[[int], None] | None = None,
+        fork: bool = True,
     ) -> ProcRef:
         """Start a worker and wait for its "ready"; run before_go(pid) (e.g. move
         it into a cgroup), tell it "go" and wait for "running". Workers do their
-        work only after "go", so none of it happens outside the placement."""
-        return self._pool.submit(self._spawn, argv, ready_timeout, before_go).result()
+        work only after "go", so none of it happens outside the placement.
+        fork=False execs it even when the fork server could fork it."""
+        # The worker's ends: its stdin, stdout and stderr; the agent keeps the others.
+        stdin_r, stdin_w = os.pipe()
+        stdout_r, stdout_w = os.pipe()
+        stderr_r, stderr_w = os.pipe()
+        ours = (stdin_w, stdout_r, stderr_r)
+        theirs = [stdin_r, stdout_w, stderr_w]
+        try:
+            try:
+                child = self._fork(argv, theirs, ready_timeout) if fork else None
+                if child is None:
+                    child = self._pool.submit(self._exec, argv, theirs).result()
+            finally:
+                for fd in theirs:
+                    os.close(fd)
+            ref = _handshake(child, argv, *ours, ready_timeout, before_go)
+        finally:
+            for fd in ours:
+                os.close(fd)
+        if child.popen is not None:
+            self._children[ref.pid] = child.popen
+        return ref
 
-    def _spawn(
-        self, argv: list[str], ready_timeout: float, before_go: Callable[[int], None] | None
-    ) -> ProcRef:
+    def _exec(self, argv: list[str], fds: list[int]) -> _Started:
         proc = subprocess.Popen(
             argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdin=fds[0],
+            stdout=fds[1],
+            stderr=fds[2],
             close_fds=True,
             start_new_session=True,
             cwd="/",
         )
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        try:
-            line = _read_line(proc.stdout.fileno(), ready_timeout)
-            if line != b"ready":
-                proc.kill()
-                proc.wait()
-                err = proc.stderr.read().decode(errors="replace").strip()
-                raise SpawnError(
-                    errno.ECHILD, f"worker {argv[2]} did not start: {err or line.decode()}"
-                )
+        return _Started(proc.pid, start_time(proc.pid), proc)
+
+    def _fork(self, argv: list[str], fds: list[int], timeout: float) -> _Started | None:
+        """Have the fork server start the worker; None if it cannot."""
+        if argv[:2] != [sys.executable, "-m"] or len(argv) < 3 or argv[2] not in zygote.WORKERS:
+            return None
+        if PARENT_FLAG not in argv:
+            return None
+        with self._lock:
+            z = self._ensure_zygote()
+            if z is None:
+                return None
+            # The worker binds its death to its parent: the fork server.
+            argv = list(argv)
+            argv[argv.index(PARENT_FLAG) + 1] = str(z.proc.pid)
             try:
-                if before_go is not None:
-                    before_go(proc.pid)
-                proc.stdin.write(b"go\n")
-                proc.stdin.flush()
-                # Setup that must happen inside the placement (affinity, files)
-                # is done after "go"; "running" says it worked.
-                line = _read_line(proc.stdout.fileno(), ready_timeout)
-                if line != b"running":
-                    proc.kill()
-                    proc.wait()
-                    # The last line of a traceback is the error itself.
-                    lines = proc.stderr.read().decode(errors="replace").strip().splitlines()
-                    why = lines[-1] if lines else line.decode()
-                    raise SpawnError(errno.ECHILD, f"worker {argv[2]} failed to start: {why}")
-            except BaseException:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-                raise
+                z.sock.settimeout(timeout)
+                socket.send_fds(z.sock, [b"\0".join(os.fsencode(a) for a in argv)], fds)
+                reply = z.sock.recv(256).decode()
+                why = "it exited"
+            except OSError as exc:
+                reply, why = "", str(exc) or type(exc).__name__
+            if not reply:
+                # Died or hung mid-request: a worker it may have forked dies with it.
+                log.warning("fork server failed: exec'ing the worker, restarting it", error=why)
+                self._stop_zygote()
+                return None
+        if reply.startswith("!"):
+            log.info("fork server declined a worker: exec'ing it", reason=reply[1:])
+            return None
+        pid, st = reply.split()
+        return _Started(int(pid), int(st))
+
+    def _ensure_zygote(self) -> _Zygote | None:
+        """The running fork server, (re)started if need be. Holds self._lock."""
+        z = self._zygote
+        if z is not None and z.proc.poll() is None:
+            return z
+        if z is not None:
+            log.warning("fork server died: restarting it", returncode=z.proc.returncode)
+            self._stop_zygote()
+        self._zygote = self._pool.submit(self._start_zygote).result()
+        return self._zygote
+
+    def _start_zygote(self) -> _Zygote | None:
+        """Runs on the spawner thread, which the server's PR_SET_PDEATHSIG watches."""
+        # One left by a dead agent of this state dir (its death should have killed it).
+        for item in sweep_zygotes(self._instance):
+            log.warning("swept leftover", item=item)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            proc = subprocess.Popen(
+                zygote.command(sys.executable, os.getpid(), self._instance),
+                stdin=theirs.fileno(),
+                stdout=subprocess.DEVNULL,
+                close_fds=True,
+                start_new_session=True,
+                cwd=zygote.package_root(),
+            )
+        except OSError as exc:
+            ours.close()
+            log.warning("cannot start the fork server: exec'ing workers", error=str(exc))
+            return None
         finally:
-            for pipe in (proc.stdin, proc.stdout, proc.stderr):
-                with contextlib.suppress(OSError):
-                    pipe.close()
-        st = start_time(proc.pid)
-        if st is None:
-            proc.wait()
-            raise SpawnError(errno.ESRCH, f"worker {argv[2]} exited right after starting")
-        self._children[proc.pid] = proc
-        return ProcRef(proc.pid, st)
+            theirs.close()
+        return _Zygote(proc, ours)
+
+    def _stop_zygote(self) -> None:
+        """Kill the fork server, and with it (PR_SET_PDEATHSIG) its workers. Holds self._lock."""
+        z, self._zygote = self._zygote, None
+        if z is not None:
+            z.sock.close()
+            z.proc.kill()
+            z.proc.wait()
 
     def reap(self, pid: int) -> None:
-        """Collect the exit status of our own child, if it is one."""
+        """Collect the exit status of our own child, if it is one (the fork
+        server reaps the workers it forked)."""
         proc = self._children.pop(pid, None)
         if proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
 
     def shutdown(self) -> None:
+        with self._lock:
+            self._stop_zygote()
         self._pool.shutdown(wait=True)
+
+
+def _handshake(
+    child: _Started,
+    argv: list[str],
+    stdin: int,
+    stdout: int,
+    stderr: int,
+    timeout: float,
+    before_go: Callable[[int], None] | None,
+) -> ProcRef:
+    try:
+        line = _read_line(stdout, timeout)
+        if line != b"ready":
+            child.kill()
+            err = _read_all(stderr, timeout).decode(errors="replace").strip()
+            raise SpawnError(
+                errno.ECHILD, f"worker {argv[2]} did not start: {err or line.decode()}"
+            )
+        if before_go is not None:
+            before_go(child.pid)
+        os.write(stdin, b"go\n")
+        # Setup that must happen inside the placement (affinity, files) is
+        # done after "go"; "running" says it worked.
+        line = _read_line(stdout, timeout)
+        if line != b"running":
+            child.kill()
+            # The last line of a traceback is the error itself.
+            lines = _read_all(stderr, timeout).decode(errors="replace").strip().splitlines()
+            why = lines[-1] if lines else line.decode()
+            raise SpawnError(errno.ECHILD, f"worker {argv[2]} failed to start: {why}")
+    except BaseException:
+        child.kill()
+        raise
+    st = start_time(child.pid)
+    if st is None or child.start_time not in (None, st):
+        child.kill()
+        raise SpawnError(errno.ESRCH, f"worker {argv[2]} exited right after starting")
+    return ProcRef(child.pid, st)
 
 
 def _read_line(fd: int, timeout: float) -> bytes:
@@ -177,6 +328,19 @@ def _read_line(fd: int, timeout: float) -> bytes:
             break
         buf += chunk
     return buf.split(b"\n", 1)[0].strip()
+
+
+def _read_all(fd: int, timeout: float) -> bytes:
+    """What a (killed) worker wrote, up to EOF or the timeout."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while (remaining := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], remaining)
+        chunk = os.read(fd, 65536) if ready else b""
+        if not chunk:
+            break
+        buf += chunk
+    return buf
 
 
 def kill(ref: ProcRef, spawner: Spawner | None = None, timeout: float = 5.0) -> bool:
@@ -200,22 +364,38 @@ def kill(ref: ProcRef, spawner: Spawner | None = None, timeout: float = 5.0) -> 
     return True
 
 
-def find_marked(
-    instance: str, fault_id: str | None = None, module: str | None = None
-) -> list[MarkedProc]:
-    """Processes carrying this agent instance's markers (optionally one fault's
-    or one worker module's)."""
-    found: list[MarkedProc] = []
+def _marked(instance: str) -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, argv) of every process carrying this agent instance's marker."""
     want = f"{INSTANCE_FLAG}{instance}".encode()
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        pid = int(entry.name)
         try:
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            fd = os.open(f"/proc/{entry.name}/cmdline", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             continue
-        if want not in args or (module is not None and module.encode() not in args):
+        try:
+            data = os.read(fd, 1 << 20)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        # Checked as bytes first: this runs over every process on the host.
+        if want in data:
+            # Forked workers pad their argv with NULs.
+            args = data.rstrip(b"\0").split(b"\0")
+            if want in args:
+                yield int(entry.name), args
+
+
+def find_marked(
+    instance: str, fault_id: str | None = None, module: str | None = None
+) -> list[MarkedProc]:
+    """Workers carrying this agent instance's markers (optionally one fault's
+    or one worker module's). The fork server is not one (see find_zygotes)."""
+    found: list[MarkedProc] = []
+    for pid, args in _marked(instance):
+        if ZYGOTE_FLAG in args or (module is not None and module.encode() not in args):
             continue
         fid = next(
             (a[len(FAULT_FLAG) :].decode() for a in args if a.startswith(FAULT_FLAG.encode())), ""
@@ -226,6 +406,22 @@ def find_marked(
         if st is not None:
             found.append(MarkedProc(pid, st, fid))
     return found
+
+
+def find_zygotes(instance: str) -> list[ProcRef]:
+    """This instance's fork servers, and children forked but not yet renamed."""
+    found = []
+    for pid, args in _marked(instance):
+        st = start_time(pid)
+        if ZYGOTE_FLAG in args and st is not None:
+            found.append(ProcRef(pid, st))
+    return found
+
+
+def sweep_zygotes(instance: str) -> list[str]:
+    """Kill fork servers of this instance: none may outlive their agent, whose
+    state-dir lock says it is gone (or is the caller, before starting its own)."""
+    return [f"fork server pid {ref.pid}" for ref in find_zygotes(instance) if kill(ref)]
 
 
 def set_oom_score_adj(pid: int, value: int) -> None:

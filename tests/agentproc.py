@@ -40,7 +40,8 @@ class AgentProc:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, timeout: float = 20.0) -> AgentProc:
+    def start(self, timeout: float = 20.0, wait_ready: bool = True) -> AgentProc:
+        """Start the agent; by default wait until it serves (recovery done)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         ready = self.state_dir.parent / f"{self.state_dir.name}.ready.json"
         ready.unlink(missing_ok=True)
@@ -71,6 +72,8 @@ class AgentProc:
             env={**os.environ, **self.env},
         )
         log.close()
+        if not wait_ready:
+            return self
         deadline = time.monotonic() + timeout
         while not ready.exists():
             if self.proc.poll() is not None:
@@ -115,7 +118,15 @@ class AgentProc:
         return sorted(p.name for p in journal.iterdir()) if journal.exists() else []
 
     def marked_processes(self) -> list[procs.MarkedProc]:
-        return procs.find_marked(self.instance)
+        """Its workers; and once it is gone, its worker fork server too (given a
+        moment: PR_SET_PDEATHSIG kills the server as the agent exits)."""
+        found = procs.find_marked(self.instance)
+        if self.proc is None or self.proc.poll() is not None:
+            wait_for(lambda: not procs.find_zygotes(self.instance), 2.0)
+            found += [
+                procs.MarkedProc(z.pid, z.start_time, "") for z in procs.find_zygotes(self.instance)
+            ]
+        return found
 
 
 def wait_for(predicate: object, timeout: float, interval: float = 0.01) -> bool:

@@ -10,10 +10,13 @@ import signal
 import sys
 
 PR_SET_PDEATHSIG = 1
+# Loaded once: workers forked by the fork server inherit it.
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
-def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description)
+def parser(description: str, path: str) -> argparse.ArgumentParser:
+    """A worker's argument parser, named after its file (also when forked)."""
+    p = argparse.ArgumentParser(prog=os.path.basename(path), description=description)
     p.add_argument("--parent-pid", type=int, required=True)
     # Markers: only read by the sweep, through /proc/PID/cmdline.
     p.add_argument("--brownout-instance", required=True)
@@ -23,8 +26,7 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def bind_to_parent(parent_pid: int) -> None:
     """SIGKILL this worker when the agent dies, closing the fork/prctl race."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+    if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         sys.exit(f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}")
     if os.getppid() != parent_pid:
         sys.exit("agent exited before the worker started")

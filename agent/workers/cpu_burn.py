@@ -36,12 +36,15 @@ def burn(load: float, period: float) -> None:
             cpu0, wall0, n = time.process_time(), time.monotonic(), 0
 
 
+# Built on import, so that workers forked by the fork server do not build it again.
+PARSER = parser("burn one core at a duty cycle", __file__)
+PARSER.add_argument("--core", type=int, required=True)
+PARSER.add_argument("--load", type=float, required=True)
+PARSER.add_argument("--period-ms", type=float, default=100.0)
+
+
 def main() -> None:
-    p = parser("burn one core at a duty cycle")
-    p.add_argument("--core", type=int, required=True)
-    p.add_argument("--load", type=float, required=True)
-    p.add_argument("--period-ms", type=float, default=100.0)
-    args = p.parse_args()
+    args = PARSER.parse_args()
     bind_to_parent(args.parent_pid)
     ready()
     # After "go": joining a cpuset cgroup resets the affinity.

@@ -41,14 +41,17 @@ def stress(fd: int, buf: mmap.mmap, mode: str, block: int, nblocks: int, direct:
             drop_cache(fd)
 
 
+# Built on import, so that workers forked by the fork server do not build it again.
+PARSER = parser("block IO at random offsets of one file", __file__)
+PARSER.add_argument("--file", required=True)
+PARSER.add_argument("--mode", choices=["read", "write", "mixed"], required=True)
+PARSER.add_argument("--block-size", type=int, required=True)
+PARSER.add_argument("--bytes", type=int, required=True)
+PARSER.add_argument("--direct", action="store_true")
+
+
 def main() -> None:
-    p = parser("block IO at random offsets of one file")
-    p.add_argument("--file", required=True)
-    p.add_argument("--mode", choices=["read", "write", "mixed"], required=True)
-    p.add_argument("--block-size", type=int, required=True)
-    p.add_argument("--bytes", type=int, required=True)
-    p.add_argument("--direct", action="store_true")
-    args = p.parse_args()
+    args = PARSER.parse_args()
     bind_to_parent(args.parent_pid)
     ready()
     # After "go", inside the target's cgroups (blkio/io accounting).

@@ -81,12 +81,15 @@ def run(total: int, rate: float, reserve: int) -> None:
         time.sleep(3600)
 
 
+# Built on import, so that workers forked by the fork server do not build it again.
+PARSER = parser("leak resident memory at a rate and hold it", __file__)
+PARSER.add_argument("--bytes", type=int, required=True)
+PARSER.add_argument("--rate", type=float, required=True, help="bytes per second; 0: all at once")
+PARSER.add_argument("--reserve", type=int, default=0, help="keep this much MemAvailable")
+
+
 def main() -> None:
-    p = parser("leak resident memory at a rate and hold it")
-    p.add_argument("--bytes", type=int, required=True)
-    p.add_argument("--rate", type=float, required=True, help="bytes per second; 0: all at once")
-    p.add_argument("--reserve", type=int, default=0, help="keep this much MemAvailable")
-    args = p.parse_args()
+    args = PARSER.parse_args()
     bind_to_parent(args.parent_pid)
     ready()
     running()

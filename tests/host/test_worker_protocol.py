@@ -16,8 +16,13 @@ pytestmark = pytest.mark.host
 
 
 @pytest.fixture
-def spawner() -> Iterator[procs.Spawner]:
-    s = procs.Spawner()
+def instance() -> str:
+    return secrets.token_hex(5)
+
+
+@pytest.fixture
+def spawner(instance: str) -> Iterator[procs.Spawner]:
+    s = procs.Spawner(instance)
     yield s
     s.shutdown()
 

@@ -23,7 +23,7 @@ NCPU = len(os.sched_getaffinity(0))
 @pytest.fixture
 def cpu() -> CpuInjector:
     ctx = InjectorContext(Limits(), Markers("test", Path("/nonexistent")), os.getpid())
-    return CpuInjector(ctx, procs.Spawner())
+    return CpuInjector(ctx, procs.Spawner("test"))
 
 
 def check(cpu: CpuInjector, spec: pb.CpuSpec, field: str, fragment: str) -> None:

@@ -125,7 +125,7 @@ def injectors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         markers=Markers(instance=secrets.token_hex(5), state_dir=state),
         agent_pid=os.getpid(),
     )
-    spawner = procs.Spawner()
+    spawner = procs.Spawner(ctx.markers.instance)
     try:
         yield Registry(build_injectors(ctx, spawner), ctx.markers)
     finally:
