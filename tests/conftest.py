@@ -26,9 +26,12 @@ def agent_factory(tmp_path: Path) -> Iterator[list[AgentProc]]:
     started: list[AgentProc] = []
     yield started
     problems = []
+    # Stop them all first: two AgentProcs may share a state dir (a restart), and
+    # a live one's fork server would count as the other's leftover.
     for a in started:
         if a.proc is not None and a.proc.poll() is None:
             a.stop()
+    for a in started:
         leftovers = a.marked_processes()
         if leftovers:
             problems.append(f"agent {a.state_dir}: processes left behind: {leftovers}")

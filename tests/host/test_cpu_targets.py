@@ -46,7 +46,9 @@ def test_per_core_load_is_within_3_points(agent: AgentProc, load: float) -> None
         share, util = steady_share(pid, LAST_CORE)
         assert abs(share - load) <= 3, f"worker burned {share:.1f}% of a core, asked {load}%"
         if util - share <= 5:  # otherwise idle: the core shows the same load
-            assert abs(util - load) <= 3 + (util - share), f"core at {util:.1f}%, asked {load}%"
+            # Other processes may add to the core's load, never take from it.
+            others = max(0.0, util - share)
+            assert abs(util - load) <= 3 + others, f"core at {util:.1f}%, asked {load}%"
         c.release_lease(lease.lease_id)
 
 

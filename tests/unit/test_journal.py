@@ -52,7 +52,12 @@ def test_only_durable_records_are_fsynced(
     j = Journal(tmp_path)
     synced: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
     j.write("fault-1", {"kind": "disk", "undo": {"files": ["/x"]}}, durable=durable)
     assert len(synced) == (2 if durable else 0)
     assert j.load()["fault-1"]["undo"] == {"files": ["/x"]}
