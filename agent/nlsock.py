@@ -32,7 +32,7 @@ NLA_TYPE_MASK = 0x3FFF  # strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
 HEADER = struct.Struct("=IHHII")  # struct nlmsghdr
 ATTR = struct.Struct("=HH")  # struct nlattr
 RECV_TIMEOUT = 10.0  # a kernel that does not answer within this is broken
-RECV_BUFFER = 1 << 18  # larger than any single netlink datagram the kernel sends
+RECV_BUFFER = 1 << 16  # dump datagrams are at most 32 KiB; a larger reply is an error
 
 
 class NetlinkFailure(OSError):
@@ -203,13 +203,16 @@ class NlSocket:
 
     def _recv(self) -> list[Reply]:
         try:
-            n = self._sock.recv_into(self._buf)
+            n = self._sock.recv_into(self._buf, 0, socket.MSG_TRUNC)  # n: the datagram's size
         except TimeoutError:
             self.broken = True
             raise NetlinkFailure(errno.ETIMEDOUT, "netlink: no answer from the kernel") from None
         except OSError:  # e.g. ENOBUFS: replies were dropped, the stream is unusable
             self.broken = True
             raise
+        if n > len(self._buf):
+            self.broken = True
+            raise NetlinkFailure(errno.EMSGSIZE, f"netlink: a {n}-byte reply overflowed the buffer")
         return split(bytes(self._buf[:n]))
 
 

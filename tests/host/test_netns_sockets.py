@@ -4,13 +4,15 @@ alive by the agent."""
 
 from __future__ import annotations
 
+import errno
 import secrets
 
 import pytest
 
-from agent import netns
+from agent import netns, nlsock
 from agent.errors import TargetGone
 from agent.netlink import NETLINK_ROUTE, Rtnl
+from agent.nlsock import NetlinkFailure
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import wait_for
 from tests.host.nethosts import run
@@ -48,3 +50,13 @@ def test_a_broken_socket_is_closed_not_given_back() -> None:
     assert nl.closed
     with netns.borrow(ref, NETLINK_ROUTE) as other:
         assert other is not nl
+
+
+def test_a_reply_larger_than_the_buffer_is_an_error_not_a_silent_cut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(nlsock, "RECV_BUFFER", 64)  # smaller than one link message
+    with nlsock.NlSocket(nlsock.new_socket(NETLINK_ROUTE)) as nl:
+        with pytest.raises(NetlinkFailure) as err:
+            Rtnl(nl).links()
+        assert err.value.errno == errno.EMSGSIZE and nl.broken
