@@ -10,8 +10,6 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pyroute2.netlink import NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE
@@ -27,9 +25,8 @@ from pyroute2.netlink.rtnl import (
     RTM_NEWTFILTER,
 )
 
-from agent import netns
-from agent.netns import NetnsRef
-from agent.nlsock import NetlinkFailure, NlSocket, Reply, asciiz, attr, attrs, text
+from agent.netns import NetlinkClient
+from agent.nlsock import NetlinkFailure, Reply, asciiz, attr, attrs, text
 from agent.tcwire import TC_H_ROOT
 
 TC_H_INGRESS = 0xFFFFFFF1  # also clsact's parent: not part of the egress tree
@@ -86,25 +83,10 @@ def _tc(reply: Reply) -> tuple[int, int, int, dict[int, bytes]]:
     return index, handle, parent, attrs(reply.body, TCMSG.size)
 
 
-class Rtnl:
-    """One rtnetlink socket, in the namespace it was opened for."""
+class Rtnl(NetlinkClient):
+    """rtnetlink: Rtnl.open(ref) in a namespace, Rtnl.scratch() in a throwaway one."""
 
-    def __init__(self, sock: NlSocket) -> None:
-        self._nl = sock
-
-    @classmethod
-    @contextmanager
-    def open(cls, ref: NetnsRef) -> Iterator[Rtnl]:
-        """Rtnl in ref's namespace (TargetGone if it vanished), on a pooled socket."""
-        with netns.borrow(ref, NETLINK_ROUTE) as nl:
-            yield cls(nl)
-
-    @classmethod
-    @contextmanager
-    def scratch(cls) -> Iterator[Rtnl]:
-        """Rtnl in a new, empty namespace that lives as long as the block."""
-        with NlSocket(netns.scratch_socket(NETLINK_ROUTE)) as nl:
-            yield cls(nl)
+    protocol = NETLINK_ROUTE
 
     # ----------------------------------------------------------- links
 

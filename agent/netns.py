@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from agent import nlsock
 from agent.errors import InvalidArgument, TargetGone
@@ -307,3 +307,27 @@ def named_namespaces() -> list[NetnsRef]:
         seen.add(ident)
         refs.append(NetnsRef(f"netns {name}", path, *ident, False))
     return refs
+
+
+class NetlinkClient:
+    """Base of the protocol clients (agent.netlink.Rtnl, agent.nftables.Nft): one
+    socket of `protocol`, in the namespace it was opened for."""
+
+    protocol: ClassVar[int]
+
+    def __init__(self, sock: nlsock.NlSocket) -> None:
+        self._nl = sock
+
+    @classmethod
+    @contextmanager
+    def open(cls, ref: NetnsRef) -> Iterator[Self]:
+        """A client in ref's namespace (TargetGone if it vanished), on a pooled socket."""
+        with borrow(ref, cls.protocol) as nl:
+            yield cls(nl)
+
+    @classmethod
+    @contextmanager
+    def scratch(cls) -> Iterator[Self]:
+        """A client in a new, empty namespace that lives as long as the block."""
+        with nlsock.NlSocket(scratch_socket(cls.protocol)) as nl:
+            yield cls(nl)

@@ -10,8 +10,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import struct
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +38,8 @@ from pyroute2.netlink.nfnetlink.nftsocket import (
     nft_table_msg,
 )
 
-from agent import netns
-from agent.netns import NetnsRef
-from agent.nlsock import NetlinkFailure, NlSocket, Reply, asciiz, attr, attrs, text
+from agent.netns import NetlinkClient
+from agent.nlsock import NetlinkFailure, Reply, asciiz, attr, attrs, text
 
 Msg = Any  # a pyroute2 nfgen message
 Expr = dict[str, Any]
@@ -270,25 +268,10 @@ def _rule(a: dict[int, bytes]) -> Rule:
     return Rule(text(a.get(RULE_CHAIN)), rule_handle, udata_comment(a.get(RULE_USERDATA, b"")))
 
 
-class Nft:
-    """One nfnetlink socket (inet family), in the namespace it was opened for."""
+class Nft(NetlinkClient):
+    """nftables (inet family): Nft.open(ref) in a namespace, Nft.scratch() in a throwaway one."""
 
-    def __init__(self, sock: NlSocket) -> None:
-        self._nl = sock
-
-    @classmethod
-    @contextmanager
-    def open(cls, ref: NetnsRef) -> Iterator[Nft]:
-        """Nft in ref's namespace (TargetGone if it vanished), on a pooled socket."""
-        with netns.borrow(ref, NETLINK_NETFILTER) as nl:
-            yield cls(nl)
-
-    @classmethod
-    @contextmanager
-    def scratch(cls) -> Iterator[Nft]:
-        """Nft in a new, empty namespace that lives as long as the block."""
-        with NlSocket(netns.scratch_socket(NETLINK_NETFILTER)) as nl:
-            yield cls(nl)
+    protocol = NETLINK_NETFILTER
 
     def commit(self, messages: Sequence[Msg], what: str) -> list[Rule]:
         """Apply messages as one transaction; the rules created, with their handles."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
 
 import psutil
 import pytest
@@ -13,18 +12,6 @@ from agent import procs
 from tests.agentproc import wait_for
 
 pytestmark = pytest.mark.host
-
-
-@pytest.fixture
-def instance() -> str:
-    return secrets.token_hex(5)
-
-
-@pytest.fixture
-def spawner(instance: str) -> Iterator[procs.Spawner]:
-    s = procs.Spawner(instance)
-    yield s
-    s.shutdown()
 
 
 def burn_argv(instance: str, core: int, load: float = 1) -> list[str]:

@@ -4,13 +4,11 @@ with it (and it with the agent), and the spawner falls back to exec'ing them."""
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -26,20 +24,6 @@ pytestmark = pytest.mark.host
 
 CPU_BURN = "agent.workers.cpu_burn"
 CORE = max(os.sched_getaffinity(0))
-
-
-@pytest.fixture
-def instance() -> str:
-    return secrets.token_hex(5)
-
-
-@pytest.fixture
-def spawner(instance: str) -> Iterator[procs.Spawner]:
-    s = procs.Spawner(instance)
-    s.start()
-    yield s
-    s.shutdown()
-    assert procs.find_zygotes(instance) == [], "shutdown left the fork server running"
 
 
 def burn_argv(instance: str, load: float = 1, fault_id: str = "fault-test") -> list[str]:
