@@ -220,7 +220,7 @@ class SocketPool:
         try:
             yield sock
         finally:
-            self._give_back(key, sock, IDLE_OWN if ref.own else IDLE_OTHER)
+            self._give_back(key, sock, self.IDLE_OWN if ref.own else self.IDLE_OTHER)
 
     def _give_back(self, key: tuple[int, int, int], sock: nlsock.NlSocket, idle: float) -> None:
         if sock.broken:
@@ -258,17 +258,17 @@ class SocketPool:
                         self._idle[key] = keep
                     else:
                         del self._idle[key]
-                if not self._idle:
+                done = not self._idle
+                if done:
                     self._reaper = None
                 nearest = min((d for p in self._idle.values() for d, _ in p), default=now)
             for sock in expired:
                 sock.close()
-            if self._reaper is None:
+            if done:  # decided under the lock: a give-back since then starts its own reaper
                 return
             time.sleep(max(0.05, nearest - now))
 
 
-IDLE_OWN, IDLE_OTHER = SocketPool.IDLE_OWN, SocketPool.IDLE_OTHER
 _pool = SocketPool()
 
 

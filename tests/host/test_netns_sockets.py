@@ -32,7 +32,7 @@ def test_sockets_are_reused_then_closed_and_never_outlive_their_namespace() -> N
         with Rtnl.open(ref) as rt:  # and it really talks to that namespace
             assert set(rt.links().values()) == {"lo"}
         # Idle sockets of another namespace are closed within IDLE_OTHER (+ a reaper tick).
-        assert wait_for(lambda: first.closed, netns.IDLE_OTHER + 2.0, 0.05)
+        assert wait_for(lambda: first.closed, netns.SocketPool.IDLE_OTHER + 2.0, 0.05)
         with netns.borrow(ref, NETLINK_ROUTE) as fresh:
             assert fresh is not first
     finally:
