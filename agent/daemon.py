@@ -200,7 +200,10 @@ def serve(cfg: AgentConfig) -> int:
         signal.signal(sig, lambda signum, _frame: stop.set())
     sdnotify.notify(f"READY=1\nSTATUS=serving on port {port}")
     sdnotify.start_watchdog(manager.healthy, stop)
-    stop.wait()
+    # Wake now and then: a signal delivered to another thread only sets a flag,
+    # and the handler runs when the main thread next runs Python code.
+    while not stop.wait(0.5):
+        pass
 
     log.info("shutting down: reverting every fault")
     sdnotify.notify("STOPPING=1\nSTATUS=reverting every fault")
