@@ -6,6 +6,7 @@ Prints a table and writes bench-results/resources.json. Run with `make bench`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc, is_root, wait_for
 from tests.host.scratch import loopfs, used_percent
 from tests.host.test_cpu_hog import _busy, _total
+from tests.processes import cpu_seconds, tree, tree_sum
 
 pytestmark = [
     pytest.mark.bench,
@@ -45,13 +47,7 @@ def timed(predicate: Callable[[], bool], timeout: float) -> float:
 
 
 def tree_cpu(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        with_children = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-        for p in with_children:
-            t = p.cpu_times()
-            total += t.user + t.system
-    return total
+    return sum(tree_sum(pid, cpu_seconds) for pid in pids)
 
 
 def window(pids: list[int]) -> tuple[float, float]:
@@ -94,9 +90,12 @@ def cpu_bench(c: Any, lease: str) -> dict[str, Any]:
 
 def vm_of(pid: int) -> tuple[int, int]:
     """(resident, virtual) bytes of a process tree."""
-    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    infos = [p.memory_info() for p in procs]
-    return sum(i.rss for i in infos), sum(i.vms for i in infos)
+    rss = vms = 0
+    for p in tree(pid):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            info = p.memory_info()
+            rss, vms = rss + info.rss, vms + info.vms
+    return rss, vms
 
 
 def memory_bench(c: Any, lease: str) -> dict[str, Any]:

@@ -8,11 +8,11 @@ import subprocess
 import sys
 import time
 
-import psutil
 import pytest
 
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc, wait_for
+from tests.processes import any_running
 
 pytestmark = pytest.mark.host
 
@@ -46,9 +46,7 @@ def read_active(proc: subprocess.Popen[str]) -> tuple[str, list[int]]:
 
 
 def running(pids: list[int]) -> bool:
-    return any(
-        psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids
-    )
+    return any_running(pids)
 
 
 def test_inject_holds_the_fault_for_its_duration_then_reverts(agent: AgentProc) -> None:

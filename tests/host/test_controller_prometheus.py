@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 
@@ -31,6 +30,7 @@ from controller.fleet import Fleet
 from controller.runner import Runner, RunOptions
 from tests.agentproc import AgentProc, wait_for
 from tests.controller_servers import Service, serving
+from tests.processes import all_gone
 
 pytestmark = [
     pytest.mark.host,
@@ -185,7 +185,7 @@ def test_promql_stop_condition_aborts_the_ramp(
     faults = [f for a in b["agents"].values() for f in a["faults"]]
     assert len(faults) == 3 and all(f["revert"]["state"] == "reverted" for f in faults)
     pids = [int(f["applied"]["worker_pids"]) for f in faults]
-    assert not [p for p in pids if psutil.pid_exists(p)]
+    assert all_gone(pids)
     for a in three_agents:
         with a.client() as c:
             assert not c.list_faults(states=[pb.FAULT_STATE_ACTIVE])

@@ -21,7 +21,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import yaml
 
@@ -34,6 +33,7 @@ from controller.metrics import ControllerMetrics
 from controller.runner import Runner, RunOptions
 from tests.agentproc import AgentProc, wait_for
 from tests.controller_servers import FakePrometheus, Service, serving
+from tests.processes import all_gone
 
 pytestmark = pytest.mark.host
 
@@ -179,7 +179,7 @@ def assert_all_reverted(journal: dict[str, Any], expected_faults: int) -> None:
     assert all(f["revert"]["state"] == "reverted" for f in faults), faults
     pids = worker_pids(journal)
     assert len(pids) == expected_faults
-    assert not [p for p in pids if psutil.pid_exists(p)], "workers still running"
+    assert all_gone(pids), "workers still running"
 
 
 # --------------------------------------------------------------------- tests
@@ -411,7 +411,7 @@ def test_sigkill_of_the_controller_agents_revert_within_ttl(
     assert wait_for(lambda: not live_faults(fleet), ttl + 1, 0.02)
     elapsed = time.monotonic() - killed
     assert elapsed <= ttl + 1, elapsed
-    assert not [p for p in pids if psutil.pid_exists(p)]
+    assert all_gone(pids)
     for a in fleet:
         with a.client() as c:
             assert [c.get_fault(f.id).end_reason for f in faults[a.address]] == [

@@ -10,6 +10,7 @@ import pytest
 
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc, wait_for
+from tests.processes import all_gone
 
 pytestmark = pytest.mark.host
 
@@ -60,7 +61,7 @@ def test_cpu_hog_burns_half_a_core_then_reverts(agent: AgentProc) -> None:
         reverted = c.revert(fault.id)
         assert reverted.state == pb.FAULT_STATE_REVERTED
         assert reverted.end_reason == pb.END_REASON_CLIENT_REVERT
-        assert not any(psutil.pid_exists(p) for p in pids)
+        assert all_gone(pids)
         assert agent.journal_files() == []
         # Idempotent: a second revert is a no-op that reports the same end.
         assert c.revert(fault.id).state == pb.FAULT_STATE_REVERTED
@@ -74,4 +75,4 @@ def test_fault_duration_ends_it(agent: AgentProc) -> None:
         pids = worker_pids(fault)
         assert wait_for(lambda: c.get_fault(fault.id).state == pb.FAULT_STATE_REVERTED, 3.0)
         assert c.get_fault(fault.id).end_reason == pb.END_REASON_DURATION_ELAPSED
-        assert not any(psutil.pid_exists(p) for p in pids)
+        assert all_gone(pids)

@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import grpc
-import psutil
 import pytest
 
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc
 from tests.host.scratch import cgroup, cgroup_of, expect_error, v1_available
 from tests.host.test_cpu_hog import measure
+from tests.processes import running
 
 pytestmark = pytest.mark.host
 
@@ -91,7 +91,7 @@ def test_pid_target_joins_that_process_cgroups(agent: AgentProc) -> None:
                 for ctrl in ("cpu", "cpuacct", "memory"):
                     assert cgroup_of(pid, ctrl) == name, ctrl
                 c.release_lease(lease.lease_id)
-                assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+                assert not running(pid)
         finally:
             sleeper.kill()
             sleeper.wait()

@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 
 import grpc
-import psutil
 import pytest
 
 from agent import procs
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc, wait_for
+from tests.processes import all_gone
 
 pytestmark = pytest.mark.host
 
@@ -30,9 +30,7 @@ def pids_of(fault: pb.Fault) -> list[int]:
 
 
 def gone(pids: list[int]) -> bool:
-    return not any(
-        psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids
-    )
+    return all_gone(pids)
 
 
 def test_lease_expiry_reverts_within_ttl_plus_half_a_second(agent: AgentProc) -> None:

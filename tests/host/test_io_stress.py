@@ -14,6 +14,7 @@ import pytest
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc, wait_for
 from tests.host.scratch import cgroup, cgroup_of, expect_error, loopfs, v1_available
+from tests.processes import all_gone
 
 pytestmark = pytest.mark.host
 
@@ -80,7 +81,7 @@ def test_workers_do_block_io_then_revert_removes_them_and_their_files(
         assert (read > MIB) == reads, f"read {read} bytes from the device"
         assert (written > MIB) == writes, f"wrote {written} bytes to the device"
         assert c.revert(fault.id).state == pb.FAULT_STATE_REVERTED
-        assert not any(psutil.pid_exists(p) for p in pids if p)
+        assert all_gone(p for p in pids if p)
         assert not any(f.exists() for f in files)
         c.release_lease(lease.lease_id)
 
@@ -143,7 +144,7 @@ def test_kill9_then_restart_leaves_no_worker_and_no_file(
     pids = [int(p) for p in fault.applied["worker_pids"].split(",")]
     files = [Path(f) for f in fault.applied["files"].split(",")]
     a.kill()
-    assert wait_for(lambda: not any(psutil.pid_exists(p) for p in pids), 2.0)
+    assert wait_for(lambda: all_gone(pids), 2.0)
     assert all(f.exists() for f in files)
     a.start()
     assert not any(f.exists() for f in files)

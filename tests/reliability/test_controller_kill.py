@@ -13,13 +13,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc, wait_for
 from tests.host.test_controller_run import agent_flags, doc, live_faults
+from tests.processes import all_gone
 from tests.reliability.common import bump, figure, scale
 
 pytestmark = [pytest.mark.host, pytest.mark.reliability]
@@ -88,7 +88,7 @@ def test_random_controller_kills_agents_revert_within_ttl_plus_1s(
         elapsed = time.monotonic() - killed
         worst = max(worst, elapsed)
         assert elapsed <= TTL + 1, f"round {i} (seed {seed}): {elapsed:.2f}s"
-        assert not [p for p in pids if psutil.pid_exists(p)], "workers outlived the revert"
+        assert all_gone(pids), "workers outlived the revert"
         assert all(not a.journal_files() for a in fleet)
         assert all(not a.marked_processes() for a in fleet)
     figure(name, agents=AGENTS, ttl_s=TTL, worst_revert_after_kill_s=round(worst, 2), seed=seed)

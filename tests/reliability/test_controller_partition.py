@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from tests.agentproc import AgentProc, wait_for
 from tests.host.nethosts import in_ns, net_bed, run
+from tests.processes import any_running
 from tests.reliability.common import figure
 
 pytestmark = [pytest.mark.host, pytest.mark.reliability]
@@ -25,9 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def alive(pids: list[int]) -> bool:
-    return any(
-        psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids
-    )
+    return any_running(pids)
 
 
 def read(proc: subprocess.Popen[str]) -> dict[str, Any]:

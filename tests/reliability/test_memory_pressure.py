@@ -11,12 +11,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc, wait_for
 from tests.host.scratch import CGROUP_ROOT, cgroup, cgroup_of, v1_available
+from tests.processes import running
 from tests.reliability.common import MIB, bump, figure, scale
 
 pytestmark = [
@@ -31,7 +31,7 @@ NAME = "memory pressure (cgroup OOM)"
 
 
 def gone(pid: int) -> bool:
-    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    return not running(pid)
 
 
 def oom_kills(d: Path) -> int:
