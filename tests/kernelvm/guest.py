@@ -253,13 +253,17 @@ def scenarios(bed: NetBed, shaper: Shaper) -> dict[str, Any]:
         "other_destination": summary(ping_rtts(a, "10.231.1.3", 30)),
     }
     shaper.revert(fault)
-    # By port: UDP echo RTTs (Python's own overhead cancels out in the difference).
+    # By port: UDP echo RTTs. Under TCG the echo server's own turnaround adds a
+    # few ms to every reply, so the fault is judged by the delay it adds: the
+    # same probe's median with the fault minus its median without, same run.
     flt = pb.TrafficFilter(
         destinations=[b.v4], destination_ports=[pb.PortRange(first=5001)], protocol=pb.PROTOCOL_UDP
     )
+    unshaped = summary(udp_rtts(a, b.v4, 5001, 30))
     fault = shaper.inject(target, delay=0.050, interface=dev, filter=flt)
     r["by_port_applied"] = shaper.applied
     r["by_port"] = {
+        "unshaped": unshaped,
         "matched": summary(udp_rtts(a, b.v4, 5001, 30)),
         "other_port": summary(udp_rtts(a, b.v4, 5002, 30)),
         "other_destination_same_port": summary(udp_rtts(a, "10.231.1.3", 5001, 30)),
