@@ -280,3 +280,48 @@ def effective_cpus(placement: Placement) -> frozenset[int] | None:
 
 def describe(placement: Placement) -> str:
     return ",".join(str(cg) for cg in placement)
+
+
+@dataclass(frozen=True)
+class OomCount:
+    """An oom_kill counter: a memory cgroup's, or the kernel's (/proc/vmstat)."""
+
+    where: str
+    file: Path
+    count: int
+
+
+def _oom_kills(file: Path) -> int | None:
+    """The `oom_kill N` line of memory.events (v2), memory.oom_control (v1) or vmstat."""
+    try:
+        text = file.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill" and value.strip().isdigit():
+            return int(value)
+    return None
+
+
+def oom_count(pid: int) -> OomCount | None:
+    """The OOM kill counter that rises when pid's memory cgroup kills a process,
+    or the kernel-wide one; None if neither can be read (or pid is gone)."""
+    try:
+        placement = of_pid(pid)
+    except ProcessLookupError:
+        return None
+    for cg in with_controller(placement, "memory"):
+        if cg.is_root:
+            continue
+        file = cg.dir / ("memory.oom_control" if cg.hierarchy.version == 1 else "memory.events")
+        count = _oom_kills(file)
+        if count is not None:
+            return OomCount(f"memory cgroup {cg.dir}", file, count)
+    vmstat = Path("/proc/vmstat")
+    count = _oom_kills(vmstat)
+    return None if count is None else OomCount("the kernel (/proc/vmstat)", vmstat, count)
+
+
+def oom_count_again(before: OomCount) -> int | None:
+    return _oom_kills(before.file)

@@ -29,6 +29,7 @@ REASON_TO_PB: dict[EndReason, pb.EndReason.ValueType] = {
     EndReason.APPLY_FAILED: pb.END_REASON_APPLY_FAILED,
     EndReason.SWEEP: pb.END_REASON_SWEEP,
     EndReason.TARGET_GONE: pb.END_REASON_TARGET_GONE,
+    EndReason.WORKER_DIED: pb.END_REASON_WORKER_DIED,
 }
 
 

@@ -93,6 +93,7 @@ def build_runtime(cfg: AgentConfig) -> Runtime:
         metrics,
         boot_id=boot_id(),
     )
+    spawner.on_exit = lambda exit: manager.worker_died(exit.tag, exit.describe())
     return Runtime(manager, metrics, spawner, lock_file)
 
 

@@ -49,6 +49,7 @@ from agent.validation import duration_seconds
 from brownout.v1 import agent_pb2 as pb
 
 log = structlog.get_logger(__name__)
+audit_log = structlog.get_logger("audit")
 
 HISTORY_LIMIT = 1000
 WATCH_QUEUE_LIMIT = 1000
@@ -421,6 +422,42 @@ class FaultManager:
             bound.info("fault reverted", reason=str(fault.end_reason), note=note)
             return self._copy(fault)
 
+    def worker_died(self, fault_id: str, why: str) -> None:
+        """A worker of fault_id exited without being killed (called by the
+        spawner's exit watch): end the fault as failed and revert the rest of it."""
+        with self._lock:
+            fault = self._live.get(fault_id)
+        if fault is not None and not self._closed.is_set():
+            self._reverters.submit(self._end_dead, fault, why)
+
+    def _end_dead(self, fault: Fault, why: str) -> None:
+        with fault.lock:  # waits for an apply in progress to finish
+            if fault.state != State.ACTIVE:
+                return  # already ending: its own revert killed the worker
+            log.error(
+                "worker died: ending its fault as failed",
+                fault_id=fault.id,
+                lease_id=fault.lease_id,
+                kind=fault.kind,
+                error=why,
+            )
+            with self._lock:
+                fault.end_reason = EndReason.WORKER_DIED
+                fault.error = why
+            ended = self.revert(fault.id, EndReason.WORKER_DIED)
+        result = "OK" if ended.state == State.FAILED else ended.state.upper()
+        audit_log.warning(
+            "audit",
+            caller="brownout-agent",
+            method="WorkerDied",
+            result=result,
+            detail=why,
+            fault_id=fault.id,
+            lease_id=fault.lease_id,
+            kind=fault.kind,
+        )
+        self._metrics.audit_total.labels("WorkerDied", result).inc()
+
     def revert_all(self, reason: EndReason) -> list[Fault]:
         return self._revert_many(self._live_faults(None), reason)
 
@@ -445,10 +482,13 @@ class FaultManager:
         self._journal.remove(fault.id, self._injectors[fault.kind].survives_reboot)
         with self._lock:
             prev = fault.state
-            fault.state = State.REVERTED
+            # A fault whose worker died did not do what was asked: it failed,
+            # and its error keeps saying why.
+            died = fault.end_reason == EndReason.WORKER_DIED
+            fault.state = State.FAILED if died else State.REVERTED
             self._live.pop(fault.id, None)
             fault.ended_at = self._clock.wall()
-            fault.error = note
+            fault.error = "; ".join(filter(None, [fault.error if died else "", note]))
         self._metrics.fault_reverts_total.labels(fault.kind, str(fault.end_reason)).inc()
         self._publish(fault, prev)
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import structlog
 
+from agent.exits import Exit, ExitWatch
 from agent.workers import zygote
 
 PR_SET_PDEATHSIG = 1
@@ -98,6 +99,7 @@ class _Started:
     pid: int
     start_time: int | None  # None: already gone
     popen: subprocess.Popen[bytes] | None = None  # exec'd by us, not forked by the zygote
+    reports: int | None = None  # the fork server's exit-report pipe, if it forked this one
 
     def kill(self) -> None:
         if self.popen is not None:
@@ -111,6 +113,7 @@ class _Started:
 class _Zygote:
     proc: subprocess.Popen[bytes]
     sock: socket.socket
+    reports: int  # read end of the pipe it reports its children's exits on
 
 
 class Spawner:
@@ -123,14 +126,23 @@ class Spawner:
     bound to that thread and every worker's to the server; requests to it are
     made from the caller's thread. A worker it cannot start is exec'd from the
     spawner thread, as before.
+
+    Every worker that starts is watched: when one exits without being killed
+    through kill(), on_exit is told (with the fault id from its markers).
     """
 
-    def __init__(self, instance: str) -> None:
+    def __init__(self, instance: str, on_exit: Callable[[Exit], None] | None = None) -> None:
         self._instance = instance
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawner")
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()  # one request at a time on the server's socket
         self._zygote: _Zygote | None = None
+        self.on_exit = on_exit
+        self._watch = ExitWatch(self._exited, start_time)
+
+    def _exited(self, exit: Exit) -> None:
+        if self.on_exit is not None:
+            self.on_exit(exit)
 
     def start(self) -> None:
         """Start the fork server now rather than at the first spawn."""
@@ -173,7 +185,12 @@ class Spawner:
                 os.close(fd)
         if child.popen is not None:
             self._children[ref.pid] = child.popen
+        self._watch.watch(ref.pid, ref.start_time, _fault_of(argv), child.popen, child.reports)
         return ref
+
+    def expect_exit(self, ref: ProcRef) -> None:
+        """ref is about to be killed on purpose: do not report its exit."""
+        self._watch.expect(ref.pid, ref.start_time)
 
     def _exec(self, argv: list[str], fds: list[int]) -> _Started:
         proc = subprocess.Popen(
@@ -216,7 +233,7 @@ class Spawner:
             log.info("fork server declined a worker: exec'ing it", reason=reply[1:])
             return None
         pid, st = reply.split()
-        return _Started(int(pid), int(st))
+        return _Started(int(pid), int(st), reports=z.reports)
 
     def _ensure_zygote(self) -> _Zygote | None:
         """The running fork server, (re)started if need be. Holds self._lock."""
@@ -235,22 +252,26 @@ class Spawner:
         for item in sweep_zygotes(self._instance):
             log.warning("swept leftover", item=item)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        reports, their_reports = os.pipe2(os.O_CLOEXEC)
         try:
             proc = subprocess.Popen(
                 zygote.command(sys.executable, os.getpid(), self._instance),
                 stdin=theirs.fileno(),
-                stdout=subprocess.DEVNULL,
+                stdout=their_reports,
                 close_fds=True,
                 start_new_session=True,
                 cwd=zygote.package_root(),
             )
         except OSError as exc:
             ours.close()
+            os.close(reports)
             log.warning("cannot start the fork server: exec'ing workers", error=str(exc))
             return None
         finally:
             theirs.close()
-        return _Zygote(proc, ours)
+            os.close(their_reports)
+        self._watch.add_source(reports)
+        return _Zygote(proc, ours, reports)
 
     def _stop_zygote(self) -> None:
         """Kill the fork server, and with it (PR_SET_PDEATHSIG) its workers. Holds self._lock."""
@@ -269,9 +290,16 @@ class Spawner:
                 proc.wait(timeout=5)
 
     def shutdown(self) -> None:
+        self.on_exit = None
         with self._lock:
             self._stop_zygote()
         self._pool.shutdown(wait=True)
+        self._watch.close()
+
+
+def _fault_of(argv: list[str]) -> str:
+    """The fault id a worker's markers name ("" for none)."""
+    return next((a[len(FAULT_FLAG) :] for a in argv if a.startswith(FAULT_FLAG)), "")
 
 
 def _handshake(
@@ -348,6 +376,8 @@ def kill(ref: ProcRef, spawner: Spawner | None = None, timeout: float = 5.0) -> 
 
     Returns True once it is gone (or was already). Idempotent.
     """
+    if spawner is not None:
+        spawner.expect_exit(ref)
     if not alive(ref):
         if spawner is not None:
             spawner.reap(ref.pid)

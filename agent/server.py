@@ -334,6 +334,8 @@ class AgentServicer(pb_grpc.AgentServicer):
                 # passes, not at the next poll: a gone client must not hold a
                 # watcher slot and a server thread.
                 context.add_callback(lambda: _wake(watcher.events))
+                # Headers now tell the client the watch is live (see the proto).
+                context.send_initial_metadata(())
                 while context.is_active():
                     if watcher.overflowed:
                         context.abort(

@@ -33,6 +33,7 @@ class EndReason(StrEnum):
     APPLY_FAILED = "apply_failed"
     SWEEP = "sweep"
     TARGET_GONE = "target_gone"
+    WORKER_DIED = "worker_died"
 
 
 @dataclass

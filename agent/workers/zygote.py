@@ -3,7 +3,8 @@
 The agent's spawner execs this once (with -S: no site import) with a control
 socket on stdin. Each request is a worker argv, NUL-separated, with the worker's
 stdin/stdout/stderr passed by SCM_RIGHTS; the reply is the child's pid and
-start time, or "!reason" when the agent should exec that worker instead. The
+start time, or "!reason" when the agent should exec that worker instead; each
+child it reaps is reported as "PID WAIT_STATUS" on its stdout, a pipe. The
 child takes the passed pipes, binds its death to ours (we bind ours to the
 agent), rewrites its command line to the argv it was asked for (the sweep
 finds workers by their markers there) and runs the module's main(), so the
@@ -172,20 +173,30 @@ def _handle(
     return f"{pid} {_start_time(pid)}"
 
 
-def _reap() -> None:
+def _reap(report: int) -> None:
+    """Reap exited children and report each one's wait status to the agent as
+    "PID STATUS" on fd `report` (the agent watches its workers with pidfds but
+    cannot wait for our children). Never blocks: a report the agent has no room
+    for is dropped, and it then calls that worker's exit status unknown."""
     with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
+        while True:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                return
+            with contextlib.suppress(BlockingIOError, BrokenPipeError):
+                os.write(report, f"{pid} {status}\n".encode())
 
 
-def serve(ctl: socket.socket, modules: dict[str, ModuleType], area: tuple[int, int]) -> None:
+def serve(
+    ctl: socket.socket, modules: dict[str, ModuleType], area: tuple[int, int], report: int
+) -> None:
     # SIGCHLD only wakes the loop up: killed workers are reaped at once, yet
     # never between a fork and its reply.
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     while True:
-        _reap()
+        _reap(report)
         readable, _, _ = select.select([ctl.fileno(), wake_r], [], [])
         if wake_r in readable:
             with contextlib.suppress(BlockingIOError):
@@ -211,13 +222,17 @@ def main() -> None:
     bind_to_parent(int(sys.argv[sys.argv.index("--parent-pid") + 1]))
     set_comm("brownout-zygote")
     ctl = socket.socket(fileno=os.dup(0))
-    devnull = os.open(os.devnull, os.O_RDONLY)
+    # Exit reports go to the pipe the agent gave us as stdout.
+    report = os.dup(1)
+    os.set_blocking(report, False)
+    devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
     os.close(devnull)
     modules = {name: importlib.import_module(name) for name in WORKERS}
     gc.freeze()  # children's collections then leave the shared pages alone
     os.chdir("/")  # sys.path[0] is absolute; children inherit "/"
-    serve(ctl, modules, argv_area())
+    serve(ctl, modules, argv_area(), report)
 
 
 if __name__ == "__main__":

@@ -158,6 +158,7 @@ def test_watch_streams_every_state_change(agent: AgentProc) -> None:
     with agent.client() as c:
         lease = c.acquire_lease("test", 30)
         stream = c.stub.WatchFaults(pb.WatchFaultsRequest(lease_id=lease.lease_id), timeout=20)
+        stream.initial_metadata()  # the watch is registered
         fault = c.inject(lease.lease_id, cpu(), 60)
         c.revert(fault.id)
         states = []

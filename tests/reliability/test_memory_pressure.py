@@ -4,11 +4,11 @@ agent, which keeps serving and reverts cleanly.
 
 On this machine the agent lacks CAP_SYS_RESOURCE, so it cannot lower its own
 oom_score_adj to -900 (it logs that and keeps the 0 it inherited); the leak's
-1000 alone decides the OOM killer's choice here, and the test checks that."""
+1000 alone decides the OOM killer's choice here, and the test checks that. The
+fault then ends failed (WORKER_DIED), its error naming the OOM kill."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -78,9 +78,17 @@ def test_leak_at_the_cgroup_limit_is_the_oom_victim_and_the_agent_survives(
                     assert a.proc is not None and a.proc.poll() is None, (
                         "the OOM killer took the agent"
                     )
-                    time.sleep(0.2)
-                    after = c.revert(fault.id)
-                    assert after.state == pb.FAULT_STATE_REVERTED, after
+                    # Nothing leaks any more: the fault is not called active, but
+                    # failed, because the OOM killer took its worker.
+                    assert wait_for(
+                        lambda f=fault.id: c.get_fault(f).state == pb.FAULT_STATE_FAILED, 1.0
+                    ), c.get_fault(fault.id)
+                    after = c.revert(fault.id)  # a no-op now: it has ended
+                    assert after.state == pb.FAULT_STATE_FAILED, after
+                    assert after.end_reason == pb.END_REASON_WORKER_DIED, after
+                    assert f"worker pid {pid} was killed by signal 9" in after.error, after.error
+                    assert "by the OOM killer (oom_kill in memory cgroup" in after.error, after
+                    bump(NAME, "faults_failed_worker_died_oom")
                     bump(NAME, "agent_survived")
                     c.release_lease(lease.lease_id)
                 assert a.marked_processes() == [] and a.journal_files() == []

@@ -69,7 +69,9 @@ class _FaultStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FaultState
     FAULT_STATE_REVERTING: _FaultState.ValueType  # 3
     FAULT_STATE_REVERTED: _FaultState.ValueType  # 4
     FAULT_STATE_FAILED: _FaultState.ValueType  # 5
-    """Apply failed; whatever was partially applied has been rolled back."""
+    """Apply failed, or the fault's effect died under it (END_REASON_WORKER_DIED);
+    whatever was left of it has been reverted.
+    """
     FAULT_STATE_REVERT_FAILED: _FaultState.ValueType  # 6
     """Revert failed; the agent keeps retrying with backoff."""
 
@@ -82,7 +84,9 @@ FAULT_STATE_ACTIVE: FaultState.ValueType  # 2
 FAULT_STATE_REVERTING: FaultState.ValueType  # 3
 FAULT_STATE_REVERTED: FaultState.ValueType  # 4
 FAULT_STATE_FAILED: FaultState.ValueType  # 5
-"""Apply failed; whatever was partially applied has been rolled back."""
+"""Apply failed, or the fault's effect died under it (END_REASON_WORKER_DIED);
+whatever was left of it has been reverted.
+"""
 FAULT_STATE_REVERT_FAILED: FaultState.ValueType  # 6
 """Revert failed; the agent keeps retrying with backoff."""
 Global___FaultState: _TypeAlias = FaultState  # noqa: Y015
@@ -105,6 +109,12 @@ class _EndReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EndReason.V
     END_REASON_SWEEP: _EndReason.ValueType  # 9
     END_REASON_TARGET_GONE: _EndReason.ValueType  # 10
     """The target (process, cgroup, namespace) disappeared under the fault."""
+    END_REASON_WORKER_DIED: _EndReason.ValueType  # 11
+    """A worker process of the fault (CPU, memory, IO) exited without the agent
+    killing it: OOM killer, an operator, or its fork server died. The fault
+    ends FAILED, the rest of it reverted; Fault.error says which pid, how it
+    ended and whether the OOM killer took it.
+    """
 
 class EndReason(_EndReason, metaclass=_EndReasonEnumTypeWrapper): ...
 
@@ -120,6 +130,12 @@ END_REASON_APPLY_FAILED: EndReason.ValueType  # 8
 END_REASON_SWEEP: EndReason.ValueType  # 9
 END_REASON_TARGET_GONE: EndReason.ValueType  # 10
 """The target (process, cgroup, namespace) disappeared under the fault."""
+END_REASON_WORKER_DIED: EndReason.ValueType  # 11
+"""A worker process of the fault (CPU, memory, IO) exited without the agent
+killing it: OOM killer, an operator, or its fork server died. The fault
+ends FAILED, the rest of it reverted; Fault.error says which pid, how it
+ended and whether the OOM killer took it.
+"""
 Global___EndReason: _TypeAlias = EndReason  # noqa: Y015
 
 class _IoMode:

@@ -163,7 +163,9 @@ class AgentServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchFaults(self, request, context):
-        """Server stream of fault state changes.
+        """Server stream of fault state changes. The agent sends the response
+        headers (initial metadata) once the watch is registered: every change
+        after the client has received them is streamed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -61,7 +61,10 @@ class AgentStub:
     """
     Resume: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ResumeRequest, _agent_pb2.ResumeResponse]
     WatchFaults: _grpc.UnaryStreamMultiCallable[_agent_pb2.WatchFaultsRequest, _agent_pb2.FaultEvent]
-    """Server stream of fault state changes."""
+    """Server stream of fault state changes. The agent sends the response
+    headers (initial metadata) once the watch is registered: every change
+    after the client has received them is streamed.
+    """
 
 @_typing.type_check_only
 class AgentAsyncStub(AgentStub):
@@ -88,7 +91,10 @@ class AgentAsyncStub(AgentStub):
     """
     Resume: _aio.UnaryUnaryMultiCallable[_agent_pb2.ResumeRequest, _agent_pb2.ResumeResponse]  # type: ignore[assignment]
     WatchFaults: _aio.UnaryStreamMultiCallable[_agent_pb2.WatchFaultsRequest, _agent_pb2.FaultEvent]  # type: ignore[assignment]
-    """Server stream of fault state changes."""
+    """Server stream of fault state changes. The agent sends the response
+    headers (initial metadata) once the watch is registered: every change
+    after the client has received them is streamed.
+    """
 
 class AgentServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -178,6 +184,9 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
         request: _agent_pb2.WatchFaultsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_agent_pb2.FaultEvent], _abc.AsyncIterator[_agent_pb2.FaultEvent]]:
-        """Server stream of fault state changes."""
+        """Server stream of fault state changes. The agent sends the response
+        headers (initial metadata) once the watch is registered: every change
+        after the client has received them is streamed.
+        """
 
 def add_AgentServicer_to_server(servicer: AgentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
