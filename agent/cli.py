@@ -12,16 +12,7 @@ from agent import __version__, config, config_file, daemon, logs
 from agent.tls import TlsConfigError
 
 
-def _file_defaults(argv: list[str] | None) -> dict[str, object]:
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=os.environ.get("BROWNOUT_CONFIG"))
-    known, _ = pre.parse_known_args(argv)
-    if not known.config:
-        return {}
-    return config_file.without_env_overrides(config_file.load(Path(known.config)))
-
-
-def build_parser(defaults: dict[str, object]) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="brownout-agent", description=__doc__)
     p.add_argument("--version", action="version", version=__version__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -31,20 +22,29 @@ def build_parser(defaults: dict[str, object]) -> argparse.ArgumentParser:
         "sweep", help="revert everything the journal holds and remove marked leftovers, offline"
     )
     config.add_common_flags(sweep)
-    serve.set_defaults(**defaults)
-    sweep.set_defaults(**{k: v for k, v in defaults.items() if k in ("state_dir", "log_level")})
     return p
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Flags over BROWNOUT_* environment over the --config file over defaults."""
-    return build_parser(_file_defaults(argv)).parse_args(argv)
+    """Flags over BROWNOUT_* environment over the --config file over defaults,
+    every value parsed and checked. Raises ConfigError or ConfigFileError."""
+    ns = build_parser().parse_args(argv)
+    path: Path | None = ns.config
+    if path is None and "BROWNOUT_CONFIG" in os.environ:
+        text = os.environ["BROWNOUT_CONFIG"]
+        if not text.strip():
+            raise config.ConfigError("BROWNOUT_CONFIG '': is empty: give the config file's path")
+        path = Path(text)
+    values = config_file.load(path) if path is not None else {}
+    options = config.SERVE if ns.command == "serve" else config.COMMON
+    config.resolve(ns, options, values, str(path))
+    return ns
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
-    except config_file.ConfigFileError as exc:
+    except (config_file.ConfigFileError, config.ConfigError) as exc:
         print(f"brownout-agent: {exc}", file=sys.stderr)
         return 2
     logs.configure(args.log_level)
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         try:
             return daemon.serve(config.from_args(args))
-        except (daemon.StateDirBusy, TlsConfigError) as exc:
+        except (daemon.StateDirBusy, daemon.ListenError, TlsConfigError) as exc:
             print(f"brownout-agent: {exc}", file=sys.stderr)
             return 2
     cfg = config.AgentConfig(state_dir=args.state_dir, log_level=args.log_level)

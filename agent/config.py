@@ -1,14 +1,33 @@
-"""Agent configuration: command-line flags, each with an environment variable."""
+"""Agent configuration: one table of options, each a flag, a BROWNOUT_*
+environment variable and a config-file key.
+
+Precedence is flag > environment > file > built-in default. Every value is
+checked wherever it comes from, and a bad one is refused before anything
+starts, with a message that names where it came from (`--listen`,
+`BROWNOUT_LISTEN` or the file's `listen`) and what is allowed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from agent.faults.base import Limits
-from agent.units import argtype, parse_duration, parse_size
+from agent.units import format_duration, parse_duration, parse_size
+from brownout.addresses import parse_hostport
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+MAX_ACTIVE_FAULTS = 10_000
+# The gRPC listener may take port 0 (any free port, reported in --ready-file).
+ANY_PORT_NOTE = "port 0 picks a free port"
+
+
+class ConfigError(ValueError):
+    """A bad option value; the message names its source and the rule."""
 
 
 @dataclass(frozen=True)
@@ -29,17 +48,19 @@ class AgentConfig:
     insecure_allow_remote: bool = False
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"BROWNOUT_{name}", default)
+# ------------------------------------------------------------------ parsers
 
 
 def parse_labels(text: str) -> dict[str, str]:
     labels: dict[str, str] = {}
     for item in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise ValueError(f"invalid label {item!r}: use key=value")
-        labels[key.strip()] = value.strip()
+        if key in labels:
+            raise ValueError(f"label {key!r} is given twice")
+        labels[key] = value.strip()
     return labels
 
 
@@ -47,126 +68,226 @@ def _identities(text: str) -> frozenset[str]:
     return frozenset(filter(None, (p.strip() for p in text.split(","))))
 
 
-def _optional_path(name: str) -> Path | None:
-    value = _env(name, "")
-    return Path(value) if value else None
+def _listen(text: str) -> str:
+    return str(parse_hostport(text, allow_any_port=True))
 
 
-def add_common_flags(p: argparse.ArgumentParser) -> None:
+def _metrics_listen(text: str) -> str:
+    return "" if not text.strip() else str(parse_hostport(text, allow_any_port=True))
+
+
+def _path(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("is empty: give a path")
+    if "\0" in text:
+        raise ValueError("must not contain a NUL byte")
+    return Path(text)
+
+
+def _state_dir(text: str) -> Path:
+    path = _path(text)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} exists and is not a directory")
+    return path
+
+
+def _ready_file(text: str) -> Path:
+    path = _path(text)
+    if not path.parent.is_dir():
+        raise ValueError(f"its directory {path.parent} does not exist")
+    return path
+
+
+def _positive_duration(text: str) -> float:
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError(f"must be more than 0, got {text!r}")
+    return seconds
+
+
+def _int_in(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"{text!r} is not a whole number") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{text!r} is not a boolean: use 1/0 or true/false")
+
+
+def _log_level(text: str) -> str:
+    if text not in LOG_LEVELS:
+        raise ValueError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
+    return text
+
+
+# ------------------------------------------------------------------ options
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its flag, variable, file key, parser, default and help."""
+
+    dest: str
+    parse: Callable[[str], Any]
+    default: str | None  # as text; None: unset
+    help: str
+    flag_only: bool = False  # no variable or file key (e.g. --ready-file)
+    switch: bool = False  # a flag without a value (store_true)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.dest.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "BROWNOUT_" + self.dest.upper()
+
+
+_D = Limits()
+COMMON = (
+    Option("state_dir", _state_dir, "/var/lib/brownout", "journal directory"),
+    Option("log_level", _log_level, "info", f"one of {', '.join(LOG_LEVELS)}"),
+)
+SERVE = (
+    *COMMON,
+    Option("listen", _listen, "127.0.0.1:7070", f"gRPC host:port ({ANY_PORT_NOTE})"),
+    Option(
+        "metrics_listen", _metrics_listen, "127.0.0.1:9464", "Prometheus host:port; empty disables"
+    ),
+    Option("labels", parse_labels, "", "node labels k=v,k2=v2"),
+    Option("max_fault_duration", _positive_duration, "1h", "longest fault a client may ask for"),
+    Option("max_lease_ttl", _positive_duration, "5m", "longest lease TTL a client may ask for"),
+    Option("min_lease_ttl", _positive_duration, "1s", "shortest lease TTL a client may ask for"),
+    Option(
+        "memory_reserve",
+        parse_size,
+        str(_D.memory_reserve_bytes),
+        "memory never taken by leaks: the larger of this and 5%% of RAM",
+    ),
+    Option(
+        "disk_reserve",
+        parse_size,
+        str(_D.disk_reserve_bytes),
+        "disk never filled unless allow_full: the larger of this and 1%% of the filesystem",
+    ),
+    Option(
+        "max_active_faults",
+        _int_in(1, MAX_ACTIVE_FAULTS),
+        str(_D.max_active_faults),
+        f"faults held at once (1-{MAX_ACTIVE_FAULTS})",
+    ),
+    Option(
+        "oom_score_adj",
+        _int_in(-1000, 1000),
+        "-900",
+        "the agent's own oom_score_adj (-1000..1000), so leaks are killed before it",
+    ),
+    Option("tls_cert", _path, None, "the agent's certificate (PEM)"),
+    Option("tls_key", _path, None, "the agent's private key (PEM)"),
+    Option("tls_client_ca", _path, None, "CA that signs client certificates"),
+    Option("operators", _identities, "", "client identities (SAN or CN) allowed everything"),
+    Option(
+        "viewers",
+        _identities,
+        "",
+        "client identities allowed GetInfo, ListFaults, GetFault, WatchFaults",
+    ),
+    Option(
+        "insecure_allow_remote",
+        parse_bool,
+        "0",
+        "serve plaintext on a non-loopback address (logged as a warning at every start)",
+        switch=True,
+    ),
+    Option(
+        "ready_file",
+        _ready_file,
+        None,
+        "write the bound ports as JSON here once serving",
+        flag_only=True,
+    ),
+)
+# Variables the agent reads (the config file's own path included).
+ENV_VARS = frozenset({"BROWNOUT_CONFIG"} | {o.env for o in SERVE if not o.flag_only})
+
+
+def add_flags(p: argparse.ArgumentParser, options: tuple[Option, ...]) -> None:
+    """Flags keep the raw text (None when not given): resolve() parses them,
+    so a bad value is reported the same way whatever its source."""
     p.add_argument(
         "--config",
         type=Path,
-        default=_optional_path("CONFIG"),
+        default=None,
         help="YAML config file whose keys mirror these flags (env BROWNOUT_CONFIG);"
         " flags and BROWNOUT_* variables override it",
     )
-    p.add_argument(
-        "--state-dir",
-        type=Path,
-        default=Path(_env("STATE_DIR", "/var/lib/brownout")),
-        help="journal directory (env BROWNOUT_STATE_DIR, default /var/lib/brownout)",
-    )
-    p.add_argument(
-        "--log-level",
-        default=_env("LOG_LEVEL", "info"),
-        choices=["debug", "info", "warning", "error"],
-        help="env BROWNOUT_LOG_LEVEL",
-    )
+    for o in options:
+        where = "" if o.flag_only else f" (env {o.env})"
+        default = "" if o.default in (None, "", "0") or o.switch else f"; default {o.default}"
+        if o.switch:
+            p.add_argument(o.flag, dest=o.dest, action="store_const", const="1", default=None,
+                           help=o.help + where)  # fmt: skip
+        else:
+            p.add_argument(o.flag, dest=o.dest, default=None, metavar=o.dest.upper(),
+                           help=o.help + where + default)  # fmt: skip
 
 
 def add_serve_flags(p: argparse.ArgumentParser) -> None:
-    add_common_flags(p)
-    d = Limits()
-    p.add_argument("--listen", default=_env("LISTEN", "127.0.0.1:7070"), help="gRPC host:port")
-    p.add_argument(
-        "--metrics-listen",
-        default=_env("METRICS_LISTEN", "127.0.0.1:9464"),
-        help="Prometheus host:port; empty disables (env BROWNOUT_METRICS_LISTEN)",
-    )
-    p.add_argument(
-        "--labels",
-        type=argtype(parse_labels),
-        default=parse_labels(_env("LABELS", "")),
-        help="node labels k=v,k2=v2 (env BROWNOUT_LABELS)",
-    )
-    p.add_argument(
-        "--max-fault-duration",
-        type=argtype(parse_duration),
-        default=parse_duration(_env("MAX_FAULT_DURATION", "1h")),
-    )
-    p.add_argument(
-        "--max-lease-ttl",
-        type=argtype(parse_duration),
-        default=parse_duration(_env("MAX_LEASE_TTL", "5m")),
-    )
-    p.add_argument(
-        "--min-lease-ttl",
-        type=argtype(parse_duration),
-        default=parse_duration(_env("MIN_LEASE_TTL", "1s")),
-    )
-    p.add_argument(
-        "--memory-reserve",
-        type=argtype(parse_size),
-        default=parse_size(_env("MEMORY_RESERVE", str(d.memory_reserve_bytes))),
-        help="memory never taken by leaks: the larger of this and 5%% of RAM",
-    )
-    p.add_argument(
-        "--disk-reserve",
-        type=argtype(parse_size),
-        default=parse_size(_env("DISK_RESERVE", str(d.disk_reserve_bytes))),
-        help="disk never filled unless allow_full: the larger of this and 1%% of the filesystem",
-    )
-    p.add_argument(
-        "--max-active-faults",
-        type=int,
-        default=int(_env("MAX_ACTIVE_FAULTS", str(d.max_active_faults))),
-    )
-    p.add_argument(
-        "--oom-score-adj",
-        type=int,
-        default=int(_env("OOM_SCORE_ADJ", "-900")),
-        help="the agent's own oom_score_adj, so leaks are killed before it",
-    )
-    tls = p.add_argument_group("security (see docs/security.md)")
-    tls.add_argument(
-        "--tls-cert", type=Path, default=_optional_path("TLS_CERT"), help="env BROWNOUT_TLS_CERT"
-    )
-    tls.add_argument(
-        "--tls-key", type=Path, default=_optional_path("TLS_KEY"), help="env BROWNOUT_TLS_KEY"
-    )
-    tls.add_argument(
-        "--tls-client-ca",
-        type=Path,
-        default=_optional_path("TLS_CLIENT_CA"),
-        help="CA that signs client certificates (env BROWNOUT_TLS_CLIENT_CA)",
-    )
-    tls.add_argument(
-        "--operators",
-        type=_identities,
-        default=_identities(_env("OPERATORS", "")),
-        help="client identities (SAN or CN) allowed everything, comma-separated",
-    )
-    tls.add_argument(
-        "--viewers",
-        type=_identities,
-        default=_identities(_env("VIEWERS", "")),
-        help="client identities allowed GetInfo, ListFaults, GetFault, WatchFaults",
-    )
-    tls.add_argument(
-        "--insecure-allow-remote",
-        action="store_true",
-        default=_env("INSECURE_ALLOW_REMOTE", "") == "1",
-        help="serve plaintext on a non-loopback address (logged as a warning at every start)",
-    )
-    p.add_argument(
-        "--ready-file",
-        type=Path,
-        default=None,
-        help="write the bound ports as JSON here once serving",
-    )
+    add_flags(p, SERVE)
+
+
+def add_common_flags(p: argparse.ArgumentParser) -> None:
+    add_flags(p, COMMON)
+
+
+def resolve(
+    ns: argparse.Namespace,
+    options: tuple[Option, ...],
+    file_values: Mapping[str, str],
+    file_name: str = "",
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Replace each option's raw text on ns with its parsed value: the flag's,
+    else the variable's, else the file's, else the default. Raises ConfigError."""
+    env = os.environ if env is None else env
+    for o in options:
+        raw: str | None = getattr(ns, o.dest, None)
+        source = o.flag
+        if raw is None and not o.flag_only and o.env in env:
+            raw, source = env[o.env], o.env
+        if raw is None and o.dest in file_values:
+            raw, source = file_values[o.dest], f"{file_name}: {o.dest}"
+        if raw is None:
+            raw, source = o.default, f"the default of {o.flag}"
+        if raw is None:
+            setattr(ns, o.dest, None)
+            continue
+        try:
+            setattr(ns, o.dest, o.parse(raw))
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    if hasattr(ns, "min_lease_ttl") and ns.min_lease_ttl > ns.max_lease_ttl:
+        raise ConfigError(
+            f"--min-lease-ttl ({format_duration(ns.min_lease_ttl)}) is longer than"
+            f" --max-lease-ttl ({format_duration(ns.max_lease_ttl)})"
+        )
 
 
 def from_args(ns: argparse.Namespace) -> AgentConfig:
+    """The config from serve flags that resolve() has parsed."""
     d = Limits()
     return AgentConfig(
         listen=ns.listen,

@@ -1,15 +1,13 @@
 """The agent's YAML config file (/etc/brownout/agent.yaml).
 
 Its keys mirror the flags; precedence is flag > BROWNOUT_* environment >
-file > built-in default. Unknown keys are errors, so a typo never silently
-leaves a default (such as a plaintext listener) in place.
+file > built-in default (agent.config.resolve). Unknown keys are errors, so a
+typo never silently leaves a default (such as a plaintext listener) in place.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -35,8 +33,9 @@ class ConfigFileError(ValueError):
     pass
 
 
-def load(path: Path) -> dict[str, Any]:
-    """argparse defaults (dest -> value) from the file, as strings where a flag parses them."""
+def load(path: Path) -> dict[str, str]:
+    """Option values (dest -> text, as a flag would give it) from the file;
+    agent.config.resolve() parses and checks them."""
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -48,7 +47,7 @@ def load(path: Path) -> dict[str, Any]:
         raise ConfigFileError(
             f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(ALL_KEYS))}"
         )
-    out: dict[str, Any] = {}
+    out: dict[str, str] = {}
     for key, value in data.items():
         if value is None:
             continue
@@ -66,14 +65,9 @@ def load(path: Path) -> dict[str, Any]:
         elif key == "tls":
             if not isinstance(value, dict) or set(value) - TLS_KEYS:
                 raise ConfigFileError(f"{path}: tls takes only {', '.join(sorted(TLS_KEYS))}")
-            out.update({f"tls_{k}": str(v) for k, v in value.items() if v})
+            out.update({f"tls_{k}": str(v) for k, v in value.items() if v is not None})
         elif key == "insecure_allow_remote":
             if not isinstance(value, bool):
                 raise ConfigFileError(f"{path}: insecure_allow_remote must be true or false")
-            out[key] = value
+            out[key] = "1" if value else "0"
     return out
-
-
-def without_env_overrides(defaults: dict[str, Any]) -> dict[str, Any]:
-    """Drop keys whose BROWNOUT_* environment variable is set: the environment wins."""
-    return {k: v for k, v in defaults.items() if f"BROWNOUT_{k.upper()}" not in os.environ}

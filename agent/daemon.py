@@ -37,6 +37,7 @@ from agent.metrics import Metrics
 from agent.server import AgentServicer, denied_auditor
 from agent.sysinfo import boot_id
 from agent.tls import TlsConfigError, check_plaintext_allowed, is_loopback, listen_host, server_tls
+from brownout.addresses import parse_hostport
 from brownout.v1 import agent_pb2, agent_pb2_grpc
 
 log = structlog.get_logger("agent")
@@ -46,6 +47,10 @@ SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name
 
 class StateDirBusy(RuntimeError):
     pass
+
+
+class ListenError(OSError):
+    """A listener could not be opened (the address is taken or not ours)."""
 
 
 @dataclass
@@ -171,13 +176,21 @@ def serve(cfg: AgentConfig) -> int:
     else:
         port = server.add_secure_port(cfg.listen, credentials)
     if port == 0:
-        raise OSError(f"cannot listen on {cfg.listen}")
+        raise ListenError(f"cannot listen on {cfg.listen} (--listen): address in use or not local")
     server.start()
 
     metrics_port = 0
     if cfg.metrics_listen:
-        host, _, mport = cfg.metrics_listen.rpartition(":")
-        httpd, _thread = start_http_server(int(mport), addr=host, registry=rt.metrics.registry)
+        where = parse_hostport(cfg.metrics_listen, allow_any_port=True)
+        try:
+            httpd, _thread = start_http_server(
+                where.port, addr=where.host, registry=rt.metrics.registry
+            )
+        except OSError as exc:
+            server.stop(grace=0)
+            raise ListenError(
+                f"cannot serve metrics on {cfg.metrics_listen} (--metrics-listen): {exc.strerror}"
+            ) from exc
         metrics_port = httpd.server_port
 
     for name in ("", SERVICE_NAME):

@@ -16,11 +16,10 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
-from agent.units import argtype, parse_duration
+from controller import argtypes, inventory
 from controller import experiment as exp
-from controller import inventory
 from controller import journal as jr
 from controller import tls as tls_config
 from controller.errors import ConfigError
@@ -31,13 +30,24 @@ from controller.progress import Console, Quiet
 from controller.render import agents_table, halt_table, table
 from controller.runner import Runner, RunOptions, WindowClosed
 
+T = TypeVar("T")
 COMMANDS = ("agents", "run", "history", "show", "serve", "halt")
 EXIT = {"completed": 0, "failed": 1, "aborted": 3, "interrupted": 130}
 
 
 def default_data_dir() -> Path:
+    """BROWNOUT_DATA_DIR, else $XDG_STATE_HOME/brownout or ~/.local/state/brownout."""
+    if "BROWNOUT_DATA_DIR" in os.environ:
+        return _from_env("BROWNOUT_DATA_DIR", argtypes.dir_path)
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(os.environ.get("BROWNOUT_DATA_DIR") or Path(base) / "brownout")
+    return Path(base) / "brownout"
+
+
+def _from_env(name: str, parse: Callable[[str], T]) -> T:
+    try:
+        return parse(os.environ[name])
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(name, str(exc)) from None
 
 
 def add_fleet_options(p: argparse.ArgumentParser) -> None:
@@ -45,19 +55,21 @@ def add_fleet_options(p: argparse.ArgumentParser) -> None:
         "--agent",
         dest="fleet_agents",
         action="append",
+        type=argtypes.agent_address,
         default=[],
         metavar="ADDR",
         help="an agent host:port (repeatable)",
     )
     p.add_argument(
         "--inventory",
-        type=Path,
-        default=os.environ.get("BROWNOUT_INVENTORY") or None,
+        type=argtypes.existing_file,
+        default=None,
         help="YAML inventory of agents and labels (env BROWNOUT_INVENTORY)",
     )
     p.add_argument(
         "--dns",
         action="append",
+        type=argtypes.dns_name,
         default=[],
         metavar="NAME[:PORT]",
         help="a name resolving to many agents, e.g. a headless Service (repeatable)",
@@ -67,8 +79,8 @@ def add_fleet_options(p: argparse.ArgumentParser) -> None:
 def _data_dir_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir",
-        type=Path,
-        default=default_data_dir(),
+        type=argtypes.dir_path,
+        default=None,
         help="journals and history.db (env BROWNOUT_DATA_DIR, default ~/.local/state/brownout)",
     )
 
@@ -79,43 +91,73 @@ def add_subcommands(sub: Any) -> None:
     agents.add_argument("--json", action="store_true")
 
     run = sub.add_parser("run", help="run an experiment file across the fleet")
-    run.add_argument("experiment", type=Path, help="experiment file (YAML or JSON)")
+    run.add_argument(
+        "experiment", type=argtypes.path, help="experiment file (YAML or JSON)"
+    )
     add_fleet_options(run)
     _data_dir_option(run)
     run.add_argument("--dry-run", action="store_true", help="check everything, inject nothing")
     run.add_argument("--override-window", action="store_true", help="run outside the run window")
     run.add_argument(
-        "--journal", type=Path, help="journal path (default DATA_DIR/journals/RUN.json)"
+        "--journal",
+        type=argtypes.file_in_existing_dir,
+        help="journal path (default DATA_DIR/journals/RUN.json)",
     )
-    run.add_argument("--seed", type=int, help="seed for the random target pick (recorded)")
     run.add_argument(
-        "--metrics", metavar="HOST:PORT", help="serve Prometheus metrics during the run"
+        "--seed",
+        type=argtypes.int_in(0, 2**63 - 1),
+        help="seed for the random target pick (recorded)",
+    )
+    run.add_argument(
+        "--metrics",
+        type=argtypes.listen_address,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics during the run",
     )
     run.add_argument("--json", action="store_true", help="no progress; print the journal as JSON")
 
     history = sub.add_parser("history", help="past runs from the SQLite history")
     _data_dir_option(history)
-    history.add_argument("--limit", type=int, default=20)
+    history.add_argument("--limit", type=argtypes.int_in(1, 100_000), default=20)
     history.add_argument("--status", choices=list(EXIT))
     history.add_argument("--json", action="store_true")
 
     show = sub.add_parser("show", help="one past run: summary, or its journal with --json")
-    show.add_argument("run_id", metavar="RUN")
+    show.add_argument("run_id", type=argtypes.text, metavar="RUN")
     _data_dir_option(show)
     show.add_argument("--json", action="store_true")
 
     serve = sub.add_parser(
         "serve", help="run experiments on a schedule (inside their windows) and serve metrics"
     )
-    serve.add_argument("experiments", type=Path, nargs="+", metavar="EXPERIMENT")
+    serve.add_argument("experiments", type=argtypes.path, nargs="+", metavar="EXPERIMENT")
     add_fleet_options(serve)
     _data_dir_option(serve)
-    serve.add_argument("--metrics-listen", default="127.0.0.1:9465", help="default 127.0.0.1:9465")
     serve.add_argument(
-        "--every", type=argtype(parse_duration), default=3600.0, help="pause between rounds (1h)"
+        "--metrics-listen",
+        type=argtypes.listen_address,
+        default="127.0.0.1:9465",
+        help="default 127.0.0.1:9465",
     )
-    serve.add_argument("--rounds", type=int, default=0, help="stop after N rounds (0: never)")
-    serve.add_argument("--ready-file", type=Path, help="write the metrics port as JSON here")
+    serve.add_argument(
+        "--every", type=argtypes.positive_duration, default=3600.0, help="pause between rounds (1h)"
+    )
+    serve.add_argument(
+        "--rounds", type=argtypes.int_in(0), default=0, help="stop after N rounds (0: never)"
+    )
+    serve.add_argument(
+        "--ready-file",
+        type=argtypes.file_in_existing_dir,
+        help="write the metrics port as JSON here",
+    )
+
+
+def resolve_env(args: argparse.Namespace) -> None:
+    """Fill --inventory and --data-dir from their variables, checked like the flags."""
+    if "inventory" in args and args.inventory is None and "BROWNOUT_INVENTORY" in os.environ:
+        args.inventory = _from_env("BROWNOUT_INVENTORY", argtypes.existing_file)
+    if "data_dir" in args and args.data_dir is None:
+        args.data_dir = default_data_dir()
 
 
 def _refs(args: argparse.Namespace) -> list[inventory.AgentRef]:
@@ -334,6 +376,7 @@ def main(args: argparse.Namespace) -> int:
         "serve": cmd_serve,
     }
     try:
+        resolve_env(args)
         return handlers[args.command](args)
     except ConfigError as exc:
         print(f"brownout: {exc}", file=sys.stderr)

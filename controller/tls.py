@@ -29,13 +29,25 @@ class ClientTls:
         return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
 
 
+def _env_file(name: str) -> str | None:
+    """A BROWNOUT_TLS_* file from the environment, which must be readable."""
+    if name not in os.environ:
+        return None
+    value = os.environ[name]
+    if not value.strip():
+        raise ValueError(f"{name} '': is empty: give a file path, or unset it")
+    if not os.path.isfile(value) or not os.access(value, os.R_OK):
+        raise ValueError(f"{name} {value!r}: does not exist or is not a readable file")
+    return value
+
+
 def from_values(
-    ca: str | None, cert: str | None, key: str | None, server_name: str = ""
+    ca: str | Path | None, cert: str | Path | None, key: str | Path | None, server_name: str = ""
 ) -> ClientTls | None:
     """ClientTls from flags (falling back to BROWNOUT_TLS_* env), or None for plaintext."""
-    ca = ca or os.environ.get("BROWNOUT_TLS_CA")
-    cert = cert or os.environ.get("BROWNOUT_TLS_CERT")
-    key = key or os.environ.get("BROWNOUT_TLS_KEY")
+    ca = ca or _env_file("BROWNOUT_TLS_CA")
+    cert = cert or _env_file("BROWNOUT_TLS_CERT")
+    key = key or _env_file("BROWNOUT_TLS_KEY")
     server_name = server_name or os.environ.get("BROWNOUT_TLS_SERVER_NAME", "")
     given = [v for v in (ca, cert, key) if v]
     if not given:

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import argparse
 
-from agent.units import parse_duration, parse_size
 from brownout.v1 import agent_pb2 as pb
+from controller import argtypes
 from controller.client import to_duration
 from controller.kinds import netargs
-from controller.kinds.common import typed
 
 NAME = "bandwidth"
 HELP = "limit an interface's egress rate (tbf, or an HTB class when filtered)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rate", type=typed(netargs.parse_rate), required=True, help="e.g. 10mbit")
-    p.add_argument("--burst", type=typed(parse_size), default=0, help="bucket size, e.g. 32KiB")
+    p.add_argument(
+        "--rate", type=argtypes.checked(netargs.parse_positive_rate), required=True,
+        help="e.g. 10mbit",
+    )  # fmt: skip
+    p.add_argument(
+        "--burst", type=argtypes.positive_size, default=0, help="bucket size, e.g. 32KiB"
+    )
     queue = p.add_mutually_exclusive_group()
-    queue.add_argument("--limit", type=typed(parse_size), default=0, help="queue bytes")
-    queue.add_argument("--latency", type=typed(parse_duration), default=0.0, help="queue time")
+    queue.add_argument("--limit", type=argtypes.positive_size, default=0, help="queue bytes")
+    queue.add_argument("--latency", type=argtypes.positive_duration, default=0.0, help="queue time")
     netargs.add_filter(p)
     netargs.add_target(p)
 
@@ -29,7 +33,7 @@ def build(args: argparse.Namespace) -> tuple[pb.FaultSpec, pb.Target]:
         rate_bits_per_second=args.rate,
         burst_bytes=args.burst,
         limit_bytes=args.limit,
-        interface=args.interface,
+        interface=args.interface or "",
         filter=netargs.traffic_filter(args),
         replace_existing_qdisc=args.replace_existing_qdisc,
     )

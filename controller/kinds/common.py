@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from agent.units import argtype
 from brownout.v1 import agent_pb2 as pb
-
-typed = argtype
-
-
-def percent(text: str) -> float:
-    return float(text.strip().removesuffix("%"))
+from controller import argtypes
 
 
 def add_process_target(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--cgroup", help="run inside this cgroup (path under the cgroup mount)")
-    group.add_argument("--pid", type=int, help="target the cgroup of this process")
+    group.add_argument(
+        "--cgroup",
+        type=argtypes.cgroup,
+        help="run inside this cgroup (path under the cgroup mount)",
+    )
+    group.add_argument("--pid", type=argtypes.pid, help="target the cgroup of this process")
 
 
 def process_target(args: argparse.Namespace) -> pb.Target:

@@ -5,30 +5,40 @@ from __future__ import annotations
 import argparse
 
 from brownout.v1 import agent_pb2 as pb
-from controller.kinds.common import add_process_target, percent, process_target, typed
+from controller import argtypes
+from controller.kinds.common import add_process_target, process_target
 
 NAME = "cpu"
 HELP = "burn CPU at a duty cycle on some cores"
 
 
 def core_list(text: str) -> list[int]:
+    """'0,2-3' -> [0, 2, 3]; the agent checks that the cores exist."""
     cores: list[int] = []
     for part in text.split(","):
         first, sep, last = part.strip().partition("-")
-        if sep:
-            cores += range(int(first), int(last) + 1)
-        else:
-            cores.append(int(first))
+        if not first.isdigit() or (sep and not last.isdigit()):
+            raise ValueError(f"invalid core list {text!r}: use e.g. 0,2-3")
+        lo, hi = int(first), int(last) if sep else int(first)
+        if hi < lo:
+            raise ValueError(f"invalid core range {part.strip()!r}: {hi} is below {lo}")
+        cores += range(lo, hi + 1)
+    if len(set(cores)) != len(cores):
+        raise ValueError(f"invalid core list {text!r}: a core is listed twice")
     return cores
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     cores = p.add_mutually_exclusive_group(required=True)
-    cores.add_argument("--cores", type=int, help="number of cores (the agent picks them)")
-    cores.add_argument("--core-list", type=typed(core_list), help="explicit cores, e.g. 0,2-3")
+    cores.add_argument(
+        "--cores", type=argtypes.int_in(1, 4096), help="number of cores (the agent picks them)"
+    )
+    cores.add_argument(
+        "--core-list", type=argtypes.checked(core_list), help="explicit cores, e.g. 0,2-3"
+    )
     p.add_argument(
         "--load",
-        type=typed(percent),
+        type=argtypes.load_percent,
         required=True,
         help="percent per core, 1-100; with a target that has a CPU quota, of that quota",
     )

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import argparse
 
-from agent.units import parse_size
 from brownout.v1 import agent_pb2 as pb
-from controller.kinds.common import percent, typed
+from controller import argtypes
 
 NAME = "disk"
 HELP = "fill the filesystem holding a directory"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--path", required=True, help="absolute path to a directory on the filesystem")
+    p.add_argument(
+        "--path",
+        type=argtypes.text,
+        required=True,
+        help="absolute path to a directory on the filesystem",
+    )
     amount = p.add_mutually_exclusive_group(required=True)
-    amount.add_argument("--fill", type=typed(percent), help="target percent used, as df shows it")
-    amount.add_argument("--write", type=typed(parse_size), help="bytes to write, e.g. 2GiB")
-    amount.add_argument("--leave", type=typed(parse_size), help="bytes to leave free, e.g. 500MiB")
+    amount.add_argument(
+        "--fill", type=argtypes.positive_percent, help="target percent used, as df shows it"
+    )
+    amount.add_argument("--write", type=argtypes.positive_size, help="bytes to write, e.g. 2GiB")
+    amount.add_argument("--leave", type=argtypes.size, help="bytes to leave free, e.g. 500MiB")
     p.add_argument("--allow-full", action="store_true", help="may consume the agent's disk reserve")
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from agent.units import parse_size
 from brownout.v1 import agent_pb2 as pb
-from controller.kinds.common import add_process_target, process_target, typed
+from controller import argtypes
+from controller.kinds.common import add_process_target, process_target
 
 NAME = "io"
 HELP = "block IO from workers on the filesystem holding a directory"
@@ -14,13 +14,20 @@ MODES = {"read": pb.IO_MODE_READ, "write": pb.IO_MODE_WRITE, "mixed": pb.IO_MODE
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--path", required=True, help="absolute path to a directory on the filesystem")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--path",
+        type=argtypes.text,
+        required=True,
+        help="absolute path to a directory on the filesystem",
+    )
+    p.add_argument(
+        "--workers", type=argtypes.int_in(1, 64), default=1, help="worker processes (default 1)"
+    )
     p.add_argument("--mode", choices=sorted(MODES), required=True)
-    p.add_argument("--block-size", type=typed(parse_size), default=4096, help="default 4KiB")
+    p.add_argument("--block-size", type=argtypes.positive_size, default=4096, help="default 4KiB")
     p.add_argument(
         "--bytes-per-worker",
-        type=typed(parse_size),
+        type=argtypes.positive_size,
         default=0,
         help="size of each worker's file (default 64MiB)",
     )

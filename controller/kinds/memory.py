@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from agent.units import parse_size
 from brownout.v1 import agent_pb2 as pb
-from controller.kinds.common import add_process_target, percent, process_target, typed
+from controller import argtypes
+from controller.kinds.common import add_process_target, process_target
 
 NAME = "memory"
 HELP = "leak resident memory, at a rate, up to a size"
@@ -17,17 +19,26 @@ def rate(text: str) -> float:
     """MiB/s from '256MiB/s', '1GiB/s' or a bare number of MiB/s."""
     s = text.strip().removesuffix("/s")
     try:
-        return float(s)
+        value = float(s)
     except ValueError:
-        return parse_size(s) / MIB
+        try:
+            return parse_size(s) / MIB
+        except ValueError:
+            raise ValueError(f"invalid rate {text!r}: use e.g. 256MiB/s or 64 (MiB/s)") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"invalid rate {text!r}: must be a finite number of MiB/s >= 0")
+    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     size = p.add_mutually_exclusive_group(required=True)
-    size.add_argument("--size", type=typed(parse_size), help="bytes to leak, e.g. 1GiB")
-    size.add_argument("--percent", type=typed(percent), help="percent of total memory")
+    size.add_argument("--size", type=argtypes.positive_size, help="bytes to leak, e.g. 1GiB")
+    size.add_argument("--percent", type=argtypes.positive_percent, help="percent of total memory")
     p.add_argument(
-        "--rate", type=typed(rate), default=0.0, help="ramp, e.g. 256MiB/s (default 0: all at once)"
+        "--rate",
+        type=argtypes.checked(rate),
+        default=0.0,
+        help="ramp, e.g. 256MiB/s (default 0: all at once)",
     )
     add_process_target(p)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import re
 
-from agent.units import argtype
 from brownout.v1 import agent_pb2 as pb
+from controller import argtypes
 
 _RATE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(bit|bps)?", re.IGNORECASE)
 _RATE_SCALE = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000, "t": 1_000_000_000_000}
@@ -28,21 +28,32 @@ def parse_rate(text: str) -> int:
     return int(float(m.group(1)) * _RATE_SCALE[m.group(2).lower()])
 
 
+def parse_positive_rate(text: str) -> int:
+    rate = parse_rate(text)
+    if rate <= 0:
+        raise ValueError(f"invalid rate {text!r}: must be more than 0")
+    return rate
+
+
 def parse_port_range(text: str) -> pb.PortRange:
-    """'80' or '8000-8100'; the agent checks the bounds."""
+    """'80' or '8000-8100', ports 1-65535."""
     first, sep, last = text.strip().partition("-")
-    try:
-        return pb.PortRange(first=int(first), last=int(last) if sep else 0)
-    except ValueError:
-        raise ValueError(f"invalid port {text!r}: use e.g. 80 or 8000-8100") from None
+    if not first.isdigit() or (sep and not last.isdigit()):
+        raise ValueError(f"invalid port {text!r}: use e.g. 80 or 8000-8100")
+    lo, hi = int(first), int(last) if sep else int(first)
+    if not 1 <= lo <= hi <= 65535:
+        raise ValueError(f"invalid port range {text!r}: ports are 1-65535, first <= last")
+    return pb.PortRange(first=lo, last=hi if sep else 0)
 
 
 def add_target(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument(
-        "--netns", help="network namespace: a name under /var/run/netns or a path to its file"
+        "--netns",
+        type=argtypes.text,
+        help="network namespace: a name under /var/run/netns or a path to its file",
     )
-    group.add_argument("--pid", type=int, help="the network namespace of this process")
+    group.add_argument("--pid", type=argtypes.pid, help="the network namespace of this process")
 
 
 def target(args: argparse.Namespace) -> pb.Target:
@@ -57,13 +68,18 @@ def target(args: argparse.Namespace) -> pb.Target:
 
 def add_filter(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--to", action="append", default=[], metavar="CIDR", help="only traffic to these (repeat)"
+        "--to",
+        action="append",
+        type=argtypes.cidr,
+        default=[],
+        metavar="CIDR",
+        help="only traffic to these (repeat)",
     )
     p.add_argument(
         "--port",
         action="append",
         default=[],
-        type=argtype(parse_port_range),
+        type=argtypes.checked(parse_port_range),
         metavar="P[-Q]",
         help="only these destination ports (repeat)",
     )
@@ -71,15 +87,25 @@ def add_filter(p: argparse.ArgumentParser) -> None:
         "--source-port",
         action="append",
         default=[],
-        type=argtype(parse_port_range),
+        type=argtypes.checked(parse_port_range),
         metavar="P[-Q]",
         help="only these source ports (repeat)",
     )
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="any")
     p.add_argument(
-        "--exclude", action="append", default=[], metavar="CIDR", help="never touch these (repeat)"
+        "--exclude",
+        action="append",
+        type=argtypes.cidr,
+        default=[],
+        metavar="CIDR",
+        help="never touch these (repeat)",
     )
-    p.add_argument("--interface", default="", help="default: the default route's interface")
+    p.add_argument(
+        "--interface",
+        type=argtypes.interface,
+        default=None,
+        help="default: the default route's interface",
+    )
     p.add_argument(
         "--replace-existing-qdisc",
         action="store_true",

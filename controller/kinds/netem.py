@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from agent.units import parse_duration
 from brownout.v1 import agent_pb2 as pb
+from controller import argtypes
 from controller.client import to_duration
 from controller.kinds import netargs
-from controller.kinds.common import percent, typed
 
 NAME = "netem"
 HELP = "delay, lose, duplicate, corrupt or reorder packets on an interface"
@@ -22,18 +21,20 @@ DISTRIBUTIONS = {
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--delay", type=typed(parse_duration), default=0.0, help="e.g. 50ms")
-    p.add_argument("--jitter", type=typed(parse_duration), default=0.0, help="e.g. 5ms")
-    p.add_argument("--correlation", type=typed(percent), default=0.0, help="delay correlation %%")
+    p.add_argument("--delay", type=argtypes.duration, default=0.0, help="e.g. 50ms")
+    p.add_argument("--jitter", type=argtypes.duration, default=0.0, help="e.g. 5ms")
+    p.add_argument("--correlation", type=argtypes.percent, default=0.0, help="delay correlation %%")
     p.add_argument("--distribution", choices=sorted(DISTRIBUTIONS), default="uniform")
-    p.add_argument("--loss", type=typed(percent), default=0.0, help="e.g. 1%%")
-    p.add_argument("--loss-correlation", type=typed(percent), default=0.0)
-    p.add_argument("--duplicate", type=typed(percent), default=0.0)
-    p.add_argument("--corrupt", type=typed(percent), default=0.0)
-    p.add_argument("--reorder", type=typed(percent), default=0.0, help="needs --delay")
-    p.add_argument("--reorder-correlation", type=typed(percent), default=0.0)
-    p.add_argument("--gap", type=int, default=0, help="reorder gap")
-    p.add_argument("--rate", type=typed(netargs.parse_rate), default=0, help="e.g. 10mbit")
+    p.add_argument("--loss", type=argtypes.percent, default=0.0, help="e.g. 1%%")
+    p.add_argument("--loss-correlation", type=argtypes.percent, default=0.0)
+    p.add_argument("--duplicate", type=argtypes.percent, default=0.0)
+    p.add_argument("--corrupt", type=argtypes.percent, default=0.0)
+    p.add_argument("--reorder", type=argtypes.percent, default=0.0, help="needs --delay")
+    p.add_argument("--reorder-correlation", type=argtypes.percent, default=0.0)
+    p.add_argument("--gap", type=argtypes.int_in(0, 2**32 - 1), default=0, help="reorder gap")
+    p.add_argument(
+        "--rate", type=argtypes.checked(netargs.parse_rate), default=0, help="e.g. 10mbit"
+    )
     netargs.add_filter(p)
     netargs.add_target(p)
 
@@ -50,7 +51,7 @@ def build(args: argparse.Namespace) -> tuple[pb.FaultSpec, pb.Target]:
         reorder_correlation_percent=args.reorder_correlation,
         reorder_gap=args.gap,
         rate_bits_per_second=args.rate,
-        interface=args.interface,
+        interface=args.interface or "",
         filter=netargs.traffic_filter(args),
         replace_existing_qdisc=args.replace_existing_qdisc,
     )

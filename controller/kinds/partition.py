@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from agent.units import argtype
 from brownout.v1 import agent_pb2 as pb
+from controller import argtypes
 from controller.kinds import netargs
 
 NAME = "partition"
@@ -20,20 +20,30 @@ DIRECTIONS = {
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--to", action="append", required=True, metavar="CIDR", help="peers to cut off (repeat)"
+        "--to",
+        action="append",
+        type=argtypes.cidr,
+        required=True,
+        metavar="CIDR",
+        help="peers to cut off (repeat)",
     )
     p.add_argument(
         "--port",
         action="append",
         default=[],
-        type=argtype(netargs.parse_port_range),
+        type=argtypes.checked(netargs.parse_port_range),
         metavar="P[-Q]",
         help="only the peers' ports (repeat)",
     )
     p.add_argument("--protocol", choices=sorted(netargs.PROTOCOLS), default="any")
     p.add_argument("--direction", choices=sorted(DIRECTIONS), default="both")
     p.add_argument(
-        "--exclude", action="append", default=[], metavar="CIDR", help="never cut these (repeat)"
+        "--exclude",
+        action="append",
+        type=argtypes.cidr,
+        default=[],
+        metavar="CIDR",
+        help="never cut these (repeat)",
     )
     netargs.add_target(p)
 
