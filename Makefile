@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PROTO_SRC := proto/brownout/v1/agent.proto
 
-.PHONY: setup run test lint typecheck unit host fuzz soak kernelvm kernelvm-prepare bench proto install clean
+.PHONY: setup system-deps run test lint typecheck unit host fuzz soak kernelvm kernelvm-prepare bench proto install clean
 
 setup: $(STAMP)
 
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
+
+# Debian packages the host tier checks the agent's work with (root; see the script).
+system-deps:
+	bash tests/system-deps.sh
 
 # A local agent and a demo HTTP service; an example experiment through the controller.
 run: setup
@@ -27,14 +31,16 @@ lint: setup
 typecheck: setup
 	$(PY) -m mypy
 
-# The whole suite: lint, types, then every tier except benchmarks.
-test: lint typecheck
+# The whole suite: lint, types, then every tier except benchmarks. As root it
+# first installs the Debian packages and prepares the kernel-VM tier.
+test: lint typecheck system-deps
+	@if [ "$$(id -u)" = 0 ]; then PY=$(PY) bash tests/kernelvm/prepare.sh >/dev/null; fi
 	$(PY) -m pytest -m "not bench" $(PYTEST_ARGS)
 
 unit: setup
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
-host: setup
+host: setup system-deps
 	$(PY) -m pytest -m host $(PYTEST_ARGS)
 
 # Ten times the fuzzing `make test` does (2000 examples per RPC and per
@@ -56,7 +62,9 @@ kernelvm-prepare: setup
 kernelvm: setup
 	$(PY) -m pytest -m kernelvm -s $(PYTEST_ARGS)
 
+# stress-ng is the CPU and memory peer; iperf3 measures bandwidth.
 bench: setup
+	bash tests/system-deps.sh stress-ng
 	$(PY) -m pytest -m bench -s -p no:randomly tests/bench $(PYTEST_ARGS)
 
 proto: setup

@@ -24,8 +24,6 @@ ETH_P_IPV6 = 0x86DD
 
 # TCA_HTB_*
 HTB_PARMS, HTB_INIT, HTB_DIRECT_QLEN, HTB_RATE64, HTB_CEIL64 = 1, 2, 5, 6, 7
-# TCA_TBF_*
-TBF_PARMS, TBF_RATE64, TBF_BURST = 1, 4, 6
 # TCA_NETEM_*
 NETEM_CORR, NETEM_DELAY_DIST, NETEM_REORDER, NETEM_CORRUPT = 1, 2, 3, 4
 NETEM_RATE, NETEM_RATE64, NETEM_LATENCY64, NETEM_JITTER64 = 6, 8, 10, 11
@@ -95,19 +93,6 @@ def htb_class(rate_bps: int, burst_bytes: int, ceil_bps: int | None = None) -> b
         out += nla(HTB_RATE64, struct.pack("=Q", rate_bps))
     if ceil > U32_MAX:
         out += nla(HTB_CEIL64, struct.pack("=Q", ceil))
-    return out
-
-
-def tbf(rate_bps: int, burst_bytes: int, limit_bytes: int) -> bytes:
-    """Token bucket at rate (bytes/s); a bfifo of limit bytes queues the excess."""
-    parms = (
-        ratespec(rate_bps)
-        + ratespec(0)  # no peak rate
-        + struct.pack("=III", limit_bytes, transmit_ticks(burst_bytes, rate_bps), 0)
-    )
-    out = nla(TBF_PARMS, parms) + nla(TBF_BURST, struct.pack("=I", burst_bytes))
-    if rate_bps > U32_MAX:
-        out += nla(TBF_RATE64, struct.pack("=Q", rate_bps))
     return out
 
 

@@ -1,10 +1,10 @@
 """Shared machinery of the shaping faults (netem, bandwidth): one qdisc tree
 per interface, the previous root snapshotted and restored, conflicts refused.
 
-Layout. Whole-interface faults in another namespace use the qdisc alone at
-the root (netem, or tbf for bandwidth). Anything filtered, and anything in
-the agent's own namespace (where the controller's traffic and the agent's
-listeners must stay unshaped), uses a classful tree:
+Layout. Whole-interface netem in another namespace uses the qdisc alone at
+the root. Bandwidth limits, anything filtered, and anything in the agent's own
+namespace (where the controller's traffic and the agent's listeners must stay
+unshaped) use a classful tree:
 
     root  htb H:   default 1 (whole interface) or 0 (filtered: unmatched
       |            traffic is dequeued directly, untouched)
@@ -68,7 +68,7 @@ def handle_major(instance: str) -> int:
 class Shape:
     """What a shaping fault puts on the wire, in both layouts."""
 
-    root_kind: str  # the qdisc used alone at the root
+    root_kind: str | None  # the qdisc used alone at the root; None: always the tree
     root_options: bytes
     class_rate: int  # bytes/s of the HTB class carrying matched traffic
     class_burst: int
@@ -133,11 +133,16 @@ class Plan:
     interface: str
     ifindex: int
     shape: Shape
-    matches: tuple[U32Match, ...]  # empty: the shape alone at the root
+    matches: tuple[U32Match, ...]
     default_class: int
     previous: Snapshot
     filter_text: str
     protected_text: str
+
+    @property
+    def alone(self) -> bool:
+        """The shape's qdisc alone at the root, with no tree."""
+        return not self.matches and self.shape.root_kind is not None
 
 
 class Registry:
@@ -244,7 +249,8 @@ def _apply(plan: Plan, major: int) -> None:
                 f"the root qdisc of {plan.interface} changed since validation; retry"
             )
         replace = not prev.default
-        if not plan.matches:
+        if plan.alone:
+            assert plan.shape.root_kind is not None
             rt.add_qdisc(
                 idx, TC_H_ROOT, root, plan.shape.root_kind, plan.shape.root_options, replace=replace
             )
@@ -352,7 +358,7 @@ class ShapingInjector(abc.ABC):
         guard_matches = protect_matches(guard.peers, guard.listen_ports) if guard else []
         if req.filter.matches_all and not guard_matches:
             matches: list[U32Match] = []
-            default_class = 0
+            default_class = 0 if req.shape.root_kind is not None else 1
         elif req.filter.matches_all:
             matches = guard_matches
             default_class = 1
@@ -412,7 +418,7 @@ class ShapingInjector(abc.ABC):
         summary = {
             "netns": plan.netns.label,
             "interface": plan.interface,
-            "qdisc": f"{'htb' if plan.matches else plan.shape.root_kind}"
+            "qdisc": f"{plan.shape.root_kind if plan.alone else 'htb'}"
             f" {format_handle(handle(self._major))} (root)",
             "previous_qdisc": plan.previous.describe()
             + ("" if plan.previous.restorable else " (replaced by request: not restored)"),
@@ -478,7 +484,6 @@ def _probe_one(rt: Rtnl, what: str) -> None:
     options: dict[str, Callable[[], bytes]] = {
         "netem": lambda: tcwire.netem(tcwire.NetemParams(delay_s=0.001)),
         "htb": lambda: htb_qdisc(0, DIRECT_QLEN),
-        "tbf": lambda: tcwire.tbf(125_000, 16_000, 64_000),
         "bfifo": lambda: tcwire.bfifo(64_000),
     }
     rt.add_qdisc(lo, TC_H_ROOT, handle(0xB000), what, options[what]())

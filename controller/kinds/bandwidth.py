@@ -10,7 +10,7 @@ from controller.client import to_duration
 from controller.kinds import netargs
 
 NAME = "bandwidth"
-HELP = "limit an interface's egress rate (tbf, or an HTB class when filtered)"
+HELP = "limit an interface's egress rate (an HTB class, optionally filtered)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

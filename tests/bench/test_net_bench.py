@@ -1,14 +1,18 @@
 """Issue 4 benchmarks, side by side in one run, in a namespace test host:
 
 - shaping: apply + revert of a whole-interface bandwidth fault through
-  Brownout (gRPC -> journal -> netlink) vs `tc qdisc add` + `tc qdisc del`
-  run as processes for the same change;
+  Brownout (gRPC -> journal -> netlink) vs the `tc` processes that make the
+  same change (an HTB root, its class and a bfifo leaf; then one delete);
 - partition: apply + revert through Brownout vs `nft -f` with the same rules
   (add the table, then delete it).
 
 Brownout's figure is the whole client round trip of InjectFault plus
 RevertFault; each round trip is also set against one `tc` process, the
 issue's goal. Run with `make bench`; figures go to bench-results/net.json.
+
+- bandwidth accuracy: iperf3 goodput under a Brownout bandwidth fault and under
+  the kernel's HTB set up with `tc class add ... htb rate R`, interleaved per
+  rate, as achieved/asked ratios (bench-results/bandwidth.json).
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ import pytest
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc
 from tests.bench.common import report, summary_ms
+from tests.host import iperf
 from tests.host.nethosts import net_bed
 
 pytestmark = pytest.mark.bench
 
 RUNS = 200
+BANDWIDTH_RATES = [r * 1_000_000 for r in (1, 2, 5, 8, 10, 50, 200, 500)]
 NFT_RULES = """table inet bench_cmp {{
   chain input {{ type filter hook input priority raw; policy accept;
     iif "lo" accept
@@ -60,8 +66,14 @@ def test_shaping_and_partition_apply_revert_latency(tmp_path: Path) -> None:
                 bandwidth=pb.BandwidthSpec(rate_bits_per_second=10_000_000, interface=dev)
             )
             cut = pb.FaultSpec(partition=pb.PartitionSpec(peers=[bed.b.v4]))
-            tc = ["ip", "netns", "exec", bed.a, "tc", "qdisc"]
-            tbf = ["root", "tbf", "rate", "10mbit", "burst", "16kb", "latency", "50ms"]
+            tc = ["ip", "netns", "exec", bed.a, "tc"]
+            tree = [
+                [*tc, "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "1"],
+                [*tc, "class", "add", "dev", dev, "parent", "1:", "classid", "1:1", "htb",
+                 "rate", "10mbit"],
+                [*tc, "qdisc", "add", "dev", dev, "parent", "1:1", "bfifo", "limit", "350000"],
+                [*tc, "qdisc", "del", "dev", dev, "root"],
+            ]  # fmt: skip
             rules = tmp_path / "rules.nft"
             rules.write_text(NFT_RULES.format(peer=bed.b.v4))
             nft = ["ip", "netns", "exec", bed.a, "nft"]
@@ -88,13 +100,7 @@ def test_shaping_and_partition_apply_revert_latency(tmp_path: Path) -> None:
 
             for _ in range(RUNS):  # interleaved, so both see the same machine load
                 samples["bo_tc"].append(timed(lambda: brownout(shape)))
-                samples["tc"].append(
-                    timed(
-                        lambda: procs(
-                            [*tc, "add", "dev", dev, *tbf], [*tc, "del", "dev", dev, "root"]
-                        )
-                    )
-                )
+                samples["tc"].append(timed(lambda: procs(*tree)))
                 samples["bo_nft"].append(timed(lambda: brownout(cut)))
                 samples["nft"].append(
                     timed(
@@ -120,3 +126,42 @@ def test_shaping_and_partition_apply_revert_latency(tmp_path: Path) -> None:
     finally:
         agent.stop()
     report("net", figures)
+
+
+def test_bandwidth_accuracy_against_tc(tmp_path: Path) -> None:
+    """Achieved/asked goodput ratio per rate, Brownout next to tc's HTB."""
+    if not iperf.available():
+        pytest.skip("apt-get install iperf3")
+    agent = AgentProc(tmp_path / "state", ["--log-level", "info"]).start()
+    rows: list[dict[str, float]] = []
+    try:
+        with net_bed() as bed, agent.client() as c:
+            lease = c.acquire_lease("bench", 300).lease_id
+            for i, rate in enumerate(BANDWIDTH_RATES):
+                seconds, omit = iperf.seconds_for(rate)
+                kernel = iperf.tc_reference(bed, 6000 + 2 * i, rate)
+                spec = pb.BandwidthSpec(rate_bits_per_second=rate, interface=bed.a_to_b)
+                fault = c.inject(
+                    lease, pb.FaultSpec(bandwidth=spec), 120, pb.Target(netns_name=bed.a)
+                )
+                ours = iperf.goodput(bed, 6001 + 2 * i, bed.b.v4, seconds, omit)
+                c.revert(fault.id)
+                rows.append(
+                    {
+                        "rate_mbit": rate / 1e6,
+                        "brownout_mbit": round(ours / 1e6, 4),
+                        "tc_htb_mbit": round(kernel / 1e6, 4),
+                        "brownout_ratio": round(ours / rate, 4),
+                        "tc_htb_ratio": round(kernel / rate, 4),
+                        "brownout_over_tc": round(ours / kernel, 4),
+                    }
+                )
+            c.release_lease(lease)
+    finally:
+        agent.stop()
+    print("\nBandwidth: iperf3 goodput / asked rate (TCP headers cost ~4.4 %)")
+    print(f"{'rate':>10} {'brownout':>9} {'tc htb':>9} {'brownout/tc':>12}")
+    for r in rows:
+        print(f"{r['rate_mbit']:>5g} Mbit {r['brownout_ratio']:>9.3f} {r['tc_htb_ratio']:>9.3f}"
+              f" {r['brownout_over_tc']:>12.3f}")  # fmt: skip
+    report("bandwidth", {"rows": rows, "tool": "iperf3 -l 16K, goodput at the receiver"})

@@ -11,7 +11,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from agent import tcwire
 from agent.errors import FailedPrecondition, InvalidArgument
-from agent.faults.bandwidth import parse_bandwidth
+from agent.faults.bandwidth import DEFAULT_QUEUE_PACKETS, GSO_PACKET_BYTES, parse_bandwidth
 from agent.faults.netem import load_distribution, parse_netem
 from agent.faults.partition import PartitionPlan, build_messages, parse_partition
 from agent.faults.protect import Protected
@@ -117,17 +117,35 @@ def test_bad_bandwidth_names_the_field(spec: pb.BandwidthSpec, field: str) -> No
     assert err.value.field == field
 
 
-def test_bandwidth_defaults_and_tbf_layout() -> None:
-    rate, burst, limit = parse_bandwidth(pb.BandwidthSpec(rate_bits_per_second=10_000_000))
-    assert (rate, burst) == (1_250_000, 16 * 1024)
-    assert limit == burst + int(1_250_000 * 0.05)
-    attrs = _attrs(tcwire.tbf(rate, burst, limit))
-    assert struct.unpack("=I", attrs[tcwire.TBF_BURST])[0] == burst
-    parms = attrs[tcwire.TBF_PARMS]
-    assert struct.unpack_from("=I", parms, 8)[0] == rate  # rate after cell_log..mpu
-    assert struct.unpack_from("=I", parms, 24)[0] == limit
+def test_bandwidth_defaults_hold_five_gso_packets() -> None:
+    size = parse_bandwidth(pb.BandwidthSpec(rate_bits_per_second=10_000_000))
+    assert (size.rate, size.burst) == (1_250_000, 16 * 1024)
+    # 50 ms at 10 Mbit/s is 62 KB: less than one GSO packet, so the floor rules.
+    assert size.limit == DEFAULT_QUEUE_PACKETS * GSO_PACKET_BYTES and not size.raised
+    fast = parse_bandwidth(pb.BandwidthSpec(rate_bits_per_second=10**9))
+    assert fast.limit == fast.burst + int(fast.rate * 0.05)
     big = _attrs(tcwire.htb_class(10**10, 10**6))
     assert struct.unpack("=Q", big[tcwire.HTB_RATE64])[0] == 10**10
+
+
+@pytest.mark.parametrize(
+    ("spec", "limit", "raised"),
+    [
+        (pb.BandwidthSpec(rate_bits_per_second=10**7, limit_bytes=20_000), 70_000, "20000"),
+        (pb.BandwidthSpec(rate_bits_per_second=10**7, latency=dur(0.01)), 70_000, "latency"),
+        (pb.BandwidthSpec(rate_bits_per_second=10**7, limit_bytes=90_000), 90_000, ""),
+        (pb.BandwidthSpec(rate_bits_per_second=10**8, latency=dur(0.02)), 375_000, ""),
+    ],
+)
+def test_a_users_queue_is_kept_unless_it_cannot_hold_a_gso_packet(
+    spec: pb.BandwidthSpec, limit: int, raised: str
+) -> None:
+    size = parse_bandwidth(spec)
+    assert size.limit == limit
+    if raised:
+        assert raised in size.raised and "GSO" in size.raised
+    else:
+        assert not size.raised
 
 
 def test_u32_filter_layout() -> None:

@@ -56,7 +56,6 @@ def encoded(msg: Any, msg_type: int, flags: int, seq: int) -> bytes:
     ("kind", "options", "stab"),
     [
         ("htb", tcwire.htb_qdisc(1, 1000), b""),
-        ("tbf", tcwire.tbf(1_250_000, 16_000, 64_000), b""),
         ("netem", tcwire.netem(tcwire.NetemParams(delay_s=0.05, loss=1.0)), b""),
         ("bfifo", tcwire.bfifo(64_000), b"\x01\x02\x03\x04\x05"),
     ],

@@ -1,0 +1,85 @@
+"""TCP throughput between namespace test hosts with iperf3, and the kernel's own
+HTB set up with the tc binary as the reference a bandwidth fault is judged by.
+
+Throughput is iperf3's goodput at the receiver, after an omitted warm-up (the
+token bucket's burst and TCP's slow start). Writes of 16 KiB: iperf3's
+default 128 KiB blocks are a second of data at 1 Mbit/s, which quantises the
+figure by several percent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+
+from tests.host.nethosts import NetBed, nsrun
+
+WRITE = "16K"
+
+
+def available() -> bool:
+    return shutil.which("iperf3") is not None
+
+
+def seconds_for(rate_bits: int) -> tuple[int, int]:
+    """(test seconds, omitted seconds): slow links need longer to average out."""
+    return (8, 2) if rate_bits <= 2_000_000 else (5, 1)
+
+
+def _listening(ns: str, port: int) -> bool:
+    return f":{port} " in nsrun(ns, "ss", "-Hltn", f"sport = :{port}")
+
+
+def goodput(bed: NetBed, port: int, dest: str, seconds: int, omit: int) -> float:
+    """Bits per second of one TCP stream from A to B's address dest, at the receiver."""
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", bed.b.ns, "iperf3", "-s", "-1", "-B", dest, "-p", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not _listening(bed.b.ns, port):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"iperf3 server on {port} did not start: {server.stderr}")
+            time.sleep(0.02)
+        done = subprocess.run(
+            ["ip", "netns", "exec", bed.a, "iperf3", "-c", dest, "-p", str(port),
+             "-t", str(seconds), "-O", str(omit), "-l", WRITE, "-J"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=seconds + omit + 60,
+        )  # fmt: skip
+        report = json.loads(done.stdout)
+        if "error" in report:
+            raise RuntimeError(f"iperf3 to {dest}:{port} failed: {report['error']}")
+        return float(report["end"]["sum_received"]["bits_per_second"])
+    finally:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(10)
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+@contextlib.contextmanager
+def tc_htb(ns: str, dev: str, rate_bits: int) -> Iterator[None]:
+    """The kernel's HTB at rate_bits on dev, as a person would set it up with tc."""
+    nsrun(ns, "tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "1")
+    try:
+        nsrun(ns, "tc", "class", "add", "dev", dev, "parent", "1:", "classid", "1:1", "htb",
+              "rate", f"{rate_bits}bit")  # fmt: skip
+        yield
+    finally:
+        nsrun(ns, "tc", "qdisc", "del", "dev", dev, "root")
+
+
+def tc_reference(bed: NetBed, port: int, rate_bits: int) -> float:
+    seconds, omit = seconds_for(rate_bits)
+    with tc_htb(bed.a, bed.a_to_b, rate_bits):
+        return goodput(bed, port, bed.b.v4, seconds, omit)
