@@ -121,6 +121,10 @@ class Settings:
     seed: int | None = None
     max_fleet_percent: float = 100.0
     on_unreachable: Literal["skip", "abort"] = "skip"
+    # A failed injection, a lost lease or a fault that ended early: stop the
+    # run at once (abort), or carry on and report it (continue). Either way
+    # the run ends failed, not completed.
+    on_fault_error: Literal["abort", "continue"] = "abort"
     ramp: tuple[RampStep, ...] = (RampStep(100.0, 0.0),)
     stop_conditions: tuple[StopCondition, ...] = ()
     lease_ttl: float = 15.0
@@ -443,7 +447,11 @@ def _settings(raw: object) -> Settings:
         return Settings()
     where = "extensions[brownout]"
     b = found[0]
-    _no_unknown(b, {"name", "targets", "ramp", "stop-conditions", "lease-ttl", "run-window"}, where)
+    _no_unknown(
+        b,
+        {"name", "targets", "ramp", "stop-conditions", "lease-ttl", "run-window", "on-fault-error"},
+        where,
+    )
     t = _mapping(b.get("targets") or {}, f"{where}.targets")
     _no_unknown(
         t, {"selector", "mode", "seed", "max-fleet-percent", "on-unreachable"}, f"{where}.targets"
@@ -457,6 +465,11 @@ def _settings(raw: object) -> Settings:
     on_unreachable = t.get("on-unreachable", "skip")
     if on_unreachable not in ("skip", "abort"):
         raise ConfigError(f"{where}.targets.on-unreachable", "must be skip or abort")
+    on_fault_error = b.get("on-fault-error", "abort")
+    if on_fault_error not in ("abort", "continue"):
+        raise ConfigError(
+            f"{where}.on-fault-error", f"must be abort or continue, got {on_fault_error!r}"
+        )
     ttl = _duration(b.get("lease-ttl", 15), f"{where}.lease-ttl", False)
     conditions = tuple(
         _stop_condition(c, f"{where}.stop-conditions[{i}]")
@@ -471,6 +484,7 @@ def _settings(raw: object) -> Settings:
         seed=seed,
         max_fleet_percent=float(cap),
         on_unreachable=on_unreachable,
+        on_fault_error=on_fault_error,
         ramp=_ramp(b["ramp"], f"{where}.ramp") if b.get("ramp") else Settings().ramp,
         stop_conditions=conditions,
         lease_ttl=ttl,

@@ -33,6 +33,16 @@ from controller.runner import Runner, RunOptions, WindowClosed
 T = TypeVar("T")
 COMMANDS = ("agents", "run", "history", "show", "serve", "halt")
 EXIT = {"completed": 0, "failed": 1, "aborted": 3, "interrupted": 130}
+# failed because the faults did not run as planned (an injection failed, a lease
+# was lost, a fault ended early): the hypothesis was not put to the test.
+EXIT_FAULT_ERROR = 4
+
+
+def exit_code(journal: dict[str, Any]) -> int:
+    ext = jr.brownout(journal)
+    if journal["status"] == "failed" and ext.get("fault_problems"):
+        return EXIT_FAULT_ERROR
+    return EXIT[journal["status"]]
 
 
 def default_data_dir() -> Path:
@@ -91,9 +101,7 @@ def add_subcommands(sub: Any) -> None:
     agents.add_argument("--json", action="store_true")
 
     run = sub.add_parser("run", help="run an experiment file across the fleet")
-    run.add_argument(
-        "experiment", type=argtypes.path, help="experiment file (YAML or JSON)"
-    )
+    run.add_argument("experiment", type=argtypes.path, help="experiment file (YAML or JSON)")
     add_fleet_options(run)
     _data_dir_option(run)
     run.add_argument("--dry-run", action="store_true", help="check everything, inject nothing")
@@ -257,7 +265,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for s in (signal.SIGINT, signal.SIGTERM):
             signal.signal(s, signal.SIG_IGN)
     print(jr.dumps(journal) if args.json else jr.summary(journal))
-    return EXIT[journal["status"]]
+    return exit_code(journal)
 
 
 def _dry_text(report: dict[str, Any]) -> str:

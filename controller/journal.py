@@ -110,6 +110,8 @@ def summary(journal: dict[str, Any]) -> str:
             lines.append(
                 f"{state:<9} steady state {'met' if ss['steady_state_met'] else 'NOT met'}"
             )
+    for problem in b.get("fault_problems", [])[:10]:
+        lines.append(f"problem   {problem['agent']}: {problem['problem']}: {problem['detail']}")
     for address, agent in sorted(b.get("agents", {}).items()):
         faults = agent.get("faults", [])
         if agent.get("skipped"):
@@ -119,6 +121,12 @@ def summary(journal: dict[str, Any]) -> str:
             continue
         reverted = sum(1 for f in faults if f.get("revert", {}).get("state") == "reverted")
         line = f"agent     {address}: {len(faults)} fault(s), {reverted} reverted"
+        early = sum(1 for f in faults if f.get("ended_early"))
+        failed = sum(1 for f in faults if f.get("error"))
+        if failed:
+            line += f", {failed} failed to inject"
+        if early:
+            line += f", {early} ended early"
         if agent.get("lost"):
             line += f", lease lost ({agent['lost']})"
         if agent.get("release_error"):

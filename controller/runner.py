@@ -5,10 +5,11 @@ state before (the health gate) -> one lease per target -> for each
 blast-radius step: the method on the newly added agents, then the step's
 hold -> steady state after -> revert everything -> rollbacks.
 
-End states: completed; failed (the hypothesis was not met); aborted (a stop
-condition fired, or pre-flight refused); interrupted (SIGINT/SIGTERM). Every
-end state reverts every fault this run injected and records each agent's
-result. Signals only set a flag, so a second Ctrl-C cannot cut the reverts
+End states: completed; failed (the hypothesis was not met, or the faults did
+not run as planned: an injection failed, a lease was lost, a fault ended
+early); aborted (a stop condition fired, or pre-flight refused); interrupted
+(SIGINT/SIGTERM). Every end state reverts every fault this run injected and
+records each agent's result. Signals only set a flag, so a second Ctrl-C cannot cut the reverts
 short; if the controller itself dies, each agent's lease expires and the
 agent reverts on its own.
 """
@@ -37,6 +38,7 @@ from controller import journal as jr
 from controller import probes
 from controller.client import AgentClient
 from controller.experiment import Activity, Experiment, FaultProvider, StopCondition
+from controller.fault_watch import FaultWatch
 from controller.fleet import Fleet
 from controller.history import History
 from controller.metrics import ControllerMetrics
@@ -47,6 +49,11 @@ from controller.stopconditions import Breach, StopMonitor
 
 T = TypeVar("T")
 _TRANSIENT = {grpc.StatusCode.UNAVAILABLE}
+# How a fault may end before the run reverts it without anything going wrong.
+_EXPECTED_ENDS = frozenset(
+    {pb.END_REASON_CLIENT_REVERT, pb.END_REASON_DURATION_ELAPSED, pb.END_REASON_LEASE_RELEASED}
+)
+_ENDED = frozenset({pb.FAULT_STATE_REVERTED, pb.FAULT_STATE_FAILED})
 
 
 def new_run_id() -> str:
@@ -118,6 +125,51 @@ class Runner:
         self._agents: dict[str, dict[str, Any]] = {}
         self._affected: list[str] = []
         self._journal: dict[str, Any] = {}
+        self._watches: list[FaultWatch] = []
+        self._reverting = False  # from here on, fault ends are the run's own
+        self._problems: list[dict[str, str]] = []
+        self._ended_early: dict[str, dict[str, str]] = {}  # fault id -> how
+
+    # ------------------------------------------------------- fault problems
+
+    def _record_problem(self, agent: str, kind: str, detail: str, fault_id: str = "") -> None:
+        entry = {"agent": agent, "problem": kind, "detail": detail}
+        if fault_id:
+            entry["fault_id"] = fault_id
+        with self._lock:
+            self._problems.append(entry)
+        self.report.event(f"agent {agent}: {kind}: {detail}")
+
+    def _problem(self, agent: str, kind: str, detail: str, fault_id: str = "") -> None:
+        """Record that the faults did not run as planned; with on-fault-error
+        abort, end the run now."""
+        self._record_problem(agent, kind, detail, fault_id)
+        abort = self.experiment.settings.on_fault_error == "abort"
+        if abort and self._end_with("failed", f"{kind} on {agent}: {detail}", "fault_error"):
+            self.report.event("on-fault-error is abort: reverting everything")
+
+    def _on_fault_event(self, agent: str, event: pb.FaultEvent) -> None:
+        """From a watch thread: a fault that ends before the run reverts it,
+        for a reason other than its own duration, ended early."""
+        f = event.fault
+        if self._reverting or f.state not in _ENDED or f.end_reason in _EXPECTED_ENDS:
+            return
+        if f.end_reason == pb.END_REASON_APPLY_FAILED:
+            return  # the inject reply says so, as a failed injection
+        with self._lock:
+            if f.id in self._ended_early:
+                return
+            how = {
+                "reason": reason_name(f.end_reason) if f.end_reason else "",
+                "state": state_name(f.state),
+                "error": f.error,
+                "at": probes.now_iso(),
+            }
+            self._ended_early[f.id] = how
+        detail = f"fault {f.id} ended {how['state']} ({how['reason']})"
+        self._problem(
+            agent, "fault ended early", detail + (f": {f.error}" if f.error else ""), f.id
+        )
 
     # ------------------------------------------------------------ control
 
@@ -165,6 +217,8 @@ class Runner:
                 self.report.event(
                     f"agent {address}: lease lost ({reason}); the agent reverts its faults itself"
                 )
+                if not self._reverting:
+                    self._problem(address, "lease lost", reason)
 
     # ------------------------------------------------------------- window
 
@@ -284,12 +338,19 @@ class Runner:
             if monitor is not None:
                 monitor.stop()
                 ext["stop_conditions"] = monitor.report()
+            self._note_lost()
+            self._reverting = True
             self._revert_all()
+            for w in self._watches:
+                w.stop()
             self._rollbacks()
         status, reason = self._verdict(before, after)
         j.update(status=status, end=probes.now_iso(), duration=round(time.monotonic() - t0, 3))
         j["deviated"] = after is not None and not after["steady_state_met"]
         ext["reason"] = reason
+        ext["on_fault_error"] = self.experiment.settings.on_fault_error
+        ext["faults_ok"] = not self._problems
+        ext["fault_problems"] = self._problems
         ext["signals_ignored"] = self.signals_ignored
         self._record_metrics(status, j["duration"])
         self._save(final=True)
@@ -299,14 +360,29 @@ class Runner:
     def _verdict(
         self, before: dict[str, Any] | None, after: dict[str, Any] | None
     ) -> tuple[str, str]:
+        problems = ""
+        if self._problems:
+            shown = "; ".join(
+                f"{p['agent']}: {p['problem']} ({p['detail']})" for p in self._problems[:5]
+            )
+            more = len(self._problems) - 5
+            problems = (
+                f"the faults did not run as planned: {len(self._problems)} problem(s): {shown}"
+            )
+            problems += f"; and {more} more" if more > 0 else ""
         if self._end is not None:
-            return self._end[0], self._end[1]
+            status, reason = self._end[0], self._end[1]
+            if problems and self._end[2] != "fault_error":
+                reason = f"{reason}; {problems}"
+            return status, reason
         if before is not None and not before["steady_state_met"]:
             return "failed", "steady state not met before the method: nothing was injected"
         if after is not None and not after["steady_state_met"]:
-            return "failed", "steady state deviated after the method"
-        failed = sum(1 for r in self._agents.values() for f in r["faults"] if f.get("error"))
-        return "completed", f"{failed} fault injection(s) failed" if failed else ""
+            deviated = "steady state deviated after the method"
+            return "failed", f"{deviated}; {problems}" if problems else deviated
+        if problems:
+            return "failed", problems
+        return "completed", ""
 
     def _save(self, final: bool = False) -> None:
         if self.options.journal_path is not None:
@@ -366,6 +442,9 @@ class Runner:
         self.report.event(f"leases held on {len(self.fleet.keepers)} agent(s), ttl {ttl:g}s")
         if not self.fleet.keepers:
             self._end_with("aborted", "no target agent granted a lease", "unreachable")
+        for address, keeper in self.fleet.keepers.items():
+            client = self.fleet.client(address)
+            self._watches.append(FaultWatch(client, keeper.lease_id, self._on_fault_event).start())
 
     def _start_monitor(self) -> StopMonitor | None:
         conditions = self.experiment.settings.stop_conditions
@@ -458,6 +537,8 @@ class Runner:
                 if o.unreachable and self.experiment.settings.on_unreachable == "abort":
                     self._end_with("aborted", f"agent {a} unreachable: {o.error}", "unreachable")
             self._agents[a]["faults"].append(rec)
+            if "error" in rec:
+                self._problem(a, "injection failed", f"{activity.name} ({p.fault}): {rec['error']}")
             output[a] = {k: rec[k] for k in ("fault_id", "state", "error") if k in rec}
             self.report.event(
                 f"{p.fault} on {a}: "
@@ -494,6 +575,10 @@ class Runner:
                     fault = _retry(functools.partial(c.revert, str(f["fault_id"])))
                 except grpc.RpcError as exc:
                     f["revert"] = {"error": _rpc_error(exc), "at": probes.now_iso()}
+                    self._record_problem(
+                        c.address, "revert failed", f"fault {f['fault_id']}: {_rpc_error(exc)}",
+                        str(f["fault_id"]),
+                    )  # fmt: skip
                     continue
                 f["revert"] = {
                     "state": state_name(fault.state),
@@ -503,6 +588,7 @@ class Runner:
                 }
                 if fault.state == pb.FAULT_STATE_REVERTED:
                     self.metrics.rollbacks_total.inc()
+                self._note_revert(c.address, f, fault)
             keeper = self.fleet.keepers.get(c.address)
             if keeper is not None:
                 keeper.stop()
@@ -538,6 +624,22 @@ class Runner:
                 f"reverted on {a}: "
                 + (", ".join(r.get("state") or r.get("error", "?") for r in results) or "no faults")
             )
+
+    def _note_revert(self, agent: str, record: dict[str, Any], fault: pb.Fault) -> None:
+        """A revert reply for a fault that had already ended unexpectedly (its
+        lease expired while cut off, say) is how the watch's blind spots show."""
+        fresh: dict[str, str] | None = None
+        with self._lock:
+            seen = self._ended_early.get(fault.id)
+            if seen is None and fault.end_reason not in _EXPECTED_ENDS:
+                seen = fresh = self._ended_early[fault.id] = dict(record["revert"])
+        if seen is not None:
+            record["ended_early"] = seen
+        if fresh is not None:
+            self._record_problem(
+                agent, "fault ended early", f"fault {fault.id} ended {fresh['state']}"
+                f" ({fresh['end_reason']}) before the run reverted it", fault.id,
+            )  # fmt: skip
 
     def _rollbacks(self) -> None:
         for activity in self.experiment.rollbacks:
