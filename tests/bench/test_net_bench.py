@@ -24,12 +24,13 @@ from pathlib import Path
 import pytest
 
 from brownout.v1 import agent_pb2 as pb
+from controller.lease_keeper import LeaseKeeper
 from tests.agentproc import AgentProc
 from tests.bench.common import report, summary_ms
 from tests.host import iperf
 from tests.host.nethosts import net_bed
 
-pytestmark = pytest.mark.bench
+pytestmark = [pytest.mark.bench, pytest.mark.timeout(1800)]
 
 RUNS = 200
 BANDWIDTH_RATES = [r * 1_000_000 for r in (1, 2, 5, 8, 10, 50, 200, 500)]
@@ -136,7 +137,8 @@ def test_bandwidth_accuracy_against_tc(tmp_path: Path) -> None:
     rows: list[dict[str, float]] = []
     try:
         with net_bed() as bed, agent.client() as c:
-            lease = c.acquire_lease("bench", 300).lease_id
+            lease = c.acquire_lease("bench", 30).lease_id
+            keeper = LeaseKeeper(c, lease, 30).start()
             for i, rate in enumerate(BANDWIDTH_RATES):
                 seconds, omit = iperf.seconds_for(rate)
                 kernel = iperf.tc_reference(bed, 6000 + 2 * i, rate)
@@ -156,6 +158,7 @@ def test_bandwidth_accuracy_against_tc(tmp_path: Path) -> None:
                         "brownout_over_tc": round(ours / kernel, 4),
                     }
                 )
+            keeper.stop()
             c.release_lease(lease)
     finally:
         agent.stop()
