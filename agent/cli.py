@@ -8,8 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from agent import __version__, config, config_file, daemon, logs
-from agent.tls import TlsConfigError
+from agent import config, config_file, daemon, logs
+from agent.api.tls import TlsConfigError
+from brownout.version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.faults.base import Limits
-from agent.units import format_duration, parse_duration, parse_size
 from brownout.addresses import parse_hostport
+from brownout.units import format_duration, parse_duration, parse_size
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_ACTIVE_FAULTS = 10_000

@@ -24,21 +24,29 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from agent import __version__, procs, sdnotify
-from agent.authz import Allowlist, AuthzInterceptor
-from agent.clock import SystemClock
+from agent import sdnotify
+from agent.api.authz import Allowlist, AuthzInterceptor
+from agent.api.server import AgentServicer, denied_auditor
+from agent.api.tls import (
+    TlsConfigError,
+    check_plaintext_allowed,
+    is_loopback,
+    listen_host,
+    server_tls,
+)
 from agent.config import AgentConfig
+from agent.core.clock import SystemClock
+from agent.core.journal import Journal
+from agent.core.manager import FaultManager
+from agent.core.metrics import Metrics
+from agent.core.model import EndReason
 from agent.faults.base import InjectorContext, Markers
-from agent.faults.model import EndReason
 from agent.faults.registry import build_injectors
-from agent.journal import Journal
-from agent.manager import FaultManager
-from agent.metrics import Metrics
-from agent.server import AgentServicer, denied_auditor
-from agent.sysinfo import boot_id
-from agent.tls import TlsConfigError, check_plaintext_allowed, is_loopback, listen_host, server_tls
+from agent.kernel import procs
+from agent.kernel.sysinfo import boot_id
 from brownout.addresses import parse_hostport
 from brownout.v1 import agent_pb2, agent_pb2_grpc
+from brownout.version import __version__
 
 log = structlog.get_logger("agent")
 

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from agent.units import parse_duration, parse_percent, parse_size
 from brownout.addresses import parse_hostport, valid_hostname
+from brownout.units import parse_duration, parse_percent, parse_size
 
 T = TypeVar("T")
 IFNAMSIZ = 16  # the kernel's limit on interface names, NUL included

@@ -26,7 +26,7 @@ from typing import Any, Literal, NoReturn
 import yaml
 from google.protobuf import json_format
 
-from agent.units import parse_duration
+from brownout.units import parse_duration
 from brownout.v1 import agent_pb2 as pb
 from controller import kinds
 from controller import tolerances as tol

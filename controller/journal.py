@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from agent import __version__
+from brownout.version import __version__
 from controller.experiment import Experiment
 
 STATUSES = ("completed", "failed", "aborted", "interrupted")

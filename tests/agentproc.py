@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent import procs
 from agent.daemon import instance_marker
+from agent.kernel import procs
 from controller.client import AgentClient
 
 

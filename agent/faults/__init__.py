@@ -1,1 +1,3 @@
-"""Fault kinds: one injector module each, plus the shared model and registry."""
+"""Fault kinds. base: the Injector contract; registry: which injectors run;
+targets: a request's Target as cgroups or a network namespace; resource/:
+CPU, memory, disk and IO; network/: netem, bandwidth and partitions."""

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from agent import procs
-from agent.faults.bandwidth import BandwidthInjector
 from agent.faults.base import Injector, InjectorContext
-from agent.faults.cpu import CpuInjector
-from agent.faults.disk import DiskInjector
-from agent.faults.io import IoInjector
-from agent.faults.memory import MemoryInjector
-from agent.faults.netem import NetemInjector
-from agent.faults.partition import PartitionInjector
-from agent.faults.shaping import Registry as ShapingRegistry
+from agent.faults.network.bandwidth import BandwidthInjector
+from agent.faults.network.netem import NetemInjector
+from agent.faults.network.partition import PartitionInjector
+from agent.faults.network.shaping import Registry as ShapingRegistry
+from agent.faults.resource.cpu import CpuInjector
+from agent.faults.resource.disk import DiskInjector
+from agent.faults.resource.io import IoInjector
+from agent.faults.resource.memory import MemoryInjector
+from agent.kernel import procs
 
 
 def build_injectors(ctx: InjectorContext, spawner: procs.Spawner) -> dict[str, Injector]:

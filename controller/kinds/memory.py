@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from agent.units import parse_size
+from brownout.units import parse_size
 from brownout.v1 import agent_pb2 as pb
 from controller import argtypes
 from controller.kinds.common import add_process_target, process_target

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agent import procs
+from agent.kernel import procs
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc
 from tests.bench.common import report, summary_ms

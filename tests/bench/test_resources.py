@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
-from agent import meminfo
+from agent.kernel import meminfo
 from brownout.v1 import agent_pb2 as pb
 from controller.lease_keeper import LeaseKeeper
 from tests.agentproc import AgentProc, is_root, wait_for

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent import procs
+from agent.kernel import procs
 
 
 @pytest.fixture

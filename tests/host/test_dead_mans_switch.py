@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from agent import procs
+from agent.kernel import procs
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc, wait_for
 from tests.processes import all_gone

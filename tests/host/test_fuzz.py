@@ -39,8 +39,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from agent import fs
-from agent.procs import find_marked
+from agent.kernel import fs
+from agent.kernel.procs import find_marked
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc, wait_for
 from tests.strategies import messages, raw_requests

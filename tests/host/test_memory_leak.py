@@ -10,7 +10,7 @@ import grpc
 import psutil
 import pytest
 
-from agent import meminfo
+from agent.kernel import meminfo
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc, wait_for
 from tests.host.scratch import cgroup, cgroup_of, expect_error, v1_available

@@ -9,10 +9,11 @@ import secrets
 
 import pytest
 
-from agent import netns, nlsock
-from agent.errors import TargetGone
-from agent.netlink import NETLINK_ROUTE, Rtnl
-from agent.nlsock import NetlinkFailure
+from agent.faults import targets
+from agent.kernel.errors import Gone
+from agent.kernel.net import client, netns, nlsock
+from agent.kernel.net.nlsock import NetlinkFailure
+from agent.kernel.net.rtnl import NETLINK_ROUTE, Rtnl
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import wait_for
 from tests.host.nethosts import run
@@ -24,31 +25,31 @@ def test_sockets_are_reused_then_closed_and_never_outlive_their_namespace() -> N
     name = f"bo{secrets.token_hex(3)}s"
     run("ip", "netns", "add", name)
     try:
-        ref = netns.resolve(pb.Target(netns_name=name))
-        with netns.borrow(ref, NETLINK_ROUTE) as first:
+        ref = targets.network(pb.Target(netns_name=name))
+        with client.borrow(ref, NETLINK_ROUTE) as first:
             assert not ref.own
-        with netns.borrow(ref, NETLINK_ROUTE) as again:
+        with client.borrow(ref, NETLINK_ROUTE) as again:
             assert again is first  # warm: no new thread, no new socket
         with Rtnl.open(ref) as rt:  # and it really talks to that namespace
             assert set(rt.links().values()) == {"lo"}
         # Idle sockets of another namespace are closed within IDLE_OTHER (+ a reaper tick).
-        assert wait_for(lambda: first.closed, netns.SocketPool.IDLE_OTHER + 2.0, 0.05)
-        with netns.borrow(ref, NETLINK_ROUTE) as fresh:
+        assert wait_for(lambda: first.closed, client.SocketPool.IDLE_OTHER + 2.0, 0.05)
+        with client.borrow(ref, NETLINK_ROUTE) as fresh:
             assert fresh is not first
     finally:
         run("ip", "netns", "del", name)
     # Gone by name: borrowing says so, and closes what it pooled for it.
-    with pytest.raises(TargetGone), netns.borrow(ref, NETLINK_ROUTE):
+    with pytest.raises(Gone), client.borrow(ref, NETLINK_ROUTE):
         pass
     assert fresh.closed
 
 
 def test_a_broken_socket_is_closed_not_given_back() -> None:
     ref = netns.own()
-    with netns.borrow(ref, NETLINK_ROUTE) as nl:
+    with client.borrow(ref, NETLINK_ROUTE) as nl:
         nl.broken = True
     assert nl.closed
-    with netns.borrow(ref, NETLINK_ROUTE) as other:
+    with client.borrow(ref, NETLINK_ROUTE) as other:
         assert other is not nl
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import procs
+from agent.kernel import procs
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc, wait_for
 from tests.host.scratch import loopfs

@@ -8,7 +8,7 @@ import secrets
 import psutil
 import pytest
 
-from agent import procs
+from agent.kernel import procs
 from tests.agentproc import wait_for
 
 pytestmark = pytest.mark.host

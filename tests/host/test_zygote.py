@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agent import cgroups, procs
+from agent.kernel import cgroups, procs
 from agent.workers import zygote
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc, wait_for

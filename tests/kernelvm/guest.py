@@ -25,10 +25,10 @@ from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 
-from agent.errors import AgentError, InvalidArgument
+from agent.core.errors import AgentError, InvalidArgument
 from agent.faults.base import InjectorContext, Limits, Markers, RequestContext
-from agent.faults.netem import NetemInjector
-from agent.faults.shaping import Registry
+from agent.faults.network.netem import NetemInjector
+from agent.faults.network.shaping import Registry
 from brownout.v1 import agent_pb2 as pb
 from tests.host.nethosts import NetBed, in_ns, net_bed, nsrun, run
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.journal import Journal
+from agent.core.journal import Journal
 
 pytestmark = pytest.mark.unit
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from agent.clock import FakeClock
-from agent.errors import NotFound
-from agent.leases import LeaseTable
-from agent.scheduler import Scheduler
+from agent.core.clock import FakeClock
+from agent.core.errors import NotFound
+from agent.core.leases import LeaseTable
+from agent.core.scheduler import Scheduler
 
 pytestmark = pytest.mark.unit
 
@@ -95,7 +95,7 @@ def test_scheduler_thread_fires_without_polling() -> None:
     import threading
     import time
 
-    from agent.clock import SystemClock
+    from agent.core.clock import SystemClock
 
     clock = SystemClock()
     sched = Scheduler(clock)

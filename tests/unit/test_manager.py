@@ -15,14 +15,14 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 
-from agent import manager as manager_module
-from agent.clock import FakeClock
-from agent.errors import ApplyError, FailedPrecondition, InvalidArgument, NotFound
+from agent.core import manager as manager_module
+from agent.core.clock import FakeClock
+from agent.core.errors import ApplyError, FailedPrecondition, InvalidArgument, NotFound
+from agent.core.journal import Journal
+from agent.core.manager import FaultManager
+from agent.core.metrics import Metrics
+from agent.core.model import EndReason, State
 from agent.faults.base import Applied, Capability, Checkpoint, Limits, RequestContext
-from agent.faults.model import EndReason, State
-from agent.journal import Journal
-from agent.manager import FaultManager
-from agent.metrics import Metrics
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import wait_for
 

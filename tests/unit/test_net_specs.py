@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from agent import tcwire
-from agent.errors import FailedPrecondition, InvalidArgument
-from agent.faults.bandwidth import DEFAULT_QUEUE_PACKETS, GSO_PACKET_BYTES, parse_bandwidth
-from agent.faults.netem import load_distribution, parse_netem
-from agent.faults.partition import PartitionPlan, build_messages, parse_partition
-from agent.faults.protect import Protected
-from agent.faults.traffic import PortSpan, Proto
-from agent.netns import NetnsRef
+from agent.core.errors import FailedPrecondition, InvalidArgument
+from agent.faults.network.bandwidth import DEFAULT_QUEUE_PACKETS, GSO_PACKET_BYTES, parse_bandwidth
+from agent.faults.network.netem import load_distribution, parse_netem
+from agent.faults.network.partition import PartitionPlan, build_messages, parse_partition
+from agent.faults.network.protect import Protected
+from agent.faults.network.traffic import PortSpan, Proto
+from agent.kernel.net import tcwire
+from agent.kernel.net.netns import NetnsRef
 from brownout.v1 import agent_pb2 as pb
 from controller import cli
 

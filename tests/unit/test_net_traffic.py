@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.errors import InvalidArgument
-from agent.faults.traffic import (
+from agent.core.errors import InvalidArgument
+from agent.faults.network.traffic import (
     Filter,
     PortSpan,
     Proto,
@@ -23,7 +23,7 @@ from agent.faults.traffic import (
     protect_matches,
     u32_matches,
 )
-from agent.tcwire import ETH_P_IP, ETH_P_IPV6
+from agent.kernel.net.tcwire import ETH_P_IP, ETH_P_IPV6
 from brownout.v1 import agent_pb2 as pb
 
 pytestmark = pytest.mark.unit

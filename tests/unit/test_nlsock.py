@@ -10,10 +10,10 @@ from pyroute2.netlink import nlmsg
 from pyroute2.netlink.nfnetlink.nftsocket import NFPROTO_INET, nft_rule_msg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-from agent import nlsock, tcwire
-from agent.netlink import IFINFOMSG, TCMSG, tc_body
-from agent.nftables import NFGENMSG, _rule, udata_comment
-from agent.nlsock import NLM_F_ACK_TLVS, NLM_F_CAPPED, NLMSG_DONE, NLMSG_ERROR, Reply
+from agent.kernel.net import nlsock, tcwire
+from agent.kernel.net.nftables import NFGENMSG, _rule, udata_comment
+from agent.kernel.net.nlsock import NLM_F_ACK_TLVS, NLM_F_CAPPED, NLMSG_DONE, NLMSG_ERROR, Reply
+from agent.kernel.net.rtnl import IFINFOMSG, TCMSG, tc_body
 
 pytestmark = pytest.mark.unit
 

@@ -31,7 +31,7 @@ from yamllint.config import YamlLintConfig  # type: ignore[import-untyped]
 
 from agent import cli as agent_cli
 from agent import config as agent_config
-from agent.metrics import Metrics
+from agent.core.metrics import Metrics
 from brownout.v1 import agent_pb2
 from controller import cli as controller_cli
 from controller import experiment

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from agent import cgroups, meminfo, mountinfo
-from agent.errors import InvalidArgument, ResourceExhausted
+from agent.core.errors import InvalidArgument, ResourceExhausted
 from agent.faults.base import Limits
-from agent.faults.cpu import duty_percent
-from agent.faults.disk import Amount, correction, fill_size
-from agent.faults.disk import reserve_bytes as disk_reserve
-from agent.faults.io import check_sizes
-from agent.faults.memory import PAGE, size_leak
-from agent.faults.memory import reserve_bytes as memory_reserve
-from agent.fs import Usage
+from agent.faults.resource.cpu import duty_percent
+from agent.faults.resource.disk import Amount, correction, fill_size
+from agent.faults.resource.disk import reserve_bytes as disk_reserve
+from agent.faults.resource.io import check_sizes
+from agent.faults.resource.memory import PAGE, size_leak
+from agent.faults.resource.memory import reserve_bytes as memory_reserve
+from agent.kernel import cgroups, meminfo, mountinfo
+from agent.kernel.fs import Usage
 from agent.workers.memory_leak import Leak
 from controller import cli, kinds
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.units import format_duration, parse_duration, parse_percent, parse_size
+from brownout.units import format_duration, parse_duration, parse_percent, parse_size
 
 pytestmark = pytest.mark.unit
 

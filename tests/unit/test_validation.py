@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from agent import procs
-from agent.errors import InvalidArgument
+from agent.core.errors import InvalidArgument
+from agent.core.validation import duration_seconds
 from agent.faults.base import InjectorContext, Limits, Markers, RequestContext
-from agent.faults.cpu import CpuInjector
-from agent.validation import duration_seconds
+from agent.faults.resource.cpu import CpuInjector
+from agent.kernel import procs
 from brownout.v1 import agent_pb2 as pb
 
 pytestmark = pytest.mark.unit

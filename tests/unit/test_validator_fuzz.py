@@ -26,10 +26,10 @@ from google.protobuf.message_factory import GetMessageClass
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from agent import fs, procs
-from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ResourceExhausted
+from agent.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ResourceExhausted
 from agent.faults.base import Injector, InjectorContext, Limits, Markers, RequestContext
 from agent.faults.registry import build_injectors
+from agent.kernel import fs, procs
 from brownout.v1 import agent_pb2 as pb
 from tests.strategies import messages, one_field_off, single_field_messages
 

@@ -1,0 +1,354 @@
+"""The gRPC servicer: thin. Maps wire <-> domain, errors to status codes,
+audits every mutating call with the caller's identity and times every call."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import grpc
+import structlog
+from google.protobuf.message import Message
+
+from agent.api.authz import peer_identities
+from agent.api.convert import PB_TO_STATE, duration, timestamp
+from agent.core.errors import (
+    AgentError,
+    AlreadyExists,
+    ApplyError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    TargetGone,
+)
+from agent.core.leases import Lease
+from agent.core.manager import FaultManager
+from agent.core.metrics import Metrics
+from agent.core.model import EndReason
+from brownout.v1 import agent_pb2 as pb
+from brownout.v1 import agent_pb2_grpc as pb_grpc
+from brownout.version import __version__
+
+log = structlog.get_logger("audit")
+
+MAX_WATCHERS = 16
+MAX_DETAIL_BYTES = 1024
+_CODES: list[tuple[type[AgentError], grpc.StatusCode]] = [
+    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (ApplyError, grpc.StatusCode.FAILED_PRECONDITION),
+    # The target (namespace, cgroup, process) vanished while we looked at it.
+    (TargetGone, grpc.StatusCode.FAILED_PRECONDITION),
+]
+
+Req = TypeVar("Req", bound=Message)
+Resp = TypeVar("Resp")
+Handler = Callable[[Any, Req, grpc.ServicerContext], Resp]
+
+
+def caller_identity(context: grpc.ServicerContext) -> str:
+    """The TLS identity when there is one (SAN, then CN), else the peer address."""
+    identities = peer_identities(context)
+    return identities[0] if identities else str(context.peer())
+
+
+def status_code(exc: AgentError) -> grpc.StatusCode:
+    for cls, code in _CODES:
+        if isinstance(exc, cls):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def clip_detail(detail: str) -> str:
+    """Status details travel in a trailer, percent-encoded, and clients drop
+    trailers over 8 KiB (the caller would see RESOURCE_EXHAUSTED instead of
+    our answer). They may echo the caller's input, so they are clipped; the
+    audit log keeps the whole text."""
+    data = detail.encode()
+    if len(data) <= MAX_DETAIL_BYTES:
+        return detail
+    return data[:MAX_DETAIL_BYTES].decode(errors="ignore") + " ... (clipped)"
+
+
+def rpc(mutating: bool) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
+    """Time the call, map domain errors to statuses, audit mutating calls."""
+
+    def decorate(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
+        method = fn.__name__
+
+        @functools.wraps(fn)
+        def wrapper(self: AgentServicer, request: Req, context: grpc.ServicerContext) -> Resp:
+            start = time.perf_counter()
+            code = grpc.StatusCode.OK
+            detail = ""
+            result: Resp | None = None
+            try:
+                result = fn(self, request, context)
+                return result
+            except AgentError as exc:
+                code, detail = status_code(exc), str(exc)
+                context.abort(code, clip_detail(detail))
+            except Exception as exc:
+                code = grpc.StatusCode.INTERNAL
+                detail = f"internal error in {method}: {exc}; see the agent's logs"
+                structlog.get_logger(__name__).exception("rpc failed", method=method)
+                context.abort(code, clip_detail(detail))
+            finally:
+                self.metrics.rpc_duration_seconds.labels(method).observe(
+                    time.perf_counter() - start
+                )
+                if mutating:
+                    self.audit(method, request, result, context, code, detail)
+            raise AssertionError("unreachable: context.abort raises")
+
+        return wrapper
+
+    return decorate
+
+
+def _wake(events: queue.Queue[pb.FaultEvent | None]) -> None:
+    """Wake a watcher's loop so that it ends (with a full queue it is busy anyway)."""
+    with contextlib.suppress(queue.Full):
+        events.put_nowait(None)
+
+
+def _summary(request: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("lease_id", "fault_id", "holder", "request_id", "reason", "latch"):
+        if name in request.DESCRIPTOR.fields_by_name:
+            value = getattr(request, name)
+            if value:
+                out[name] = value
+    if isinstance(request, pb.InjectFaultRequest):
+        kind = request.spec.WhichOneof("spec")
+        out["kind"] = kind
+        if kind:
+            out["spec"] = str(getattr(request.spec, kind)).replace("\n", " ").strip()
+        out["duration_s"] = request.duration.ToNanoseconds() / 1e9
+        selector = request.target.WhichOneof("selector")
+        if selector:
+            out["target"] = f"{selector}={getattr(request.target, selector)}"
+    if isinstance(request, pb.AcquireLeaseRequest):
+        out["ttl_s"] = request.ttl.ToNanoseconds() / 1e9
+    return out
+
+
+def denied_auditor(metrics: Metrics) -> Callable[[str, str, grpc.StatusCode, str], None]:
+    """Audit calls the authorisation layer refused, like any other call."""
+
+    def audit_denied(method: str, caller: str, code: grpc.StatusCode, detail: str) -> None:
+        log.warning("audit", caller=caller, method=method, result=code.name, detail=detail)
+        metrics.audit_total.labels(method, code.name).inc()
+
+    return audit_denied
+
+
+class AgentServicer(pb_grpc.AgentServicer):
+    def __init__(
+        self,
+        manager: FaultManager,
+        metrics: Metrics,
+        labels: dict[str, str],
+        boot_id: str,
+        started_at: float,
+    ) -> None:
+        self.manager = manager
+        self.metrics = metrics
+        self._labels = labels
+        self._boot_id = boot_id
+        self._started_at = started_at
+        self._watchers = 0
+        self._watchers_lock = threading.Lock()
+
+    def audit(
+        self,
+        method: str,
+        request: Message,
+        result: object,
+        context: grpc.ServicerContext,
+        code: grpc.StatusCode,
+        detail: str,
+    ) -> None:
+        fields = _summary(request)
+        if isinstance(result, pb.Fault):
+            fields["fault_id"] = result.id
+            fields["lease_id"] = result.lease_id
+        elif isinstance(result, pb.Lease):
+            fields["lease_id"] = result.lease_id
+        log.info(
+            "audit",
+            caller=caller_identity(context),
+            method=method,
+            result=code.name,
+            detail=detail,
+            **fields,
+        )
+        self.metrics.audit_total.labels(method, code.name).inc()
+
+    def _lease_pb(self, lease: Lease) -> pb.Lease:
+        remaining = max(0.0, lease.deadline - time.monotonic())
+        return pb.Lease(
+            lease_id=lease.id,
+            holder=lease.holder,
+            ttl=duration(lease.ttl),
+            deadline=timestamp(self.manager.lease_wall_deadline(lease)),
+            remaining=duration(remaining),
+        )
+
+    @rpc(mutating=False)
+    def GetInfo(self, request: pb.GetInfoRequest, context: grpc.ServicerContext) -> pb.AgentInfo:
+        limits = self.manager.limits
+        caps = []
+        for value in pb.FaultKind.values():
+            if value == pb.FAULT_KIND_UNSPECIFIED:
+                continue
+            kind = pb.FaultKind.Name(value).removeprefix("FAULT_KIND_").lower()
+            cap = self.manager.capabilities.get(kind)
+            if cap is None:
+                caps.append(
+                    pb.Capability(
+                        kind=value,
+                        available=False,
+                        reason=f"not implemented by brownout-agent {__version__}",
+                    )
+                )
+            else:
+                caps.append(pb.Capability(kind=value, available=cap.available, reason=cap.reason))
+        return pb.AgentInfo(
+            version=__version__,
+            hostname=socket.gethostname(),
+            labels=self._labels,
+            boot_id=self._boot_id,
+            capabilities=caps,
+            limits=pb.Limits(
+                max_fault_duration=duration(limits.max_fault_duration),
+                max_lease_ttl=duration(limits.max_lease_ttl),
+                min_lease_ttl=duration(limits.min_lease_ttl),
+                memory_reserve_bytes=limits.memory_reserve_bytes,
+                memory_reserve_percent=limits.memory_reserve_percent,
+                disk_reserve_bytes=limits.disk_reserve_bytes,
+                disk_reserve_percent=limits.disk_reserve_percent,
+                max_active_faults=limits.max_active_faults,
+            ),
+            cpu_count=len(os.sched_getaffinity(0)),
+            halted=self.manager.halted,
+            started_at=timestamp(self._started_at),
+            active_faults=self.manager.active_count(),
+            active_leases=self.manager.leases.count(),
+        )
+
+    @rpc(mutating=True)
+    def AcquireLease(
+        self, request: pb.AcquireLeaseRequest, context: grpc.ServicerContext
+    ) -> pb.Lease:
+        holder = request.holder or caller_identity(context)
+        return self._lease_pb(self.manager.acquire_lease(holder, request.ttl, peer=context.peer()))
+
+    @rpc(mutating=True)
+    def RenewLease(self, request: pb.RenewLeaseRequest, context: grpc.ServicerContext) -> pb.Lease:
+        return self._lease_pb(self.manager.renew_lease(request.lease_id, peer=context.peer()))
+
+    @rpc(mutating=True)
+    def ReleaseLease(
+        self, request: pb.ReleaseLeaseRequest, context: grpc.ServicerContext
+    ) -> pb.ReleaseLeaseResponse:
+        faults = self.manager.release_lease(request.lease_id)
+        return pb.ReleaseLeaseResponse(faults=[self.manager.to_pb(f) for f in faults])
+
+    @rpc(mutating=True)
+    def InjectFault(
+        self, request: pb.InjectFaultRequest, context: grpc.ServicerContext
+    ) -> pb.Fault:
+        if not request.lease_id:
+            raise InvalidArgument("lease_id", "is required: acquire a lease first")
+        if len(request.request_id) > 128:
+            raise InvalidArgument("request_id", "must be at most 128 characters")
+        fault = self.manager.inject(
+            request.lease_id,
+            request.spec,
+            request.duration,
+            request.target,
+            request.request_id,
+            caller=caller_identity(context),
+            caller_peer=context.peer(),
+        )
+        return self.manager.to_pb(fault)
+
+    @rpc(mutating=True)
+    def RevertFault(
+        self, request: pb.RevertFaultRequest, context: grpc.ServicerContext
+    ) -> pb.Fault:
+        fault = self.manager.revert(request.fault_id, EndReason.CLIENT_REVERT)
+        return self.manager.to_pb(fault)
+
+    @rpc(mutating=False)
+    def GetFault(self, request: pb.GetFaultRequest, context: grpc.ServicerContext) -> pb.Fault:
+        return self.manager.to_pb(self.manager.get(request.fault_id))
+
+    @rpc(mutating=False)
+    def ListFaults(
+        self, request: pb.ListFaultsRequest, context: grpc.ServicerContext
+    ) -> pb.ListFaultsResponse:
+        states = set()
+        for i, value in enumerate(request.states):
+            state = PB_TO_STATE.get(value)
+            if state is None:
+                raise InvalidArgument(f"states[{i}]", f"unknown fault state {value}")
+            states.add(state)
+        faults = self.manager.list_faults(request.lease_id, frozenset(states))
+        return pb.ListFaultsResponse(faults=[self.manager.to_pb(f) for f in faults])
+
+    @rpc(mutating=True)
+    def Halt(self, request: pb.HaltRequest, context: grpc.ServicerContext) -> pb.HaltResponse:
+        faults, latched = self.manager.halt(request.latch, request.reason)
+        return pb.HaltResponse(faults=[self.manager.to_pb(f) for f in faults], latched=latched)
+
+    @rpc(mutating=True)
+    def Resume(self, request: pb.ResumeRequest, context: grpc.ServicerContext) -> pb.ResumeResponse:
+        return pb.ResumeResponse(was_latched=self.manager.resume())
+
+    def WatchFaults(
+        self, request: pb.WatchFaultsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.FaultEvent]:
+        with self._watchers_lock:
+            if self._watchers >= MAX_WATCHERS:
+                context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"this agent serves at most {MAX_WATCHERS} WatchFaults streams at once",
+                )
+            self._watchers += 1
+        try:
+            with self.manager.watch(request.lease_id, request.include_existing) as watcher:
+                # End the loop as soon as the client cancels or its deadline
+                # passes, not at the next poll: a gone client must not hold a
+                # watcher slot and a server thread.
+                context.add_callback(lambda: _wake(watcher.events))
+                # Headers now tell the client the watch is live (see the proto).
+                context.send_initial_metadata(())
+                while context.is_active():
+                    if watcher.overflowed:
+                        context.abort(
+                            grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            "watcher fell too far behind; reconnect with include_existing",
+                        )
+                    try:
+                        event = watcher.events.get(timeout=0.5)
+                    except queue.Empty:
+                        continue
+                    if event is None:
+                        return
+                    yield event
+        finally:
+            with self._watchers_lock:
+                self._watchers -= 1

@@ -1,0 +1,48 @@
+"""What network faults must never cut off: the agent's listeners and its controllers."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import psutil
+
+from agent.faults.base import InjectorContext, RequestContext
+from agent.faults.network.traffic import peer_addresses
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class Protected:
+    peers: tuple[Address, ...]
+    listen_ports: tuple[int, ...]
+
+    def describe(self) -> str:
+        parts = [str(a) for a in self.peers] + [f"tcp port {p}" for p in self.listen_ports]
+        return ",".join(parts)
+
+
+def listen_ports(listen: str) -> tuple[int, ...]:
+    """The configured gRPC port plus every TCP port the agent listens on
+    (gRPC and metrics; the configured port may be 0, chosen at bind time)."""
+    ports: set[int] = set()
+    _, _, port = listen.rpartition(":")
+    if port.isdigit() and int(port):
+        ports.add(int(port))
+    try:
+        for conn in psutil.Process().net_connections("tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr:
+                ports.add(int(conn.laddr.port))
+    except psutil.Error:
+        pass
+    return tuple(sorted(ports))
+
+
+def protected(ctx: InjectorContext, request: RequestContext) -> Protected:
+    peers: list[Address] = []
+    for peer in (request.lease_peer, request.caller_peer):
+        for addr in peer_addresses(peer):
+            if addr not in peers:
+                peers.append(addr)
+    return Protected(tuple(peers), listen_ports(ctx.listen))
