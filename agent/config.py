@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.faults.base import Limits
+from agent.core.limits import Limits
 from brownout.addresses import parse_hostport
 from brownout.units import format_duration, parse_duration, parse_size
 

@@ -26,6 +26,7 @@ from prometheus_client import start_http_server
 
 from agent import sdnotify
 from agent.api.authz import Allowlist, AuthzInterceptor
+from agent.api.convert import ProtoCodec
 from agent.api.server import AgentServicer, denied_auditor
 from agent.api.tls import (
     TlsConfigError,
@@ -104,6 +105,7 @@ def build_runtime(cfg: AgentConfig) -> Runtime:
         SystemClock(),
         cfg.limits,
         metrics,
+        ProtoCodec(),
         boot_id=boot_id(),
     )
     spawner.on_exit = lambda exit: manager.worker_died(exit.tag, exit.describe())

@@ -1,11 +1,25 @@
-"""Domain <-> wire conversions, kept out of the servicer so both stay small."""
+"""Domain <-> wire conversions, kept out of the servicer so both stay small.
+
+Also the journal's SpecCodec: a fault's spec and target are written as the
+JSON form of their proto messages (the spec wrapped in its FaultSpec arm),
+as every version of the agent has written them.
+"""
 
 from __future__ import annotations
 
-from google.protobuf.duration_pb2 import Duration
+from collections.abc import Mapping
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from agent.core.errors import InvalidArgument
+from agent.core.events import Event
+from agent.core.injects import InjectRequest
 from agent.core.model import EndReason, Fault, State
+from brownout import kinds
+from brownout.units import to_duration
 from brownout.v1 import agent_pb2 as pb
 
 STATE_TO_PB: dict[State, pb.FaultState.ValueType] = {
@@ -32,6 +46,8 @@ REASON_TO_PB: dict[EndReason, pb.EndReason.ValueType] = {
     EndReason.WORKER_DIED: pb.END_REASON_WORKER_DIED,
 }
 
+duration = to_duration
+
 
 def timestamp(wall: float) -> Timestamp:
     ts = Timestamp()
@@ -39,20 +55,35 @@ def timestamp(wall: float) -> Timestamp:
     return ts
 
 
-def duration(seconds: float) -> Duration:
-    d = Duration()
-    d.FromNanoseconds(int(seconds * 1e9))
-    return d
+def inject_request(
+    req: pb.InjectFaultRequest, known: list[str], caller: str, caller_peer: str
+) -> InjectRequest:
+    """The domain request; the kind comes from the spec's arm."""
+    kind = kinds.of_spec(req.spec)
+    if kind is None:
+        raise InvalidArgument("spec", f"no fault kind set; set one of {', '.join(known)}")
+    return InjectRequest(
+        lease_id=req.lease_id,
+        kind=kind.name,
+        spec=kind.spec_of(req.spec),
+        target=req.target,
+        duration=(req.duration.seconds, req.duration.nanos),
+        request_id=req.request_id,
+        caller=caller,
+        caller_peer=caller_peer,
+    )
 
 
-def fault_to_pb(fault: Fault, kind_pb: pb.FaultKind.ValueType) -> pb.Fault:
+def fault_to_pb(fault: Fault) -> pb.Fault:
+    kind = kinds.by_name(fault.kind)
+    assert isinstance(fault.spec, Message) and isinstance(fault.target, pb.Target)
     msg = pb.Fault(
         id=fault.id,
-        kind=kind_pb,
+        kind=kind.value,
         state=STATE_TO_PB[fault.state],
         lease_id=fault.lease_id,
         holder=fault.holder,
-        spec=fault.spec,
+        spec=kind.wrap(fault.spec),
         target=fault.target,
         duration=duration(fault.duration),
         created_at=timestamp(fault.created_at),
@@ -70,3 +101,35 @@ def fault_to_pb(fault: Fault, kind_pb: pb.FaultKind.ValueType) -> pb.Fault:
     if fault.end_reason is not None:
         msg.end_reason = REASON_TO_PB[fault.end_reason]
     return msg
+
+
+def event_to_pb(event: Event) -> pb.FaultEvent:
+    return pb.FaultEvent(
+        fault=fault_to_pb(event.fault),
+        previous_state=STATE_TO_PB[event.previous]
+        if event.previous
+        else pb.FAULT_STATE_UNSPECIFIED,
+        at=timestamp(event.at),
+    )
+
+
+class ProtoCodec:
+    """core.records.SpecCodec for proto specs and targets."""
+
+    def dump(
+        self, kind: str, spec: object, target: object
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        assert isinstance(spec, Message) and isinstance(target, Message)
+        wrapped = kinds.by_name(kind).wrap(spec)
+        return json_format.MessageToDict(wrapped), json_format.MessageToDict(target)
+
+    def load(
+        self, kind: str, spec: Mapping[str, Any], target: Mapping[str, Any]
+    ) -> tuple[object, object]:
+        full, where = pb.FaultSpec(), pb.Target()
+        try:
+            json_format.ParseDict(dict(spec), full)
+            json_format.ParseDict(dict(target), where)
+        except json_format.ParseError as exc:
+            raise ValueError(str(exc)) from exc
+        return kinds.by_name(kind).spec_of(full), where

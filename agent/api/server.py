@@ -3,7 +3,6 @@ audits every mutating call with the caller's identity and times every call."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import queue
@@ -18,7 +17,14 @@ import structlog
 from google.protobuf.message import Message
 
 from agent.api.authz import peer_identities
-from agent.api.convert import PB_TO_STATE, duration, timestamp
+from agent.api.convert import (
+    PB_TO_STATE,
+    duration,
+    event_to_pb,
+    fault_to_pb,
+    inject_request,
+    timestamp,
+)
 from agent.core.errors import (
     AgentError,
     AlreadyExists,
@@ -33,6 +39,7 @@ from agent.core.leases import Lease
 from agent.core.manager import FaultManager
 from agent.core.metrics import Metrics
 from agent.core.model import EndReason
+from brownout import kinds
 from brownout.v1 import agent_pb2 as pb
 from brownout.v1 import agent_pb2_grpc as pb_grpc
 from brownout.version import __version__
@@ -115,12 +122,6 @@ def rpc(mutating: bool) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
         return wrapper
 
     return decorate
-
-
-def _wake(events: queue.Queue[pb.FaultEvent | None]) -> None:
-    """Wake a watcher's loop so that it ends (with a full queue it is busy anyway)."""
-    with contextlib.suppress(queue.Full):
-        events.put_nowait(None)
 
 
 def _summary(request: Message) -> dict[str, Any]:
@@ -210,21 +211,20 @@ class AgentServicer(pb_grpc.AgentServicer):
     def GetInfo(self, request: pb.GetInfoRequest, context: grpc.ServicerContext) -> pb.AgentInfo:
         limits = self.manager.limits
         caps = []
-        for value in pb.FaultKind.values():
-            if value == pb.FAULT_KIND_UNSPECIFIED:
-                continue
-            kind = pb.FaultKind.Name(value).removeprefix("FAULT_KIND_").lower()
-            cap = self.manager.capabilities.get(kind)
+        for kind in kinds.KINDS:
+            cap = self.manager.capabilities.get(kind.name)
             if cap is None:
                 caps.append(
                     pb.Capability(
-                        kind=value,
+                        kind=kind.value,
                         available=False,
                         reason=f"not implemented by brownout-agent {__version__}",
                     )
                 )
             else:
-                caps.append(pb.Capability(kind=value, available=cap.available, reason=cap.reason))
+                caps.append(
+                    pb.Capability(kind=kind.value, available=cap.available, reason=cap.reason)
+                )
         return pb.AgentInfo(
             version=__version__,
             hostname=socket.gethostname(),
@@ -253,7 +253,8 @@ class AgentServicer(pb_grpc.AgentServicer):
         self, request: pb.AcquireLeaseRequest, context: grpc.ServicerContext
     ) -> pb.Lease:
         holder = request.holder or caller_identity(context)
-        return self._lease_pb(self.manager.acquire_lease(holder, request.ttl, peer=context.peer()))
+        ttl = (request.ttl.seconds, request.ttl.nanos)
+        return self._lease_pb(self.manager.acquire_lease(holder, ttl, peer=context.peer()))
 
     @rpc(mutating=True)
     def RenewLease(self, request: pb.RenewLeaseRequest, context: grpc.ServicerContext) -> pb.Lease:
@@ -264,7 +265,7 @@ class AgentServicer(pb_grpc.AgentServicer):
         self, request: pb.ReleaseLeaseRequest, context: grpc.ServicerContext
     ) -> pb.ReleaseLeaseResponse:
         faults = self.manager.release_lease(request.lease_id)
-        return pb.ReleaseLeaseResponse(faults=[self.manager.to_pb(f) for f in faults])
+        return pb.ReleaseLeaseResponse(faults=[fault_to_pb(f) for f in faults])
 
     @rpc(mutating=True)
     def InjectFault(
@@ -274,27 +275,20 @@ class AgentServicer(pb_grpc.AgentServicer):
             raise InvalidArgument("lease_id", "is required: acquire a lease first")
         if len(request.request_id) > 128:
             raise InvalidArgument("request_id", "must be at most 128 characters")
-        fault = self.manager.inject(
-            request.lease_id,
-            request.spec,
-            request.duration,
-            request.target,
-            request.request_id,
-            caller=caller_identity(context),
-            caller_peer=context.peer(),
+        req = inject_request(
+            request, self.manager.kinds, caller=caller_identity(context), caller_peer=context.peer()
         )
-        return self.manager.to_pb(fault)
+        return fault_to_pb(self.manager.inject(req))
 
     @rpc(mutating=True)
     def RevertFault(
         self, request: pb.RevertFaultRequest, context: grpc.ServicerContext
     ) -> pb.Fault:
-        fault = self.manager.revert(request.fault_id, EndReason.CLIENT_REVERT)
-        return self.manager.to_pb(fault)
+        return fault_to_pb(self.manager.revert(request.fault_id, EndReason.CLIENT_REVERT))
 
     @rpc(mutating=False)
     def GetFault(self, request: pb.GetFaultRequest, context: grpc.ServicerContext) -> pb.Fault:
-        return self.manager.to_pb(self.manager.get(request.fault_id))
+        return fault_to_pb(self.manager.get(request.fault_id))
 
     @rpc(mutating=False)
     def ListFaults(
@@ -307,12 +301,12 @@ class AgentServicer(pb_grpc.AgentServicer):
                 raise InvalidArgument(f"states[{i}]", f"unknown fault state {value}")
             states.add(state)
         faults = self.manager.list_faults(request.lease_id, frozenset(states))
-        return pb.ListFaultsResponse(faults=[self.manager.to_pb(f) for f in faults])
+        return pb.ListFaultsResponse(faults=[fault_to_pb(f) for f in faults])
 
     @rpc(mutating=True)
     def Halt(self, request: pb.HaltRequest, context: grpc.ServicerContext) -> pb.HaltResponse:
         faults, latched = self.manager.halt(request.latch, request.reason)
-        return pb.HaltResponse(faults=[self.manager.to_pb(f) for f in faults], latched=latched)
+        return pb.HaltResponse(faults=[fault_to_pb(f) for f in faults], latched=latched)
 
     @rpc(mutating=True)
     def Resume(self, request: pb.ResumeRequest, context: grpc.ServicerContext) -> pb.ResumeResponse:
@@ -333,7 +327,7 @@ class AgentServicer(pb_grpc.AgentServicer):
                 # End the loop as soon as the client cancels or its deadline
                 # passes, not at the next poll: a gone client must not hold a
                 # watcher slot and a server thread.
-                context.add_callback(lambda: _wake(watcher.events))
+                context.add_callback(watcher.wake)
                 # Headers now tell the client the watch is live (see the proto).
                 context.send_initial_metadata(())
                 while context.is_active():
@@ -348,7 +342,7 @@ class AgentServicer(pb_grpc.AgentServicer):
                         continue
                     if event is None:
                         return
-                    yield event
+                    yield event_to_pb(event)
         finally:
             with self._watchers_lock:
                 self._watchers -= 1

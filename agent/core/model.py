@@ -1,13 +1,16 @@
-"""The fault record the manager keeps: states, end reasons, timestamps."""
+"""The fault record the manager keeps: states, end reasons, timestamps.
+
+A fault's spec and target are opaque here: the injector of its kind reads
+them, the API converts them, and the journal stores them through a codec
+(records.SpecCodec). The core only moves them around.
+"""
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
-
-from brownout.v1 import agent_pb2 as pb
 
 
 class State(StrEnum):
@@ -42,8 +45,8 @@ class Fault:
     kind: str
     lease_id: str
     holder: str
-    spec: pb.FaultSpec
-    target: pb.Target
+    spec: object  # the kind's spec (for the injector of `kind`)
+    target: object  # where it applies (for the injector of `kind`)
     duration: float
     created_at: float  # wall clock, for display
     request_id: str = ""
@@ -63,3 +66,7 @@ class Fault:
     @property
     def ended(self) -> bool:
         return self.state in ENDED
+
+    def snapshot(self) -> Fault:
+        """A copy that later changes to this fault do not touch."""
+        return replace(self, applied=dict(self.applied))

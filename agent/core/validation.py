@@ -1,10 +1,10 @@
-"""Checks shared by spec validators. Each raises InvalidArgument naming the field."""
+"""Checks shared by request and spec validators. Each raises InvalidArgument
+naming the field. Durations arrive as protobuf's (seconds, nanos) pair, as
+plain ints: the core never sees the wire type."""
 
 from __future__ import annotations
 
 import math
-
-from google.protobuf.duration_pb2 import Duration
 
 from agent.core.errors import InvalidArgument
 
@@ -27,10 +27,15 @@ def number_in_range(field: str, value: float, low: float, high: float, unit: str
 
 
 def duration_seconds(
-    field: str, value: Duration, *, maximum: float, minimum: float = 0.0, required: bool = True
+    field: str,
+    secs: int,
+    nanos: int,
+    *,
+    maximum: float,
+    minimum: float = 0.0,
+    required: bool = True,
 ) -> float:
-    """A protobuf Duration as seconds, checked against (minimum, maximum]."""
-    secs, nanos = value.seconds, value.nanos
+    """A duration given as (seconds, nanos), checked against (minimum, maximum]."""
     if secs == 0 and nanos == 0:
         if required:
             raise InvalidArgument(field, f"is required and must be > 0 (at most {maximum:g}s)")

@@ -1,40 +1,35 @@
-"""The injector interface every fault kind implements.
+"""The injector contract every fault kind implements.
 
 An injector is the fault's logic: validate a spec into a plan, apply the plan
 (checkpointing its undo record before each kernel change), revert from an
 undo record (idempotently, even from a partial one), and sweep anything that
-carries Brownout's markers. Kernel access goes through agent.procs,
-agent.cgroups and agent.netlink only.
+carries Brownout's markers. It touches the system only through agent.kernel.
+
+The contract is generic in the plan: validate returns a PlanT and apply takes
+one, so each injector's plan is a typed value from one call to the next.
+Undo records are JSON objects (they are journaled), typed per kind as
+TypedDicts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from google.protobuf.message import Message
 
+from agent.core.limits import Limits
 from brownout.v1 import agent_pb2 as pb
+
+PlanT = TypeVar("PlanT")
 
 
 @dataclass(frozen=True)
 class Capability:
     available: bool
     reason: str = ""
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_fault_duration: float = 3600.0
-    max_lease_ttl: float = 300.0
-    min_lease_ttl: float = 1.0
-    memory_reserve_bytes: int = 256 * 1024 * 1024
-    memory_reserve_percent: float = 5.0
-    disk_reserve_bytes: int = 100 * 1024 * 1024
-    disk_reserve_percent: float = 1.0
-    max_active_faults: int = 64
 
 
 @dataclass(frozen=True)
@@ -70,32 +65,32 @@ class RequestContext:
 class Applied:
     """What apply did: the final undo record and a summary for the caller."""
 
-    undo: dict[str, Any]
+    undo: Mapping[str, Any]
     summary: dict[str, str] = field(default_factory=dict)
 
 
-# Persist the undo record so far; called before and after each kernel change.
-Checkpoint = Callable[[dict[str, Any]], None]
+# Persist the undo record so far; called before each kernel change.
+Checkpoint = Callable[[Mapping[str, Any]], None]
 
 
-class Injector(Protocol):
-    kind: str
-    proto_kind: pb.FaultKind.ValueType
-    spec_field: str  # the FaultSpec oneof arm
+class Injector(Protocol[PlanT]):
+    kind: str  # the row of brownout.kinds this injector serves
     # Whether the fault's effects outlive a reboot (files on disk). Only then
     # are its journal records fsynced: an agent crash keeps the page cache,
     # and a machine crash takes qdiscs, rules and processes with it.
     survives_reboot: bool
 
-    def probe(self) -> Capability: ...
+    def probe(self) -> Capability:
+        """Is this kind possible on this kernel, and if not, why (shown in GetInfo)."""
+        ...
 
-    def validate(self, spec: Message, target: pb.Target, request: RequestContext) -> Any:
+    def validate(self, spec: Message, target: pb.Target, request: RequestContext) -> PlanT:
         """Return a plan, or raise InvalidArgument naming the field and the limit."""
         ...
 
-    def apply(self, fault_id: str, plan: Any, checkpoint: Checkpoint) -> Applied: ...
+    def apply(self, fault_id: str, plan: PlanT, checkpoint: Checkpoint) -> Applied: ...
 
-    def revert(self, fault_id: str, undo: dict[str, Any] | None) -> None:
+    def revert(self, fault_id: str, undo: Mapping[str, Any] | None) -> None:
         """Undo the fault. Idempotent; undo may be None or partial after a crash."""
         ...
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from agent.faults.base import Injector, InjectorContext
 from agent.faults.network.bandwidth import BandwidthInjector
 from agent.faults.network.netem import NetemInjector
@@ -14,9 +16,9 @@ from agent.faults.resource.memory import MemoryInjector
 from agent.kernel import procs
 
 
-def build_injectors(ctx: InjectorContext, spawner: procs.Spawner) -> dict[str, Injector]:
+def build_injectors(ctx: InjectorContext, spawner: procs.Spawner) -> dict[str, Injector[Any]]:
     shaping = ShapingRegistry()  # one holder per interface across netem and bandwidth
-    injectors: list[Injector] = [
+    injectors: list[Injector[Any]] = [
         CpuInjector(ctx, spawner),
         MemoryInjector(ctx, spawner),
         DiskInjector(ctx),

@@ -101,6 +101,18 @@ def create(path: Path, direct: bool = False) -> int:
         return os.open(path, flags | (os.O_DIRECT if direct else 0), 0o600)
 
 
+def create_empty(path: Path) -> None:
+    """Create path (and its .brownout dir) as an empty file, as create() does."""
+    os.close(create(path))
+
+
+def direct_io_missing() -> str:
+    """Why block IO with O_DIRECT and page-cache drops is not possible here ('' if it is)."""
+    if not hasattr(os, "posix_fadvise") or not hasattr(os, "O_DIRECT"):
+        return "posix_fadvise or O_DIRECT unavailable on this platform"
+    return ""
+
+
 def remove(paths: list[Path]) -> list[Path]:
     """Unlink files (needs no free space) and their .brownout dirs once empty.
     Idempotent; returns the files that were there."""
@@ -175,3 +187,47 @@ def marked_files(instance: str) -> list[tuple[Path, str]]:
                 if len(parts) == 3 and parts[1] == instance:
                     found.append((p, parts[2]))
     return found
+
+
+class FillFile:
+    """A new fill file, grown to size: written only by the disk fill fault."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = create(path)
+
+    def grow(self, offset: int, length: int) -> str:
+        return grow(self.fd, offset, length)
+
+    def truncate(self, length: int) -> None:
+        os.ftruncate(self.fd, length)
+
+    def __enter__(self) -> FillFile:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        try:
+            if exc_type is None:
+                os.fsync(self.fd)
+        finally:
+            os.close(self.fd)
+
+
+def real_dir(text: str) -> Path:
+    """An absolute path to an existing directory, symlinks resolved; ValueError saying why not."""
+    if "\0" in text or not os.path.isabs(text):
+        raise ValueError(f"must be an absolute path, got {text!r}")
+    try:
+        resolved = Path(os.path.realpath(text))
+    except OSError as exc:  # e.g. a /proc link the agent may not follow
+        raise ValueError(f"cannot resolve {text}: {exc.strerror}") from None
+    # os.path, not pathlib: any OSError (e.g. a name too long) means "no such directory".
+    if not os.path.exists(resolved):
+        raise ValueError(f"{text} does not exist")
+    if not os.path.isdir(resolved):
+        raise ValueError(f"{text} (resolved: {resolved}) is not a directory")
+    return resolved
+
+
+def device_of(path: Path) -> int:
+    """The device (filesystem) holding path."""
+    return os.stat(path).st_dev

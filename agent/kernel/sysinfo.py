@@ -1,8 +1,15 @@
-"""Facts about this host that the agent reports."""
+"""Facts about this host and this process: boot id, usable CPUs, page size,
+listening ports."""
 
 from __future__ import annotations
 
+import mmap
+import os
 from pathlib import Path
+
+import psutil
+
+PAGE_SIZE = mmap.PAGESIZE
 
 
 def boot_id() -> str:
@@ -10,3 +17,20 @@ def boot_id() -> str:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return ""
+
+
+def allowed_cpus() -> list[int]:
+    """The CPUs this process may run on (its affinity, which a cpuset narrows)."""
+    return sorted(os.sched_getaffinity(0))
+
+
+def listening_tcp_ports() -> set[int]:
+    """TCP ports this process listens on (its gRPC and metrics listeners)."""
+    ports: set[int] = set()
+    try:
+        for conn in psutil.Process().net_connections("tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr:
+                ports.add(conn.laddr.port)
+    except psutil.Error:
+        pass
+    return ports

@@ -45,7 +45,6 @@ KINDS: tuple[Kind, ...] = (
 )
 NAMES = tuple(k.name for k in KINDS)
 _BY_NAME = {k.name: k for k in KINDS}
-_BY_VALUE = {k.value: k for k in KINDS}
 _BY_FIELD = {k.field: k for k in KINDS}
 
 
@@ -58,7 +57,7 @@ def by_name(name: str) -> Kind:
 
 
 def by_value(value: int) -> Kind | None:
-    return _BY_VALUE.get(value)  # type: ignore[call-overload]
+    return next((k for k in KINDS if k.value == value), None)
 
 
 def of_spec(spec: pb.FaultSpec) -> Kind | None:

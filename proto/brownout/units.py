@@ -1,4 +1,5 @@
-"""Parsing of human units: durations ("1m30s"), sizes ("1GiB") and percents."""
+"""Human units: durations ("1m30s"), sizes ("1GiB") and percents, parsed and
+rendered; and durations to and from protobuf's Duration."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import math
 import re
 from collections.abc import Callable
 from typing import TypeVar
+
+from google.protobuf.duration_pb2 import Duration
 
 T = TypeVar("T")
 
@@ -103,3 +106,15 @@ def argtype(parse: Callable[[str], T]) -> Callable[[str], T]:
 
     convert.__name__ = parse.__name__
     return convert
+
+
+def to_duration(seconds: float) -> Duration:
+    """Seconds as a protobuf Duration, rounded to the nearest nanosecond. The
+    one conversion both the agent and the controller use."""
+    d = Duration()
+    d.FromNanoseconds(round(seconds * 1e9))
+    return d
+
+
+def from_duration(d: Duration) -> float:
+    return d.seconds + d.nanos / 1e9

@@ -20,13 +20,15 @@ import struct
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 
 from agent.core.errors import AgentError, InvalidArgument
-from agent.faults.base import InjectorContext, Limits, Markers, RequestContext
+from agent.core.limits import Limits
+from agent.faults.base import InjectorContext, Markers, RequestContext
 from agent.faults.network.netem import NetemInjector
 from agent.faults.network.shaping import Registry
 from brownout.v1 import agent_pb2 as pb
@@ -49,7 +51,7 @@ class Shaper:
             listen="127.0.0.1:7070",
         )
         self.injector = NetemInjector(ctx, Registry())
-        self.undo: dict[str, dict[str, Any]] = {}
+        self.undo: dict[str, Mapping[str, Any]] = {}
         self._n = 0
 
     def inject(self, target: pb.Target, request: RequestContext = CONTROLLER, **kw: Any) -> str:

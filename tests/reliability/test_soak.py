@@ -18,7 +18,7 @@ import grpc
 import psutil
 import pytest
 
-from agent.core.manager import HISTORY_LIMIT
+from agent.core.table import HISTORY_LIMIT
 from brownout.v1 import agent_pb2 as pb
 from controller.client import AgentClient
 from controller.lease_keeper import LeaseKeeper

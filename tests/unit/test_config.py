@@ -13,7 +13,7 @@ import yaml
 
 from agent import config, config_file
 from agent.cli import parse_args
-from agent.faults.base import Limits
+from agent.core.limits import Limits
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ the kernel (the host tier does that with real workers).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +15,16 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 
-from agent.core import manager as manager_module
+from agent.api.convert import ProtoCodec, inject_request
+from agent.core import table as table_module
 from agent.core.clock import FakeClock
 from agent.core.errors import ApplyError, FailedPrecondition, InvalidArgument, NotFound
 from agent.core.journal import Journal
+from agent.core.limits import Limits
 from agent.core.manager import FaultManager
 from agent.core.metrics import Metrics
-from agent.core.model import EndReason, State
-from agent.faults.base import Applied, Capability, Checkpoint, Limits, RequestContext
+from agent.core.model import EndReason, Fault, State
+from agent.faults.base import Applied, Capability, Checkpoint, RequestContext
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import wait_for
 
@@ -33,8 +35,6 @@ class MemoryInjector:
     """Applies faults to a dict; can be told to fail."""
 
     kind = "cpu"
-    proto_kind = pb.FAULT_KIND_CPU
-    spec_field = "cpu"
     survives_reboot = False
 
     def __init__(self, journal: Journal) -> None:
@@ -62,7 +62,7 @@ class MemoryInjector:
             raise OSError("kernel said no")
         return Applied({"key": fault_id, **self.final_undo_extra}, {"load": str(plan)})
 
-    def revert(self, fault_id: str, undo: dict[str, Any] | None) -> None:
+    def revert(self, fault_id: str, undo: Mapping[str, Any] | None) -> None:
         if self.fail_revert:
             self.fail_revert -= 1
             raise OSError("busy")
@@ -81,7 +81,9 @@ def clock() -> FakeClock:
 def setup(tmp_path: Path, clock: FakeClock) -> Iterator[tuple[FaultManager, MemoryInjector]]:
     journal = Journal(tmp_path)
     inj = MemoryInjector(journal)
-    mgr = FaultManager({"cpu": inj}, journal, clock, Limits(min_lease_ttl=1), Metrics())
+    mgr = FaultManager(
+        {"cpu": inj}, journal, clock, Limits(min_lease_ttl=1), Metrics(), ProtoCodec()
+    )
     mgr.start(run_scheduler=False)
     yield mgr, inj
     mgr.shutdown()
@@ -97,14 +99,29 @@ def secs(n: float) -> Duration:
     return d
 
 
+def ttl(n: float) -> tuple[int, int]:
+    d = secs(n)
+    return d.seconds, d.nanos
+
+
+def inject(
+    mgr: FaultManager, lease_id: str, spec: pb.FaultSpec, duration: Duration, request_id: str = ""
+) -> Fault:
+    """Through the API's conversion, as InjectFault does."""
+    req = pb.InjectFaultRequest(
+        lease_id=lease_id, spec=spec, duration=duration, target=pb.Target(), request_id=request_id
+    )
+    return mgr.inject(inject_request(req, mgr.kinds, caller="test", caller_peer=""))
+
+
 def test_an_undo_record_that_changed_after_its_checkpoint_is_journaled_again(
     setup: tuple[FaultManager, MemoryInjector],
 ) -> None:
     mgr, inj = setup
     inj.final_undo_extra = {"pids": [7]}
-    lease = mgr.acquire_lease("t", secs(10))
-    fault = mgr.inject(lease.id, spec(), secs(60), pb.Target())
-    record = json.loads((mgr._journal.dir / f"{fault.id}.json").read_text())
+    lease = mgr.acquire_lease("t", ttl(10))
+    fault = inject(mgr, lease.id, spec(), secs(60))
+    record = json.loads((mgr._s.journal.dir / f"{fault.id}.json").read_text())
     assert record["phase"] == "applied" and record["undo"] == {"key": fault.id, "pids": [7]}
 
 
@@ -112,10 +129,10 @@ def test_intent_is_journaled_before_apply_and_forgotten_after_revert(
     setup: tuple[FaultManager, MemoryInjector],
 ) -> None:
     mgr, inj = setup
-    lease = mgr.acquire_lease("t", secs(10))
-    fault = mgr.inject(lease.id, spec(), secs(60), pb.Target())
+    lease = mgr.acquire_lease("t", ttl(10))
+    fault = inject(mgr, lease.id, spec(), secs(60))
     assert inj.journal_seen_at_apply == [fault.id]
-    record = json.loads((mgr._journal.dir / f"{fault.id}.json").read_text())
+    record = json.loads((mgr._s.journal.dir / f"{fault.id}.json").read_text())
     # The last checkpoint already holds the final undo record: no further write.
     assert record["phase"] == "applying" and record["undo"] == {"key": fault.id}
     assert fault.state == State.ACTIVE and inj.world == {fault.id: 50}
@@ -129,9 +146,9 @@ def test_failed_apply_rolls_back_and_leaves_no_record(
 ) -> None:
     mgr, inj = setup
     inj.fail_apply = True
-    lease = mgr.acquire_lease("t", secs(10))
+    lease = mgr.acquire_lease("t", ttl(10))
     with pytest.raises(ApplyError, match="kernel said no; the partial change was rolled back"):
-        mgr.inject(lease.id, spec(), secs(60), pb.Target())
+        inject(mgr, lease.id, spec(), secs(60))
     (fault,) = mgr.list_faults()
     assert fault.state == State.FAILED and fault.end_reason == EndReason.APPLY_FAILED
     assert inj.world == {} and mgr.journal_ids() == []
@@ -141,8 +158,8 @@ def test_failed_revert_stays_visible_and_is_retried_until_it_succeeds(
     setup: tuple[FaultManager, MemoryInjector],
 ) -> None:
     mgr, inj = setup
-    lease = mgr.acquire_lease("t", secs(10))
-    fault = mgr.inject(lease.id, spec(), secs(60), pb.Target())
+    lease = mgr.acquire_lease("t", ttl(10))
+    fault = inject(mgr, lease.id, spec(), secs(60))
     inj.fail_revert = 2
     after = mgr.revert(fault.id, EndReason.CLIENT_REVERT)
     assert after.state == State.REVERT_FAILED and "busy" in after.error
@@ -157,10 +174,10 @@ def test_lease_expiry_reverts_its_faults_with_the_reason(
     setup: tuple[FaultManager, MemoryInjector], clock: FakeClock
 ) -> None:
     mgr, _inj = setup
-    lease = mgr.acquire_lease("t", secs(3))
-    other = mgr.acquire_lease("u", secs(30))
-    mine = mgr.inject(lease.id, spec(), secs(60), pb.Target())
-    theirs = mgr.inject(other.id, spec(), secs(60), pb.Target())
+    lease = mgr.acquire_lease("t", ttl(3))
+    other = mgr.acquire_lease("u", ttl(30))
+    mine = inject(mgr, lease.id, spec(), secs(60))
+    theirs = inject(mgr, other.id, spec(), secs(60))
     clock.advance(2)
     mgr.renew_lease(other.id)
     clock.advance(1.01)
@@ -171,15 +188,15 @@ def test_lease_expiry_reverts_its_faults_with_the_reason(
     with pytest.raises(NotFound):
         mgr.renew_lease(lease.id)
     with pytest.raises(NotFound):
-        mgr.inject(lease.id, spec(), secs(60), pb.Target())
+        inject(mgr, lease.id, spec(), secs(60))
 
 
 def test_duration_ends_the_fault(
     setup: tuple[FaultManager, MemoryInjector], clock: FakeClock
 ) -> None:
     mgr, _inj = setup
-    lease = mgr.acquire_lease("t", secs(300))
-    fault = mgr.inject(lease.id, spec(), secs(5), pb.Target())
+    lease = mgr.acquire_lease("t", ttl(300))
+    fault = inject(mgr, lease.id, spec(), secs(5))
     clock.advance(5)
     mgr.run_due()
     assert wait_for(lambda: mgr.get(fault.id).state == State.REVERTED, 5)
@@ -190,40 +207,40 @@ def test_halt_latch_refuses_new_faults_until_resume(
     setup: tuple[FaultManager, MemoryInjector],
 ) -> None:
     mgr, _inj = setup
-    lease = mgr.acquire_lease("t", secs(30))
-    fault = mgr.inject(lease.id, spec(), secs(60), pb.Target())
+    lease = mgr.acquire_lease("t", ttl(30))
+    fault = inject(mgr, lease.id, spec(), secs(60))
     reverted, latched = mgr.halt(latch=True, reason="incident")
     assert latched and [f.id for f in reverted] == [fault.id]
     assert reverted[0].end_reason == EndReason.HALT
     with pytest.raises(FailedPrecondition, match="halted"):
-        mgr.inject(lease.id, spec(), secs(60), pb.Target())
+        inject(mgr, lease.id, spec(), secs(60))
     assert mgr.resume() is True
-    assert mgr.inject(lease.id, spec(), secs(60), pb.Target()).state == State.ACTIVE
+    assert inject(mgr, lease.id, spec(), secs(60)).state == State.ACTIVE
 
 
 def test_request_id_makes_inject_idempotent(setup: tuple[FaultManager, MemoryInjector]) -> None:
     mgr, inj = setup
-    lease = mgr.acquire_lease("t", secs(30))
-    a = mgr.inject(lease.id, spec(), secs(60), pb.Target(), request_id="r1")
-    b = mgr.inject(lease.id, spec(), secs(60), pb.Target(), request_id="r1")
+    lease = mgr.acquire_lease("t", ttl(30))
+    a = inject(mgr, lease.id, spec(), secs(60), request_id="r1")
+    b = inject(mgr, lease.id, spec(), secs(60), request_id="r1")
     assert a.id == b.id and len(inj.world) == 1
 
 
 def test_bad_requests_leave_nothing(setup: tuple[FaultManager, MemoryInjector]) -> None:
     mgr, inj = setup
-    lease = mgr.acquire_lease("t", secs(30))
+    lease = mgr.acquire_lease("t", ttl(30))
     with pytest.raises(InvalidArgument, match=r"^spec: no fault kind set"):
-        mgr.inject(lease.id, pb.FaultSpec(), secs(60), pb.Target())
+        inject(mgr, lease.id, pb.FaultSpec(), secs(60))
     with pytest.raises(InvalidArgument, match=r"^cpu.load_percent"):
-        mgr.inject(lease.id, spec(0), secs(60), pb.Target())
+        inject(mgr, lease.id, spec(0), secs(60))
     with pytest.raises(InvalidArgument, match=r"^duration: .*limit of 3600s"):
-        mgr.inject(lease.id, spec(), secs(7200), pb.Target())
+        inject(mgr, lease.id, spec(), secs(7200))
     with pytest.raises(FailedPrecondition, match="'memory' is not supported"):
-        mgr.inject(lease.id, pb.FaultSpec(memory=pb.MemorySpec(bytes=1)), secs(5), pb.Target())
+        inject(mgr, lease.id, pb.FaultSpec(memory=pb.MemorySpec(bytes=1)), secs(5))
     with pytest.raises(InvalidArgument, match=r"^ttl: .*limit of 300s"):
-        mgr.acquire_lease("t", secs(301))
+        mgr.acquire_lease("t", ttl(301))
     with pytest.raises(InvalidArgument, match=r"^holder"):
-        mgr.acquire_lease(" ", secs(10))
+        mgr.acquire_lease(" ", ttl(10))
     assert mgr.list_faults() == [] and inj.world == {} and mgr.journal_ids() == []
 
 
@@ -232,7 +249,7 @@ def test_recover_reverts_every_journaled_fault(tmp_path: Path, clock: FakeClock)
     journal.write("fault-old", {"kind": "cpu", "undo": {"key": "fault-old"}, "lease_id": "l"})
     inj = MemoryInjector(journal)
     inj.world["fault-old"] = 1
-    mgr = FaultManager({"cpu": inj}, journal, clock, Limits(), Metrics())
+    mgr = FaultManager({"cpu": inj}, journal, clock, Limits(), Metrics(), ProtoCodec())
     mgr.start(run_scheduler=False)
     (fault,) = mgr.recover()
     assert fault.state == State.REVERTED and fault.end_reason == EndReason.AGENT_RESTART
@@ -244,8 +261,8 @@ def test_overdue_gauge_reports_a_fault_past_its_lease(
     setup: tuple[FaultManager, MemoryInjector], clock: FakeClock
 ) -> None:
     mgr, _ = setup
-    lease = mgr.acquire_lease("t", secs(3))
-    fault = mgr.inject(lease.id, spec(), secs(60), pb.Target())
+    lease = mgr.acquire_lease("t", ttl(3))
+    fault = inject(mgr, lease.id, spec(), secs(60))
     assert mgr._overdue_by_kind() == {"cpu": 0.0}
     clock.advance(5)  # the scheduler has not run: the switch is late by 2 s
     assert mgr._overdue_by_kind()["cpu"] == pytest.approx(2.0)
@@ -258,14 +275,14 @@ def test_history_keeps_the_newest_ended_faults_and_every_live_one(
     setup: tuple[FaultManager, MemoryInjector], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mgr, _ = setup
-    monkeypatch.setattr(manager_module, "HISTORY_LIMIT", 3)
-    lease = mgr.acquire_lease("t", secs(10))
-    kept_live = mgr.inject(lease.id, spec(), secs(60), pb.Target())  # oldest of all, stays
+    monkeypatch.setattr(table_module, "HISTORY_LIMIT", 3)
+    lease = mgr.acquire_lease("t", ttl(10))
+    kept_live = inject(mgr, lease.id, spec(), secs(60))  # oldest of all, stays
     ended = []
     for _ in range(6):
-        f = mgr.inject(lease.id, spec(), secs(60), pb.Target())
+        f = inject(mgr, lease.id, spec(), secs(60))
         ended.append(mgr.revert(f.id, EndReason.CLIENT_REVERT).id)
-    last = mgr.inject(lease.id, spec(), secs(60), pb.Target())  # prunes on inject
+    last = inject(mgr, lease.id, spec(), secs(60))  # prunes on inject
     ids = [f.id for f in mgr.list_faults()]
     assert ids == [kept_live.id, *ended[-3:], last.id]
     assert mgr.active_count() == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.core.errors import InvalidArgument, ResourceExhausted
-from agent.faults.base import Limits
+from agent.core.limits import Limits
 from agent.faults.resource.cpu import duty_percent
 from agent.faults.resource.disk import Amount, correction, fill_size
 from agent.faults.resource.disk import reserve_bytes as disk_reserve

@@ -9,8 +9,9 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 
 from agent.core.errors import InvalidArgument
+from agent.core.limits import Limits
 from agent.core.validation import duration_seconds
-from agent.faults.base import InjectorContext, Limits, Markers, RequestContext
+from agent.faults.base import InjectorContext, Markers, RequestContext
 from agent.faults.resource.cpu import CpuInjector
 from agent.kernel import procs
 from brownout.v1 import agent_pb2 as pb
@@ -90,12 +91,12 @@ def dur(seconds: int, nanos: int = 0) -> Duration:
 )
 def test_bad_durations(value: Duration, fragment: str) -> None:
     with pytest.raises(InvalidArgument) as err:
-        duration_seconds("duration", value, maximum=3600)
+        duration_seconds("duration", value.seconds, value.nanos, maximum=3600)
     assert err.value.field == "duration"
     assert fragment in str(err.value)
 
 
 def test_minimum_is_enforced() -> None:
     with pytest.raises(InvalidArgument, match="at least 1s"):
-        duration_seconds("ttl", dur(0, 500_000_000), maximum=300, minimum=1)
-    assert duration_seconds("ttl", dur(1, 500_000_000), maximum=300, minimum=1) == 1.5
+        duration_seconds("ttl", 0, 500_000_000, maximum=300, minimum=1)
+    assert duration_seconds("ttl", 1, 500_000_000, maximum=300, minimum=1) == 1.5

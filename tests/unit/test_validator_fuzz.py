@@ -16,6 +16,7 @@ import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 import pytest
@@ -27,9 +28,11 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from agent.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ResourceExhausted
-from agent.faults.base import Injector, InjectorContext, Limits, Markers, RequestContext
+from agent.core.limits import Limits
+from agent.faults.base import Injector, InjectorContext, Markers, RequestContext
 from agent.faults.registry import build_injectors
 from agent.kernel import fs, procs
+from brownout import kinds
 from brownout.v1 import agent_pb2 as pb
 from tests.strategies import messages, one_field_off, single_field_messages
 
@@ -134,7 +137,7 @@ def injectors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 @dataclass(frozen=True)
 class Registry:
-    injectors: dict[str, Injector]
+    injectors: dict[str, Injector[Any]]
     markers: Markers
 
 
@@ -154,11 +157,12 @@ def test_every_injector_fills_a_spec_arm(injectors: Registry) -> None:
     assert injectors.injectors, "the registry builds no injector"
     for kind, inj in injectors.injectors.items():
         assert inj.kind == kind
-        assert inj.spec_field in SPEC_ARMS, f"{kind}: {inj.spec_field!r} is not a FaultSpec arm"
+        field = kinds.by_name(kind).field
+        assert field in SPEC_ARMS, f"{kind}: {field!r} is not a FaultSpec arm"
 
 
 def validate_once(
-    inj: Injector, arm: str, spec: Message, target: pb.Target, request: RequestContext
+    inj: Injector[Any], arm: str, spec: Message, target: pb.Target, request: RequestContext
 ) -> str:
     """What validate() did ("plan" or the refusal's class); fails on anything else."""
     try:
@@ -183,7 +187,7 @@ def test_validate_returns_a_plan_or_a_named_refusal(injectors: Registry, arm: st
     """Arbitrary specs and targets; then, from the first few that validated,
     every single field set to each of its edge values in turn."""
     state = injectors.markers.state_dir
-    inj = next((i for i in injectors.injectors.values() if i.spec_field == arm), None)
+    inj = next((i for k, i in injectors.injectors.items() if kinds.by_name(k).field == arm), None)
     if inj is None:
         pytest.skip(f"no injector handles FaultSpec.{arm} yet")
     spec_cls = GetMessageClass(SPEC_ARMS[arm])
@@ -240,7 +244,7 @@ def test_validate_returns_a_plan_or_a_named_refusal(injectors: Registry, arm: st
 
 
 def validate_once_noted(
-    inj: Injector,
+    inj: Injector[Any],
     arm: str,
     spec: Message,
     target: pb.Target,

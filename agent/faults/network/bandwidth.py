@@ -23,7 +23,8 @@ from google.protobuf.message import Message
 
 from agent.core.errors import InvalidArgument
 from agent.core.validation import duration_seconds
-from agent.faults.network.shaping import Request, Shape, ShapingInjector
+from agent.faults.network.qdisc_tree import Shape
+from agent.faults.network.shaping import Request, ShapingInjector
 from agent.faults.network.traffic import parse_filter
 from agent.kernel.net.tcwire import U32_MAX, bfifo
 from brownout.v1 import agent_pb2 as pb
@@ -76,7 +77,11 @@ def parse_bandwidth(spec: pb.BandwidthSpec) -> Sizing:
             )
         return _at_least_one_gso(rate, burst, spec.limit_bytes, "limit_bytes")
     latency = duration_seconds(
-        "bandwidth.latency", spec.latency, maximum=MAX_LATENCY_S, required=False
+        "bandwidth.latency",
+        spec.latency.seconds,
+        spec.latency.nanos,
+        maximum=MAX_LATENCY_S,
+        required=False,
     )
     if latency:
         limit = min(U32_MAX, burst + int(rate * latency))
@@ -98,8 +103,6 @@ def _at_least_one_gso(rate: int, burst: int, limit: int, given: str) -> Sizing:
 
 class BandwidthInjector(ShapingInjector):
     kind = "bandwidth"
-    proto_kind = pb.FAULT_KIND_BANDWIDTH
-    spec_field = "bandwidth"
     survives_reboot = False
     needs = {
         "htb": "CONFIG_NET_SCH_HTB",

@@ -7,14 +7,14 @@ so do we, read from the same files, never by running tc.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from google.protobuf.message import Message
 
 from agent.core.errors import FailedPrecondition, InvalidArgument
 from agent.core.validation import duration_seconds, number_in_range
-from agent.faults.network.shaping import Request, Shape, ShapingInjector
+from agent.faults.network.qdisc_tree import Shape
+from agent.faults.network.shaping import Request, ShapingInjector
 from agent.faults.network.traffic import parse_filter
+from agent.kernel.net import tcwire
 from agent.kernel.net.tcwire import NetemParams, netem
 from brownout.v1 import agent_pb2 as pb
 
@@ -22,7 +22,6 @@ MAX_DELAY_S = 3600.0
 MAX_JITTER_S = 2.0  # the kernel keeps jitter in a signed 32-bit count of ns
 CARRIER_RATE = 12_500_000_000  # bytes/s (100 Gbit/s): the HTB class must never limit
 CARRIER_BURST = 1 << 20
-NETEM_DIST_MAX = 16384
 DIST_DIRS = (
     "/usr/lib/x86_64-linux-gnu/tc",
     "/usr/lib/aarch64-linux-gnu/tc",
@@ -39,29 +38,10 @@ DISTRIBUTIONS = {
 
 def load_distribution(name: str, dirs: tuple[str, ...] = DIST_DIRS) -> tuple[int, ...]:
     """iproute2's table for name, or FailedPrecondition naming where we looked."""
-    for d in dirs:
-        path = Path(d) / f"{name}.dist"
-        try:
-            text = path.read_text()
-        except OSError:
-            continue
-        values = [
-            int(tok)
-            for line in text.splitlines()
-            if not line.lstrip().startswith("#")
-            for tok in line.split()
-        ]
-        if (
-            not values
-            or len(values) > NETEM_DIST_MAX
-            or not all(-32768 <= v <= 32767 for v in values)
-        ):
-            raise FailedPrecondition(f"netem distribution table {path} is malformed")
-        return tuple(values)
-    raise FailedPrecondition(
-        f"no netem table for the {name} distribution on this node (looked for {name}.dist in"
-        f" {', '.join(dirs)}; Debian's iproute2 package provides it)"
-    )
+    try:
+        return tcwire.read_distribution(name, dirs)
+    except ValueError as exc:
+        raise FailedPrecondition(str(exc)) from None
 
 
 def _percent(field: str, value: float) -> float:
@@ -70,8 +50,12 @@ def _percent(field: str, value: float) -> float:
 
 def parse_netem(spec: pb.NetemSpec) -> NetemParams:
     """Validate every netem parameter (pure, apart from reading a distribution table)."""
-    delay = duration_seconds("netem.delay", spec.delay, maximum=MAX_DELAY_S, required=False)
-    jitter = duration_seconds("netem.jitter", spec.jitter, maximum=MAX_JITTER_S, required=False)
+    delay = duration_seconds(
+        "netem.delay", spec.delay.seconds, spec.delay.nanos, maximum=MAX_DELAY_S, required=False
+    )
+    jitter = duration_seconds(
+        "netem.jitter", spec.jitter.seconds, spec.jitter.nanos, maximum=MAX_JITTER_S, required=False
+    )
     loss = _percent("loss_percent", spec.loss_percent)
     reorder = _percent("reorder_percent", spec.reorder_percent)
     params = NetemParams(
@@ -147,8 +131,6 @@ def describe(p: NetemParams, spec: pb.NetemSpec) -> dict[str, str]:
 
 class NetemInjector(ShapingInjector):
     kind = "netem"
-    proto_kind = pb.FAULT_KIND_NETEM
-    spec_field = "netem"
     survives_reboot = False
     needs = {
         "netem": "CONFIG_NET_SCH_NETEM",

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import structlog
 from google.protobuf.message import Message
@@ -79,6 +80,19 @@ MAX_RULES = 512
 BASE_CHAINS = {"input": HOOK_INPUT, "output": HOOK_OUTPUT}
 PROBE_PEER = ipaddress.ip_network("192.0.2.1/32")
 _edit_lock = threading.Lock()  # serialises this agent's edits of its tables
+
+
+class RuleRecord(TypedDict):
+    chain: str
+    handle: int
+
+
+class PartitionUndo(TypedDict):
+    netns: dict[str, Any]
+    table: str
+    comment: str
+    chains: list[str]
+    rules: list[RuleRecord]
 
 
 @dataclass(frozen=True)
@@ -189,7 +203,7 @@ def parse_partition(spec: pb.PartitionSpec) -> tuple[Any, ...]:
     return peers, ports, protocol, ingress, egress, exclude
 
 
-def _commit(nft: Nft, msgs: list[Msg], what: str) -> list[dict[str, Any]]:
+def _commit(nft: Nft, msgs: list[Msg], what: str) -> list[RuleRecord]:
     created = nft.commit(msgs, what)
     return [{"chain": r.chain, "handle": r.handle} for r in created]
 
@@ -244,8 +258,6 @@ def _probe() -> None:
 
 class PartitionInjector:
     kind = "partition"
-    proto_kind = pb.FAULT_KIND_PARTITION
-    spec_field = "partition"
     survives_reboot = False
 
     def __init__(self, ctx: InjectorContext) -> None:
@@ -278,14 +290,13 @@ class PartitionInjector:
             )
         return plan
 
-    def apply(self, fault_id: str, plan: Any, checkpoint: Checkpoint) -> Applied:
-        assert isinstance(plan, PartitionPlan)
+    def apply(self, fault_id: str, plan: PartitionPlan, checkpoint: Checkpoint) -> Applied:
         chains = [
             fault_chain(fault_id, output)
             for output in (False, True)
             if (plan.egress if output else plan.ingress)
         ]
-        undo: dict[str, Any] = {
+        undo: PartitionUndo = {
             "netns": plan.netns.record(),
             "table": self._table,
             "comment": comment(fault_id),
@@ -316,7 +327,7 @@ class PartitionInjector:
         }
         return Applied(undo, summary)
 
-    def revert(self, fault_id: str, undo: dict[str, Any] | None) -> None:
+    def revert(self, fault_id: str, undo: Mapping[str, Any] | None) -> None:
         if not undo or "netns" not in undo:
             return
         ref = NetnsRef.from_record(undo["netns"])

@@ -5,10 +5,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-import psutil
-
 from agent.faults.base import InjectorContext, RequestContext
 from agent.faults.network.traffic import peer_addresses
+from agent.kernel import sysinfo
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -30,12 +29,7 @@ def listen_ports(listen: str) -> tuple[int, ...]:
     _, _, port = listen.rpartition(":")
     if port.isdigit() and int(port):
         ports.add(int(port))
-    try:
-        for conn in psutil.Process().net_connections("tcp"):
-            if conn.status == psutil.CONN_LISTEN and conn.laddr:
-                ports.add(int(conn.laddr.port))
-    except psutil.Error:
-        pass
+    ports |= sysinfo.listening_tcp_ports()
     return tuple(sorted(ports))
 
 

@@ -8,20 +8,26 @@ P % x min(N, Q) CPUs in all, spread evenly over the N workers.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from google.protobuf.message import Message
 
 from agent.core.errors import InvalidArgument
 from agent.core.validation import number_in_range
 from agent.faults import targets
-from agent.faults.base import Applied, Capability, Checkpoint, InjectorContext, RequestContext
-from agent.kernel import cgroups, procs
+from agent.faults.base import Applied, Capability, Checkpoint, RequestContext
+from agent.faults.resource.workers import WorkerInjector, WorkerRecord
+from agent.kernel import cgroups, sysinfo
 from brownout.v1 import agent_pb2 as pb
 
-WORKER_MODULE = "agent.workers.cpu_burn"
+
+class CpuWorker(WorkerRecord):
+    core: int
+
+
+class CpuUndo(TypedDict):
+    workers: list[CpuWorker]
 
 
 @dataclass(frozen=True)
@@ -48,19 +54,15 @@ def _ranges(cores: list[int]) -> str:
     return ",".join(str(c) for c in cores)
 
 
-class CpuInjector:
+class CpuInjector(WorkerInjector):
     kind = "cpu"
-    proto_kind = pb.FAULT_KIND_CPU
-    spec_field = "cpu"
     survives_reboot = False
-
-    def __init__(self, ctx: InjectorContext, spawner: procs.Spawner) -> None:
-        self._ctx = ctx
-        self._spawner = spawner
+    module = "agent.workers.cpu_burn"
+    what = "cpu worker"
 
     def probe(self) -> Capability:
         try:
-            os.sched_getaffinity(0)
+            sysinfo.allowed_cpus()
         except OSError as exc:
             return Capability(False, f"sched_getaffinity unavailable: {exc.strerror}")
         return Capability(True)
@@ -70,7 +72,7 @@ class CpuInjector:
         load = number_in_range("cpu.load_percent", spec.load_percent, 1, 100, "%")
         placement = targets.placement(target, self.kind)
         quota = cgroups.cpu_quota(placement) if placement else None
-        allowed = sorted(os.sched_getaffinity(0))
+        allowed = sysinfo.allowed_cpus()
         cpuset = cgroups.effective_cpus(placement) if placement else None
         if cpuset is not None:
             # The workers join the target's cpuset: only its CPUs can be burned.
@@ -108,10 +110,9 @@ class CpuInjector:
         # Highest-numbered first: CPU 0 usually carries more of the system's interrupts.
         return CpuPlan(tuple(sorted(allowed, reverse=True)[: spec.cores]), load, placement, quota)
 
-    def apply(self, fault_id: str, plan: Any, checkpoint: Checkpoint) -> Applied:
-        assert isinstance(plan, CpuPlan)
-        workers: list[dict[str, int]] = []
-        undo: dict[str, Any] = {"workers": workers}
+    def apply(self, fault_id: str, plan: CpuPlan, checkpoint: Checkpoint) -> Applied:
+        workers: list[CpuWorker] = []
+        undo: CpuUndo = {"workers": workers}
         placement = plan.placement
 
         def place(pid: int) -> None:
@@ -119,13 +120,8 @@ class CpuInjector:
                 cgroups.attach(pid, placement)
 
         for core in plan.cores:
-            argv = procs.worker_argv(
-                WORKER_MODULE,
-                ["--core", str(core), "--load", repr(plan.duty_percent)],
-                self._ctx.markers.instance,
-                fault_id,
-            )
-            ref = self._spawner.spawn(argv, before_go=place)
+            args = ["--core", str(core), "--load", repr(plan.duty_percent)]
+            ref = self.spawn(fault_id, args, before_go=place)
             workers.append({"pid": ref.pid, "start_time": ref.start_time, "core": core})
             checkpoint(undo)
         summary = {
@@ -138,18 +134,3 @@ class CpuInjector:
             summary["worker_duty_percent"] = f"{plan.duty_percent:g}"
             summary["quota_cpus"] = "none" if plan.quota_cpus is None else f"{plan.quota_cpus:g}"
         return Applied(undo, summary)
-
-    def revert(self, fault_id: str, undo: dict[str, Any] | None) -> None:
-        procs.kill_fault_workers(
-            self._ctx.markers.instance,
-            fault_id,
-            WORKER_MODULE,
-            (undo or {}).get("workers", []),
-            self._spawner,
-            "cpu workers",
-        )
-
-    def sweep(self) -> list[str]:
-        return procs.sweep_workers(
-            self._ctx.markers.instance, WORKER_MODULE, self._spawner, "cpu worker"
-        )

@@ -16,24 +16,18 @@ Revert only unlinks, which needs no free space.
 
 from __future__ import annotations
 
-import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from google.protobuf.message import Message
 
 from agent.core.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from agent.core.limits import Limits
 from agent.core.validation import number_in_range
-from agent.faults.base import (
-    Applied,
-    Capability,
-    Checkpoint,
-    InjectorContext,
-    Limits,
-    RequestContext,
-)
+from agent.faults.base import Applied, Capability, Checkpoint, InjectorContext, RequestContext
 from agent.kernel import fs
 from brownout.v1 import agent_pb2 as pb
 
@@ -121,18 +115,10 @@ def resolve_dir(field: str, text: str) -> Path:
     """An absolute path to an existing directory, symlinks resolved."""
     if not text:
         raise InvalidArgument(field, "is required: an absolute path to an existing directory")
-    if "\0" in text or not os.path.isabs(text):
-        raise InvalidArgument(field, f"must be an absolute path, got {text!r}")
     try:
-        resolved = Path(os.path.realpath(text))
-    except OSError as exc:  # e.g. a /proc link the agent may not follow
-        raise InvalidArgument(field, f"cannot resolve {text}: {exc.strerror}") from None
-    # os.path, not pathlib: any OSError (e.g. a name too long) means "no such directory".
-    if not os.path.exists(resolved):
-        raise InvalidArgument(field, f"{text} does not exist")
-    if not os.path.isdir(resolved):
-        raise InvalidArgument(field, f"{text} (resolved: {resolved}) is not a directory")
-    return resolved
+        return fs.real_dir(text)
+    except ValueError as exc:
+        raise InvalidArgument(field, str(exc)) from None
 
 
 def mount_point(field: str, path: Path) -> Path:
@@ -154,10 +140,13 @@ def _conflict(other: str, mount: Path) -> FailedPrecondition:
     )
 
 
+class DiskUndo(TypedDict):
+    files: list[str]
+    dev: int
+
+
 class DiskInjector:
     kind = "disk"
-    proto_kind = pb.FAULT_KIND_DISK
-    spec_field = "disk"
     survives_reboot = True
 
     def __init__(self, ctx: InjectorContext) -> None:
@@ -213,15 +202,14 @@ class DiskInjector:
                 "set one of disk.fill_percent, disk.write_bytes, disk.leave_free_bytes",
             )
         mount = mount_point("disk.path", path)
-        dev = os.stat(mount).st_dev
+        dev = fs.device_of(mount)
         self._busy(dev, mount)
         u = fs.usage(mount)
         keep, reserve = self._keep(mount, u.total, spec.allow_full)
         fill_size(amount, u, keep, str(mount))  # refuse now what cannot be done
         return DiskPlan(path, mount, dev, amount, spec.allow_full, keep, reserve)
 
-    def apply(self, fault_id: str, plan: Any, checkpoint: Checkpoint) -> Applied:
-        assert isinstance(plan, DiskPlan)
+    def apply(self, fault_id: str, plan: DiskPlan, checkpoint: Checkpoint) -> Applied:
         # Check and claim in one step: two fills may both have passed validate.
         with self._lock:
             other = self._fills.setdefault(plan.dev, fault_id)
@@ -230,19 +218,15 @@ class DiskInjector:
         name = fs.file_name(fault_id, self._ctx.markers.instance, KIND_SUFFIX)
         path = fs.brownout_dir(plan.mount) / name
         # Journaled before the file exists: a crash from here on is reverted.
-        undo: dict[str, Any] = {"files": [str(path)], "dev": plan.dev}
+        undo: DiskUndo = {"files": [str(path)], "dev": plan.dev}
         checkpoint(undo)
         before = fs.usage(plan.mount)
         size = fill_size(plan.amount, before, plan.keep, str(plan.mount))
-        fd = fs.create(path)
-        try:
-            method = fs.grow(fd, 0, size.bytes)
+        with fs.FillFile(path) as fill:
+            method = fill.grow(0, size.bytes)
             allocated = size.bytes
             if plan.amount.field != "write_bytes":
-                allocated += self._correct(fd, plan, allocated)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+                allocated += self._correct(fill, plan, allocated)
         after = fs.usage(plan.mount)
         return Applied(
             undo,
@@ -262,17 +246,17 @@ class DiskInjector:
             },
         )
 
-    def _correct(self, fd: int, plan: DiskPlan, allocated: int) -> int:
+    def _correct(self, fill: fs.FillFile, plan: DiskPlan, allocated: int) -> int:
         """One pass towards the target after the first allocation, for what
         metadata (or others) took meanwhile. Returns the change in bytes."""
         delta = correction(plan.amount, fs.usage(plan.mount), plan.keep, allocated)
         if delta > 0:
-            fs.grow(fd, allocated, delta)
+            fill.grow(allocated, delta)
         elif delta < 0:
-            os.ftruncate(fd, allocated + delta)
+            fill.truncate(allocated + delta)
         return delta
 
-    def revert(self, fault_id: str, undo: dict[str, Any] | None) -> None:
+    def revert(self, fault_id: str, undo: Mapping[str, Any] | None) -> None:
         with self._lock:
             for dev in [d for d, f in self._fills.items() if f == fault_id]:
                 del self._fills[dev]

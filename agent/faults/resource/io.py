@@ -9,21 +9,21 @@ pass, so the IO reaches the device rather than staying in memory.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from google.protobuf.message import Message
 
 from agent.core.errors import InvalidArgument, ResourceExhausted
 from agent.faults import targets
-from agent.faults.base import Applied, Capability, Checkpoint, InjectorContext, RequestContext
+from agent.faults.base import Applied, Capability, Checkpoint, RequestContext
 from agent.faults.resource.disk import mount_point, reserve_bytes, resolve_dir
-from agent.kernel import cgroups, fs, procs
+from agent.faults.resource.workers import WorkerInjector, WorkerRecord
+from agent.kernel import cgroups, fs
 from brownout.v1 import agent_pb2 as pb
 
-WORKER_MODULE = "agent.workers.io_stress"
 KIND_SUFFIX = "io"
 MAX_WORKERS = 64
 MIN_BLOCK, MAX_BLOCK = 512, 64 * 1024 * 1024
@@ -75,20 +75,20 @@ def check_sizes(workers: int, block: int, per_worker: int, direct: bool) -> tupl
     return block, per_worker
 
 
-class IoInjector:
-    kind = "io"
-    proto_kind = pb.FAULT_KIND_IO
-    spec_field = "io"
-    survives_reboot = True
+class IoUndo(TypedDict):
+    files: list[str]
+    workers: list[WorkerRecord]
 
-    def __init__(self, ctx: InjectorContext, spawner: procs.Spawner) -> None:
-        self._ctx = ctx
-        self._spawner = spawner
+
+class IoInjector(WorkerInjector):
+    kind = "io"
+    survives_reboot = True
+    module = "agent.workers.io_stress"
+    what = "io worker"
 
     def probe(self) -> Capability:
-        if not hasattr(os, "posix_fadvise") or not hasattr(os, "O_DIRECT"):
-            return Capability(False, "posix_fadvise or O_DIRECT unavailable on this platform")
-        return Capability(True)
+        missing = fs.direct_io_missing()
+        return Capability(False, missing) if missing else Capability(True)
 
     def validate(self, spec: Message, target: pb.Target, request: RequestContext) -> IoPlan:
         assert isinstance(spec, pb.IoSpec)
@@ -112,15 +112,14 @@ class IoInjector:
             )
         return IoPlan(path, mount, spec.workers, mode, block, spec.direct, per_worker, placement)
 
-    def apply(self, fault_id: str, plan: Any, checkpoint: Checkpoint) -> Applied:
-        assert isinstance(plan, IoPlan)
+    def apply(self, fault_id: str, plan: IoPlan, checkpoint: Checkpoint) -> Applied:
         files = [
             fs.brownout_dir(plan.mount)
             / fs.file_name(fault_id, self._ctx.markers.instance, f"{KIND_SUFFIX}{i}")
             for i in range(plan.workers)
         ]
-        workers: list[dict[str, int]] = []
-        undo: dict[str, Any] = {"files": [str(f) for f in files], "workers": workers}
+        workers: list[WorkerRecord] = []
+        undo: IoUndo = {"files": [str(f) for f in files], "workers": workers}
         checkpoint(undo)
         placement = plan.placement
 
@@ -129,24 +128,10 @@ class IoInjector:
                 cgroups.attach(pid, placement)
 
         for f in files:
-            os.close(fs.create(f))
-            argv = procs.worker_argv(
-                WORKER_MODULE,
-                [
-                    "--file",
-                    str(f),
-                    "--mode",
-                    plan.mode,
-                    "--block-size",
-                    str(plan.block_size),
-                    "--bytes",
-                    str(plan.bytes_per_worker),
-                    *(["--direct"] if plan.direct else []),
-                ],
-                self._ctx.markers.instance,
-                fault_id,
-            )
-            ref = self._spawner.spawn(argv, before_go=place)
+            fs.create_empty(f)
+            args = ["--file", str(f), "--mode", plan.mode, "--block-size", str(plan.block_size)]
+            args += ["--bytes", str(plan.bytes_per_worker), *(["--direct"] if plan.direct else [])]
+            ref = self.spawn(fault_id, args, before_go=place)
             workers.append({"pid": ref.pid, "start_time": ref.start_time})
             checkpoint(undo)
         summary = {
@@ -164,23 +149,13 @@ class IoInjector:
             summary["cgroup"] = cgroups.describe(placement)
         return Applied(undo, summary)
 
-    def revert(self, fault_id: str, undo: dict[str, Any] | None) -> None:
-        undo = undo or {}
-        procs.kill_fault_workers(
-            self._ctx.markers.instance,
-            fault_id,
-            WORKER_MODULE,
-            undo.get("workers", []),
-            self._spawner,
-            "io workers",
-        )
+    def revert(self, fault_id: str, undo: Mapping[str, Any] | None) -> None:
+        self.kill_workers(fault_id, undo)
         # Workers first: a file is only deleted once nothing writes to it.
-        fs.remove([Path(p) for p in undo.get("files", [])])
+        fs.remove([Path(p) for p in (undo or {}).get("files", [])])
 
     def sweep(self) -> list[str]:
-        swept = procs.sweep_workers(
-            self._ctx.markers.instance, WORKER_MODULE, self._spawner, "io worker"
-        )
+        swept = super().sweep()
         leftovers = [
             p
             for p, kind in fs.marked_files(self._ctx.markers.instance)

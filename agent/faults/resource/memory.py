@@ -10,31 +10,25 @@ so memory taken by others during a slow ramp is still respected.
 
 from __future__ import annotations
 
-import mmap
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypedDict
 
 from google.protobuf.message import Message
 
 from agent.core.errors import InvalidArgument, ResourceExhausted
+from agent.core.limits import Limits
 from agent.core.validation import finite_number, number_in_range
 from agent.faults import targets
-from agent.faults.base import (
-    Applied,
-    Capability,
-    Checkpoint,
-    InjectorContext,
-    Limits,
-    RequestContext,
-)
-from agent.kernel import cgroups, meminfo, procs
+from agent.faults.base import Applied, Capability, Checkpoint, InjectorContext, RequestContext
+from agent.faults.resource.workers import WorkerInjector, WorkerRecord
+from agent.kernel import cgroups, meminfo, procs, sysinfo
 from brownout.v1 import agent_pb2 as pb
 
-WORKER_MODULE = "agent.workers.memory_leak"
 LEAK_OOM_SCORE_ADJ = 1000
 MIB = 1024 * 1024
-PAGE = mmap.PAGESIZE
+PAGE = sysinfo.PAGE_SIZE
 
 
 def reserve_bytes(total: int, limits: Limits) -> int:
@@ -85,15 +79,18 @@ class _Leak:
     bytes: int
 
 
-class MemoryInjector:
+class MemoryUndo(TypedDict):
+    workers: list[WorkerRecord]
+
+
+class MemoryInjector(WorkerInjector):
     kind = "memory"
-    proto_kind = pb.FAULT_KIND_MEMORY
-    spec_field = "memory"
     survives_reboot = False
+    module = "agent.workers.memory_leak"
+    what = "memory leak worker"
 
     def __init__(self, ctx: InjectorContext, spawner: procs.Spawner) -> None:
-        self._ctx = ctx
-        self._spawner = spawner
+        super().__init__(ctx, spawner)
         self._lock = threading.Lock()
         self._leaks: dict[str, _Leak] = {}
 
@@ -152,8 +149,7 @@ class MemoryInjector:
         size = replace(size, requested=requested)
         return MemoryPlan(size, rate * MIB, reserve, available, placement)
 
-    def apply(self, fault_id: str, plan: Any, checkpoint: Checkpoint) -> Applied:
-        assert isinstance(plan, MemoryPlan)
+    def apply(self, fault_id: str, plan: MemoryPlan, checkpoint: Checkpoint) -> Applied:
         placement = plan.placement
 
         def place(pid: int) -> None:
@@ -162,21 +158,9 @@ class MemoryInjector:
             if placement:
                 cgroups.attach(pid, placement)
 
-        argv = procs.worker_argv(
-            WORKER_MODULE,
-            [
-                "--bytes",
-                str(plan.size.bytes),
-                "--rate",
-                repr(plan.rate_bytes),
-                "--reserve",
-                str(plan.reserve),
-            ],
-            self._ctx.markers.instance,
-            fault_id,
-        )
-        ref = self._spawner.spawn(argv, before_go=place)
-        undo: dict[str, Any] = {"workers": [{"pid": ref.pid, "start_time": ref.start_time}]}
+        args = ["--bytes", str(plan.size.bytes), "--rate", repr(plan.rate_bytes)]
+        ref = self.spawn(fault_id, [*args, "--reserve", str(plan.reserve)], before_go=place)
+        undo: MemoryUndo = {"workers": [{"pid": ref.pid, "start_time": ref.start_time}]}
         checkpoint(undo)
         with self._lock:
             self._leaks[fault_id] = _Leak(ref, plan.size.bytes)
@@ -197,19 +181,7 @@ class MemoryInjector:
             summary["cgroup_memory_limit"] = "none" if limit is None else str(limit)
         return Applied(undo, summary)
 
-    def revert(self, fault_id: str, undo: dict[str, Any] | None) -> None:
+    def revert(self, fault_id: str, undo: Mapping[str, Any] | None) -> None:
         with self._lock:
             self._leaks.pop(fault_id, None)
-        procs.kill_fault_workers(
-            self._ctx.markers.instance,
-            fault_id,
-            WORKER_MODULE,
-            (undo or {}).get("workers", []),
-            self._spawner,
-            "memory leak workers",
-        )
-
-    def sweep(self) -> list[str]:
-        return procs.sweep_workers(
-            self._ctx.markers.instance, WORKER_MODULE, self._spawner, "memory leak worker"
-        )
+        self.kill_workers(fault_id, undo)

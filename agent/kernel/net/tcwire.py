@@ -1,6 +1,7 @@
 """Binary TCA_OPTIONS payloads for the qdiscs, classes and filters Brownout uses.
 
-Pure functions (no kernel access), so each layout is unit tested. We encode
+Pure functions (no kernel access, but for reading iproute2's distribution
+tables), so each layout is unit tested. We encode
 these ourselves rather than through pyroute2's per-kind helpers because those
 cannot express what we need: netem's 64-bit latency and jitter, its delay
 distribution table, HTB's direct queue length and 64-bit rates. Layouts
@@ -13,6 +14,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 PSCHED_SHIFT = 6  # one psched tick is 2**6 ns
 TC_LINKLAYER_ETHERNET = 1  # a known link layer: the kernel wants no rate table
@@ -181,3 +183,34 @@ def u32_filter(keys: Sequence[U32Key], classid: int) -> bytes:
 def filter_info(prio: int, protocol: int) -> int:
     """tcm_info of a filter: priority in the high half, protocol in network order."""
     return (prio << 16) | int(struct.unpack("=H", struct.pack(">H", protocol))[0])
+
+
+NETEM_DIST_MAX = 16384
+
+
+def read_distribution(name: str, dirs: tuple[str, ...]) -> tuple[int, ...]:
+    """iproute2's netem delay table for name (normal.dist, ...), from the first of
+    dirs that has it; ValueError saying where it looked or what is wrong."""
+    for d in dirs:
+        path = Path(d) / f"{name}.dist"
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        values = [
+            int(tok)
+            for line in text.splitlines()
+            if not line.lstrip().startswith("#")
+            for tok in line.split()
+        ]
+        if (
+            not values
+            or len(values) > NETEM_DIST_MAX
+            or not all(-32768 <= v <= 32767 for v in values)
+        ):
+            raise ValueError(f"netem distribution table {path} is malformed")
+        return tuple(values)
+    raise ValueError(
+        f"no netem table for the {name} distribution on this node (looked for {name}.dist in"
+        f" {', '.join(dirs)}; Debian's iproute2 package provides it)"
+    )
