@@ -25,9 +25,10 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from agent import sdnotify
+from agent.api.audit import denied_auditor
 from agent.api.authz import Allowlist, AuthzInterceptor
 from agent.api.convert import ProtoCodec
-from agent.api.server import AgentServicer, denied_auditor
+from agent.api.server import AgentServicer
 from agent.api.tls import (
     TlsConfigError,
     check_plaintext_allowed,

@@ -1,5 +1,6 @@
-"""The gRPC servicer: thin. Maps wire <-> domain, errors to status codes,
-audits every mutating call with the caller's identity and times every call."""
+"""The gRPC servicer: thin. Maps wire <-> domain (convert), errors to status
+codes, audits every mutating call with the caller's identity (audit) and
+times every call."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import grpc
 import structlog
 from google.protobuf.message import Message
 
-from agent.api.authz import peer_identities
+from agent.api.audit import audit, caller_identity
 from agent.api.convert import (
     PB_TO_STATE,
     duration,
@@ -44,8 +45,6 @@ from brownout.v1 import agent_pb2 as pb
 from brownout.v1 import agent_pb2_grpc as pb_grpc
 from brownout.version import __version__
 
-log = structlog.get_logger("audit")
-
 MAX_WATCHERS = 16
 MAX_DETAIL_BYTES = 1024
 _CODES: list[tuple[type[AgentError], grpc.StatusCode]] = [
@@ -62,12 +61,6 @@ _CODES: list[tuple[type[AgentError], grpc.StatusCode]] = [
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp")
 Handler = Callable[[Any, Req, grpc.ServicerContext], Resp]
-
-
-def caller_identity(context: grpc.ServicerContext) -> str:
-    """The TLS identity when there is one (SAN, then CN), else the peer address."""
-    identities = peer_identities(context)
-    return identities[0] if identities else str(context.peer())
 
 
 def status_code(exc: AgentError) -> grpc.StatusCode:
@@ -116,43 +109,12 @@ def rpc(mutating: bool) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
                     time.perf_counter() - start
                 )
                 if mutating:
-                    self.audit(method, request, result, context, code, detail)
+                    audit(self.metrics, method, request, result, context, code, detail)
             raise AssertionError("unreachable: context.abort raises")
 
         return wrapper
 
     return decorate
-
-
-def _summary(request: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in ("lease_id", "fault_id", "holder", "request_id", "reason", "latch"):
-        if name in request.DESCRIPTOR.fields_by_name:
-            value = getattr(request, name)
-            if value:
-                out[name] = value
-    if isinstance(request, pb.InjectFaultRequest):
-        kind = request.spec.WhichOneof("spec")
-        out["kind"] = kind
-        if kind:
-            out["spec"] = str(getattr(request.spec, kind)).replace("\n", " ").strip()
-        out["duration_s"] = request.duration.ToNanoseconds() / 1e9
-        selector = request.target.WhichOneof("selector")
-        if selector:
-            out["target"] = f"{selector}={getattr(request.target, selector)}"
-    if isinstance(request, pb.AcquireLeaseRequest):
-        out["ttl_s"] = request.ttl.ToNanoseconds() / 1e9
-    return out
-
-
-def denied_auditor(metrics: Metrics) -> Callable[[str, str, grpc.StatusCode, str], None]:
-    """Audit calls the authorisation layer refused, like any other call."""
-
-    def audit_denied(method: str, caller: str, code: grpc.StatusCode, detail: str) -> None:
-        log.warning("audit", caller=caller, method=method, result=code.name, detail=detail)
-        metrics.audit_total.labels(method, code.name).inc()
-
-    return audit_denied
 
 
 class AgentServicer(pb_grpc.AgentServicer):
@@ -171,31 +133,6 @@ class AgentServicer(pb_grpc.AgentServicer):
         self._started_at = started_at
         self._watchers = 0
         self._watchers_lock = threading.Lock()
-
-    def audit(
-        self,
-        method: str,
-        request: Message,
-        result: object,
-        context: grpc.ServicerContext,
-        code: grpc.StatusCode,
-        detail: str,
-    ) -> None:
-        fields = _summary(request)
-        if isinstance(result, pb.Fault):
-            fields["fault_id"] = result.id
-            fields["lease_id"] = result.lease_id
-        elif isinstance(result, pb.Lease):
-            fields["lease_id"] = result.lease_id
-        log.info(
-            "audit",
-            caller=caller_identity(context),
-            method=method,
-            result=code.name,
-            detail=detail,
-            **fields,
-        )
-        self.metrics.audit_total.labels(method, code.name).inc()
 
     def _lease_pb(self, lease: Lease) -> pb.Lease:
         remaining = max(0.0, lease.deadline - time.monotonic())

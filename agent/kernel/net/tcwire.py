@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.kernel.net.nlsock import attr
+
 PSCHED_SHIFT = 6  # one psched tick is 2**6 ns
 TC_LINKLAYER_ETHERNET = 1  # a known link layer: the kernel wants no rate table
 U32_MAX = 0xFFFFFFFF
@@ -31,12 +33,6 @@ NETEM_CORR, NETEM_DELAY_DIST, NETEM_REORDER, NETEM_CORRUPT = 1, 2, 3, 4
 NETEM_RATE, NETEM_RATE64, NETEM_LATENCY64, NETEM_JITTER64 = 6, 8, 10, 11
 # TCA_U32_*
 U32_CLASSID, U32_SEL = 1, 5
-
-
-def nla(kind: int, payload: bytes) -> bytes:
-    """One netlink attribute, padded to 4 bytes."""
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
 
 
 def handle(major: int, minor: int = 0) -> int:
@@ -71,7 +67,7 @@ def transmit_ticks(size_bytes: int, bytes_per_second: int) -> int:
 def htb_qdisc(default_class: int, direct_qlen: int) -> bytes:
     """Root HTB: unclassified packets use default_class; 0 sends them direct (unshaped)."""
     glob = struct.pack("=IIIII", 3, 10, default_class, 0, 0)  # version, r2q, defcls, debug, direct
-    return nla(HTB_INIT, glob) + nla(HTB_DIRECT_QLEN, struct.pack("=I", direct_qlen))
+    return attr(HTB_INIT, glob) + attr(HTB_DIRECT_QLEN, struct.pack("=I", direct_qlen))
 
 
 def htb_class(rate_bps: int, burst_bytes: int, ceil_bps: int | None = None) -> bytes:
@@ -90,11 +86,11 @@ def htb_class(rate_bps: int, burst_bytes: int, ceil_bps: int | None = None) -> b
             0,  # prio
         )
     )
-    out = nla(HTB_PARMS, parms)
+    out = attr(HTB_PARMS, parms)
     if rate_bps > U32_MAX:
-        out += nla(HTB_RATE64, struct.pack("=Q", rate_bps))
+        out += attr(HTB_RATE64, struct.pack("=Q", rate_bps))
     if ceil > U32_MAX:
-        out += nla(HTB_CEIL64, struct.pack("=Q", ceil))
+        out += attr(HTB_CEIL64, struct.pack("=Q", ceil))
     return out
 
 
@@ -135,27 +131,27 @@ def netem(p: NetemParams) -> bytes:
     )
     attrs = b""
     if p.delay_correlation or p.loss_correlation:
-        attrs += nla(
+        attrs += attr(
             NETEM_CORR,
             struct.pack(
                 "=III", probability(p.delay_correlation), probability(p.loss_correlation), 0
             ),
         )
     if p.distribution:
-        attrs += nla(NETEM_DELAY_DIST, struct.pack(f"={len(p.distribution)}h", *p.distribution))
+        attrs += attr(NETEM_DELAY_DIST, struct.pack(f"={len(p.distribution)}h", *p.distribution))
     if p.reorder:
-        attrs += nla(
+        attrs += attr(
             NETEM_REORDER,
             struct.pack("=II", probability(p.reorder), probability(p.reorder_correlation)),
         )
     if p.corrupt:
-        attrs += nla(NETEM_CORRUPT, struct.pack("=II", probability(p.corrupt), 0))
+        attrs += attr(NETEM_CORRUPT, struct.pack("=II", probability(p.corrupt), 0))
     if p.rate_bps:
-        attrs += nla(NETEM_RATE, struct.pack("=IiIi", min(p.rate_bps, U32_MAX), 0, 0, 0))
+        attrs += attr(NETEM_RATE, struct.pack("=IiIi", min(p.rate_bps, U32_MAX), 0, 0, 0))
         if p.rate_bps > U32_MAX:
-            attrs += nla(NETEM_RATE64, struct.pack("=Q", p.rate_bps))
-    attrs += nla(NETEM_LATENCY64, struct.pack("=q", round(p.delay_s * 1e9)))
-    attrs += nla(NETEM_JITTER64, struct.pack("=q", round(p.jitter_s * 1e9)))
+            attrs += attr(NETEM_RATE64, struct.pack("=Q", p.rate_bps))
+    attrs += attr(NETEM_LATENCY64, struct.pack("=q", round(p.delay_s * 1e9)))
+    attrs += attr(NETEM_JITTER64, struct.pack("=q", round(p.jitter_s * 1e9)))
     return qopt + attrs
 
 
@@ -177,7 +173,7 @@ def u32_filter(keys: Sequence[U32Key], classid: int) -> bytes:
     sel = struct.pack("=BBBxHHhhI", TC_U32_TERMINAL, 0, len(keys), 0, 0, 0, 0, 0)
     for k in keys:
         sel += struct.pack(">II", k.mask, k.value & k.mask) + struct.pack("=ii", k.offset, 0)
-    return nla(U32_CLASSID, struct.pack("=I", classid)) + nla(U32_SEL, sel)
+    return attr(U32_CLASSID, struct.pack("=I", classid)) + attr(U32_SEL, sel)
 
 
 def filter_info(prio: int, protocol: int) -> int:

@@ -1,0 +1,181 @@
+"""The rooms of the house, held by their imports (read from the source, so a
+new module is covered the day it is added).
+
+Each rule names itself and says in one line how to fix a violation.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Import:
+    path: Path
+    line: int
+    module: str  # the imported module, absolute
+    names: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        what = f"from {self.module} import {', '.join(self.names)}" if self.names else self.module
+        where = self.path.relative_to(ROOT) if self.path.is_relative_to(ROOT) else self.path
+        return f"{where}:{self.line}: {what}"
+
+
+def package_of(path: Path) -> str:
+    rel = path.relative_to(ROOT / "proto" if path.is_relative_to(ROOT / "proto") else ROOT)
+    return ".".join(rel.with_suffix("").parts[:-1])
+
+
+def room_files(room: str) -> list[Path]:
+    base = ROOT / ("proto" if room.startswith("brownout") else "") / Path(*room.split("."))
+    files = sorted(base.rglob("*.py")) if base.is_dir() else [base.with_suffix(".py")]
+    assert files, f"no modules in {room}"
+    return files
+
+
+def imports(room: str) -> Iterator[Import]:
+    """Every import in the modules under room (a dotted package, e.g. agent.core)."""
+    for path in room_files(room):
+        yield from scan(path, package_of(path))
+
+
+def scan(path: Path, package: str) -> Iterator[Import]:
+    """The imports of one module of package, anywhere in it, relative ones resolved."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield Import(path, node.lineno, alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                kept = parts[: len(parts) - node.level + 1]
+                module = ".".join([*kept, module]).strip(".")
+            yield Import(path, node.lineno, module, tuple(a.name for a in node.names))
+
+
+def within(module: str, *prefixes: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def violations(room: str, *forbidden: str) -> list[str]:
+    return [str(i) for i in imports(room) if within(i.module, *forbidden)]
+
+
+def test_rule_kernel_speaks_plain_values() -> None:
+    """agent.kernel never sees the wire format, the fault model or domain errors.
+    Fix: return plain values and raise OSError, ValueError or kernel.errors.Gone;
+    let the injector (agent.faults) translate."""
+    bad = violations(
+        "agent.kernel", "brownout.v1", "google.protobuf", "agent.faults", "agent.core", "agent.api"
+    )
+    assert not bad, "\n".join(bad)
+
+
+def test_rule_wire_format_lives_only_in_api() -> None:
+    """agent.core works on the domain model; specs and targets pass through it opaquely.
+    Fix: convert in agent/api/convert.py and hand the core plain values."""
+    bad = violations("agent.core", "brownout.v1", "google.protobuf", "grpc", "agent.api")
+    assert not bad, "\n".join(bad)
+
+
+def test_rule_controller_shares_code_with_the_agent_only_through_brownout() -> None:
+    """The controller imports nothing from the agent, nor the agent from the controller.
+    Fix: move what both need into proto/brownout/ (units, kinds, addresses, version)."""
+    bad = violations("controller", "agent") + violations("agent", "controller")
+    assert not bad, "\n".join(bad)
+
+
+def test_rule_the_shared_package_depends_on_neither_program() -> None:
+    """brownout is the common ground: it imports neither the agent nor the controller.
+    Fix: keep program-specific code in its program; share only plain helpers."""
+    bad = violations("brownout", "agent", "controller")
+    assert not bad, "\n".join(bad)
+
+
+# Standard modules that reach the system (processes, files, sockets, the kernel).
+SYSTEM_MODULES = (
+    "os",
+    "ctypes",
+    "subprocess",
+    "socket",
+    "fcntl",
+    "mmap",
+    "select",
+    "signal",
+    "shutil",
+    "resource",
+    "tempfile",
+    "psutil",
+    "pyroute2",
+)
+# Path methods that read or change the filesystem.
+PATH_IO = {
+    "read_text",
+    "read_bytes",
+    "write_text",
+    "write_bytes",
+    "exists",
+    "is_dir",
+    "is_file",
+    "stat",
+    "unlink",
+    "mkdir",
+    "rmdir",
+    "iterdir",
+    "resolve",
+    "touch",
+    "glob",
+    "rglob",
+}
+
+
+def test_rule_faults_touch_the_system_only_through_the_kernel_layer() -> None:
+    """An injector is logic: every system call goes through agent.kernel.
+    Fix: add (or use) a function in agent/kernel/ and call that."""
+    bad = violations("agent.faults", *SYSTEM_MODULES)
+    for path in sorted((ROOT / "agent" / "faults").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            if isinstance(f, ast.Name) and f.id == "open":
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno}: open()")
+            if isinstance(f, ast.Attribute) and f.attr in PATH_IO:
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno}: .{f.attr}()")
+    assert not bad, "\n".join(bad)
+
+
+def test_rule_workers_run_on_the_standard_library_alone() -> None:
+    """Workers are forked by a server started with -S (no site packages): they
+    import only the standard library and agent.workers.
+    Fix: pass what a worker needs on its command line; keep the logic in agent.workers."""
+    stdlib = sys.stdlib_module_names
+    bad = [
+        str(i)
+        for i in imports("agent.workers")
+        if i.module.split(".")[0] not in stdlib
+        and not within(i.module, "agent.workers")
+        and i.module != "__future__"
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def test_rules_catch_what_they_claim_to(tmp_path: Path) -> None:
+    """The scan sees an import inside a function and resolves a relative one."""
+    sample = tmp_path / "sample.py"
+    sample.write_text("def f():\n    from brownout.v1 import pb\nfrom ..core import errors\n")
+    assert {i.module for i in scan(sample, "agent.kernel")} == {"brownout.v1", "agent.core"}
+    assert within("brownout.v1.agent_pb2", "brownout.v1")
+    assert not within("brownout.version", "brownout.v1")
