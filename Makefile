@@ -22,7 +22,7 @@ system-deps:
 
 # A local agent and a demo HTTP service; an example experiment through the controller.
 run: setup
-	$(PY) -m controller.demo
+	$(PY) -m controller.cli.demo
 
 lint: setup
 	$(PY) -m ruff check .

@@ -1,1 +1,3 @@
-"""Brownout controller: talks to agents only through the generated gRPC client."""
+"""Brownout controller: talks to agents only through the generated gRPC client
+(agents/), runs experiments (experiments/), and is driven by the `brownout`
+command (cli/). What it shares with the agent lives in the brownout package."""

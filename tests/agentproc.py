@@ -14,7 +14,7 @@ from pathlib import Path
 
 from agent.daemon import instance_marker
 from agent.kernel import procs
-from controller.client import AgentClient
+from controller.agents.client import AgentClient
 
 
 @dataclass

@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from brownout.v1 import agent_pb2 as pb
-from controller import inventory
-from controller.client import AgentClient
-from controller.fleet import Fleet
+from controller.agents import inventory
+from controller.agents.client import AgentClient
+from controller.agents.fleet import Fleet
 from tests.agentproc import AgentProc
 from tests.bench.common import report
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from brownout.v1 import agent_pb2 as pb
-from controller.lease_keeper import LeaseKeeper
+from controller.agents.lease_keeper import LeaseKeeper
 from tests.agentproc import AgentProc
 from tests.bench.common import report, summary_ms
 from tests.host import iperf

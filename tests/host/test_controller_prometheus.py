@@ -24,10 +24,10 @@ import pytest
 import yaml
 
 from brownout.v1 import agent_pb2 as pb
-from controller import experiment as exp
-from controller import inventory
-from controller.fleet import Fleet
-from controller.runner import Runner, RunOptions
+from controller.agents import inventory
+from controller.agents.fleet import Fleet
+from controller.experiments import parse as exp
+from controller.experiments.runner import Runner, RunOptions
 from tests.agentproc import AgentProc, wait_for
 from tests.controller_servers import Service, serving
 from tests.processes import all_gone

@@ -25,13 +25,13 @@ import pytest
 import yaml
 
 from brownout.v1 import agent_pb2 as pb
-from controller import experiment as exp
-from controller import inventory
-from controller.fleet import Fleet
-from controller.fleet_commands import EXIT_FAULT_ERROR, exit_code
-from controller.history import History
-from controller.metrics import ControllerMetrics
-from controller.runner import Runner, RunOptions
+from controller.agents import inventory
+from controller.agents.fleet import Fleet
+from controller.cli.commands import EXIT_FAULT_ERROR, exit_code
+from controller.experiments import parse as exp
+from controller.experiments.history import History
+from controller.experiments.metrics import ControllerMetrics
+from controller.experiments.runner import Runner, RunOptions
 from tests.agentproc import AgentProc, wait_for
 from tests.controller_servers import FakePrometheus, Service, serving
 from tests.processes import all_gone

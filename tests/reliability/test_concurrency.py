@@ -18,7 +18,7 @@ import grpc
 import pytest
 
 from brownout.v1 import agent_pb2 as pb
-from controller.lease_keeper import LeaseKeeper
+from controller.agents.lease_keeper import LeaseKeeper
 from tests.agentproc import AgentProc
 from tests.reliability.common import LIVE, MIB, Rig, agent_args, figure, rig, scale
 

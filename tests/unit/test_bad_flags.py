@@ -26,7 +26,7 @@ import yaml
 
 from agent import cli as agent_cli
 from agent import config, daemon
-from controller import cli as controller_cli
+from controller.cli import main as controller_cli
 
 pytestmark = pytest.mark.unit
 

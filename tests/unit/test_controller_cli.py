@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.window import DAYS
+from controller.experiments.window import DAYS
 
 pytestmark = pytest.mark.unit
 

@@ -12,9 +12,10 @@ import pytest
 import yaml
 
 from brownout.v1 import agent_pb2 as pb
-from controller import experiment as exp
 from controller.errors import ConfigError
-from controller.planning import fault_durations
+from controller.experiments import model
+from controller.experiments import parse as exp
+from controller.experiments.planning import fault_durations
 
 pytestmark = pytest.mark.unit
 
@@ -50,9 +51,9 @@ def test_the_documented_example_parses(monkeypatch: pytest.MonkeyPatch) -> None:
     assert e.title.startswith("The web tier")
     assert e.hypothesis is not None and len(e.hypothesis.probes) == 2
     probe = e.hypothesis.probes[0].provider
-    assert isinstance(probe, exp.HttpProvider) and probe.url == "http://127.0.0.1:9/x"
+    assert isinstance(probe, model.HttpProvider) and probe.url == "http://127.0.0.1:9/x"
     action = e.fault_actions[0]
-    assert isinstance(action.provider, exp.FaultProvider)
+    assert isinstance(action.provider, model.FaultProvider)
     assert action.provider.spec == pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=50))
     assert action.provider.duration == 900 and action.pause_after == 5
     s = e.settings
@@ -61,7 +62,7 @@ def test_the_documented_example_parses(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.window is not None and s.window.timezone == "Europe/Berlin"
     cond = s.stop_conditions[0]
     assert (cond.name, cond.sustain, cond.interval) == ("error-rate", 30, 5)
-    assert isinstance(cond.probe.provider, exp.PrometheusProvider)
+    assert isinstance(cond.probe.provider, model.PrometheusProvider)
     assert cond.probe.provider.empty == 0
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import inventory
+from controller.agents import inventory
 from controller.errors import ConfigError
 
 pytestmark = pytest.mark.unit

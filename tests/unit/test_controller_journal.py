@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from controller import experiment as exp
-from controller import journal as jr
-from controller.history import History, NotFound
+from controller.experiments import journal as jr
+from controller.experiments import parse as exp
+from controller.experiments.history import History, NotFound
 
 pytestmark = pytest.mark.unit
 

@@ -8,16 +8,16 @@ import time
 
 import pytest
 
-from controller import probes
-from controller import tolerances as tol
-from controller.experiment import (
+from controller.experiments import probes
+from controller.experiments import tolerances as tol
+from controller.experiments.model import (
     Activity,
     HttpProvider,
     ProcessProvider,
     PrometheusProvider,
     StopCondition,
 )
-from controller.stopconditions import Breach, StopMonitor, Sustain
+from controller.experiments.stopconditions import Breach, StopMonitor, Sustain
 from tests.controller_servers import Service, serving, vector
 
 pytestmark = pytest.mark.unit

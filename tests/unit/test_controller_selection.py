@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from controller.errors import ConfigError
-from controller.selection import parse_mode, parse_selector, percent_of, ramp_counts, select
+from controller.experiments.selection import (
+    parse_mode,
+    parse_selector,
+    percent_of,
+    ramp_counts,
+    select,
+)
 
 pytestmark = pytest.mark.unit
 

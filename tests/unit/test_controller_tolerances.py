@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller import tolerances as tol
 from controller.errors import ConfigError
+from controller.experiments import tolerances as tol
 
 pytestmark = pytest.mark.unit
 

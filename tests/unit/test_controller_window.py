@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controller import window
 from controller.errors import ConfigError
+from controller.experiments import window
 
 pytestmark = pytest.mark.unit
 

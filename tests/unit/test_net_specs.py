@@ -18,7 +18,7 @@ from agent.faults.network.traffic import PortSpan, Proto
 from agent.kernel.net import tcwire
 from agent.kernel.net.netns import NetnsRef
 from brownout.v1 import agent_pb2 as pb
-from controller import cli
+from controller.cli import main as cli
 
 pytestmark = pytest.mark.unit
 
@@ -259,7 +259,7 @@ def test_cli_builds_network_specs() -> None:
             "30s",
         ]
     )
-    from controller import kinds
+    from controller.cli import kinds
 
     spec, target = kinds.build(args)
     assert spec.netem.delay.ToNanoseconds() == 50_000_000
@@ -297,13 +297,13 @@ def test_cli_builds_network_specs() -> None:
     ("text", "bits"), [("10mbit", 10**7), ("1.5gbit", 15 * 10**8), ("800", 800)]
 )
 def test_rates(text: str, bits: int) -> None:
-    from controller.kinds.netargs import parse_rate
+    from controller.cli.kinds.netargs import parse_rate
 
     assert parse_rate(text) == bits
 
 
 def test_tc_bps_is_refused_rather_than_misread() -> None:
-    from controller.kinds.netargs import parse_rate
+    from controller.cli.kinds.netargs import parse_rate
 
     with pytest.raises(ValueError):
         parse_rate("10mbps")

@@ -33,9 +33,9 @@ from agent import cli as agent_cli
 from agent import config as agent_config
 from agent.core.metrics import Metrics
 from brownout.v1 import agent_pb2
-from controller import cli as controller_cli
-from controller import experiment
-from controller.metrics import ControllerMetrics
+from controller.cli import main as controller_cli
+from controller.experiments import parse as experiment
+from controller.experiments.metrics import ControllerMetrics
 
 pytestmark = pytest.mark.unit
 

@@ -18,7 +18,8 @@ from agent.faults.resource.memory import reserve_bytes as memory_reserve
 from agent.kernel import cgroups, meminfo, mountinfo
 from agent.kernel.fs import Usage
 from agent.workers.memory_leak import Leak
-from controller import cli, kinds
+from controller.cli import kinds
+from controller.cli import main as cli
 
 pytestmark = pytest.mark.unit
 

@@ -1,0 +1,399 @@
+"""`brownout agents | run | history | show | serve | halt`: commands over many agents.
+
+Agents come from --inventory FILE, --dns NAME[:PORT] and repeated --agent
+flags given after the subcommand; with none of those, the global --agent
+(one address) is the fleet, so `brownout --agent ADDR halt` keeps working.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+from controller.agents import inventory
+from controller.agents import tls as tls_config
+from controller.agents.fleet import Fleet
+from controller.cli import argtypes
+from controller.cli.progress import Console, Quiet
+from controller.cli.render import agents_table, halt_table, table
+from controller.errors import ConfigError
+from controller.experiments import journal as jr
+from controller.experiments import parse as exp
+from controller.experiments.history import History, NotFound
+from controller.experiments.metrics import ControllerMetrics
+from controller.experiments.records import RunStatus
+from controller.experiments.runner import Runner, RunOptions
+from controller.experiments.window import WindowClosed
+
+T = TypeVar("T")
+COMMANDS = ("agents", "run", "history", "show", "serve", "halt")
+EXIT = {
+    RunStatus.COMPLETED: 0,
+    RunStatus.FAILED: 1,
+    RunStatus.ABORTED: 3,
+    RunStatus.INTERRUPTED: 130,
+}
+# failed because the faults did not run as planned (an injection failed, a lease
+# was lost, a fault ended early): the hypothesis was not put to the test.
+EXIT_FAULT_ERROR = 4
+
+
+def exit_code(journal: dict[str, Any]) -> int:
+    ext = jr.brownout(journal)
+    if journal["status"] == RunStatus.FAILED and ext.get("fault_problems"):
+        return EXIT_FAULT_ERROR
+    return EXIT[RunStatus(journal["status"])]
+
+
+def default_data_dir() -> Path:
+    """BROWNOUT_DATA_DIR, else $XDG_STATE_HOME/brownout or ~/.local/state/brownout."""
+    if "BROWNOUT_DATA_DIR" in os.environ:
+        return _from_env("BROWNOUT_DATA_DIR", argtypes.dir_path)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "brownout"
+
+
+def _from_env(name: str, parse: Callable[[str], T]) -> T:
+    try:
+        return parse(os.environ[name])
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(name, str(exc)) from None
+
+
+def add_fleet_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--agent",
+        dest="fleet_agents",
+        action="append",
+        type=argtypes.agent_address,
+        default=[],
+        metavar="ADDR",
+        help="an agent host:port (repeatable)",
+    )
+    p.add_argument(
+        "--inventory",
+        type=argtypes.existing_file,
+        default=None,
+        help="YAML inventory of agents and labels (env BROWNOUT_INVENTORY)",
+    )
+    p.add_argument(
+        "--dns",
+        action="append",
+        type=argtypes.dns_name,
+        default=[],
+        metavar="NAME[:PORT]",
+        help="a name resolving to many agents, e.g. a headless Service (repeatable)",
+    )
+
+
+def _data_dir_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir",
+        type=argtypes.dir_path,
+        default=None,
+        help="journals and history.db (env BROWNOUT_DATA_DIR, default ~/.local/state/brownout)",
+    )
+
+
+def add_subcommands(sub: Any) -> None:
+    agents = sub.add_parser("agents", help="list the fleet's agents with GetInfo for each")
+    add_fleet_options(agents)
+    agents.add_argument("--json", action="store_true")
+
+    run = sub.add_parser("run", help="run an experiment file across the fleet")
+    run.add_argument("experiment", type=argtypes.path, help="experiment file (YAML or JSON)")
+    add_fleet_options(run)
+    _data_dir_option(run)
+    run.add_argument("--dry-run", action="store_true", help="check everything, inject nothing")
+    run.add_argument("--override-window", action="store_true", help="run outside the run window")
+    run.add_argument(
+        "--journal",
+        type=argtypes.file_in_existing_dir,
+        help="journal path (default DATA_DIR/journals/RUN.json)",
+    )
+    run.add_argument(
+        "--seed",
+        type=argtypes.int_in(0, 2**63 - 1),
+        help="seed for the random target pick (recorded)",
+    )
+    run.add_argument(
+        "--metrics",
+        type=argtypes.listen_address,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics during the run",
+    )
+    run.add_argument("--json", action="store_true", help="no progress; print the journal as JSON")
+
+    history = sub.add_parser("history", help="past runs from the SQLite history")
+    _data_dir_option(history)
+    history.add_argument("--limit", type=argtypes.int_in(1, 100_000), default=20)
+    history.add_argument("--status", choices=[str(s) for s in EXIT])
+    history.add_argument("--json", action="store_true")
+
+    show = sub.add_parser("show", help="one past run: summary, or its journal with --json")
+    show.add_argument("run_id", type=argtypes.text, metavar="RUN")
+    _data_dir_option(show)
+    show.add_argument("--json", action="store_true")
+
+    serve = sub.add_parser(
+        "serve", help="run experiments on a schedule (inside their windows) and serve metrics"
+    )
+    serve.add_argument("experiments", type=argtypes.path, nargs="+", metavar="EXPERIMENT")
+    add_fleet_options(serve)
+    _data_dir_option(serve)
+    serve.add_argument(
+        "--metrics-listen",
+        type=argtypes.listen_address,
+        default="127.0.0.1:9465",
+        help="default 127.0.0.1:9465",
+    )
+    serve.add_argument(
+        "--every", type=argtypes.positive_duration, default=3600.0, help="pause between rounds (1h)"
+    )
+    serve.add_argument(
+        "--rounds", type=argtypes.int_in(0), default=0, help="stop after N rounds (0: never)"
+    )
+    serve.add_argument(
+        "--ready-file",
+        type=argtypes.file_in_existing_dir,
+        help="write the metrics port as JSON here",
+    )
+
+
+def resolve_env(args: argparse.Namespace) -> None:
+    """Fill --inventory and --data-dir from their variables, checked like the flags."""
+    if "inventory" in args and args.inventory is None and "BROWNOUT_INVENTORY" in os.environ:
+        args.inventory = _from_env("BROWNOUT_INVENTORY", argtypes.existing_file)
+    if "data_dir" in args and args.data_dir is None:
+        args.data_dir = default_data_dir()
+
+
+def _refs(args: argparse.Namespace) -> list[inventory.AgentRef]:
+    if args.fleet_agents or args.inventory or args.dns:
+        return inventory.build(args.inventory, args.dns, args.fleet_agents)
+    return inventory.build(agents=[args.agent])
+
+
+def _fleet(args: argparse.Namespace) -> Fleet:
+    # TLS flags (if the CLI defines them) or BROWNOUT_TLS_* from the environment.
+    try:
+        tls = tls_config.from_values(
+            getattr(args, "tls_ca", None),
+            getattr(args, "tls_cert", None),
+            getattr(args, "tls_key", None),
+            getattr(args, "tls_server_name", "") or "",
+        )
+    except ValueError as exc:
+        raise ConfigError("tls", str(exc)) from None
+    return Fleet(_refs(args), timeout=args.timeout, tls=tls)
+
+
+def _signals(handler: Callable[[str], None]) -> dict[int, Any]:
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        handler(signal.Signals(signum).name)
+
+    return {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore(previous: dict[int, Any]) -> None:
+    for s, h in previous.items():
+        signal.signal(s, h)
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    with _fleet(args) as fleet:
+        statuses = list(fleet.statuses().values())
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "address": s.address,
+                        "reachable": s.reachable,
+                        "error": s.error,
+                        "labels": s.labels,
+                        "hostname": s.info.hostname if s.info else "",
+                        "version": s.info.version if s.info else "",
+                        "active_faults": s.info.active_faults if s.info else None,
+                    }
+                    for s in statuses
+                ],
+                indent=2,
+            )
+        )
+    else:
+        print(agents_table(statuses))
+    return 0 if all(s.reachable for s in statuses) else 1
+
+
+def cmd_halt(args: argparse.Namespace) -> int:
+    with _fleet(args) as fleet:
+        outcomes = fleet.halt(args.latch, args.reason)
+    print(halt_table(outcomes))
+    return 0 if all(o.ok for o in outcomes.values()) else 2
+
+
+def _options(args: argparse.Namespace, history: History) -> RunOptions:
+    options = RunOptions(seed=args.seed, override_window=args.override_window, history=history)
+    options.journal_path = args.journal or args.data_dir / "journals" / f"{options.run_id}.json"
+    return options
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    experiment = exp.load(args.experiment)
+    reporter = Quiet() if args.json else Console()
+    metrics = ControllerMetrics()
+    if args.metrics:
+        reporter.event(f"metrics on {args.metrics} (port {metrics.serve(args.metrics)})")
+    history = History(args.data_dir / "history.db")
+    with _fleet(args) as fleet:
+        options = _options(args, history)
+        runner = Runner(experiment, fleet, options, reporter, metrics)
+        if args.dry_run:
+            report = runner.dry_run()
+            print(json.dumps(report, indent=2, default=str) if args.json else _dry_text(report))
+            return 0 if report["ok"] else 1
+        try:
+            reporter.event(runner.check_window())
+        except WindowClosed as exc:
+            print(f"brownout: refusing to start: {exc}", file=sys.stderr)
+            return 2
+        reporter.event(f"run {options.run_id}: {experiment.title}; journal {options.journal_path}")
+        _signals(runner.interrupt)
+        journal = runner.run()
+        # Reverts are done; a late Ctrl-C must not cut the summary or change the exit code.
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
+    print(jr.dumps(journal) if args.json else jr.summary(journal))
+    return exit_code(journal)
+
+
+def _dry_text(report: dict[str, Any]) -> str:
+    lines = [f"dry run: {report['title']}: {'OK' if report['ok'] else 'NOT OK'}"]
+    lines.append(f"window    {report.get('window', '-')}")
+    if "error" in report:
+        lines.append(f"error     {report['error']}")
+        return "\n".join(lines)
+    sel = report["selection"]
+    lines.append(
+        f"targets   {len(sel['targets'])} of {sel['fleet_size']} (mode {sel['mode']},"
+        f" seed {sel['seed']}): {', '.join(sel['targets']) or '-'}"
+    )
+    for step in report["steps"]:
+        lines.append(f"step {step['index'] + 1}    {step['percent']:g}% -> {len(step['agents'])}")
+    for f in report["faults"]:
+        lines.append(f"fault     {f['action']}: {f['kind']} {f['spec']} for {f['duration']:g}s")
+    for address, a in report["agents"].items():
+        verdict = a["skipped"] or "; ".join(a["problems"]) or ("ok" if a["target"] else "-")
+        lines.append(f"agent     {address}: {verdict}")
+    before = report.get("steady_state_before")
+    if before is not None:
+        lines.append(f"before    steady state {'met' if before['steady_state_met'] else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    runs = History(args.data_dir / "history.db").runs(args.limit, args.status)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in runs], indent=2))
+        return 0
+    rows = [["RUN", "STARTED", "STATUS", "TARGETS", "DURATION", "TITLE", "REASON"]]
+    for r in runs:
+        rows.append(
+            [
+                r.run_id,
+                r.started[:19],
+                r.status + (" (deviated)" if r.deviated else ""),
+                str(r.targets),
+                "-" if r.duration is None else f"{r.duration:.1f}s",
+                r.title,
+                r.reason or "-",
+            ]
+        )
+    print(table(rows))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    try:
+        run, journal = History(args.data_dir / "history.db").get(args.run_id)
+    except NotFound as exc:
+        print(f"brownout: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(jr.dumps(journal))
+    else:
+        print(jr.summary(journal))
+        print(f"journal   {run.journal_path}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    experiments = [exp.load(p) for p in args.experiments]
+    reporter = Console()
+    metrics = ControllerMetrics()
+    port = metrics.serve(args.metrics_listen)
+    reporter.event(f"metrics on {args.metrics_listen} (port {port})")
+    if args.ready_file:
+        args.ready_file.write_text(json.dumps({"metrics_port": port, "pid": os.getpid()}))
+    history = History(args.data_dir / "history.db")
+    stop = threading.Event()
+    current: list[Runner] = []
+
+    def on_signal(why: str) -> None:
+        stop.set()
+        for r in current:
+            r.interrupt(why)
+
+    previous = _signals(on_signal)
+    rounds = 0
+    try:
+        with _fleet(args) as fleet:
+            while not stop.is_set():
+                for experiment in experiments:
+                    if stop.is_set():
+                        break
+                    args.seed, args.journal, args.override_window = None, None, False
+                    runner = Runner(experiment, fleet, _options(args, history), reporter, metrics)
+                    try:
+                        reporter.event(runner.check_window())
+                    except WindowClosed as exc:
+                        reporter.event(f"skipping {experiment.title}: {exc}")
+                        continue
+                    current[:] = [runner]
+                    runner.run()
+                    current.clear()
+                rounds += 1
+                if args.rounds and rounds >= args.rounds:
+                    break
+                stop.wait(args.every)
+            # Keep serving metrics after the last round until told to stop.
+            stop.wait()
+    finally:
+        _restore(previous)
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "agents": cmd_agents,
+        "halt": cmd_halt,
+        "run": cmd_run,
+        "history": cmd_history,
+        "show": cmd_show,
+        "serve": cmd_serve,
+    }
+    try:
+        resolve_env(args)
+        return handlers[args.command](args)
+    except ConfigError as exc:
+        print(f"brownout: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,221 @@
+"""`brownout`: the command-line client for agents and experiments.
+
+`brownout inject KIND ...` stays in the foreground holding a lease: it renews
+the lease until the fault ends, and Ctrl-C (or SIGTERM) reverts the fault.
+If this process is killed outright, the agent reverts by itself when the
+lease's TTL runs out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import FrameType
+from typing import TypeVar
+
+import grpc
+
+from brownout.addresses import valid_hostname
+from brownout.v1 import agent_pb2 as pb
+from controller.agents.client import AgentClient
+from controller.agents.lease_keeper import LeaseKeeper
+from controller.agents.tls import from_values
+from controller.cli import argtypes, certs, kinds
+from controller.cli import commands as fleet_commands
+from controller.cli.render import describe_fault, fault_table, info_text
+from controller.errors import ConfigError
+
+T = TypeVar("T")
+DEFAULT_AGENT = "127.0.0.1:7070"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="brownout", description=__doc__)
+    p.add_argument(
+        "--agent",
+        type=argtypes.agent_address,
+        default=None,
+        help=f"agent host:port (env BROWNOUT_AGENT, default {DEFAULT_AGENT})",
+    )
+    p.add_argument(
+        "--timeout", type=argtypes.positive_duration, default=10.0, help="per-RPC timeout"
+    )
+    tls = p.add_argument_group("mutual TLS (env BROWNOUT_TLS_CA, _CERT, _KEY, _SERVER_NAME)")
+    tls.add_argument(
+        "--tls-ca", type=argtypes.existing_file, help="CA that signed the agents' certificates"
+    )
+    tls.add_argument(
+        "--tls-cert", type=argtypes.existing_file, help="this controller's client certificate"
+    )
+    tls.add_argument("--tls-key", type=argtypes.existing_file, help="this controller's private key")
+    tls.add_argument(
+        "--tls-server-name",
+        type=argtypes.checked(_server_name),
+        default="",
+        help="name to expect in agent certificates",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="agent version, capabilities and limits")
+    faults = sub.add_parser("faults", help="list faults")
+    faults.add_argument("--lease", type=argtypes.text, default=None)
+    revert = sub.add_parser("revert", help="revert one fault")
+    revert.add_argument("fault_id", type=argtypes.text)
+    halt = sub.add_parser("halt", help="revert every fault on every agent now, in parallel")
+    halt.add_argument("--latch", action="store_true", help="refuse new faults until resume")
+    halt.add_argument("--reason", default="", help="free text, recorded in the agents' logs")
+    fleet_commands.add_fleet_options(halt)
+    sub.add_parser("resume", help="allow new faults after a latched halt")
+
+    inject = sub.add_parser("inject", help="inject a fault and hold it in the foreground")
+    kind_parsers = inject.add_subparsers(dest="kind", required=True)
+    for module in kinds.KINDS:
+        kp = kind_parsers.add_parser(module.NAME, help=module.HELP)
+        module.add_arguments(kp)
+        kp.add_argument("--duration", type=argtypes.positive_duration, required=True)
+        kp.add_argument(
+            "--lease-ttl", type=argtypes.positive_duration, default=10.0, help="default 10s"
+        )
+        kp.add_argument(
+            "--holder",
+            type=argtypes.bounded_text,
+            default=f"cli:{getpass.getuser()}@{socket.gethostname()}",
+        )
+    fleet_commands.add_subcommands(sub)
+    certs_cmd = sub.add_parser("certs", help="a throwaway PKI for trying mutual TLS")
+    certs_sub = certs_cmd.add_subparsers(dest="certs_command", required=True)
+    init = certs_sub.add_parser(
+        "init", help="write a CA, an agent, a controller and a viewer certificate to DIR"
+    )
+    init.add_argument("dir", type=argtypes.dir_path)
+    return p
+
+
+def _server_name(text: str) -> str:
+    if text and not valid_hostname(text):
+        raise ValueError(f"{text!r} is not a host name")
+    return text
+
+
+def from_env(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> None:
+    """Fill flags not given from their BROWNOUT_* variables, checked like the
+    flags; raises ConfigError naming the variable."""
+    env = os.environ if env is None else env
+    if args.agent is None:
+        args.agent = _env_value(env, "BROWNOUT_AGENT", argtypes.agent_address, DEFAULT_AGENT)
+
+
+def _env_value(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
+    if name not in env:
+        return default
+    try:
+        return parse(env[name])
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(name, str(exc)) from None
+
+
+def run_certs_init(directory: Path) -> int:
+    try:
+        files = certs.init(directory)
+    except FileExistsError as exc:
+        print(f"brownout certs init: {exc}", file=sys.stderr)
+        return 2
+    for name, path in files.items():
+        print(f"{name:<15} {path}")
+    print(
+        f"\nagent:      brownout-agent serve --tls-cert {files['agent']}"
+        f" --tls-key {files['agent_key']} --tls-client-ca {files['ca']}"
+        f" --operators {certs.CONTROLLER_IDENTITY} --viewers {certs.VIEWER_IDENTITY}"
+        f"\ncontroller: brownout --tls-ca {files['ca']} --tls-cert {files['controller']}"
+        f" --tls-key {files['controller_key']} --agent HOST:7070 info"
+    )
+    return 0
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise _Interrupted(signal.Signals(signum).name)
+
+
+def run_inject(client: AgentClient, args: argparse.Namespace) -> int:
+    spec, target = kinds.build(args)  # before the lease: bad input takes nothing
+    lease = client.acquire_lease(args.holder, args.lease_ttl)
+    print(f"lease {lease.lease_id} acquired (ttl {args.lease_ttl:g}s)", flush=True)
+    keeper = LeaseKeeper(client, lease.lease_id, args.lease_ttl).start()
+    fault: pb.Fault | None = None
+    previous = {
+        sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        try:
+            fault = client.inject(lease.lease_id, spec, args.duration, target)
+            print(describe_fault(fault), flush=True)
+            while fault.state in (pb.FAULT_STATE_PENDING, pb.FAULT_STATE_ACTIVE):
+                if keeper.lost.wait(0.25):
+                    print(
+                        f"lease lost ({keeper.lost_reason}): the agent has reverted the fault",
+                        file=sys.stderr,
+                    )
+                    return 1
+                fault = client.get_fault(fault.id)
+        except _Interrupted as why:
+            # A second Ctrl-C must not skip the revert.
+            for sig in previous:
+                signal.signal(sig, signal.SIG_IGN)
+            print(f"{why}: reverting", file=sys.stderr, flush=True)
+        keeper.stop()
+        if fault is not None:
+            fault = client.revert(fault.id)
+        client.release_lease(lease.lease_id)
+        if fault is not None:
+            print(describe_fault(fault), flush=True)
+            return 0 if fault.state == pb.FAULT_STATE_REVERTED else 1
+        return 1
+    finally:
+        keeper.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "certs":
+        return run_certs_init(args.dir)
+    try:
+        from_env(args)
+        if args.command in fleet_commands.COMMANDS:
+            return fleet_commands.main(args)
+        tls = from_values(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
+    except (ConfigError, ValueError) as exc:
+        print(f"brownout: {exc}", file=sys.stderr)
+        return 2
+    client = AgentClient(args.agent, timeout=args.timeout, tls=tls)
+    try:
+        if args.command == "info":
+            print(info_text(client.info()))
+        elif args.command == "faults":
+            print(fault_table(client.list_faults(args.lease or "")))
+        elif args.command == "revert":
+            print(describe_fault(client.revert(args.fault_id)))
+        elif args.command == "resume":
+            print(f"resumed (was latched: {client.resume().was_latched})")
+        elif args.command == "inject":
+            return run_inject(client, args)
+        return 0
+    except grpc.RpcError as exc:
+        print(f"brownout: {args.agent}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 2
+    finally:
+        client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

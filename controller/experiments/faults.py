@@ -1,0 +1,246 @@
+"""A run's faults on the fleet: inject them step by step, follow them over
+WatchFaults while the run is live, revert them all at the end, and record
+every way they did not run as planned (a failed injection, a lost lease, a
+fault that ended early, a failed revert) as the run's fault problems.
+
+With on-fault-error abort, the first problem ends the run (through the
+runner's end callback); with continue it is recorded and the run goes on.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from brownout.v1 import agent_pb2 as pb
+from controller.agents.client import AgentClient, retrying, rpc_error
+from controller.agents.fault_watch import FaultWatch
+from controller.agents.fleet import Fleet
+from controller.cli.progress import Reporter
+from controller.cli.render import reason_name, state_name
+from controller.experiments import probes
+from controller.experiments.metrics import ControllerMetrics
+from controller.experiments.model import Activity, FaultProvider
+from controller.experiments.records import FaultRecord, Problem, RunJournal
+
+# How a fault may end before the run reverts it without anything going wrong.
+EXPECTED_ENDS = frozenset(
+    {pb.END_REASON_CLIENT_REVERT, pb.END_REASON_DURATION_ELAPSED, pb.END_REASON_LEASE_RELEASED}
+)
+ENDED = frozenset({pb.FAULT_STATE_REVERTED, pb.FAULT_STATE_FAILED})
+
+
+class RunFaults:
+    def __init__(
+        self,
+        fleet: Fleet,
+        journal: RunJournal,
+        report: Reporter,
+        metrics: ControllerMetrics,
+        end_run: Callable[[str, str], None],
+        on_fault_error: str,
+    ) -> None:
+        self._fleet = fleet
+        self._j = journal
+        self._report = report
+        self._metrics = metrics
+        self._end_run = end_run  # (reason, label) -> the run ends failed
+        self._abort = on_fault_error == "abort"
+        self._lock = threading.Lock()
+        self._watches: list[FaultWatch] = []
+        self._reverting = False  # from here on, fault ends are the run's own
+        self._ended_early: dict[str, dict[str, str]] = {}  # fault id -> how
+
+    # ------------------------------------------------------------ problems
+
+    def _record(self, agent: str, kind: str, detail: str, fault_id: str = "") -> None:
+        with self._lock:
+            self._j.problems.append(Problem(agent, kind, detail, fault_id))
+        self._report.event(f"agent {agent}: {kind}: {detail}")
+
+    def problem(self, agent: str, kind: str, detail: str, fault_id: str = "") -> None:
+        """Record that the faults did not run as planned; with on-fault-error
+        abort, end the run now."""
+        self._record(agent, kind, detail, fault_id)
+        if self._abort:
+            self._end_run(f"{kind} on {agent}: {detail}", "fault_error")
+
+    def lease_lost(self, agent: str, reason: str) -> None:
+        if not self._reverting:
+            self.problem(agent, "lease lost", reason)
+
+    def _on_event(self, agent: str, event: pb.FaultEvent) -> None:
+        """From a watch thread: a fault that ends before the run reverts it,
+        for a reason other than its own duration, ended early."""
+        f = event.fault
+        if self._reverting or f.state not in ENDED or f.end_reason in EXPECTED_ENDS:
+            return
+        if f.end_reason == pb.END_REASON_APPLY_FAILED:
+            return  # the inject reply says so, as a failed injection
+        with self._lock:
+            if f.id in self._ended_early:
+                return
+            how = {
+                "reason": reason_name(f.end_reason) if f.end_reason else "",
+                "state": state_name(f.state),
+                "error": f.error,
+                "at": probes.now_iso(),
+            }
+            self._ended_early[f.id] = how
+        detail = f"fault {f.id} ended {how['state']} ({how['reason']})"
+        self.problem(agent, "fault ended early", detail + (f": {f.error}" if f.error else ""), f.id)
+
+    # -------------------------------------------------------------- watch
+
+    def watch(self) -> None:
+        """Follow every leased agent's faults while the run is live."""
+        for address, keeper in self._fleet.keepers.items():
+            client = self._fleet.client(address)
+            self._watches.append(FaultWatch(client, keeper.lease_id, self._on_event).start())
+
+    # -------------------------------------------------------------- inject
+
+    def inject(
+        self, activity: Activity, index: int, agents: list[str], duration: float, run_id: str
+    ) -> None:
+        """The activity's fault on each agent, in parallel (idempotent: one request id)."""
+        p = activity.provider
+        assert isinstance(p, FaultProvider)
+        request_id = f"{run_id}/{index}"
+        start, t0 = probes.now_iso(), time.monotonic()
+
+        def call(c: AgentClient) -> pb.Fault:
+            lease_id = self._fleet.keepers[c.address].lease_id
+            return retrying(lambda: c.inject(lease_id, p.spec, duration, p.target, request_id))
+
+        outcomes = self._fleet.map(call, agents)
+        output: dict[str, Any] = {}
+        for a, o in outcomes.items():
+            rec = FaultRecord(
+                activity.name, p.fault, duration, probes.now_iso(), round(o.seconds, 6)
+            )
+            if o.value is not None:
+                f = o.value
+                rec.fault_id, rec.state, rec.applied = f.id, state_name(f.state), dict(f.applied)
+                rec.error = f.error
+            else:
+                rec.error = o.error
+            self._j.agent(a).faults.append(rec)
+            output[a] = {
+                k: v
+                for k, v in (("fault_id", rec.fault_id), ("state", rec.state), ("error", rec.error))
+                if v
+            }
+            self._report.event(
+                f"{p.fault} on {a}: "
+                + (f"{rec.state} {rec.fault_id}" if rec.fault_id else rec.error)
+            )
+            if rec.error:
+                self.problem(a, "injection failed", f"{activity.name} ({p.fault}): {rec.error}")
+        ok = all("error" not in v for v in output.values())
+        self._j.run.append(
+            {
+                "activity": dict(activity.raw),
+                "status": "succeeded" if ok else "failed",
+                "output": {"agents": output},
+                "start": start,
+                "end": probes.now_iso(),
+                "duration": round(time.monotonic() - t0, 6),
+            }
+        )
+
+    # -------------------------------------------------------------- revert
+
+    def revert_all(self) -> None:
+        """Revert every fault of this run on every agent at once, release the
+        leases, and record one rollback per agent."""
+        self._reverting = True
+        agents = self._j.agents
+        addresses = [a for a, r in agents.items() if r.faults or a in self._fleet.keepers]
+        if not addresses:
+            self._stop_watches()
+            return
+        self._report.event(f"reverting on {len(addresses)} agent(s)")
+        start, t0 = probes.now_iso(), time.monotonic()
+        self._fleet.map(self._undo, addresses)
+        self._stop_watches()
+        self._metrics.blast_radius_percentage.set(0)
+        for a in addresses:
+            rec = agents[a]
+            results = [f.revert or {} for f in rec.faults if f.fault_id]
+            ok = all(r.get("state") == "reverted" for r in results)
+            self._j.rollbacks.append(
+                {
+                    "activity": {
+                        "type": "action",
+                        "name": f"revert brownout faults on {a}",
+                        "provider": {"type": "brownout", "agent": a},
+                    },
+                    "status": "succeeded" if ok else "failed",
+                    "output": {"faults": results, "released": rec.released},
+                    "start": start,
+                    "end": probes.now_iso(),
+                    "duration": round(time.monotonic() - t0, 6),
+                }
+            )
+            self._report.event(
+                f"reverted on {a}: "
+                + (", ".join(r.get("state") or r.get("error", "?") for r in results) or "no faults")
+            )
+
+    def _undo(self, c: AgentClient) -> None:
+        rec = self._j.agents[c.address]
+        for f in rec.faults:
+            if not f.fault_id:
+                continue
+            try:
+                fault = retrying(functools.partial(c.revert, f.fault_id))
+            except grpc.RpcError as exc:
+                f.revert = {"error": rpc_error(exc), "at": probes.now_iso()}
+                self._record(
+                    c.address, "revert failed", f"fault {f.fault_id}: {rpc_error(exc)}", f.fault_id
+                )
+                continue
+            f.revert = {
+                "state": state_name(fault.state),
+                "end_reason": reason_name(fault.end_reason) if fault.end_reason else "",
+                "error": fault.error,
+                "at": probes.now_iso(),
+            }
+            if fault.state == pb.FAULT_STATE_REVERTED:
+                self._metrics.rollbacks_total.inc()
+            self._note_revert(c.address, f, fault)
+        keeper = self._fleet.keepers.get(c.address)
+        if keeper is not None:
+            keeper.stop()
+            try:
+                retrying(lambda: c.release_lease(keeper.lease_id))
+                rec.released = True
+            except grpc.RpcError as exc:
+                # NOT_FOUND: the lease expired, and with it the faults.
+                rec.release_error = rpc_error(exc)
+
+    def _note_revert(self, agent: str, record: FaultRecord, fault: pb.Fault) -> None:
+        """A revert reply for a fault that had already ended unexpectedly (its
+        lease expired while cut off, say) is how the watch's blind spots show."""
+        fresh: dict[str, str] | None = None
+        with self._lock:
+            seen = self._ended_early.get(fault.id)
+            if seen is None and fault.end_reason not in EXPECTED_ENDS:
+                seen = fresh = self._ended_early[fault.id] = dict(record.revert or {})
+        if seen is not None:
+            record.ended_early = seen
+        if fresh is not None:
+            self._record(
+                agent, "fault ended early", f"fault {fault.id} ended {fresh['state']}"
+                f" ({fresh['end_reason']}) before the run reverted it", fault.id,
+            )  # fmt: skip
+
+    def _stop_watches(self) -> None:
+        for w in self._watches:
+            w.stop()

@@ -1,0 +1,126 @@
+"""The experiment model: what an experiment file means once parsed (see
+parse.py). Chaos Toolkit's shape, with Brownout's settings from its
+extension; every value here has been checked."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from brownout import kinds
+from brownout.v1 import agent_pb2 as pb
+from controller.experiments import tolerances as tol
+from controller.experiments import window as win
+from controller.experiments.selection import Mode, Selector
+
+FAULT_KINDS = kinds.NAMES  # cpu, memory, disk, io, netem, bandwidth, partition
+
+
+@dataclass(frozen=True)
+class HttpProvider:
+    url: str
+    method: str = "GET"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: str | None = None
+    timeout: float = 5.0
+    text_key = "body"
+
+
+@dataclass(frozen=True)
+class PrometheusProvider:
+    url: str
+    query: str
+    timeout: float = 5.0
+    # Value to use when the query returns no series (e.g. a rate with no errors).
+    empty: float | None = None
+    text_key = "value"
+
+
+@dataclass(frozen=True)
+class ProcessProvider:
+    path: str
+    arguments: tuple[str, ...] = ()
+    timeout: float = 30.0
+    text_key = "stdout"
+
+
+@dataclass(frozen=True)
+class FaultProvider:
+    fault: str
+    spec: pb.FaultSpec
+    target: pb.Target
+    duration: float | None = None
+    text_key = "state"
+
+    @property
+    def kind(self) -> pb.FaultKind.ValueType:
+        return kinds.by_name(self.fault).value
+
+
+Provider = HttpProvider | PrometheusProvider | ProcessProvider | FaultProvider
+
+
+@dataclass(frozen=True)
+class Activity:
+    type: Literal["probe", "action"]
+    name: str
+    provider: Provider
+    tolerance: tol.Tolerance | None = None
+    pause_before: float = 0.0
+    pause_after: float = 0.0
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    title: str
+    probes: tuple[Activity, ...]
+
+
+@dataclass(frozen=True)
+class StopCondition:
+    name: str
+    probe: Activity
+    sustain: float
+    interval: float
+
+
+@dataclass(frozen=True)
+class RampStep:
+    percent: float
+    hold: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    selector: Selector = field(default_factory=Selector)
+    mode: Mode = field(default_factory=lambda: Mode("all"))
+    seed: int | None = None
+    max_fleet_percent: float = 100.0
+    on_unreachable: Literal["skip", "abort"] = "skip"
+    # A failed injection, a lost lease or a fault that ended early: stop the
+    # run at once (abort), or carry on and report it (continue). Either way
+    # the run ends failed, not completed.
+    on_fault_error: Literal["abort", "continue"] = "abort"
+    ramp: tuple[RampStep, ...] = (RampStep(100.0, 0.0),)
+    stop_conditions: tuple[StopCondition, ...] = ()
+    lease_ttl: float = 15.0
+    window: win.RunWindow | None = None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    title: str
+    description: str
+    tags: tuple[str, ...]
+    hypothesis: Hypothesis | None
+    method: tuple[Activity, ...]
+    rollbacks: tuple[Activity, ...]
+    settings: Settings
+    raw: Mapping[str, Any]
+    source: str = ""
+
+    @property
+    def fault_actions(self) -> list[Activity]:
+        return [a for a in self.method if isinstance(a.provider, FaultProvider)]

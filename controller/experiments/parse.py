@@ -1,0 +1,461 @@
+"""Parsing experiment files: Chaos Toolkit's format, with Brownout's settings in an extension.
+
+    title, description, tags, configuration
+    steady-state-hypothesis: {title, probes: [probe...]}
+    method: [action | probe ...]        each may have pauses: {before, after}
+    rollbacks: [action ...]
+    extensions: [{name: brownout, targets, ramp, stop-conditions, lease-ttl, run-window}]
+
+Probes and actions name a provider: http, prometheus or process, or (actions
+only) brownout, which injects a fault on every target. Everything is checked
+here, before any agent is contacted, and errors name the field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+from google.protobuf import json_format
+
+from brownout.units import parse_duration
+from brownout.v1 import agent_pb2 as pb
+from controller.cli import kinds
+from controller.errors import ConfigError
+from controller.experiments import tolerances as tol
+from controller.experiments import window as win
+from controller.experiments.model import (
+    FAULT_KINDS,
+    Activity,
+    Experiment,
+    FaultProvider,
+    HttpProvider,
+    Hypothesis,
+    ProcessProvider,
+    PrometheusProvider,
+    Provider,
+    RampStep,
+    Settings,
+    StopCondition,
+)
+from controller.experiments.selection import parse_mode, parse_selector
+
+# ------------------------------------------------------------------ helpers
+
+
+def _duration(raw: object, where: str, allow_zero: bool = True) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ConfigError(
+            where, f"expected a duration like 30s or a number of seconds, got {raw!r}"
+        )
+    try:
+        value = float(raw) if not isinstance(raw, str) else parse_duration(raw)
+    except ValueError as exc:
+        raise ConfigError(where, str(exc)) from None
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(where, f"must be {'>= 0' if allow_zero else '> 0'}, got {raw!r}")
+    return value
+
+
+def _mapping(raw: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(where, f"expected a mapping, got {type(raw).__name__}")
+    return raw
+
+
+def _no_unknown(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(where, f"unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def _string(raw: Mapping[str, Any], key: str, where: str, required: bool = True) -> str:
+    value = raw.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise ConfigError(f"{where}.{key}", "a non-empty string is required")
+    return value
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _configuration(raw: object) -> dict[str, str]:
+    """Chaos Toolkit configuration: plain values, or {type: env, key, default}."""
+    values: dict[str, str] = {}
+    for name, value in _mapping(raw or {}, "configuration").items():
+        if isinstance(value, Mapping):
+            if value.get("type") != "env" or not isinstance(value.get("key"), str):
+                raise ConfigError(
+                    f"configuration.{name}", "only {type: env, key: NAME} is supported"
+                )
+            env = os.environ.get(value["key"], value.get("default"))
+            if env is None:
+                raise ConfigError(
+                    f"configuration.{name}", f"environment variable {value['key']} is not set"
+                )
+            values[str(name)] = str(env)
+        else:
+            values[str(name)] = str(value)
+    return values
+
+
+def _substitute(node: Any, values: Mapping[str, str]) -> Any:
+    if isinstance(node, str):
+
+        def repl(m: re.Match[str]) -> str:
+            if m[1] not in values:
+                raise ConfigError("configuration", f"${{{m[1]}}} is used but not defined")
+            return values[m[1]]
+
+        return _VAR.sub(repl, node)
+    if isinstance(node, list):
+        return [_substitute(x, values) for x in node]
+    if isinstance(node, Mapping):
+        return {k: _substitute(v, values) for k, v in node.items()}
+    return node
+
+
+# --------------------------------------------------------------- providers
+
+
+class _ArgError(argparse.ArgumentParser):
+    """An ArgumentParser that raises instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError("", message)
+
+
+def _argv(arguments: Mapping[str, Any]) -> list[str]:
+    argv: list[str] = []
+    for key, value in arguments.items():
+        flag = "--" + str(key).replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value is False or value is None:
+            continue
+        elif isinstance(value, list):
+            argv += [flag, ",".join(str(v) for v in value)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def build_fault(
+    fault: str, arguments: Mapping[str, Any], where: str
+) -> tuple[pb.FaultSpec, pb.Target]:
+    """The same flags as `brownout inject FAULT`, given as a mapping."""
+    try:
+        module = kinds.by_name(fault)
+    except KeyError:
+        names = ", ".join(m.NAME for m in kinds.KINDS)
+        raise ConfigError(
+            f"{where}.fault",
+            f"no argument mapping for {fault!r} (available: {names}); give spec: instead",
+        ) from None
+    parser = _ArgError(prog=f"fault {fault}", add_help=False, exit_on_error=False)
+    module.add_arguments(parser)
+    try:
+        args = parser.parse_args(_argv(arguments))
+        args.kind = fault
+        return kinds.build(args)
+    except (ConfigError, argparse.ArgumentError) as exc:
+        raise ConfigError(f"{where}.arguments", str(exc).removeprefix(": ")) from None
+
+
+def _fault_provider(raw: Mapping[str, Any], where: str) -> FaultProvider:
+    _no_unknown(raw, {"type", "fault", "arguments", "spec", "target", "duration"}, where)
+    fault = _string(raw, "fault", where)
+    if fault not in FAULT_KINDS:
+        raise ConfigError(
+            f"{where}.fault", f"unknown fault {fault!r}; one of {', '.join(FAULT_KINDS)}"
+        )
+    if ("arguments" in raw) == ("spec" in raw):
+        raise ConfigError(
+            where, "give either arguments: (as for `brownout inject`) or spec: (proto fields)"
+        )
+    if "spec" in raw:
+        spec = pb.FaultSpec()
+        try:
+            json_format.ParseDict({fault: _mapping(raw["spec"], f"{where}.spec")}, spec)
+        except json_format.ParseError as exc:
+            raise ConfigError(f"{where}.spec", str(exc)) from None
+        target = pb.Target()
+    else:
+        spec, target = build_fault(fault, _mapping(raw["arguments"], f"{where}.arguments"), where)
+    if raw.get("target"):
+        target = pb.Target()
+        try:
+            json_format.ParseDict(dict(_mapping(raw["target"], f"{where}.target")), target)
+        except json_format.ParseError as exc:
+            raise ConfigError(f"{where}.target", str(exc)) from None
+    duration = _duration(raw["duration"], f"{where}.duration", False) if "duration" in raw else None
+    return FaultProvider(fault, spec, target, duration)
+
+
+def _provider(raw: object, where: str, activity_type: str) -> Provider:
+    p = _mapping(raw, where)
+    kind = p.get("type")
+    if kind == "http":
+        _no_unknown(p, {"type", "url", "method", "headers", "body", "arguments", "timeout"}, where)
+        body = p.get("body")
+        if "arguments" in p:
+            body = json.dumps(p["arguments"])
+        headers = {
+            str(k): str(v) for k, v in _mapping(p.get("headers") or {}, f"{where}.headers").items()
+        }
+        return HttpProvider(
+            url=_string(p, "url", where),
+            method=str(p.get("method", "GET")).upper(),
+            headers=headers,
+            body=None if body is None else str(body),
+            timeout=_duration(p.get("timeout", 5), f"{where}.timeout", False),
+        )
+    if kind == "prometheus":
+        _no_unknown(p, {"type", "url", "query", "timeout", "empty"}, where)
+        empty = p.get("empty")
+        if empty is not None and (isinstance(empty, bool) or not isinstance(empty, int | float)):
+            raise ConfigError(f"{where}.empty", "must be a number")
+        return PrometheusProvider(
+            url=_string(p, "url", where),
+            query=_string(p, "query", where),
+            timeout=_duration(p.get("timeout", 5), f"{where}.timeout", False),
+            empty=None if empty is None else float(empty),
+        )
+    if kind == "process":
+        _no_unknown(p, {"type", "path", "arguments", "timeout"}, where)
+        args = p.get("arguments", [])
+        if isinstance(args, str):
+            args = shlex.split(args)  # split like a shell would, but never run one
+        if not isinstance(args, list):
+            raise ConfigError(f"{where}.arguments", "expected a list of strings or one string")
+        return ProcessProvider(
+            path=_string(p, "path", where),
+            arguments=tuple(str(a) for a in args),
+            timeout=_duration(p.get("timeout", 30), f"{where}.timeout", False),
+        )
+    if kind == "brownout":
+        if activity_type != "action":
+            raise ConfigError(f"{where}.type", "brownout faults are actions, not probes")
+        return _fault_provider(p, where)
+    raise ConfigError(
+        f"{where}.type",
+        f"unsupported provider {kind!r}: use http, prometheus, process or (actions) brownout",
+    )
+
+
+def _activity(raw: object, where: str, allowed: tuple[str, ...] = ("probe", "action")) -> Activity:
+    a = _mapping(raw, where)
+    kind = a.get("type")
+    if kind not in allowed:
+        raise ConfigError(f"{where}.type", f"must be {' or '.join(allowed)}, got {kind!r}")
+    _no_unknown(a, {"type", "name", "provider", "tolerance", "pauses", "background", "ref"}, where)
+    if a.get("background"):
+        raise ConfigError(f"{where}.background", "background activities are not supported")
+    provider = _provider(a.get("provider"), f"{where}.provider", kind)
+    tolerance = None
+    if "tolerance" in a:
+        tolerance = tol.parse(a["tolerance"], f"{where}.tolerance")
+    pauses = _mapping(a.get("pauses") or {}, f"{where}.pauses")
+    _no_unknown(pauses, {"before", "after"}, f"{where}.pauses")
+    return Activity(
+        type=kind,
+        name=_string(a, "name", where),
+        provider=provider,
+        tolerance=tolerance,
+        pause_before=_duration(pauses.get("before", 0), f"{where}.pauses.before"),
+        pause_after=_duration(pauses.get("after", 0), f"{where}.pauses.after"),
+        raw=dict(a),
+    )
+
+
+# ---------------------------------------------------------------- settings
+
+
+def _ramp(raw: object, where: str) -> tuple[RampStep, ...]:
+    r = _mapping(raw, where)
+    _no_unknown(r, {"steps", "hold"}, where)
+    hold = _duration(r.get("hold", 0), f"{where}.hold")
+    steps = r.get("steps")
+    if not isinstance(steps, list) or not steps:
+        raise ConfigError(
+            f"{where}.steps", "a list of percents (e.g. [1, 5, 10, 25, 50]) is required"
+        )
+    out: list[RampStep] = []
+    for i, s in enumerate(steps):
+        w = f"{where}.steps[{i}]"
+        if isinstance(s, Mapping):
+            _no_unknown(s, {"percent", "hold"}, w)
+            percent, step_hold = s.get("percent"), _duration(s.get("hold", hold), f"{w}.hold")
+        else:
+            percent, step_hold = s, hold
+        if isinstance(percent, str):
+            percent = percent.strip().removesuffix("%")
+        try:
+            value = float(percent)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ConfigError(w, f"expected a percent, got {percent!r}") from None
+        if not 0 < value <= 100:
+            raise ConfigError(w, f"must be in (0, 100], got {value:g}")
+        if out and value < out[-1].percent:
+            raise ConfigError(w, "ramp steps must not decrease")
+        out.append(RampStep(value, step_hold))
+    return tuple(out)
+
+
+def _stop_condition(raw: object, where: str) -> StopCondition:
+    c = _mapping(raw, where)
+    _no_unknown(c, {"name", "probe", "provider", "tolerance", "for", "interval"}, where)
+    name = _string(c, "name", where)
+    if "probe" in c:
+        probe_raw = dict(_mapping(c["probe"], f"{where}.probe"))
+        probe_raw.setdefault("name", name)
+        probe_raw.setdefault("type", "probe")
+        probe = _activity(probe_raw, f"{where}.probe", ("probe",))
+    else:
+        inline = {"type": "probe", "name": name, "provider": c.get("provider")}
+        if "tolerance" in c:
+            inline["tolerance"] = c["tolerance"]
+        probe = _activity(inline, where, ("probe",))
+    if probe.tolerance is None:
+        raise ConfigError(
+            f"{where}.tolerance", "a stop condition needs a tolerance (what healthy is)"
+        )
+    return StopCondition(
+        name=name,
+        probe=probe,
+        sustain=_duration(c.get("for", 0), f"{where}.for"),
+        interval=_duration(c.get("interval", 5), f"{where}.interval", False),
+    )
+
+
+def _settings(raw: object) -> Settings:
+    exts = raw if isinstance(raw, list) else []
+    found = [e for e in exts if isinstance(e, Mapping) and e.get("name") == "brownout"]
+    if len(found) > 1:
+        raise ConfigError("extensions", "only one extension named brownout is allowed")
+    if not found:
+        return Settings()
+    where = "extensions[brownout]"
+    b = found[0]
+    _no_unknown(
+        b,
+        {"name", "targets", "ramp", "stop-conditions", "lease-ttl", "run-window", "on-fault-error"},
+        where,
+    )
+    t = _mapping(b.get("targets") or {}, f"{where}.targets")
+    _no_unknown(
+        t, {"selector", "mode", "seed", "max-fleet-percent", "on-unreachable"}, f"{where}.targets"
+    )
+    seed = t.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"{where}.targets.seed", "must be an integer")
+    cap = t.get("max-fleet-percent", 100)
+    if isinstance(cap, bool) or not isinstance(cap, int | float) or not 0 < cap <= 100:
+        raise ConfigError(f"{where}.targets.max-fleet-percent", f"must be in (0, 100], got {cap!r}")
+    on_unreachable = t.get("on-unreachable", "skip")
+    if on_unreachable not in ("skip", "abort"):
+        raise ConfigError(f"{where}.targets.on-unreachable", "must be skip or abort")
+    on_fault_error = b.get("on-fault-error", "abort")
+    if on_fault_error not in ("abort", "continue"):
+        raise ConfigError(
+            f"{where}.on-fault-error", f"must be abort or continue, got {on_fault_error!r}"
+        )
+    ttl = _duration(b.get("lease-ttl", 15), f"{where}.lease-ttl", False)
+    conditions = tuple(
+        _stop_condition(c, f"{where}.stop-conditions[{i}]")
+        for i, c in enumerate(b.get("stop-conditions") or [])
+    )
+    names = [c.name for c in conditions]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}.stop-conditions", "names must be unique")
+    return Settings(
+        selector=parse_selector(t.get("selector"), f"{where}.targets.selector"),
+        mode=parse_mode(t.get("mode", "ALL"), f"{where}.targets.mode"),
+        seed=seed,
+        max_fleet_percent=float(cap),
+        on_unreachable=on_unreachable,
+        on_fault_error=on_fault_error,
+        ramp=_ramp(b["ramp"], f"{where}.ramp") if b.get("ramp") else Settings().ramp,
+        stop_conditions=conditions,
+        lease_ttl=ttl,
+        window=win.parse(b["run-window"], f"{where}.run-window") if b.get("run-window") else None,
+    )
+
+
+def _rollbacks(raw: list[Any]) -> tuple[Activity, ...]:
+    out = tuple(_activity(a, f"rollbacks[{i}]", ("action",)) for i, a in enumerate(raw))
+    for i, a in enumerate(out):
+        if isinstance(a.provider, FaultProvider):
+            raise ConfigError(
+                f"rollbacks[{i}].provider.type",
+                "the controller always reverts faults; rollbacks run http or process actions",
+            )
+    return out
+
+
+# -------------------------------------------------------------------- load
+
+
+def parse(raw: object, source: str = "") -> Experiment:
+    doc = _mapping(raw, source or "experiment")
+    values = _configuration(doc.get("configuration"))
+    resolved = {k: (v if k == "configuration" else _substitute(v, values)) for k, v in doc.items()}
+    title = resolved.get("title")
+    if not isinstance(title, str) or not title.strip():
+        raise ConfigError("title", "an experiment needs a title")
+    hypothesis = None
+    if resolved.get("steady-state-hypothesis"):
+        h = _mapping(resolved["steady-state-hypothesis"], "steady-state-hypothesis")
+        probes = h.get("probes") or []
+        if not isinstance(probes, list):
+            raise ConfigError("steady-state-hypothesis.probes", "expected a list")
+        parsed = tuple(
+            _activity(p, f"steady-state-hypothesis.probes[{i}]", ("probe",))
+            for i, p in enumerate(probes)
+        )
+        for i, p in enumerate(parsed):
+            if p.tolerance is None:
+                raise ConfigError(f"steady-state-hypothesis.probes[{i}].tolerance", "required")
+        hypothesis = Hypothesis(str(h.get("title", "")), parsed)
+    method = resolved.get("method")
+    if not isinstance(method, list) or not method:
+        raise ConfigError("method", "a non-empty list of activities is required")
+    rollbacks = resolved.get("rollbacks") or []
+    if not isinstance(rollbacks, list):
+        raise ConfigError("rollbacks", "expected a list")
+    tags = resolved.get("tags") or []
+    return Experiment(
+        title=title.strip(),
+        description=str(resolved.get("description", "")),
+        tags=tuple(str(t) for t in tags) if isinstance(tags, list) else (),
+        hypothesis=hypothesis,
+        method=tuple(_activity(a, f"method[{i}]") for i, a in enumerate(method)),
+        rollbacks=_rollbacks(rollbacks),
+        settings=_settings(resolved.get("extensions")),
+        raw=doc,
+        source=source,
+    )
+
+
+def load(path: Path) -> Experiment:
+    """Read an experiment from YAML or JSON (JSON is YAML, so one parser reads both)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(
+            str(path), f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
+        ) from None
+    return parse(raw, str(path))

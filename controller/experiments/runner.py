@@ -1,0 +1,388 @@
+"""Runs one experiment across the fleet and always cleans up after itself.
+
+Order: run window -> pre-flight (targets, capabilities, limits) -> steady
+state before (the health gate) -> one lease per target -> for each
+blast-radius step: the method on the newly added agents, then the step's
+hold -> steady state after -> revert everything -> rollbacks.
+
+End states (records.RunStatus): completed; failed (the hypothesis was not
+met, or the faults did not run as planned: an injection failed, a lease was
+lost, a fault ended early); aborted (a stop condition fired, or pre-flight
+refused); interrupted (SIGINT/SIGTERM). Every end state reverts every fault
+this run injected and records each agent's result. Signals only set a flag,
+so a second Ctrl-C cannot cut the reverts short; if the controller itself
+dies, each agent's lease expires and the agent reverts on its own.
+"""
+
+from __future__ import annotations
+
+import getpass
+import secrets
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from controller.agents.fleet import Fleet
+from controller.cli.progress import Quiet, Reporter
+from controller.experiments import dryrun, probes
+from controller.experiments import journal as jr
+from controller.experiments.faults import RunFaults
+from controller.experiments.history import History
+from controller.experiments.metrics import ControllerMetrics
+from controller.experiments.model import Experiment, FaultProvider, StopCondition
+from controller.experiments.planning import Plan, PreflightAbort, make_plan
+from controller.experiments.records import RunJournal, RunStatus, StepRecord
+from controller.experiments.stopconditions import Breach, StopMonitor
+from controller.experiments.window import WindowClosed
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def default_holder() -> str:
+    return f"brownout:{getpass.getuser()}@{socket.gethostname()}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class RunOptions:
+    run_id: str = field(default_factory=new_run_id)
+    holder: str = field(default_factory=default_holder)
+    seed: int | None = None
+    override_window: bool = False
+    journal_path: Path | None = None
+    history: History | None = None
+    clock: Callable[[], datetime] = utcnow
+
+
+@dataclass(frozen=True)
+class _End:
+    status: RunStatus
+    reason: str
+    label: str  # for chaos_safety_aborts_total{reason}, or "fault_error"
+
+
+class Runner:
+    def __init__(
+        self,
+        experiment: Experiment,
+        fleet: Fleet,
+        options: RunOptions | None = None,
+        reporter: Reporter | None = None,
+        metrics: ControllerMetrics | None = None,
+    ) -> None:
+        self.experiment = experiment
+        self.fleet = fleet
+        self.options = options or RunOptions()
+        self.report = reporter or Quiet()
+        self.metrics = metrics or ControllerMetrics()
+        self._stop = threading.Event()
+        self._lock = threading.RLock()
+        self._end: _End | None = None
+        self._noticed_end = False
+        self.signals_ignored = 0
+        self._affected: list[str] = []
+        self.journal = RunJournal(experiment, self.options.run_id, "")
+        self.faults = RunFaults(
+            fleet,
+            self.journal,
+            self.report,
+            self.metrics,
+            lambda reason, label: self._fault_error(reason, label),
+            experiment.settings.on_fault_error,
+        )
+
+    # ------------------------------------------------------------ control
+
+    def interrupt(self, why: str) -> None:
+        """Called from a signal handler: sets flags only, no I/O and no blocking."""
+        if not self._end_with(RunStatus.INTERRUPTED, f"interrupted by {why}", ""):
+            self.signals_ignored += 1
+
+    def _end_with(self, status: RunStatus, reason: str, label: str) -> bool:
+        with self._lock:
+            if self._end is not None:
+                return False
+            self._end = _End(status, reason, label)
+        self._stop.set()
+        return True
+
+    def _fault_error(self, reason: str, label: str) -> None:
+        if self._end_with(RunStatus.FAILED, reason, label):
+            self.report.event("on-fault-error is abort: reverting everything")
+
+    def _on_breach(self, breach: Breach) -> None:
+        if self._end_with(RunStatus.ABORTED, breach.reason, breach.condition):
+            self.report.event(f"ABORT {breach.reason}: reverting everything")
+
+    def _stopping(self) -> bool:
+        end = self._end
+        if self._stop.is_set() and not self._noticed_end and end is not None:
+            self._noticed_end = True
+            if end.status == RunStatus.INTERRUPTED:
+                self.report.event(f"{end.reason}: reverting (further signals are ignored)")
+        return self._stop.is_set()
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait, noticing lost leases; True as soon as the run must stop."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self._note_lost()
+            if self._stopping():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._stop.wait(min(left, 0.25))
+
+    def _note_lost(self) -> None:
+        for address, reason in self.fleet.lost().items():
+            rec = self.journal.agent(address)
+            if not rec.lost:
+                rec.lost = reason
+                self.report.event(
+                    f"agent {address}: lease lost ({reason}); the agent reverts its faults itself"
+                )
+                self.faults.lease_lost(address, reason)
+
+    # ------------------------------------------------------------- window
+
+    def check_window(self) -> str:
+        w = self.experiment.settings.window
+        if w is None:
+            return "no run window"
+        now = self.options.clock()
+        if w.contains(now):
+            return f"inside run window {w.describe()}"
+        if self.options.override_window:
+            return f"outside run window {w.describe()}: overridden"
+        opening = w.next_opening(now)
+        raise WindowClosed(
+            f"outside the run window {w.describe()} (next opening {opening:%a %Y-%m-%d %H:%M %Z});"
+            " use --override-window to run anyway"
+        )
+
+    # --------------------------------------------------------- hypothesis
+
+    def hypothesis(self, phase: str) -> dict[str, Any] | None:
+        h = self.experiment.hypothesis
+        if h is None:
+            return None
+        records, met = [], True
+        for probe in h.probes:
+            run = probes.execute(probe)
+            records.append(run.record())
+            met = met and run.tolerance_met
+            detail = run.verdict.detail if run.verdict else run.error
+            self.report.event(f"steady state {phase}: {probe.name}: {detail}")
+        return {"steady_state_met": met, "probes": records}
+
+    def dry_run(self) -> dict[str, Any]:
+        """Resolve targets, check each agent's capabilities and limits, run the
+        before-hypothesis; inject nothing."""
+        return dryrun.report(self)
+
+    # --------------------------------------------------------------- run
+
+    def run(self) -> dict[str, Any]:
+        j = self.journal
+        j.start, t0 = probes.now_iso(), time.monotonic()
+        monitor: StopMonitor | None = None
+        try:
+            self._save()
+            plan = self._preflight()
+            if plan is not None and not self._stopping():
+                j.before = self.hypothesis("before")
+                if (j.before is None or j.before["steady_state_met"]) and not self._stopping():
+                    self._acquire(plan)
+                    monitor = self._start_monitor()
+                    self._execute(plan)
+                    if not self._stopping():
+                        j.after = self.hypothesis("after")
+        except Exception as exc:  # a bug must still end in reverts and a journal
+            self._end_with(RunStatus.ABORTED, f"controller error: {exc!r}", "error")
+            self.report.event(f"controller error: {exc!r}; reverting\n{traceback.format_exc()}")
+        finally:
+            if monitor is not None:
+                monitor.stop()
+                j.stop_conditions = monitor.report()
+            self._note_lost()
+            self.faults.revert_all()
+            self._rollbacks()
+        j.status, j.reason = self._verdict()
+        j.end, j.duration = probes.now_iso(), round(time.monotonic() - t0, 3)
+        j.deviated = j.after is not None and not j.after["steady_state_met"]
+        j.on_fault_error = self.experiment.settings.on_fault_error
+        j.signals_ignored = self.signals_ignored
+        j.ended = True
+        self._record_metrics(j.status, j.duration)
+        result = self._save(final=True)
+        self.report.event(
+            f"run {self.options.run_id} {j.status}{f': {j.reason}' if j.reason else ''}"
+        )
+        return result
+
+    def _verdict(self) -> tuple[RunStatus, str]:
+        j = self.journal
+        problems = ""
+        if j.problems:
+            shown = "; ".join(f"{p.agent}: {p.problem} ({p.detail})" for p in j.problems[:5])
+            more = len(j.problems) - 5
+            problems = f"the faults did not run as planned: {len(j.problems)} problem(s): {shown}"
+            problems += f"; and {more} more" if more > 0 else ""
+        if self._end is not None:
+            reason = self._end.reason
+            if problems and self._end.label != "fault_error":
+                reason = f"{reason}; {problems}"
+            return self._end.status, reason
+        if j.before is not None and not j.before["steady_state_met"]:
+            return RunStatus.FAILED, "steady state not met before the method: nothing was injected"
+        if j.after is not None and not j.after["steady_state_met"]:
+            deviated = "steady state deviated after the method"
+            return RunStatus.FAILED, f"{deviated}; {problems}" if problems else deviated
+        if problems:
+            return RunStatus.FAILED, problems
+        return RunStatus.COMPLETED, ""
+
+    def _save(self, final: bool = False) -> dict[str, Any]:
+        journal = self.journal.to_dict()
+        if self.options.journal_path is not None:
+            jr.write(journal, self.options.journal_path)
+        if final and self.options.history is not None:
+            self.options.history.record(journal, self.options.journal_path or Path("-"))
+        return journal
+
+    # ---------------------------------------------------------- pre-flight
+
+    def _preflight(self) -> Plan | None:
+        j = self.journal
+        try:
+            j.window = self.check_window()
+        except WindowClosed as exc:
+            self._end_with(RunStatus.ABORTED, str(exc), "window")
+            return None
+        statuses = self.fleet.statuses()
+        for a, st in statuses.items():
+            j.agent(a).hostname = st.info.hostname if st.info else ""
+        try:
+            plan = make_plan(self.experiment, statuses, self.options.seed)
+        except PreflightAbort as exc:
+            self._end_with(RunStatus.ABORTED, str(exc), exc.label)
+            return None
+        j.selection = plan.selection.as_dict()
+        j.planned_steps = plan.steps_record()
+        sel = plan.selection
+        self.report.event(
+            f"targets: {len(sel.targets)} of {sel.fleet_size} agent(s)"
+            f" (eligible {len(sel.eligible)}, mode {sel.mode}, seed {sel.seed}"
+            f"{', capped by max-fleet-percent' if sel.capped else ''})"
+        )
+        for a, why in sel.skipped.items():
+            self.report.event(f"skipping {a}: {why}")
+            j.agent(a).skipped = why
+        if plan.problems:
+            detail = "; ".join(f"{a}: {', '.join(p)}" for a, p in plan.problems.items())
+            self._end_with(RunStatus.ABORTED, f"pre-flight refused: {detail}", "preflight")
+            return None
+        if not sel.targets:
+            self._end_with(
+                RunStatus.ABORTED, "no eligible agent matches the selection", "no_targets"
+            )
+            return None
+        return plan
+
+    def _acquire(self, plan: Plan) -> None:
+        ttl = self.experiment.settings.lease_ttl
+        holder = f"{self.options.holder} run={self.options.run_id}"
+        for a, o in self.fleet.acquire_leases(plan.targets, holder, ttl).items():
+            rec = self.journal.agent(a)
+            if o.value is not None:
+                rec.lease_id = o.value.lease_id
+                continue
+            rec.skipped = f"lease refused: {o.error}"
+            self.report.event(f"agent {a}: lease refused ({o.error})")
+            if o.unreachable and self.experiment.settings.on_unreachable == "abort":
+                self._end_with(
+                    RunStatus.ABORTED, f"agent {a} unreachable: {o.error}", "unreachable"
+                )
+        self.report.event(f"leases held on {len(self.fleet.keepers)} agent(s), ttl {ttl:g}s")
+        if not self.fleet.keepers:
+            self._end_with(RunStatus.ABORTED, "no target agent granted a lease", "unreachable")
+        self.faults.watch()
+
+    def _start_monitor(self) -> StopMonitor | None:
+        conditions = self.experiment.settings.stop_conditions
+        if not conditions:
+            return None
+
+        def seen(c: StopCondition, run: probes.ProbeRun) -> None:
+            detail = run.verdict.detail if run.verdict else run.error
+            self.report.event(f"stop condition {c.name}: {detail}")
+
+        return StopMonitor(conditions, self._on_breach, seen).start()
+
+    # ------------------------------------------------------------- method
+
+    def _execute(self, plan: Plan) -> None:
+        fleet_size = len(self.fleet.refs)
+        for step in plan.steps:
+            if self._stopping():
+                return
+            lost = self.fleet.lost()
+            live = [a for a in step.agents if a in self.fleet.keepers and a not in lost]
+            added = [a for a in live if a not in self._affected]
+            record = StepRecord(step.index, step.percent, step.hold, live, added, probes.now_iso())
+            self.journal.steps.append(record)
+            self.report.event(
+                f"step {step.index + 1}/{len(plan.steps)}: {step.percent:g}% -> {len(live)}"
+                f" agent(s), {len(added)} new: {', '.join(added) or '-'}"
+            )
+            for index, activity in enumerate(self.experiment.method):
+                if self._sleep(activity.pause_before):
+                    break
+                if isinstance(activity.provider, FaultProvider):
+                    if added:
+                        duration = plan.durations[activity.name]
+                        self.faults.inject(activity, index, added, duration, self.options.run_id)
+                else:
+                    run = probes.execute(activity)
+                    self.journal.run.append(run.record())
+                    self.report.event(
+                        f"{activity.type} {activity.name}: {run.status}"
+                        f"{f' ({run.error})' if run.error else ''}"
+                    )
+                if self._sleep(activity.pause_after):
+                    break
+            self._affected += [a for a in added if a not in self._affected]
+            radius = 100.0 * len(self._affected) / fleet_size if fleet_size else 0.0
+            record.blast_radius_percent = round(radius, 3)
+            self.metrics.blast_radius_percentage.set(radius)
+            stopped = self._stopping() or self._sleep(step.hold)
+            record.end = probes.now_iso()
+            if stopped:
+                return
+
+    # ---------------------------------------------------------- rollbacks
+
+    def _rollbacks(self) -> None:
+        for activity in self.experiment.rollbacks:
+            run = probes.execute(activity)
+            self.journal.rollbacks.append(run.record())
+            self.metrics.rollbacks_total.inc()
+            self.report.event(f"rollback {activity.name}: {run.status}")
+
+    def _record_metrics(self, status: RunStatus, duration: float) -> None:
+        self.metrics.experiments_total.labels(str(status)).inc()
+        self.metrics.experiment_duration_seconds.observe(duration)
+        if status == RunStatus.ABORTED and self._end is not None:
+            self.metrics.safety_aborts_total.labels(self._end.label or "other").inc()
