@@ -27,7 +27,7 @@ from brownout.v1 import agent_pb2 as pb
 from controller.agents.client import AgentClient
 from controller.cli.render import fault_table
 
-EXPERIMENT = Path(__file__).resolve().parent.parent / "examples" / "local-demo.yaml"
+EXPERIMENT = Path(__file__).resolve().parents[2] / "examples" / "local-demo.yaml"
 
 
 def start_agent(state_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
