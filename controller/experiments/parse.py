@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,10 +23,10 @@ from typing import Any, NoReturn
 import yaml
 from google.protobuf import json_format
 
-from brownout.units import parse_duration
 from brownout.v1 import agent_pb2 as pb
 from controller.cli import kinds
 from controller.errors import ConfigError
+from controller.experiments import fields
 from controller.experiments import tolerances as tol
 from controller.experiments import window as win
 from controller.experiments.model import (
@@ -46,83 +44,6 @@ from controller.experiments.model import (
     StopCondition,
 )
 from controller.experiments.selection import parse_mode, parse_selector
-
-# ------------------------------------------------------------------ helpers
-
-
-def _duration(raw: object, where: str, allow_zero: bool = True) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raise ConfigError(
-            where, f"expected a duration like 30s or a number of seconds, got {raw!r}"
-        )
-    try:
-        value = float(raw) if not isinstance(raw, str) else parse_duration(raw)
-    except ValueError as exc:
-        raise ConfigError(where, str(exc)) from None
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(where, f"must be {'>= 0' if allow_zero else '> 0'}, got {raw!r}")
-    return value
-
-
-def _mapping(raw: object, where: str) -> Mapping[str, Any]:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(where, f"expected a mapping, got {type(raw).__name__}")
-    return raw
-
-
-def _no_unknown(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ConfigError(where, f"unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-
-
-def _string(raw: Mapping[str, Any], key: str, where: str, required: bool = True) -> str:
-    value = raw.get(key)
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str) or (required and not value):
-        raise ConfigError(f"{where}.{key}", "a non-empty string is required")
-    return value
-
-
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _configuration(raw: object) -> dict[str, str]:
-    """Chaos Toolkit configuration: plain values, or {type: env, key, default}."""
-    values: dict[str, str] = {}
-    for name, value in _mapping(raw or {}, "configuration").items():
-        if isinstance(value, Mapping):
-            if value.get("type") != "env" or not isinstance(value.get("key"), str):
-                raise ConfigError(
-                    f"configuration.{name}", "only {type: env, key: NAME} is supported"
-                )
-            env = os.environ.get(value["key"], value.get("default"))
-            if env is None:
-                raise ConfigError(
-                    f"configuration.{name}", f"environment variable {value['key']} is not set"
-                )
-            values[str(name)] = str(env)
-        else:
-            values[str(name)] = str(value)
-    return values
-
-
-def _substitute(node: Any, values: Mapping[str, str]) -> Any:
-    if isinstance(node, str):
-
-        def repl(m: re.Match[str]) -> str:
-            if m[1] not in values:
-                raise ConfigError("configuration", f"${{{m[1]}}} is used but not defined")
-            return values[m[1]]
-
-        return _VAR.sub(repl, node)
-    if isinstance(node, list):
-        return [_substitute(x, values) for x in node]
-    if isinstance(node, Mapping):
-        return {k: _substitute(v, values) for k, v in node.items()}
-    return node
-
 
 # --------------------------------------------------------------- providers
 
@@ -172,8 +93,8 @@ def build_fault(
 
 
 def _fault_provider(raw: Mapping[str, Any], where: str) -> FaultProvider:
-    _no_unknown(raw, {"type", "fault", "arguments", "spec", "target", "duration"}, where)
-    fault = _string(raw, "fault", where)
+    fields.no_unknown(raw, {"type", "fault", "arguments", "spec", "target", "duration"}, where)
+    fault = fields.string(raw, "fault", where)
     if fault not in FAULT_KINDS:
         raise ConfigError(
             f"{where}.fault", f"unknown fault {fault!r}; one of {', '.join(FAULT_KINDS)}"
@@ -185,62 +106,69 @@ def _fault_provider(raw: Mapping[str, Any], where: str) -> FaultProvider:
     if "spec" in raw:
         spec = pb.FaultSpec()
         try:
-            json_format.ParseDict({fault: _mapping(raw["spec"], f"{where}.spec")}, spec)
+            json_format.ParseDict({fault: fields.mapping(raw["spec"], f"{where}.spec")}, spec)
         except json_format.ParseError as exc:
             raise ConfigError(f"{where}.spec", str(exc)) from None
         target = pb.Target()
     else:
-        spec, target = build_fault(fault, _mapping(raw["arguments"], f"{where}.arguments"), where)
+        spec, target = build_fault(
+            fault, fields.mapping(raw["arguments"], f"{where}.arguments"), where
+        )
     if raw.get("target"):
         target = pb.Target()
         try:
-            json_format.ParseDict(dict(_mapping(raw["target"], f"{where}.target")), target)
+            json_format.ParseDict(dict(fields.mapping(raw["target"], f"{where}.target")), target)
         except json_format.ParseError as exc:
             raise ConfigError(f"{where}.target", str(exc)) from None
-    duration = _duration(raw["duration"], f"{where}.duration", False) if "duration" in raw else None
+    duration = (
+        fields.duration(raw["duration"], f"{where}.duration", False) if "duration" in raw else None
+    )
     return FaultProvider(fault, spec, target, duration)
 
 
 def _provider(raw: object, where: str, activity_type: str) -> Provider:
-    p = _mapping(raw, where)
+    p = fields.mapping(raw, where)
     kind = p.get("type")
     if kind == "http":
-        _no_unknown(p, {"type", "url", "method", "headers", "body", "arguments", "timeout"}, where)
+        fields.no_unknown(
+            p, {"type", "url", "method", "headers", "body", "arguments", "timeout"}, where
+        )
         body = p.get("body")
         if "arguments" in p:
             body = json.dumps(p["arguments"])
         headers = {
-            str(k): str(v) for k, v in _mapping(p.get("headers") or {}, f"{where}.headers").items()
+            str(k): str(v)
+            for k, v in fields.mapping(p.get("headers") or {}, f"{where}.headers").items()
         }
         return HttpProvider(
-            url=_string(p, "url", where),
+            url=fields.string(p, "url", where),
             method=str(p.get("method", "GET")).upper(),
             headers=headers,
             body=None if body is None else str(body),
-            timeout=_duration(p.get("timeout", 5), f"{where}.timeout", False),
+            timeout=fields.duration(p.get("timeout", 5), f"{where}.timeout", False),
         )
     if kind == "prometheus":
-        _no_unknown(p, {"type", "url", "query", "timeout", "empty"}, where)
+        fields.no_unknown(p, {"type", "url", "query", "timeout", "empty"}, where)
         empty = p.get("empty")
         if empty is not None and (isinstance(empty, bool) or not isinstance(empty, int | float)):
             raise ConfigError(f"{where}.empty", "must be a number")
         return PrometheusProvider(
-            url=_string(p, "url", where),
-            query=_string(p, "query", where),
-            timeout=_duration(p.get("timeout", 5), f"{where}.timeout", False),
+            url=fields.string(p, "url", where),
+            query=fields.string(p, "query", where),
+            timeout=fields.duration(p.get("timeout", 5), f"{where}.timeout", False),
             empty=None if empty is None else float(empty),
         )
     if kind == "process":
-        _no_unknown(p, {"type", "path", "arguments", "timeout"}, where)
+        fields.no_unknown(p, {"type", "path", "arguments", "timeout"}, where)
         args = p.get("arguments", [])
         if isinstance(args, str):
             args = shlex.split(args)  # split like a shell would, but never run one
         if not isinstance(args, list):
             raise ConfigError(f"{where}.arguments", "expected a list of strings or one string")
         return ProcessProvider(
-            path=_string(p, "path", where),
+            path=fields.string(p, "path", where),
             arguments=tuple(str(a) for a in args),
-            timeout=_duration(p.get("timeout", 30), f"{where}.timeout", False),
+            timeout=fields.duration(p.get("timeout", 30), f"{where}.timeout", False),
         )
     if kind == "brownout":
         if activity_type != "action":
@@ -253,26 +181,28 @@ def _provider(raw: object, where: str, activity_type: str) -> Provider:
 
 
 def _activity(raw: object, where: str, allowed: tuple[str, ...] = ("probe", "action")) -> Activity:
-    a = _mapping(raw, where)
+    a = fields.mapping(raw, where)
     kind = a.get("type")
     if kind not in allowed:
         raise ConfigError(f"{where}.type", f"must be {' or '.join(allowed)}, got {kind!r}")
-    _no_unknown(a, {"type", "name", "provider", "tolerance", "pauses", "background", "ref"}, where)
+    fields.no_unknown(
+        a, {"type", "name", "provider", "tolerance", "pauses", "background", "ref"}, where
+    )
     if a.get("background"):
         raise ConfigError(f"{where}.background", "background activities are not supported")
     provider = _provider(a.get("provider"), f"{where}.provider", kind)
     tolerance = None
     if "tolerance" in a:
         tolerance = tol.parse(a["tolerance"], f"{where}.tolerance")
-    pauses = _mapping(a.get("pauses") or {}, f"{where}.pauses")
-    _no_unknown(pauses, {"before", "after"}, f"{where}.pauses")
+    pauses = fields.mapping(a.get("pauses") or {}, f"{where}.pauses")
+    fields.no_unknown(pauses, {"before", "after"}, f"{where}.pauses")
     return Activity(
         type=kind,
-        name=_string(a, "name", where),
+        name=fields.string(a, "name", where),
         provider=provider,
         tolerance=tolerance,
-        pause_before=_duration(pauses.get("before", 0), f"{where}.pauses.before"),
-        pause_after=_duration(pauses.get("after", 0), f"{where}.pauses.after"),
+        pause_before=fields.duration(pauses.get("before", 0), f"{where}.pauses.before"),
+        pause_after=fields.duration(pauses.get("after", 0), f"{where}.pauses.after"),
         raw=dict(a),
     )
 
@@ -281,9 +211,9 @@ def _activity(raw: object, where: str, allowed: tuple[str, ...] = ("probe", "act
 
 
 def _ramp(raw: object, where: str) -> tuple[RampStep, ...]:
-    r = _mapping(raw, where)
-    _no_unknown(r, {"steps", "hold"}, where)
-    hold = _duration(r.get("hold", 0), f"{where}.hold")
+    r = fields.mapping(raw, where)
+    fields.no_unknown(r, {"steps", "hold"}, where)
+    hold = fields.duration(r.get("hold", 0), f"{where}.hold")
     steps = r.get("steps")
     if not isinstance(steps, list) or not steps:
         raise ConfigError(
@@ -293,8 +223,8 @@ def _ramp(raw: object, where: str) -> tuple[RampStep, ...]:
     for i, s in enumerate(steps):
         w = f"{where}.steps[{i}]"
         if isinstance(s, Mapping):
-            _no_unknown(s, {"percent", "hold"}, w)
-            percent, step_hold = s.get("percent"), _duration(s.get("hold", hold), f"{w}.hold")
+            fields.no_unknown(s, {"percent", "hold"}, w)
+            percent, step_hold = s.get("percent"), fields.duration(s.get("hold", hold), f"{w}.hold")
         else:
             percent, step_hold = s, hold
         if isinstance(percent, str):
@@ -312,11 +242,11 @@ def _ramp(raw: object, where: str) -> tuple[RampStep, ...]:
 
 
 def _stop_condition(raw: object, where: str) -> StopCondition:
-    c = _mapping(raw, where)
-    _no_unknown(c, {"name", "probe", "provider", "tolerance", "for", "interval"}, where)
-    name = _string(c, "name", where)
+    c = fields.mapping(raw, where)
+    fields.no_unknown(c, {"name", "probe", "provider", "tolerance", "for", "interval"}, where)
+    name = fields.string(c, "name", where)
     if "probe" in c:
-        probe_raw = dict(_mapping(c["probe"], f"{where}.probe"))
+        probe_raw = dict(fields.mapping(c["probe"], f"{where}.probe"))
         probe_raw.setdefault("name", name)
         probe_raw.setdefault("type", "probe")
         probe = _activity(probe_raw, f"{where}.probe", ("probe",))
@@ -332,8 +262,8 @@ def _stop_condition(raw: object, where: str) -> StopCondition:
     return StopCondition(
         name=name,
         probe=probe,
-        sustain=_duration(c.get("for", 0), f"{where}.for"),
-        interval=_duration(c.get("interval", 5), f"{where}.interval", False),
+        sustain=fields.duration(c.get("for", 0), f"{where}.for"),
+        interval=fields.duration(c.get("interval", 5), f"{where}.interval", False),
     )
 
 
@@ -346,13 +276,13 @@ def _settings(raw: object) -> Settings:
         return Settings()
     where = "extensions[brownout]"
     b = found[0]
-    _no_unknown(
+    fields.no_unknown(
         b,
         {"name", "targets", "ramp", "stop-conditions", "lease-ttl", "run-window", "on-fault-error"},
         where,
     )
-    t = _mapping(b.get("targets") or {}, f"{where}.targets")
-    _no_unknown(
+    t = fields.mapping(b.get("targets") or {}, f"{where}.targets")
+    fields.no_unknown(
         t, {"selector", "mode", "seed", "max-fleet-percent", "on-unreachable"}, f"{where}.targets"
     )
     seed = t.get("seed")
@@ -369,7 +299,7 @@ def _settings(raw: object) -> Settings:
         raise ConfigError(
             f"{where}.on-fault-error", f"must be abort or continue, got {on_fault_error!r}"
         )
-    ttl = _duration(b.get("lease-ttl", 15), f"{where}.lease-ttl", False)
+    ttl = fields.duration(b.get("lease-ttl", 15), f"{where}.lease-ttl", False)
     conditions = tuple(
         _stop_condition(c, f"{where}.stop-conditions[{i}]")
         for i, c in enumerate(b.get("stop-conditions") or [])
@@ -406,15 +336,17 @@ def _rollbacks(raw: list[Any]) -> tuple[Activity, ...]:
 
 
 def parse(raw: object, source: str = "") -> Experiment:
-    doc = _mapping(raw, source or "experiment")
-    values = _configuration(doc.get("configuration"))
-    resolved = {k: (v if k == "configuration" else _substitute(v, values)) for k, v in doc.items()}
+    doc = fields.mapping(raw, source or "experiment")
+    values = fields.configuration(doc.get("configuration"))
+    resolved = {
+        k: (v if k == "configuration" else fields.substitute(v, values)) for k, v in doc.items()
+    }
     title = resolved.get("title")
     if not isinstance(title, str) or not title.strip():
         raise ConfigError("title", "an experiment needs a title")
     hypothesis = None
     if resolved.get("steady-state-hypothesis"):
-        h = _mapping(resolved["steady-state-hypothesis"], "steady-state-hypothesis")
+        h = fields.mapping(resolved["steady-state-hypothesis"], "steady-state-hypothesis")
         probes = h.get("probes") or []
         if not isinstance(probes, list):
             raise ConfigError("steady-state-hypothesis.probes", "expected a list")

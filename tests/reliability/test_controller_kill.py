@@ -1,6 +1,6 @@
 """SIGKILL `brownout run` at random moments of a fleet run (while it connects,
 injects or holds): every agent reverts within the lease TTL + 1 s of the kill.
-The fixed-moment case lives in tests/host/test_controller_run.py; this reuses
+The fixed-moment case lives in tests/host/test_runner.py; this reuses
 its helpers and adds random kill points and repetitions."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import yaml
 
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc, wait_for
-from tests.host.test_controller_run import agent_flags, doc, live_faults
+from tests.host.fleet import agent_flags, doc, live_faults
 from tests.processes import all_gone
 from tests.reliability.common import bump, figure, scale
 

@@ -13,177 +13,34 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from brownout.v1 import agent_pb2 as pb
-from controller.agents import inventory
-from controller.agents.fleet import Fleet
-from controller.cli.commands import EXIT_FAULT_ERROR, exit_code
-from controller.experiments import parse as exp
 from controller.experiments.history import History
 from controller.experiments.metrics import ControllerMetrics
-from controller.experiments.runner import Runner, RunOptions
 from tests.agentproc import AgentProc, wait_for
-from tests.controller_servers import FakePrometheus, Service, serving
+from tests.controller_servers import FakePrometheus
+from tests.host.fleet import (
+    DEAD_AGENT,
+    N,
+    agent_flags,
+    assert_all_reverted,
+    cli,
+    doc,
+    ext,
+    http_probe,
+    live_faults,
+    run,
+    ts,
+)
 from tests.processes import all_gone
 
 pytestmark = pytest.mark.host
-
-LIVE = [pb.FAULT_STATE_PENDING, pb.FAULT_STATE_ACTIVE, pb.FAULT_STATE_REVERTING]
-DEAD_AGENT = "127.0.0.1:1"  # nothing listens on port 1: connection refused
-N = 5  # agents
-
-
-@pytest.fixture(scope="module")
-def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AgentProc]]:
-    base = tmp_path_factory.mktemp("fleet")
-    procs = [AgentProc(base / f"agent{i}") for i in range(N)]
-    threads = [threading.Thread(target=p.start) for p in procs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert all(p.port for p in procs), "an agent failed to start"
-    yield procs
-    problems = []
-    for p in procs:
-        p.stop()
-        if p.marked_processes():
-            problems.append(f"{p.state_dir}: processes left: {p.marked_processes()}")
-        if p.journal_files():
-            problems.append(f"{p.state_dir}: journal left: {p.journal_files()}")
-    assert not problems, "\n".join(problems)
-
-
-@pytest.fixture
-def fleet(agents: list[AgentProc]) -> Iterator[list[AgentProc]]:
-    """The shared agents; each test must leave no live fault behind."""
-    yield agents
-    assert wait_for(lambda: not live_faults(agents), 5), live_faults(agents)
-
-
-@pytest.fixture
-def service() -> Iterator[str]:
-    with serving(Service().respond) as server:
-        yield server.url
-
-
-@pytest.fixture
-def prometheus(agents: list[AgentProc]) -> Iterator[tuple[str, FakePrometheus]]:
-    fake = FakePrometheus(
-        "brownout_faults_active", [f"http://127.0.0.1:{a.metrics_port}/metrics" for a in agents]
-    )
-    with serving(fake.respond) as server:
-        yield server.url, fake
-
-
-def live_faults(agents: list[AgentProc]) -> list[pb.Fault]:
-    out: list[pb.Fault] = []
-    for a in agents:
-        with a.client() as c:
-            out += c.list_faults(states=LIVE)
-    return out
-
-
-def worker_pids(journal: dict[str, Any]) -> list[int]:
-    return [
-        int(pid)
-        for agent in ext(journal)["agents"].values()
-        for f in agent["faults"]
-        for pid in f.get("applied", {}).get("worker_pids", "").split(",")
-        if pid
-    ]
-
-
-def ext(journal: dict[str, Any]) -> dict[str, Any]:
-    return dict(journal["extensions"][0])
-
-
-def http_probe(url: str, name: str = "service-ok") -> dict[str, Any]:
-    return {
-        "type": "probe",
-        "name": name,
-        "tolerance": 200,
-        "provider": {"type": "http", "url": url, "timeout": 2},
-    }
-
-
-def doc(
-    hypothesis: list[dict[str, Any]] | None = None,
-    brownout: dict[str, Any] | None = None,
-    duration: str = "60s",
-) -> dict[str, Any]:
-    d: dict[str, Any] = {
-        "version": "1.0.0",
-        "title": "controller host test",
-        "description": "cpu hog on the test agents",
-        "method": [
-            {
-                "type": "action",
-                "name": "cpu-hog",
-                "provider": {
-                    "type": "brownout",
-                    "fault": "cpu",
-                    "arguments": {"cores": 1, "load": 10},
-                    "duration": duration,
-                },
-            }
-        ],
-        "extensions": [{"name": "brownout", "lease-ttl": "3s", **(brownout or {})}],
-    }
-    if hypothesis is not None:
-        d["steady-state-hypothesis"] = {"title": "healthy", "probes": hypothesis}
-    return d
-
-
-def run(
-    d: dict[str, Any],
-    addresses: list[str],
-    tmp_path: Path,
-    metrics: ControllerMetrics | None = None,
-) -> dict[str, Any]:
-    e = exp.parse(d)
-    opts = RunOptions(journal_path=tmp_path / "journal.json", history=History(tmp_path / "h.db"))
-    with Fleet(inventory.build(agents=addresses), timeout=5) as f:
-        return Runner(e, f, opts, metrics=metrics).run()
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controller.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def agent_flags(agents: list[AgentProc]) -> list[str]:
-    return [x for a in agents for x in ("--agent", a.address)]
-
-
-def ts(iso: str) -> float:
-    return datetime.fromisoformat(iso).timestamp()
-
-
-def assert_all_reverted(journal: dict[str, Any], expected_faults: int) -> None:
-    faults = [f for a in ext(journal)["agents"].values() for f in a["faults"]]
-    assert len(faults) == expected_faults
-    assert all(f["revert"]["state"] == "reverted" for f in faults), faults
-    pids = worker_pids(journal)
-    assert len(pids) == expected_faults
-    assert all_gone(pids), "workers still running"
-
-
-# --------------------------------------------------------------------- tests
 
 
 def test_ramp_picks_the_right_agents_per_step_and_completes(
@@ -499,132 +356,3 @@ def test_serve_runs_on_schedule_and_exports_metrics(
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert os.path.exists(data / "journals")
-
-
-def run_in_thread(
-    d: dict[str, Any], addresses: list[str], tmp_path: Path
-) -> tuple[threading.Thread, dict[str, Any]]:
-    result: dict[str, Any] = {}
-    t = threading.Thread(target=lambda: result.update(run(d, addresses, tmp_path)))
-    t.start()
-    return t, result
-
-
-def problems(journal: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(p["agent"], p["problem"]) for p in ext(journal)["fault_problems"]]
-
-
-def test_a_lost_lease_fails_the_run_at_once(fleet: list[AgentProc], tmp_path: Path) -> None:
-    d = doc(brownout={"lease-ttl": "1.5s", "ramp": {"steps": [100], "hold": "20s"}})
-    runner, result = run_in_thread(d, [a.address for a in fleet], tmp_path)
-    victim = fleet[0]
-    assert wait_for(
-        lambda: [f.state for f in live_faults([victim])] == [pb.FAULT_STATE_ACTIVE], 10, 0.05
-    )
-    lease_id = live_faults([victim])[0].lease_id
-    with victim.client() as c:
-        c.release_lease(lease_id)  # as if the agent had restarted: the lease is gone
-    runner.join(timeout=30)
-
-    assert result["status"] == "failed" and result["deviated"] is False
-    assert result["duration"] < 15, "on-fault-error abort stops the run at once"
-    assert ("lease lost" in ext(result)["reason"]) and victim.address in ext(result)["reason"]
-    assert (victim.address, "lease lost") in problems(result)
-    assert exit_code(result) == EXIT_FAULT_ERROR
-    agents = ext(result)["agents"]
-    assert agents[victim.address]["lost"].startswith("NOT_FOUND")
-    assert not any(agents[a.address]["lost"] for a in fleet[1:])
-    [fault] = agents[victim.address]["faults"]
-    assert fault["revert"] == {
-        **fault["revert"],
-        "state": "reverted",
-        "end_reason": "lease_released",
-    }
-    assert_all_reverted(result, N)
-
-
-def test_an_agent_stopped_past_its_ttl_fails_the_run(
-    fleet: list[AgentProc], tmp_path: Path
-) -> None:
-    """SIGSTOP one agent for longer than the TTL: its lease is lost (the
-    controller cannot renew it), the agent reverts by itself once it runs
-    again, and the run says so, even carrying on (on-fault-error continue)."""
-    brownout = {
-        "lease-ttl": "1.5s",
-        "on-fault-error": "continue",
-        "ramp": {"steps": [100], "hold": "6s"},
-    }
-    runner, result = run_in_thread(doc(brownout=brownout), [a.address for a in fleet], tmp_path)
-    victim = fleet[1]
-    assert wait_for(lambda: len(live_faults(fleet)) == N, 10, 0.05)
-    assert victim.proc is not None
-    victim.proc.send_signal(signal.SIGSTOP)
-    try:
-        time.sleep(3.5)
-    finally:
-        victim.proc.send_signal(signal.SIGCONT)
-    runner.join(timeout=60)
-
-    assert result["status"] == "failed" and result["deviated"] is False, ext(result)["reason"]
-    assert result["duration"] >= 6, "on-fault-error continue runs the method to its end"
-    found = problems(result)
-    assert (victim.address, "lease lost") in found, found
-    assert {a for a, _ in found} == {victim.address}, "the other agents ran as planned"
-    [fault] = ext(result)["agents"][victim.address]["faults"]
-    assert fault["revert"]["end_reason"] == "lease_expired"
-    assert fault["ended_early"]["reason"] == "lease_expired"
-    assert exit_code(result) == EXIT_FAULT_ERROR
-
-
-def test_an_injection_refused_on_one_agent_of_five_fails_the_run(
-    fleet: list[AgentProc], tmp_path: Path, agent_factory: list[AgentProc]
-) -> None:
-    """One agent keeps a memory reserve larger than the machine: it refuses the
-    leak that the other four inject. The run stops (abort, the default) and is
-    failed, not completed; with continue it runs on and is failed all the same."""
-    tight = AgentProc(tmp_path / "tight", ["--memory-reserve", "1TiB"]).start()
-    agent_factory.append(tight)
-    d = doc(brownout={"ramp": {"steps": [100], "hold": "4s"}})
-    d["method"][0]["provider"] = {
-        "type": "brownout", "fault": "memory", "arguments": {"size": "16MiB"}, "duration": "60s",
-    }  # fmt: skip
-    addresses = [a.address for a in fleet[:4]] + [tight.address]
-    for mode, ran_on in (("abort", False), ("continue", True)):
-        d["extensions"][0]["on-fault-error"] = mode
-        journal = run(d, addresses, tmp_path)
-        assert journal["status"] == "failed" and journal["deviated"] is False, mode
-        assert problems(journal) == [(tight.address, "injection failed")], mode
-        assert "RESOURCE_EXHAUSTED" in ext(journal)["fault_problems"][0]["detail"]
-        assert "injection failed" in ext(journal)["reason"]
-        assert (journal["duration"] >= 4) is ran_on, (mode, journal["duration"])
-        assert exit_code(journal) == EXIT_FAULT_ERROR
-        good = [f for a in fleet[:4] for f in ext(journal)["agents"][a.address]["faults"]]
-        assert len(good) == 4 and all(f["revert"]["state"] == "reverted" for f in good)
-        assert all_gone(int(f["applied"]["worker_pid"]) for f in good)
-        assert [r["status"] for r in journal["run"]] == ["failed"]
-
-
-def test_a_worker_that_dies_mid_run_is_a_fault_that_ended_early(
-    fleet: list[AgentProc], tmp_path: Path
-) -> None:
-    d = doc(brownout={"on-fault-error": "continue", "ramp": {"steps": [100], "hold": "4s"}})
-    runner, result = run_in_thread(d, [a.address for a in fleet], tmp_path)
-    victim = fleet[2]
-    assert wait_for(
-        lambda: [f.state for f in live_faults([victim])] == [pb.FAULT_STATE_ACTIVE], 10, 0.05
-    )
-    [fault] = live_faults([victim])
-    os.kill(int(fault.applied["worker_pids"]), signal.SIGKILL)
-    runner.join(timeout=30)
-
-    assert result["status"] == "failed" and result["deviated"] is False
-    assert problems(result) == [(victim.address, "fault ended early")]
-    assert "worker_died" in ext(result)["fault_problems"][0]["detail"]
-    [rec] = ext(result)["agents"][victim.address]["faults"]
-    assert rec["ended_early"]["reason"] == "worker_died"
-    assert "was killed by signal 9" in rec["ended_early"]["error"]
-    assert rec["revert"]["state"] == "failed" and rec["revert"]["end_reason"] == "worker_died"
-    others = [
-        f for a in fleet if a is not victim for f in ext(result)["agents"][a.address]["faults"]
-    ]
-    assert all(f["revert"]["state"] == "reverted" for f in others)
