@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
@@ -24,6 +25,7 @@ import grpc
 from brownout.addresses import valid_hostname
 from brownout.v1 import agent_pb2 as pb
 from controller.agents.client import AgentClient
+from controller.agents.fault_watch import FaultWatch
 from controller.agents.lease_keeper import LeaseKeeper
 from controller.agents.tls import from_values
 from controller.cli import argtypes, certs, kinds
@@ -33,6 +35,7 @@ from controller.errors import ConfigError
 
 T = TypeVar("T")
 DEFAULT_AGENT = "127.0.0.1:7070"
+LIVE = (pb.FAULT_STATE_PENDING, pb.FAULT_STATE_ACTIVE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,18 +157,31 @@ def run_inject(client: AgentClient, args: argparse.Namespace) -> int:
     previous = {
         sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)
     }
+    watch: FaultWatch | None = None
     try:
         try:
             fault = client.inject(lease.lease_id, spec, args.duration, target)
             print(describe_fault(fault), flush=True)
-            while fault.state in (pb.FAULT_STATE_PENDING, pb.FAULT_STATE_ACTIVE):
-                if keeper.lost.wait(0.25):
+            # The agent says when the fault ends (WatchFaults); the wait below is
+            # local, so Ctrl-C and a lost lease are noticed at once.
+            latest, ended = [fault], threading.Event()
+
+            def on_event(_agent: str, event: pb.FaultEvent) -> None:
+                if event.fault.id == latest[0].id:
+                    latest[0] = event.fault
+                    if event.fault.state not in LIVE:
+                        ended.set()
+
+            if fault.state in LIVE:
+                watch = FaultWatch(client, lease.lease_id, on_event).start()
+            while fault.state in LIVE and not ended.wait(0.25):
+                if keeper.lost.is_set():
                     print(
                         f"lease lost ({keeper.lost_reason}): the agent has reverted the fault",
                         file=sys.stderr,
                     )
                     return 1
-                fault = client.get_fault(fault.id)
+            fault = latest[0]
         except _Interrupted as why:
             # A second Ctrl-C must not skip the revert.
             for sig in previous:
@@ -180,6 +196,8 @@ def run_inject(client: AgentClient, args: argparse.Namespace) -> int:
             return 0 if fault.state == pb.FAULT_STATE_REVERTED else 1
         return 1
     finally:
+        if watch is not None:
+            watch.stop()
         keeper.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

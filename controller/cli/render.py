@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from brownout import kinds
 from brownout.v1 import agent_pb2 as pb
 from controller.agents.fleet import AgentStatus, Outcome
 
@@ -11,7 +12,7 @@ def state_name(state: pb.FaultState.ValueType) -> str:
 
 
 def kind_name(kind: pb.FaultKind.ValueType) -> str:
-    return pb.FaultKind.Name(kind).removeprefix("FAULT_KIND_").lower()
+    return kinds.name_of(kind)
 
 
 def reason_name(reason: pb.EndReason.ValueType) -> str:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from brownout.kinds import name_of as kind_name
 from brownout.v1 import agent_pb2 as pb
 from controller.agents.fleet import AgentStatus
-from controller.cli.render import kind_name
 from controller.experiments.model import Experiment, FaultProvider
 from controller.experiments.selection import Selection, new_seed, ramp_counts, select
 

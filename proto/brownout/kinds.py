@@ -67,8 +67,11 @@ def of_spec(spec: pb.FaultSpec) -> Kind | None:
 
 
 def name_of(value: int) -> str:
-    """A FaultKind value as its name ("cpu"); unknown values as the enum's own text."""
+    """A FaultKind value as its name ("cpu"). A value this version does not know
+    (a newer agent's kind) renders as "kind 8" rather than failing."""
     kind = by_value(value)
     if kind is not None:
         return kind.name
-    return pb.FaultKind.Name(value).removeprefix("FAULT_KIND_").lower()  # type: ignore[arg-type]
+    if value in pb.FaultKind.values():
+        return pb.FaultKind.Name(value).removeprefix("FAULT_KIND_").lower()  # type: ignore[arg-type]
+    return f"kind {value}"

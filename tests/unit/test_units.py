@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from brownout.units import format_duration, parse_duration, parse_percent, parse_size
+from brownout.units import (
+    format_duration,
+    from_duration,
+    parse_duration,
+    parse_percent,
+    parse_size,
+    to_duration,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -48,3 +55,14 @@ def test_format_duration() -> None:
     assert format_duration(3600) == "1h"
     assert format_duration(90) == "90s"
     assert format_duration(120) == "2m"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [(0.0, 0), (1.5, 1_500_000_000), (0.1, 100_000_000), (2.9999999996, 3_000_000_000),
+     (1e-9, 1), (0.4e-9, 0), (0.6e-9, 1), (-1.25, -1_250_000_000)],
+)  # fmt: skip
+def test_to_duration_rounds_to_the_nearest_nanosecond(seconds: float, nanos: int) -> None:
+    d = to_duration(seconds)
+    assert d.ToNanoseconds() == nanos
+    assert abs(from_duration(d) - nanos / 1e9) < 1e-12
