@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from brownout.addresses import parse_hostport, valid_hostname
 from brownout.units import parse_duration, parse_percent, parse_size
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 IFNAMSIZ = 16  # the kernel's limit on interface names, NUL included
 
 
@@ -54,60 +54,26 @@ def int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
     return checked(parse)
 
 
-def _positive_duration(text: str) -> float:
-    seconds = parse_duration(text)
-    if seconds <= 0:
-        raise ValueError(f"must be more than 0, got {text!r}")
-    return seconds
+def bounded(parse: Callable[[str], N], ok: Callable[[N], bool], rule: str) -> Callable[[str], N]:
+    """parse, then refuse a value that is not ok, saying the rule."""
+
+    def check(text: str) -> N:
+        value = parse(text)
+        if not ok(value):
+            raise ValueError(f"must be {rule}, got {text!r}")
+        return value
+
+    check.__name__ = getattr(parse, "__name__", "value")
+    return checked(check)
 
 
-positive_duration = checked(_positive_duration)
 duration = checked(parse_duration)
+positive_duration = bounded(parse_duration, lambda v: v > 0, "more than 0")
 size = checked(parse_size)
-
-
-def _positive_size(text: str) -> int:
-    value = parse_size(text)
-    if value <= 0:
-        raise ValueError(f"must be more than 0 bytes, got {text!r}")
-    return value
-
-
-positive_size = checked(_positive_size)
+positive_size = bounded(parse_size, lambda v: v > 0, "more than 0 bytes")
 percent = checked(parse_percent)
-
-
-def _load_percent(text: str) -> float:
-    value = parse_percent(text)
-    if value < 1:
-        raise ValueError(f"must be between 1 and 100%, got {text!r}")
-    return value
-
-
-load_percent = checked(_load_percent)
-
-
-def _positive_percent(text: str) -> float:
-    value = parse_percent(text)
-    if value <= 0:
-        raise ValueError(f"must be more than 0% and at most 100%, got {text!r}")
-    return value
-
-
-positive_percent = checked(_positive_percent)
-
-
-def _positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"must be a finite number >= 0, got {text!r}")
-    return value
-
-
-non_negative_number = checked(_positive_number)
+load_percent = bounded(parse_percent, lambda v: v >= 1, "between 1 and 100%")
+positive_percent = bounded(parse_percent, lambda v: v > 0, "more than 0% and at most 100%")
 
 
 def _text(text: str) -> str:

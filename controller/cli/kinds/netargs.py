@@ -66,40 +66,24 @@ def target(args: argparse.Namespace) -> pb.Target:
     return pb.Target()
 
 
+def add_cidrs(p: argparse.ArgumentParser, flag: str, help: str, required: bool = False) -> None:
+    """A repeatable flag of IP addresses or CIDRs."""
+    p.add_argument(flag, action="append", type=argtypes.cidr, required=required,
+                   default=None if required else [], metavar="CIDR", help=help)  # fmt: skip
+
+
+def add_ports(p: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """A repeatable flag of ports or port ranges."""
+    p.add_argument(flag, action="append", type=argtypes.checked(parse_port_range),
+                   default=[], metavar="P[-Q]", help=help)  # fmt: skip
+
+
 def add_filter(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--to",
-        action="append",
-        type=argtypes.cidr,
-        default=[],
-        metavar="CIDR",
-        help="only traffic to these (repeat)",
-    )
-    p.add_argument(
-        "--port",
-        action="append",
-        default=[],
-        type=argtypes.checked(parse_port_range),
-        metavar="P[-Q]",
-        help="only these destination ports (repeat)",
-    )
-    p.add_argument(
-        "--source-port",
-        action="append",
-        default=[],
-        type=argtypes.checked(parse_port_range),
-        metavar="P[-Q]",
-        help="only these source ports (repeat)",
-    )
+    add_cidrs(p, "--to", "only traffic to these (repeat)")
+    add_ports(p, "--port", "only these destination ports (repeat)")
+    add_ports(p, "--source-port", "only these source ports (repeat)")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="any")
-    p.add_argument(
-        "--exclude",
-        action="append",
-        type=argtypes.cidr,
-        default=[],
-        metavar="CIDR",
-        help="never touch these (repeat)",
-    )
+    add_cidrs(p, "--exclude", "never touch these (repeat)")
     p.add_argument(
         "--interface",
         type=argtypes.interface,

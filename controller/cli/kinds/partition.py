@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from brownout.v1 import agent_pb2 as pb
-from controller.cli import argtypes
 from controller.cli.kinds import netargs
 
 NAME = "partition"
@@ -19,32 +18,11 @@ DIRECTIONS = {
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--to",
-        action="append",
-        type=argtypes.cidr,
-        required=True,
-        metavar="CIDR",
-        help="peers to cut off (repeat)",
-    )
-    p.add_argument(
-        "--port",
-        action="append",
-        default=[],
-        type=argtypes.checked(netargs.parse_port_range),
-        metavar="P[-Q]",
-        help="only the peers' ports (repeat)",
-    )
+    netargs.add_cidrs(p, "--to", "peers to cut off (repeat)", required=True)
+    netargs.add_ports(p, "--port", "only the peers' ports (repeat)")
     p.add_argument("--protocol", choices=sorted(netargs.PROTOCOLS), default="any")
     p.add_argument("--direction", choices=sorted(DIRECTIONS), default="both")
-    p.add_argument(
-        "--exclude",
-        action="append",
-        type=argtypes.cidr,
-        default=[],
-        metavar="CIDR",
-        help="never cut these (repeat)",
-    )
+    netargs.add_cidrs(p, "--exclude", "never cut these (repeat)")
     netargs.add_target(p)
 
 
