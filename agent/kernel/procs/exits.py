@@ -68,7 +68,7 @@ class _Watched:
     tag: str
     pidfd: int
     child: subprocess.Popen[bytes] | None  # ours to wait for; else the fork server's
-    source: int | None  # the fork server's report fd, for its children
+    source: _Source | None  # the fork server that reports its exit, for its children
     oom_before: cgroups.OomCount | None
     exited_at: float | None = None
 
@@ -127,8 +127,10 @@ class ExitWatch:
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
             pidfd = -1
-        w = _Watched(pid, start_time, tag, pidfd, child, source, oom)
         with self._lock:
+            # The source object, not its fd: a restarted fork server may get the same number.
+            src = self._sources.get(source) if source is not None else None
+            w = _Watched(pid, start_time, tag, pidfd, child, src, oom)
             if pidfd < 0 or self._start_time(pid) != start_time:
                 # Gone between "running" and here: nothing to wait on.
                 if pidfd >= 0:
@@ -251,7 +253,7 @@ class ExitWatch:
         if w.child is not None:
             code = w.child.poll()
             return (None, "") if code is None else (wait_status(code), "")
-        src = self._sources.get(w.source) if w.source is not None else None
+        src = w.source
         if src is None:
             return None, "its fork server died with it"
         status = src.statuses.pop(w.pid, None)
