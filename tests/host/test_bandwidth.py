@@ -1,11 +1,17 @@
 """Bandwidth limits on this kernel, measured with iperf3 between namespace test
 hosts: at every rate from 1 to 500 Mbit/s the goodput is within 10 % of the
-rate and within 5 % of what the kernel's own HTB (set up with tc, in the same
-run) delivers; filtered, only the matched destination and port are limited."""
+rate and within 5 % of what the kernel's own HTB delivers in the same run;
+filtered, only the matched destination and port are limited.
+
+The reference HTB is set up with the tc binary at the burst and queue the
+fault reports in `applied`, so it checks our netlink encoding against tc's.
+tc's own default burst (rate/HZ + MTU, about 64 KB at 500 Mbit/s) holds one
+GSO packet, and plain `htb rate R` then delivers anywhere from 0.84 to 0.95
+of the rate from run to run here; `make bench` shows that side by side."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -29,10 +35,23 @@ def bed() -> Iterator[NetBed]:
         yield t
 
 
+Reference = Callable[[pb.Fault], float]
+
+
 @pytest.fixture(scope="module")
-def kernel_htb(bed: NetBed) -> dict[int, float]:
-    """Goodput under tc's HTB per rate, measured once for the module's tests."""
-    return {rate: iperf.tc_reference(bed, 5200 + i, rate) for i, rate in enumerate(RATES)}
+def kernel_htb(bed: NetBed) -> Reference:
+    """Goodput under tc's HTB at a fault's rate and sizing, measured once per sizing
+    for the module's tests; call it with the fault reverted."""
+    measured: dict[tuple[int, int, int], float] = {}
+
+    def reference(fault: pb.Fault) -> float:
+        rate = fault.spec.bandwidth.rate_bits_per_second
+        key = (rate, int(fault.applied["burst_bytes"]), int(fault.applied["limit_bytes"]))
+        if key not in measured:
+            measured[key] = iperf.tc_reference(bed, 5200 + len(measured), *key)
+        return measured[key]
+
+    return reference
 
 
 def inject(agent: AgentProc, spec: pb.BandwidthSpec, ns: str) -> pb.Fault:
@@ -56,7 +75,7 @@ def judge(rate: int, got: float, kernel: float) -> None:
 
 @pytest.mark.parametrize("rate", RATES, ids=[f"{r // MBIT}mbit" for r in RATES])
 def test_whole_interface_rate_matches_the_kernels_htb(
-    agent: AgentProc, bed: NetBed, kernel_htb: dict[int, float], rate: int
+    agent: AgentProc, bed: NetBed, kernel_htb: Reference, rate: int
 ) -> None:
     dev = bed.a_to_b
     before = qdisc_show(bed.a, dev)
@@ -65,15 +84,15 @@ def test_whole_interface_rate_matches_the_kernels_htb(
     assert "raised" not in fault.applied
     seconds, omit = iperf.seconds_for(rate)
     got = iperf.goodput(bed, 5301, bed.b.v4, seconds, omit)
-    judge(rate, got, kernel_htb[rate])
     with agent.client() as c:
         assert c.revert(fault.id).state == pb.FAULT_STATE_REVERTED
     assert qdisc_show(bed.a, dev) == before
+    judge(rate, got, kernel_htb(fault))
 
 
 @pytest.mark.parametrize("rate", RATES, ids=[f"{r // MBIT}mbit" for r in RATES])
 def test_filtered_rate_limits_only_the_matched_destination_and_port(
-    agent: AgentProc, bed: NetBed, kernel_htb: dict[int, float], rate: int
+    agent: AgentProc, bed: NetBed, kernel_htb: Reference, rate: int
 ) -> None:
     spec = pb.BandwidthSpec(
         rate_bits_per_second=rate,
@@ -88,7 +107,7 @@ def test_filtered_rate_limits_only_the_matched_destination_and_port(
     assert fault.applied["qdisc"].startswith("htb ")
     assert fault.applied["u32_filters"] == "2"  # one IPv4, one IPv6 match
     seconds, omit = iperf.seconds_for(rate)
-    judge(rate, iperf.goodput(bed, 5401, bed.b.v4, seconds, omit), kernel_htb[rate])
+    got = iperf.goodput(bed, 5401, bed.b.v4, seconds, omit)
     if rate == RATES[0]:
         # Another port, and the same port over IPv6 (the second match), at the lowest rate.
         unmatched = iperf.goodput(bed, 5402, bed.b.v4, 3, 1)
@@ -99,6 +118,7 @@ def test_filtered_rate_limits_only_the_matched_destination_and_port(
     with agent.client() as c:
         assert c.revert(fault.id).state == pb.FAULT_STATE_REVERTED
     assert "noqueue" in qdisc_show(bed.a, bed.a_to_b)
+    judge(rate, got, kernel_htb(fault))
 
 
 def test_a_queue_too_small_for_a_gso_packet_is_raised_and_said(
