@@ -41,8 +41,12 @@ def agent_factory(tmp_path: Path) -> Iterator[list[AgentProc]]:
 
 
 @pytest.fixture
-def agent(tmp_path: Path, agent_factory: list[AgentProc]) -> AgentProc:
-    """One running agent with its own state dir; checked for residue at teardown."""
-    a = AgentProc(tmp_path / "state").start()
+def agent(
+    request: pytest.FixtureRequest, tmp_path: Path, agent_factory: list[AgentProc]
+) -> AgentProc:
+    """One running agent with its own state dir; checked for residue at teardown.
+    A test module's AGENT_FIXTURE_ARGS, if it has them, are added to its command line."""
+    args = list(getattr(request.module, "AGENT_FIXTURE_ARGS", []))
+    a = AgentProc(tmp_path / "state", extra_args=args).start()
     agent_factory.append(a)
     return a

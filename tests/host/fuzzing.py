@@ -6,7 +6,6 @@ The tests are in test_fuzz.py."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -21,27 +20,15 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from hypothesis import HealthCheck, settings
 
 from agent.kernel import fs
 from agent.kernel.procs import find_marked
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc, wait_for
+from tests.fuzzsettings import EXAMPLES
 
-EXAMPLES = int(os.environ.get("BROWNOUT_FUZZ_EXAMPLES", "2000"))
 # Raw bytes per method, on top of the EXAMPLES well-formed requests per RPC.
 RAW_EXAMPLES = max(100, EXAMPLES // 20)
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.large_base_example,
-    ],
-)
 
 SERVICE = pb.DESCRIPTOR.services_by_name["Agent"]
 METHODS = {m.name: m for m in SERVICE.methods}

@@ -21,12 +21,8 @@ MIB = 1024 * 1024
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
-@pytest.fixture
-def agent(tmp_path: Path, agent_factory: list[AgentProc]) -> AgentProc:
-    # A 1 MiB reserve: the default 100 MiB is more than these test filesystems.
-    a = AgentProc(tmp_path / "state", extra_args=["--disk-reserve", "1MiB"]).start()
-    agent_factory.append(a)
-    return a
+# The default 100 MiB disk reserve is more than these test filesystems hold.
+AGENT_FIXTURE_ARGS = ["--disk-reserve", "1MiB"]
 
 
 @pytest.fixture

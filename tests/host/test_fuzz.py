@@ -33,12 +33,11 @@ from hypothesis import strategies as st
 
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc, wait_for
+from tests.fuzzsettings import EXAMPLES, FUZZ
 from tests.host.fuzzing import (
     AGENT_ARGS,
     CALL_TIMEOUT,
     ENDED_STATES,
-    EXAMPLES,
-    FUZZ,
     MAX_LEASE_TTL_S,
     METHODS,
     MIN_LEASE_TTL_S,

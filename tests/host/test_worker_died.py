@@ -26,11 +26,8 @@ MIB = 1024 * 1024
 ENDED = (pb.FAULT_STATE_FAILED, pb.FAULT_STATE_REVERTED)
 
 
-@pytest.fixture
-def agent(tmp_path: Path, agent_factory: list[AgentProc]) -> AgentProc:
-    a = AgentProc(tmp_path / "state", extra_args=["--disk-reserve", "1MiB"]).start()
-    agent_factory.append(a)
-    return a
+# The default 100 MiB disk reserve is more than these test filesystems hold.
+AGENT_FIXTURE_ARGS = ["--disk-reserve", "1MiB"]
 
 
 @pytest.fixture

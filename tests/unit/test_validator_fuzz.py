@@ -24,7 +24,7 @@ from google.protobuf import text_format
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import given, note
 from hypothesis import strategies as st
 
 from agent.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ResourceExhausted
@@ -34,22 +34,11 @@ from agent.faults.registry import build_injectors
 from agent.kernel import fs, procs
 from brownout import kinds
 from brownout.v1 import agent_pb2 as pb
+from tests.fuzzsettings import EXAMPLES, FUZZ
 from tests.strategies import messages, one_field_off, single_field_messages
 
 pytestmark = pytest.mark.unit
 
-EXAMPLES = int(os.environ.get("BROWNOUT_FUZZ_EXAMPLES", "2000"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.large_base_example,
-    ],
-)
 SPEC_ARMS: dict[str, Descriptor] = {
     f.name: f.message_type
     for f in pb.FaultSpec.DESCRIPTOR.oneofs_by_name["spec"].fields
