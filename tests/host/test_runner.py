@@ -225,10 +225,18 @@ def test_ctrl_c_twice_interrupts_and_still_reverts_everything(
     proc, data = start_run(fleet, tmp_path)
     # Ctrl-C, an impatient second one, then a SIGTERM: back to back, so they land
     # while the first is being handled (two SIGINTs may merge in the kernel; the
-    # SIGTERM cannot), and none of them may cut the reverts short.
-    proc.send_signal(signal.SIGINT)
-    proc.send_signal(signal.SIGINT)
-    proc.send_signal(signal.SIGTERM)
+    # SIGTERM cannot), and none of them may cut the reverts short. One agent is
+    # stopped for a second, well inside the TTL, so the reverts are surely still
+    # going when the later signals land: five reverts can otherwise finish before
+    # a descheduled test sends its SIGTERM, and a signal after the run is not its.
+    os.kill(fleet[0].pid, signal.SIGSTOP)
+    try:
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+    finally:
+        os.kill(fleet[0].pid, signal.SIGCONT)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err
     assert "status    interrupted" in out

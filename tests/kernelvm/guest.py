@@ -12,6 +12,7 @@ host tier (bandwidth).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -20,7 +21,7 @@ import struct
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +215,28 @@ def summary(rtts: list[float]) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def tc_filtered_netem(ns: str, dev: str, match: list[str]) -> Iterator[None]:
+    """The kernel's own filtered 50 ms netem, built with the tc binary in the tree
+    a filtered fault builds (agent/faults/network/qdisc_tree.py): HTB with
+    unmatched traffic dequeued directly, one 100 Gbit/s class, netem under it,
+    a u32 match. Under TCG this path runs 1-3 ms later than the netem alone, so
+    the agent's filtered faults are judged against it, measured in the same run."""
+    nsrun(ns, "tc", "qdisc", "replace", "dev", dev, "root", "handle", "1:", "htb",
+          "default", "0", "direct_qlen", "1000")  # fmt: skip
+    try:
+        nsrun(ns, "tc", "class", "add", "dev", dev, "parent", "1:", "classid", "1:1", "htb",
+              "rate", "100gbit", "burst", "1m")  # fmt: skip
+        nsrun(ns, "tc", "qdisc", "add", "dev", dev, "parent", "1:1", "handle", "10:", "netem",
+              "delay", "50ms")  # fmt: skip
+        nsrun(ns, "tc", "filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio",
+              "3", "u32", *match, "flowid", "1:1")  # fmt: skip
+        yield
+    finally:
+        nsrun(ns, "tc", "qdisc", "del", "dev", dev, "root")
+        nsrun(ns, "tc", "qdisc", "add", "dev", dev, *PRE_QDISC)
+
+
 def scenarios(bed: NetBed, shaper: Shaper) -> dict[str, Any]:
     r: dict[str, Any] = {}
     a, b, dev = bed.a, bed.b, bed.a_to_b
@@ -264,6 +287,7 @@ def scenarios(bed: NetBed, shaper: Shaper) -> dict[str, Any]:
     unshaped = summary(udp_rtts(a, b.v4, 5001, 30))
     fault = shaper.inject(target, delay=0.050, interface=dev, filter=flt)
     r["by_port_applied"] = shaper.applied
+    r["by_port_qdisc"] = nsrun(a, "tc", "-d", "qdisc", "show", "dev", dev)
     r["by_port"] = {
         "unshaped": unshaped,
         "matched": summary(udp_rtts(a, b.v4, 5001, 30)),
@@ -273,6 +297,14 @@ def scenarios(bed: NetBed, shaper: Shaper) -> dict[str, Any]:
     }
     shaper.revert(fault)
     r["qdisc_end"] = nsrun(a, "tc", "-d", "qdisc", "show", "dev", dev)
+    dst = ["match", "ip", "dst", f"{b.v4}/32"]
+    with tc_filtered_netem(a, dev, dst):
+        r["tc_by_destination"] = summary(ping_rtts(a, b.v4, 30))
+    udp = [*dst, "match", "ip", "protocol", "17", "0xff", "match", "ip", "dport", "5001", "0xffff"]
+    tc_unshaped = summary(udp_rtts(a, b.v4, 5001, 30))
+    with tc_filtered_netem(a, dev, udp):
+        r["tc_by_port"] = {"unshaped": tc_unshaped, "matched": summary(udp_rtts(a, b.v4, 5001, 30))}
+    r["qdisc_after_tc"] = nsrun(a, "tc", "-d", "qdisc", "show", "dev", dev)
 
     r["invalid"] = {
         "loss": shaper.invalid(target, loss_percent=150, interface=dev),

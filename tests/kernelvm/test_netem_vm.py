@@ -104,17 +104,27 @@ def test_loss_20_percent_is_inside_the_99_percent_binomial_interval(guest: Guest
 
 
 def test_filtered_delay_hits_only_the_matched_destination_and_port(guest: GuestRun) -> None:
+    # Judged against the kernel's own filtered netem, built with tc in the same
+    # tree and measured in the same run (guest.py: tc_filtered_netem): under TCG
+    # the HTB path runs 1-3 ms late whoever builds it (52.1 ms by ping, 52.7 ms
+    # added by UDP in one CI run), which the whole-interface 50 ms does not.
     dest = {k: v["median"] for k, v in r(guest, "by_destination").items()}
     port = {k: v["median"] for k, v in r(guest, "by_port").items()}
-    added = port["matched"] - port["unshaped"]
-    print(f"by destination, ping medians (ms): {dest}\nby port, medians (ms): {port},"
-          f" added by the fault {added:.2f} ms")  # fmt: skip
-    assert abs(dest["matched"] - 50.0) <= 2.0
+    tc_dest = r(guest, "tc_by_destination")["median"]
+    tc_port = {k: v["median"] for k, v in r(guest, "tc_by_port").items()}
+    added, tc_added = port["matched"] - port["unshaped"], tc_port["matched"] - tc_port["unshaped"]
+    print(f"by destination, ping medians (ms): {dest}, tc's {tc_dest}\nby port, medians (ms):"
+          f" {port}; added by the fault {added:.2f} ms, by tc's {tc_added:.2f} ms")  # fmt: skip
+    assert "delay 50ms" in r(guest, "by_port_qdisc")
+    assert abs(dest["matched"] - tc_dest) <= 2.0, f"{dest['matched']} ms against tc's {tc_dest}"
+    assert abs(added - tc_added) <= 2.0, f"the fault added {added:.2f} ms, tc's {tc_added:.2f}"
+    # The asked 50 ms, within what TCG's late timers can add to it.
+    assert 48.0 <= dest["matched"] <= 55.0 and 48.0 <= added <= 55.0
     assert dest["other_destination"] < 10.0
-    assert abs(added - 50.0) <= 2.0, f"the fault added {added:.2f} ms, asked 50 ms"
     assert port["other_port"] < 10.0 and port["other_destination_same_port"] < 10.0
     assert port["icmp_same_destination"] < 10.0
     assert r(guest, "by_port_applied")["qdisc"].startswith("htb ")
+    assert r(guest, "qdisc_after_tc") == r(guest, "qdisc_before")
 
 
 def test_revert_restores_rtt_and_the_original_root_qdisc(guest: GuestRun) -> None:
