@@ -113,6 +113,14 @@ def build_runtime(cfg: AgentConfig) -> Runtime:
     return Runtime(manager, metrics, spawner, lock_file)
 
 
+def _limit_malloc_arenas() -> None:
+    # A footprint tuning: without it the agent still serves, only larger.
+    try:
+        libc.limit_malloc_arenas(2)
+    except OSError as exc:
+        log.warning("cannot cap malloc arenas", error=str(exc))
+
+
 def _protect_self(oom_score_adj: int) -> None:
     try:
         procs.set_oom_score_adj(os.getpid(), oom_score_adj)
@@ -157,7 +165,7 @@ def _security(cfg: AgentConfig) -> tuple[grpc.ServerCredentials | None, Allowlis
 def serve(cfg: AgentConfig) -> int:
     started_at = time.time()
     # Before the first thread starts, so no thread has an arena of its own yet.
-    libc.limit_malloc_arenas(2)
+    _limit_malloc_arenas()
     # Refuse a bad security setup before touching anything.
     credentials, allowlist = _security(cfg)
     _protect_self(cfg.oom_score_adj)
