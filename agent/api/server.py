@@ -8,7 +8,6 @@ import functools
 import os
 import queue
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -26,6 +25,7 @@ from agent.api.convert import (
     inject_request,
     timestamp,
 )
+from agent.api.keepleases import LeaseKeeping, StreamSlots
 from agent.core.errors import (
     AgentError,
     AlreadyExists,
@@ -40,12 +40,14 @@ from agent.core.leases import Lease
 from agent.core.manager import FaultManager
 from agent.core.metrics import Metrics
 from agent.core.model import EndReason
-from brownout import kinds
+from brownout import features, kinds
 from brownout.v1 import agent_pb2 as pb
 from brownout.v1 import agent_pb2_grpc as pb_grpc
 from brownout.version import __version__
 
+# Each stream holds one of the server's 32 threads while it is open.
 MAX_WATCHERS = 16
+MAX_LEASE_STREAMS = 8
 MAX_DETAIL_BYTES = 1024
 _CODES: list[tuple[type[AgentError], grpc.StatusCode]] = [
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -131,8 +133,8 @@ class AgentServicer(pb_grpc.AgentServicer):
         self._labels = labels
         self._boot_id = boot_id
         self._started_at = started_at
-        self._watchers = 0
-        self._watchers_lock = threading.Lock()
+        self._watchers = StreamSlots("WatchFaults", MAX_WATCHERS)
+        self._keeping = LeaseKeeping(manager, metrics, StreamSlots("KeepLeases", MAX_LEASE_STREAMS))
 
     def _lease_pb(self, lease: Lease) -> pb.Lease:
         remaining = max(0.0, lease.deadline - time.monotonic())
@@ -183,6 +185,7 @@ class AgentServicer(pb_grpc.AgentServicer):
             started_at=timestamp(self._started_at),
             active_faults=self.manager.active_count(),
             active_leases=self.manager.leases.count(),
+            features=features.ALL,
         )
 
     @rpc(mutating=True)
@@ -249,16 +252,15 @@ class AgentServicer(pb_grpc.AgentServicer):
     def Resume(self, request: pb.ResumeRequest, context: grpc.ServicerContext) -> pb.ResumeResponse:
         return pb.ResumeResponse(was_latched=self.manager.resume())
 
+    def KeepLeases(
+        self, request_iterator: Iterator[pb.LeaseHeartbeat], context: grpc.ServicerContext
+    ) -> Iterator[pb.LeaseStates]:
+        return self._keeping.serve(request_iterator, context)
+
     def WatchFaults(
         self, request: pb.WatchFaultsRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.FaultEvent]:
-        with self._watchers_lock:
-            if self._watchers >= MAX_WATCHERS:
-                context.abort(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"this agent serves at most {MAX_WATCHERS} WatchFaults streams at once",
-                )
-            self._watchers += 1
+        self._watchers.take(context)
         try:
             with self.manager.watch(request.lease_id, request.include_existing) as watcher:
                 # End the loop as soon as the client cancels or its deadline
@@ -281,5 +283,4 @@ class AgentServicer(pb_grpc.AgentServicer):
                         return
                     yield event_to_pb(event)
         finally:
-            with self._watchers_lock:
-                self._watchers -= 1
+            self._watchers.give()

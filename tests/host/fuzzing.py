@@ -156,6 +156,8 @@ class Fuzzer:
         return out
 
     def _call(self, method: MethodDescriptor, request: bytes, window: float) -> Outcome:
+        if method.client_streaming:
+            return self._bidi(method, request)
         if method.server_streaming:
             return self._stream(method, request, window)
         try:
@@ -181,6 +183,21 @@ class Fuzzer:
         except grpc.RpcError as err:
             return Outcome(err.code(), err.details() or "", events=events)
         return Outcome(call.code(), call.details() or "", events=events)
+
+    def _bidi(self, method: MethodDescriptor, request: bytes) -> Outcome:
+        """One message up, then half-close: the agent answers it and ends the stream."""
+        call = self.channel.stream_stream(
+            f"/{SERVICE.full_name}/{method.name}",
+            request_serializer=identity,
+            response_deserializer=identity,
+        )(iter([request]), timeout=CALL_TIMEOUT)
+        cls = GetMessageClass(method.output_type)
+        try:
+            answers = [cls.FromString(data) for data in call]
+        except grpc.RpcError as err:
+            return Outcome(err.code(), err.details() or "")
+        assert len(answers) == 1, answers  # one answer per heartbeat
+        return Outcome(call.code(), call.details() or "", answers[0])
 
     def stub_call(self, name: str, request: Message) -> Message:
         """A call that must succeed (setup and cleanup, not fuzzing)."""

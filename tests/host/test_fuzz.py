@@ -115,6 +115,11 @@ def prepare(f: Fuzzer, ex: Example, choice: int, data: st.DataObject) -> None:
         if choice % 3 == 0:
             req.lease_id = f.live_lease()
             ex.planted = "lease"
+    elif isinstance(req, pb.LeaseHeartbeat):
+        req.lease_ids[:] = [f.not_a_lease(i) for i in req.lease_ids]
+        if choice % 3 == 0:
+            req.lease_ids.insert(0, f.live_lease())
+            ex.planted = "lease"
     elif isinstance(req, pb.ReleaseLeaseRequest):
         if choice % 3 == 0:
             req.lease_id = f.fresh_lease()
@@ -170,6 +175,15 @@ def after(f: Fuzzer, ex: Example, out: Outcome) -> None:
             assert out.code == C.OK, out
         if out.code == C.OK:
             assert isinstance(resp, pb.Lease) and resp.lease_id == req.lease_id, resp
+    elif isinstance(req, pb.LeaseHeartbeat):
+        if out.code != C.OK:
+            assert out.code == C.INVALID_ARGUMENT, out
+            return
+        assert isinstance(resp, pb.LeaseStates) and resp.seq == req.seq, resp
+        assert [x.lease_id for x in resp.leases] == list(req.lease_ids), resp
+        for state in resp.leases:
+            # Only the planted lease is real; nothing else may come alive.
+            assert state.live == (ex.planted == "lease" and state.lease_id == req.lease_ids[0])
     elif isinstance(req, pb.ReleaseLeaseRequest):
         if ex.planted:
             assert out.code == C.OK, out
@@ -222,6 +236,7 @@ def test_every_rpc_is_fuzzed() -> None:
         "Halt",
         "Resume",
         "WatchFaults",
+        "KeepLeases",
     }
 
 

@@ -609,6 +609,94 @@ class Lease(_message.Message):
 Global___Lease: _TypeAlias = Lease  # noqa: Y015
 
 @_typing.final
+class LeaseHeartbeat(_message.Message):
+    """One heartbeat on a KeepLeases stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_IDS_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    """Echoed in the answer, to match it to this heartbeat."""
+    @_builtins.property
+    def lease_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The leases to renew: at most 64, each as AcquireLease returned it."""
+
+    def __init__(
+        self,
+        *,
+        lease_ids: _abc.Iterable[_builtins.str] | None = ...,
+        seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_ids", b"lease_ids", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseHeartbeat: _TypeAlias = LeaseHeartbeat  # noqa: Y015
+
+@_typing.final
+class LeaseState(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_ID_FIELD_NUMBER: _builtins.int
+    LIVE_FIELD_NUMBER: _builtins.int
+    REMAINING_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    lease_id: _builtins.str
+    live: _builtins.bool
+    """False once the lease expired, was released or never existed: its faults
+    have been or are being reverted, and it cannot come back.
+    """
+    reason: _builtins.str
+    """Why it is not live."""
+    @_builtins.property
+    def remaining(self) -> _duration_pb2.Duration:
+        """Time left after this renewal, when live."""
+
+    def __init__(
+        self,
+        *,
+        lease_id: _builtins.str = ...,
+        live: _builtins.bool = ...,
+        remaining: _duration_pb2.Duration | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["remaining", b"remaining"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_id", b"lease_id", "live", b"live", "reason", b"reason", "remaining", b"remaining"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseState: _TypeAlias = LeaseState  # noqa: Y015
+
+@_typing.final
+class LeaseStates(_message.Message):
+    """The answer to one LeaseHeartbeat, in the order of its lease_ids."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    LEASES_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    @_builtins.property
+    def leases(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeaseState]: ...
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        leases: _abc.Iterable[Global___LeaseState] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["leases", b"leases", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseStates: _TypeAlias = LeaseStates  # noqa: Y015
+
+@_typing.final
 class Fault(_message.Message):
     """------------------------------------------------------------------ faults"""
 
@@ -1229,6 +1317,7 @@ class AgentInfo(_message.Message):
     STARTED_AT_FIELD_NUMBER: _builtins.int
     ACTIVE_FAULTS_FIELD_NUMBER: _builtins.int
     ACTIVE_LEASES_FIELD_NUMBER: _builtins.int
+    FEATURES_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     hostname: _builtins.str
     boot_id: _builtins.str
@@ -1244,6 +1333,12 @@ class AgentInfo(_message.Message):
     def limits(self) -> Global___Limits: ...
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def features(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Optional parts of this contract the agent serves, for clients to tell
+        agent versions apart: "keep_leases" (the KeepLeases stream).
+        """
+
     def __init__(
         self,
         *,
@@ -1258,10 +1353,11 @@ class AgentInfo(_message.Message):
         started_at: _timestamp_pb2.Timestamp | None = ...,
         active_faults: _builtins.int = ...,
         active_leases: _builtins.int = ...,
+        features: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_faults", b"active_faults", "active_leases", b"active_leases", "boot_id", b"boot_id", "capabilities", b"capabilities", "cpu_count", b"cpu_count", "halted", b"halted", "hostname", b"hostname", "labels", b"labels", "limits", b"limits", "started_at", b"started_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_faults", b"active_faults", "active_leases", b"active_leases", "boot_id", b"boot_id", "capabilities", b"capabilities", "cpu_count", b"cpu_count", "features", b"features", "halted", b"halted", "hostname", b"hostname", "labels", b"labels", "limits", b"limits", "started_at", b"started_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -54,6 +54,11 @@ class AgentStub:
                 request_serializer=brownout_dot_v1_dot_agent__pb2.ReleaseLeaseRequest.SerializeToString,
                 response_deserializer=brownout_dot_v1_dot_agent__pb2.ReleaseLeaseResponse.FromString,
                 _registered_method=True)
+        self.KeepLeases = channel.stream_stream(
+                '/brownout.v1.Agent/KeepLeases',
+                request_serializer=brownout_dot_v1_dot_agent__pb2.LeaseHeartbeat.SerializeToString,
+                response_deserializer=brownout_dot_v1_dot_agent__pb2.LeaseStates.FromString,
+                _registered_method=True)
         self.InjectFault = channel.unary_unary(
                 '/brownout.v1.Agent/InjectFault',
                 request_serializer=brownout_dot_v1_dot_agent__pb2.InjectFaultRequest.SerializeToString,
@@ -119,6 +124,21 @@ class AgentServicer:
 
     def ReleaseLease(self, request, context):
         """Reverts every fault under the lease, then forgets the lease.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KeepLeases(self, request_iterator, context):
+        """Lease keeping at fleet scale: one long-lived stream per holder and agent.
+        The holder sends a LeaseHeartbeat naming its leases every TTL/3; the
+        agent renews each one, exactly as RenewLease would, and answers every
+        heartbeat with one LeaseStates. Only heartbeats renew: an open stream
+        and HTTP/2 pings do not, so a wedged holder loses its leases. A broken
+        stream reverts nothing by itself (only TTL expiry does), so a holder that
+        reconnects within the TTL keeps its faults. Agents that serve it list
+        "keep_leases" in AgentInfo.features; with older agents, use RenewLease.
+        RESOURCE_EXHAUSTED when the agent already serves its limit of streams.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -193,6 +213,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.ReleaseLease,
                     request_deserializer=brownout_dot_v1_dot_agent__pb2.ReleaseLeaseRequest.FromString,
                     response_serializer=brownout_dot_v1_dot_agent__pb2.ReleaseLeaseResponse.SerializeToString,
+            ),
+            'KeepLeases': grpc.stream_stream_rpc_method_handler(
+                    servicer.KeepLeases,
+                    request_deserializer=brownout_dot_v1_dot_agent__pb2.LeaseHeartbeat.FromString,
+                    response_serializer=brownout_dot_v1_dot_agent__pb2.LeaseStates.SerializeToString,
             ),
             'InjectFault': grpc.unary_unary_rpc_method_handler(
                     servicer.InjectFault,
@@ -338,6 +363,33 @@ class Agent:
             '/brownout.v1.Agent/ReleaseLease',
             brownout_dot_v1_dot_agent__pb2.ReleaseLeaseRequest.SerializeToString,
             brownout_dot_v1_dot_agent__pb2.ReleaseLeaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KeepLeases(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/brownout.v1.Agent/KeepLeases',
+            brownout_dot_v1_dot_agent__pb2.LeaseHeartbeat.SerializeToString,
+            brownout_dot_v1_dot_agent__pb2.LeaseStates.FromString,
             options,
             channel_credentials,
             insecure,

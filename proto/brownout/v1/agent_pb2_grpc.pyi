@@ -51,6 +51,17 @@ class AgentStub:
     """
     ReleaseLease: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ReleaseLeaseRequest, _agent_pb2.ReleaseLeaseResponse]
     """Reverts every fault under the lease, then forgets the lease."""
+    KeepLeases: _grpc.StreamStreamMultiCallable[_agent_pb2.LeaseHeartbeat, _agent_pb2.LeaseStates]
+    """Lease keeping at fleet scale: one long-lived stream per holder and agent.
+    The holder sends a LeaseHeartbeat naming its leases every TTL/3; the
+    agent renews each one, exactly as RenewLease would, and answers every
+    heartbeat with one LeaseStates. Only heartbeats renew: an open stream
+    and HTTP/2 pings do not, so a wedged holder loses its leases. A broken
+    stream reverts nothing by itself (only TTL expiry does), so a holder that
+    reconnects within the TTL keeps its faults. Agents that serve it list
+    "keep_leases" in AgentInfo.features; with older agents, use RenewLease.
+    RESOURCE_EXHAUSTED when the agent already serves its limit of streams.
+    """
     InjectFault: _grpc.UnaryUnaryMultiCallable[_agent_pb2.InjectFaultRequest, _agent_pb2.Fault]
     RevertFault: _grpc.UnaryUnaryMultiCallable[_agent_pb2.RevertFaultRequest, _agent_pb2.Fault]
     GetFault: _grpc.UnaryUnaryMultiCallable[_agent_pb2.GetFaultRequest, _agent_pb2.Fault]
@@ -81,6 +92,17 @@ class AgentAsyncStub(AgentStub):
     """
     ReleaseLease: _aio.UnaryUnaryMultiCallable[_agent_pb2.ReleaseLeaseRequest, _agent_pb2.ReleaseLeaseResponse]  # type: ignore[assignment]
     """Reverts every fault under the lease, then forgets the lease."""
+    KeepLeases: _aio.StreamStreamMultiCallable[_agent_pb2.LeaseHeartbeat, _agent_pb2.LeaseStates]  # type: ignore[assignment]
+    """Lease keeping at fleet scale: one long-lived stream per holder and agent.
+    The holder sends a LeaseHeartbeat naming its leases every TTL/3; the
+    agent renews each one, exactly as RenewLease would, and answers every
+    heartbeat with one LeaseStates. Only heartbeats renew: an open stream
+    and HTTP/2 pings do not, so a wedged holder loses its leases. A broken
+    stream reverts nothing by itself (only TTL expiry does), so a holder that
+    reconnects within the TTL keeps its faults. Agents that serve it list
+    "keep_leases" in AgentInfo.features; with older agents, use RenewLease.
+    RESOURCE_EXHAUSTED when the agent already serves its limit of streams.
+    """
     InjectFault: _aio.UnaryUnaryMultiCallable[_agent_pb2.InjectFaultRequest, _agent_pb2.Fault]  # type: ignore[assignment]
     RevertFault: _aio.UnaryUnaryMultiCallable[_agent_pb2.RevertFaultRequest, _agent_pb2.Fault]  # type: ignore[assignment]
     GetFault: _aio.UnaryUnaryMultiCallable[_agent_pb2.GetFaultRequest, _agent_pb2.Fault]  # type: ignore[assignment]
@@ -132,6 +154,23 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pb2.ReleaseLeaseResponse, _abc.Awaitable[_agent_pb2.ReleaseLeaseResponse]]:
         """Reverts every fault under the lease, then forgets the lease."""
+
+    @_abc_1.abstractmethod
+    def KeepLeases(
+        self,
+        request_iterator: _MaybeAsyncIterator[_agent_pb2.LeaseHeartbeat],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_pb2.LeaseStates], _abc.AsyncIterator[_agent_pb2.LeaseStates]]:
+        """Lease keeping at fleet scale: one long-lived stream per holder and agent.
+        The holder sends a LeaseHeartbeat naming its leases every TTL/3; the
+        agent renews each one, exactly as RenewLease would, and answers every
+        heartbeat with one LeaseStates. Only heartbeats renew: an open stream
+        and HTTP/2 pings do not, so a wedged holder loses its leases. A broken
+        stream reverts nothing by itself (only TTL expiry does), so a holder that
+        reconnects within the TTL keeps its faults. Agents that serve it list
+        "keep_leases" in AgentInfo.features; with older agents, use RenewLease.
+        RESOURCE_EXHAUSTED when the agent already serves its limit of streams.
+        """
 
     @_abc_1.abstractmethod
     def InjectFault(
