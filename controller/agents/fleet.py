@@ -1,27 +1,36 @@
-"""Parallel dispatch to many agents, and one lease keeper per agent.
+"""Bounded-concurrency dispatch to many agents from one event loop, and one
+lease hold per agent.
 
-Every call goes through the generated gRPC client (AgentClient). A failure on
+Every call goes through AsyncAgentClient on the fleet's loop thread; the
+runner calls in from its own thread and waits for the outcomes. A failure on
 one agent is an Outcome with the status code, never an exception that stops
-the others.
+the others, and a slow or dead agent holds one slot until its own timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import grpc
 
+from brownout import features
 from brownout.v1 import agent_pb2 as pb
-from controller.agents.client import AgentClient
+from controller.agents.aio_fault_watch import AsyncFaultWatch
+from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.inventory import AgentRef
-from controller.agents.lease_keeper import LeaseKeeper
+from controller.agents.lease_hold import LeaseHold
+from controller.agents.loop import LoopThread
 from controller.agents.tls import ClientTls
 
 T = TypeVar("T")
+
+# Calls in flight at once: enough to reach 10,000 agents in a few round
+# trips, few enough that the loop never holds more than this many.
+CONCURRENCY = 1024
 
 
 @dataclass
@@ -67,80 +76,150 @@ def _describe(exc: grpc.RpcError) -> tuple[str, str]:
     return name, f"{name}: {exc.details()}"
 
 
+AgentCall = Callable[[AsyncAgentClient], Awaitable[T]]
+
+
 class Fleet:
     def __init__(
         self,
         refs: Sequence[AgentRef],
         timeout: float = 5.0,
-        workers: int = 256,
+        concurrency: int = CONCURRENCY,
         tls: ClientTls | None = None,
     ) -> None:
         self.refs: dict[str, AgentRef] = {r.address: r for r in refs}
         self.timeout = timeout
-        self._clients = {a: AgentClient(a, timeout=timeout, tls=tls) for a in self.refs}
-        self._pool = ThreadPoolExecutor(
-            max_workers=max(1, min(workers, len(self.refs))), thread_name_prefix="fleet"
-        )
-        self.keepers: dict[str, LeaseKeeper] = {}
+        self.keepers: dict[str, LeaseHold] = {}
+        self.infos: dict[str, pb.AgentInfo] = {}
+        self._watches: list[AsyncFaultWatch] = []
+        # Read the key and certificates once, not once per channel.
+        credentials = tls.credentials() if tls is not None else None
+        options = tls.options() if tls is not None else []
+        self.loop = LoopThread()
+        self._clients = self.loop.run(self._connect(credentials, options, concurrency))
 
-    def client(self, address: str) -> AgentClient:
+    async def _connect(
+        self,
+        credentials: grpc.ChannelCredentials | None,
+        options: list[tuple[str, str]],
+        concurrency: int,
+    ) -> dict[str, AsyncAgentClient]:
+        self._slots = asyncio.Semaphore(max(1, concurrency))
+        return {a: AsyncAgentClient(a, self.timeout, credentials, options) for a in self.refs}
+
+    def client(self, address: str) -> AsyncAgentClient:
         return self._clients[address]
 
-    def _call(self, address: str, fn: Callable[[AgentClient], T]) -> Outcome[T]:
-        t0 = time.monotonic()
-        try:
-            value = fn(self._clients[address])
-        except grpc.RpcError as exc:
-            code, error = _describe(exc)
-            return Outcome(address, None, error, code, time.monotonic() - t0)
-        return Outcome(address, value, seconds=time.monotonic() - t0)
+    # ------------------------------------------------------------ calling
+
+    async def _call(self, address: str, fn: AgentCall[T]) -> Outcome[T]:
+        async with self._slots:
+            t0 = time.monotonic()
+            try:
+                value = await fn(self._clients[address])
+            except grpc.RpcError as exc:
+                code, error = _describe(exc)
+                return Outcome(address, None, error, code, time.monotonic() - t0)
+            return Outcome(address, value, seconds=time.monotonic() - t0)
+
+    async def amap(
+        self, fn: AgentCall[T], addresses: Iterable[str] | None = None
+    ) -> dict[str, Outcome[T]]:
+        """On the loop: fn on each agent, at most `concurrency` at once."""
+        targets = list(self.refs if addresses is None else addresses)
+        results = await asyncio.gather(*(self._call(a, fn) for a in targets))
+        return dict(zip(targets, results, strict=True))
 
     def map(
-        self, fn: Callable[[AgentClient], T], addresses: Iterable[str] | None = None
+        self, fn: AgentCall[T], addresses: Iterable[str] | None = None
     ) -> dict[str, Outcome[T]]:
-        """Call fn on each agent in parallel; results keyed by address, in input order."""
-        targets = list(self.refs if addresses is None else addresses)
-        futures = [self._pool.submit(self._call, a, fn) for a in targets]
-        return {a: f.result() for a, f in zip(targets, futures, strict=True)}
+        """From another thread: fn on each agent; results keyed by address, in input order."""
+        return self.loop.run(self.amap(fn, addresses))
 
     def statuses(self, addresses: Iterable[str] | None = None) -> dict[str, AgentStatus]:
         out = self.map(lambda c: c.info(), addresses)
+        for a, o in out.items():
+            if o.value is not None:
+                self.infos[a] = o.value
         return {a: AgentStatus(self.refs[a], o.value, o.error) for a, o in out.items()}
 
     def halt(self, latch: bool = False, reason: str = "") -> dict[str, Outcome[pb.HaltResponse]]:
         return self.map(lambda c: c.halt(latch, reason))
 
+    # ------------------------------------------------------------- leases
+
+    async def _acquire(self, c: AsyncAgentClient, holder: str, ttl: float) -> pb.Lease:
+        info = self.infos.get(c.address) or await c.info()
+        self.infos[c.address] = info
+        lease = await c.acquire_lease(holder, ttl)
+        streaming = features.KEEP_LEASES in info.features
+        self.keepers[c.address] = LeaseHold(c, lease.lease_id, ttl, streaming).start()
+        return lease
+
     def acquire_leases(
         self, addresses: Iterable[str], holder: str, ttl: float
     ) -> dict[str, Outcome[pb.Lease]]:
-        """One lease per agent, each kept alive at TTL/3 by its own keeper."""
-        out = self.map(lambda c: c.acquire_lease(holder, ttl), addresses)
-        for address, o in out.items():
-            if o.value is not None:
-                self.keepers[address] = LeaseKeeper(
-                    self._clients[address], o.value.lease_id, ttl
-                ).start()
-        return out
+        """One lease per agent, each kept alive at TTL/3: on a KeepLeases stream
+        where the agent serves it (GetInfo features), else by RenewLease."""
+        return self.map(lambda c: self._acquire(c, holder, ttl), addresses)
 
     def lost(self) -> dict[str, str]:
         """Agents whose lease is gone: the agent has reverted their faults itself."""
         return {a: k.lost_reason for a, k in self.keepers.items() if k.lost.is_set()}
 
-    def stop_keepers(self) -> None:
-        # In parallel: each stop() may wait for a renewal in flight.
-        list(self._pool.map(lambda k: k.stop(), list(self.keepers.values())))
-
     def lease_ids(self) -> Mapping[str, str]:
         return {a: k.lease_id for a, k in self.keepers.items()}
 
+    async def release(self, address: str) -> pb.ReleaseLeaseResponse | None:
+        """On the loop: stop heartbeating and release the agent's lease (its
+        faults revert). None if this fleet holds no lease there."""
+        hold = self.keepers.get(address)
+        if hold is None:
+            return None
+        await hold.stop()
+        return await self._clients[address].release_lease(hold.lease_id)
+
+    async def _stop_keepers(self) -> None:
+        await asyncio.gather(*(k.stop() for k in self.keepers.values()))
+
+    def stop_keepers(self) -> None:
+        self.loop.run(self._stop_keepers())
+
+    # ------------------------------------------------------------ watches
+
+    def watch_faults(self, on_event: Callable[[str, pb.FaultEvent], None]) -> None:
+        """Follow the faults under every held lease; on_event runs on the loop."""
+
+        async def start() -> None:
+            for address, hold in self.keepers.items():
+                watch = AsyncFaultWatch(self._clients[address], hold.lease_id, on_event)
+                self._watches.append(watch.start())
+
+        self.loop.run(start())
+
+    def stop_watches(self) -> None:
+        watches, self._watches = self._watches, []
+        self.loop.run(_gather_stops(watches))
+
+    # -------------------------------------------------------------- close
+
+    async def _close(self) -> None:
+        await self._stop_keepers()
+        await _gather_stops(self._watches)
+        await asyncio.gather(*(c.close() for c in self._clients.values()))
+
     def close(self) -> None:
-        self.stop_keepers()
-        self._pool.shutdown(wait=True)
-        for c in self._clients.values():
-            c.close()
+        try:
+            self.loop.run(self._close(), timeout=30)
+        finally:
+            self.loop.stop()
 
     def __enter__(self) -> Fleet:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+async def _gather_stops(watches: list[AsyncFaultWatch]) -> None:
+    await asyncio.gather(*(w.stop() for w in watches))

@@ -18,8 +18,8 @@ from typing import Any
 import grpc
 
 from brownout.v1 import agent_pb2 as pb
-from controller.agents.client import AgentClient, retrying, rpc_error
-from controller.agents.fault_watch import FaultWatch
+from controller.agents.aioclient import AsyncAgentClient, retrying
+from controller.agents.client import rpc_error
 from controller.agents.fleet import Fleet
 from controller.cli.progress import Reporter
 from controller.cli.render import reason_name, state_name
@@ -52,7 +52,6 @@ class RunFaults:
         self._end_run = end_run  # (reason, label) -> the run ends failed
         self._abort = on_fault_error == "abort"
         self._lock = threading.Lock()
-        self._watches: list[FaultWatch] = []
         self._reverting = False  # from here on, fault ends are the run's own
         self._ended_early: dict[str, dict[str, str]] = {}  # fault id -> how
 
@@ -75,7 +74,7 @@ class RunFaults:
             self.problem(agent, "lease lost", reason)
 
     def _on_event(self, agent: str, event: pb.FaultEvent) -> None:
-        """From a watch thread: a fault that ends before the run reverts it,
+        """On the fleet's loop: a fault that ends before the run reverts it,
         for a reason other than its own duration, ended early."""
         f = event.fault
         if self._reverting or f.state not in ENDED or f.end_reason in EXPECTED_ENDS:
@@ -99,9 +98,7 @@ class RunFaults:
 
     def watch(self) -> None:
         """Follow every leased agent's faults while the run is live."""
-        for address, keeper in self._fleet.keepers.items():
-            client = self._fleet.client(address)
-            self._watches.append(FaultWatch(client, keeper.lease_id, self._on_event).start())
+        self._fleet.watch_faults(self._on_event)
 
     # -------------------------------------------------------------- inject
 
@@ -114,9 +111,11 @@ class RunFaults:
         request_id = f"{run_id}/{index}"
         start, t0 = probes.now_iso(), time.monotonic()
 
-        def call(c: AgentClient) -> pb.Fault:
+        async def call(c: AsyncAgentClient) -> pb.Fault:
             lease_id = self._fleet.keepers[c.address].lease_id
-            return retrying(lambda: c.inject(lease_id, p.spec, duration, p.target, request_id))
+            return await retrying(
+                lambda: c.inject(lease_id, p.spec, duration, p.target, request_id)
+            )
 
         outcomes = self._fleet.map(call, agents)
         output: dict[str, Any] = {}
@@ -193,13 +192,13 @@ class RunFaults:
                 + (", ".join(r.get("state") or r.get("error", "?") for r in results) or "no faults")
             )
 
-    def _undo(self, c: AgentClient) -> None:
+    async def _undo(self, c: AsyncAgentClient) -> None:
         rec = self._j.agents[c.address]
         for f in rec.faults:
             if not f.fault_id:
                 continue
             try:
-                fault = retrying(functools.partial(c.revert, f.fault_id))
+                fault = await retrying(functools.partial(c.revert, f.fault_id))
             except grpc.RpcError as exc:
                 f.revert = {"error": rpc_error(exc), "at": probes.now_iso()}
                 self._record(
@@ -215,11 +214,9 @@ class RunFaults:
             if fault.state == pb.FAULT_STATE_REVERTED:
                 self._metrics.rollbacks_total.inc()
             self._note_revert(c.address, f, fault)
-        keeper = self._fleet.keepers.get(c.address)
-        if keeper is not None:
-            keeper.stop()
+        if c.address in self._fleet.keepers:
             try:
-                retrying(lambda: c.release_lease(keeper.lease_id))
+                await retrying(lambda: self._fleet.release(c.address))
                 rec.released = True
             except grpc.RpcError as exc:
                 # NOT_FOUND: the lease expired, and with it the faults.
@@ -242,5 +239,4 @@ class RunFaults:
             )  # fmt: skip
 
     def _stop_watches(self) -> None:
-        for w in self._watches:
-            w.stop()
+        self._fleet.stop_watches()

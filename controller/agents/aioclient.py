@@ -1,0 +1,126 @@
+"""The asyncio client for one agent over a grpc.aio channel, and the async
+retry rule for its idempotent calls. Every fleet call goes through it, on the
+fleet's one event loop."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import grpc
+import tenacity
+from grpc import aio
+
+from brownout.units import to_duration
+from brownout.v1 import agent_pb2 as pb
+from brownout.v1 import agent_pb2_grpc as pb_grpc
+from controller.agents.client import transient
+
+T = TypeVar("T")
+
+# Reconnect quickly after a broken connection: a lease must be renewed again
+# within its TTL, and gRPC's default backoff starts at 1 s and grows to 120 s.
+# (Not grpc.min_reconnect_backoff_ms: that is also the connect timeout, and a
+# short one fails connections that a busy listener accepts a little late.)
+# No BDP probes: they add a ping to every burst of reads, and a heartbeat
+# stream never needs a bigger window.
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.http2.bdp_probe", 0),
+]
+
+
+async def retrying(call: Callable[[], Awaitable[T]], attempts: int = 3, wait: float = 0.2) -> T:
+    """await call() again after a transient error, a few times: for idempotent
+    calls only (InjectFault with a request_id, RevertFault, ReleaseLease)."""
+    async for attempt in tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception(transient),
+        wait=tenacity.wait_fixed(wait),
+        stop=tenacity.stop_after_attempt(attempts),
+        reraise=True,
+    ):
+        with attempt:
+            return await call()
+    raise AssertionError("unreachable")
+
+
+class AsyncAgentClient:
+    """Create on the event loop that will use it: a grpc.aio channel is bound to it."""
+
+    def __init__(
+        self,
+        address: str,
+        timeout: float = 10.0,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        opts = [*CHANNEL_OPTIONS, *(options or [])]
+        if credentials is None:
+            self.channel = aio.insecure_channel(address, options=opts)
+        else:
+            self.channel = aio.secure_channel(address, credentials, options=opts)
+        self.stub = pb_grpc.AgentStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close(grace=None)
+
+    async def info(self) -> pb.AgentInfo:
+        return await self.stub.GetInfo(pb.GetInfoRequest(), timeout=self.timeout)
+
+    async def acquire_lease(self, holder: str, ttl: float) -> pb.Lease:
+        request = pb.AcquireLeaseRequest(holder=holder, ttl=to_duration(ttl))
+        return await self.stub.AcquireLease(request, timeout=self.timeout)
+
+    async def renew_lease(self, lease_id: str, timeout: float | None = None) -> pb.Lease:
+        request = pb.RenewLeaseRequest(lease_id=lease_id)
+        return await self.stub.RenewLease(request, timeout=timeout or self.timeout)
+
+    async def release_lease(self, lease_id: str) -> pb.ReleaseLeaseResponse:
+        request = pb.ReleaseLeaseRequest(lease_id=lease_id)
+        return await self.stub.ReleaseLease(request, timeout=self.timeout)
+
+    async def inject(
+        self,
+        lease_id: str,
+        spec: pb.FaultSpec,
+        duration: float,
+        target: pb.Target | None = None,
+        request_id: str = "",
+    ) -> pb.Fault:
+        request = pb.InjectFaultRequest(
+            lease_id=lease_id,
+            spec=spec,
+            duration=to_duration(duration),
+            target=target or pb.Target(),
+            request_id=request_id,
+        )
+        return await self.stub.InjectFault(request, timeout=self.timeout)
+
+    async def revert(self, fault_id: str) -> pb.Fault:
+        request = pb.RevertFaultRequest(fault_id=fault_id)
+        return await self.stub.RevertFault(request, timeout=self.timeout)
+
+    async def list_faults(
+        self, lease_id: str = "", states: list[pb.FaultState.ValueType] | None = None
+    ) -> list[pb.Fault]:
+        request = pb.ListFaultsRequest(lease_id=lease_id, states=states or [])
+        return list((await self.stub.ListFaults(request, timeout=self.timeout)).faults)
+
+    async def halt(self, latch: bool = False, reason: str = "") -> pb.HaltResponse:
+        request = pb.HaltRequest(latch=latch, reason=reason)
+        return await self.stub.Halt(request, timeout=self.timeout)
+
+    async def resume(self) -> pb.ResumeResponse:
+        return await self.stub.Resume(pb.ResumeRequest(), timeout=self.timeout)
+
+    def watch(
+        self, lease_id: str = "", include_existing: bool = True
+    ) -> aio.UnaryStreamCall[pb.WatchFaultsRequest, pb.FaultEvent]:
+        request = pb.WatchFaultsRequest(lease_id=lease_id, include_existing=include_existing)
+        return self.stub.WatchFaults(request)
+
+    def keep_leases(self) -> aio.StreamStreamCall[pb.LeaseHeartbeat, pb.LeaseStates]:
+        return self.stub.KeepLeases()

@@ -1,0 +1,172 @@
+"""Keeps one lease alive from the fleet's event loop: a heartbeat every TTL/3
+on a KeepLeases stream, or RenewLease calls for agents without it.
+
+A heartbeat is sent by this code and only after the previous one was answered,
+so a wedged controller stops renewing and loses its leases. A broken stream
+is reopened at once; the agent reverts nothing while the TTL lasts, so a
+reconnect inside it keeps the faults. The lease counts as lost when the agent
+says it is not live, or when no heartbeat sent in the last TTL was answered;
+then this stops heartbeating, so the agent surely reverts by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import threading
+import time
+
+import grpc
+import structlog
+from grpc import aio
+
+from brownout.v1 import agent_pb2 as pb
+from controller.agents.aioclient import AsyncAgentClient
+
+log = structlog.get_logger(__name__)
+
+# When the agent cannot serve the stream (too old, or at its stream limit).
+FALL_BACK = frozenset({grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.RESOURCE_EXHAUSTED})
+
+
+class _Gone(Exception):
+    """The agent said the lease is not live."""
+
+
+class _Broken(Exception):
+    """The stream ended or failed; reopen it while the TTL lasts."""
+
+
+class LeaseHold:
+    def __init__(
+        self, client: AsyncAgentClient, lease_id: str, ttl: float, streaming: bool
+    ) -> None:
+        self.client = client
+        self.address = client.address
+        self.lease_id = lease_id
+        self.ttl = ttl
+        self.streaming = streaming
+        self.lost = threading.Event()  # read from the runner's thread
+        self.lost_reason = ""
+        self.heartbeats = 0
+        self.reconnects = 0
+        # Monotonic send time of the newest answered heartbeat (or the acquire).
+        self.confirmed = time.monotonic()
+        self._seq = 0
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> LeaseHold:
+        """On the event loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=self.lease_id)
+        return self
+
+    async def stop(self) -> None:
+        """Stop heartbeating; a stream is closed cleanly (the agent audits its end)."""
+        self._stopping = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    @property
+    def mode(self) -> str:
+        return "KeepLeases" if self.streaming else "RenewLease"
+
+    def _lose(self, reason: str) -> None:
+        if not self.lost.is_set():
+            self.lost_reason = reason
+            self.lost.set()
+            log.warning("lease lost", agent=self.address, lease_id=self.lease_id, reason=reason)
+
+    async def _run(self) -> None:
+        period = self.ttl / 3
+        # Spread a fleet's heartbeats over the period instead of one burst.
+        await asyncio.sleep(period * random.uniform(0.5, 1.0))
+        backoff = 0.05
+        while not self._stopping:
+            try:
+                await (self._stream(period) if self.streaming else self._renew(period))
+            except _Gone as exc:
+                self._lose(str(exc))
+                return
+            except grpc.RpcError as exc:
+                code = exc.code()
+                if self.streaming and code in FALL_BACK:
+                    log.info("KeepLeases refused; renewing with RenewLease", agent=self.address,
+                             code=code.name)  # fmt: skip
+                    self.streaming = False
+                    continue
+                if code == grpc.StatusCode.NOT_FOUND:
+                    self._lose(f"NOT_FOUND: {exc.details()}")
+                    return
+                why = f"{code.name}: {exc.details()}"
+            except (_Broken, TimeoutError, asyncio.InvalidStateError) as exc:
+                why = str(exc) or type(exc).__name__
+            silent = time.monotonic() - self.confirmed
+            if silent + backoff >= self.ttl:
+                self._lose(
+                    f"no heartbeat answered for {silent:.1f}s of the {self.ttl:g}s TTL ({why}):"
+                    " the agent reverts the faults by itself"
+                )
+                return
+            self.reconnects += 1
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, period / 2)
+
+    def _give_up_at(self) -> float:
+        """Loop time at which no answer means the lease may be gone."""
+        left = self.confirmed + self.ttl - time.monotonic()
+        return asyncio.get_running_loop().time() + max(0.0, left)
+
+    async def _wait_period(self, sent: float, period: float) -> None:
+        await asyncio.sleep(max(0.0, sent + period - time.monotonic()))
+
+    async def _stream(self, period: float) -> None:
+        call = self.client.keep_leases()
+        try:
+            while True:
+                sent = time.monotonic()
+                self._seq += 1
+                await call.write(pb.LeaseHeartbeat(lease_ids=[self.lease_id], seq=self._seq))
+                # A slow answer is waited for, not retried: reopening streams
+                # on a busy agent only adds load. Past the TTL it is lost.
+                async with asyncio.timeout_at(self._give_up_at()):
+                    reply = await call.read()
+                if reply is aio.EOF:
+                    raise _Broken("the agent ended the KeepLeases stream")
+                assert isinstance(reply, pb.LeaseStates)
+                if len(reply.leases) != 1 or reply.leases[0].lease_id != self.lease_id:
+                    raise _Broken(f"KeepLeases answered for other leases: {reply}")
+                state = reply.leases[0]
+                if not state.live:
+                    # Worded as RenewLease's answer, whichever way it was kept.
+                    raise _Gone(f"NOT_FOUND: {state.reason or 'the lease is not live'}")
+                self.confirmed = sent
+                self.heartbeats += 1
+                await self._wait_period(sent, period)
+        except asyncio.CancelledError:
+            if self._stopping:
+                await _close(call)
+            raise
+        finally:
+            call.cancel()
+
+    async def _renew(self, period: float) -> None:
+        while True:
+            sent = time.monotonic()
+            left = self.confirmed + self.ttl - sent
+            await self.client.renew_lease(self.lease_id, timeout=max(0.001, left))
+            self.confirmed = sent
+            self.heartbeats += 1
+            await self._wait_period(sent, period)
+
+
+async def _close(call: aio.StreamStreamCall[pb.LeaseHeartbeat, pb.LeaseStates]) -> None:
+    """Half-close and drain, so the agent sees a clean end, not a cancel."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1.0):
+            await call.done_writing()
+            while await call.read() is not aio.EOF:
+                pass
