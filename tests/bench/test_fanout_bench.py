@@ -17,7 +17,7 @@ import pytest
 
 from brownout.v1 import agent_pb2 as pb
 from controller.agents import inventory
-from controller.agents.client import AgentClient
+from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.fleet import Fleet
 from tests.agentproc import AgentProc
 from tests.bench.common import report
@@ -42,8 +42,8 @@ def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AgentProc]
             list(ex.map(lambda p: p.stop() if p.proc is not None else None, procs))
 
 
-def _revert(faults: dict[str, pb.Fault], client: AgentClient) -> pb.Fault:
-    return client.revert(faults[client.address].id)
+async def _revert(faults: dict[str, pb.Fault], client: AsyncAgentClient) -> pb.Fault:
+    return await client.revert(faults[client.address].id)
 
 
 def _ms(values: list[float]) -> dict[str, float]:
@@ -73,7 +73,7 @@ def test_fanout_inject_and_revert(agents: list[AgentProc]) -> None:
                 reverted.append(time.monotonic() - t0)
                 states = [o.value.state for o in rev.values() if o.value is not None]
                 assert states == [pb.FAULT_STATE_REVERTED] * n
-                fl.map(lambda c: c.release_lease(fl.keepers[c.address].lease_id))
+                fl.map(lambda c: fl.release(c.address))
         rows.append(
             {
                 "agents": n,
@@ -96,7 +96,7 @@ def test_heartbeat_cost(agents: list[AgentProc]) -> None:
         time.sleep(10)
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
         lost = fl.lost()
-        fl.map(lambda c: c.release_lease(fl.keepers[c.address].lease_id))
+        fl.map(lambda c: fl.release(c.address))
     report(
         "heartbeat_cost",
         {

@@ -1,0 +1,111 @@
+"""The controller side of the scale benchmark, in its own process so that its
+CPU and memory are its own: the real Fleet against N simulated agents.
+
+One fault on every agent, as a run does it: GetInfo (pre-flight), a lease on
+each (kept on KeepLeases streams), a WatchFaults stream on each, inject, hold,
+revert, release. Prints one JSON line of figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import psutil
+
+from brownout.v1 import agent_pb2 as pb
+from controller.agents import inventory
+from controller.agents.aioclient import AsyncAgentClient
+from controller.agents.fleet import Fleet
+
+SPEC = pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=1))
+
+
+def addresses(n: int, port: int) -> list[str]:
+    """127.1.B.C for C in 1..250: up to 64,000 agents."""
+    return [f"127.1.{i // 250}.{i % 250 + 1}:{port}" for i in range(n)]
+
+
+def cpu_s() -> float:
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--agents", type=int, required=True)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--ttl", type=float, default=3.0)
+    ap.add_argument("--hold", type=float, default=300.0)
+    args = ap.parse_args()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    n, me = args.agents, psutil.Process()
+    out: dict[str, object] = {"agents": n, "ttl_s": args.ttl, "hold_s": args.hold}
+    refs = inventory.build(agents=addresses(n, args.port))
+    with Fleet(refs, timeout=30) as fleet:
+        t0 = time.monotonic()
+        reachable = sum(s.reachable for s in fleet.statuses().values())
+        out["preflight_s"] = round(time.monotonic() - t0, 3)
+        out["reachable"] = reachable
+        t0 = time.monotonic()
+        leases = fleet.acquire_leases(fleet.refs, "bench", args.ttl)
+        out["leases_s"] = round(time.monotonic() - t0, 3)
+        out["leases_held"] = sum(o.ok for o in leases.values())
+        events = {"n": 0}
+
+        def seen(agent: str, event: pb.FaultEvent) -> None:
+            events["n"] += 1
+
+        fleet.watch_faults(seen)
+
+        async def inject(c: AsyncAgentClient) -> pb.Fault:
+            return await c.inject(fleet.keepers[c.address].lease_id, SPEC, 3600, None, "bench/0")
+
+        t0 = time.monotonic()
+        injected = fleet.map(inject)
+        out["all_applied_s"] = round(time.monotonic() - t0, 3)
+        faults = {a: o.value for a, o in injected.items() if o.value is not None}
+        out["applied"] = sum(f.state == pb.FAULT_STATE_ACTIVE for f in faults.values())
+
+        # The hold: only lease keeping (and idle watches) run.
+        time.sleep(min(5.0, args.hold))
+        c0, w0, rss_max = cpu_s(), time.monotonic(), 0
+        deadline = w0 + args.hold
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(1.0, left))
+            rss_max = max(rss_max, me.memory_info().rss)
+        cpu, wall = cpu_s() - c0, time.monotonic() - w0
+        out["controller_cpu_ms_per_lease_per_s"] = round(cpu / wall / n * 1e3, 4)
+        out["controller_cpu_cores"] = round(cpu / wall, 3)
+        out["controller_rss_mib"] = round(rss_max / 2**20, 1)
+        out["controller_threads"] = me.num_threads()
+        lost = fleet.lost()
+        out["leases_lost"] = len(lost)
+        out["lost_examples"] = list(lost.values())[:3]
+        out["heartbeats"] = sum(k.heartbeats for k in fleet.keepers.values())
+        out["reconnects"] = sum(k.reconnects for k in fleet.keepers.values())
+        out["modes"] = sorted({k.mode for k in fleet.keepers.values()})
+
+        async def revert(c: AsyncAgentClient) -> pb.Fault:
+            return await c.revert(faults[c.address].id)
+
+        t0 = time.monotonic()
+        reverted = fleet.map(revert, list(faults))
+        out["all_reverted_s"] = round(time.monotonic() - t0, 3)
+        out["reverted"] = sum(
+            o.value is not None and o.value.state == pb.FAULT_STATE_REVERTED
+            for o in reverted.values()
+        )
+        out["fault_events_seen"] = events["n"]
+        t0 = time.monotonic()
+        released = fleet.map(lambda c: fleet.release(c.address))
+        out["released_s"] = round(time.monotonic() - t0, 3)
+        out["released"] = sum(o.ok for o in released.values())
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()

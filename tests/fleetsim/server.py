@@ -1,0 +1,338 @@
+"""The simulated fleet: one grpc.aio process that answers brownout.v1.Agent
+on one port for every address 127.A.B.C, with real lease deadlines.
+
+It binds 0.0.0.0 inside a network namespace the benchmark made, where only
+loopback exists, so every 127.A.B.C reaches it and nothing outside does. An
+"agent" is a client connection: the fleet dials each address on its own
+channel, so each has its own TCP connection, and a lease belongs to the
+connection that last acquired or renewed it (Halt reverts those).
+
+Faults are bookkeeping only (nothing touches the kernel); what is real is the
+lease clock: a lease whose deadline passes with an active fault is counted as
+lost with faults, the figure the benchmark must keep at 0.
+
+Commands on stdin, answers on stdout as one JSON line: `stats`, `quit`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import heapq
+import itertools
+import json
+import resource
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+from grpc import aio
+
+from brownout import features
+from brownout.v1 import agent_pb2 as pb
+from brownout.v1 import agent_pb2_grpc as pb_grpc
+from brownout.version import __version__
+
+
+@dataclass
+class SimLease:
+    id: str
+    ttl: float
+    deadline: float
+    peer: str
+    faults: dict[str, pb.Fault] = field(default_factory=dict)
+
+
+def _seconds(d: Duration) -> float:
+    return d.seconds + d.nanos / 1e9
+
+
+def _duration(seconds: float) -> Duration:
+    d = Duration()
+    d.FromNanoseconds(int(seconds * 1e9))
+    return d
+
+
+GONE = "lease not found or expired: its faults have been or are being reverted"
+
+
+class SimAgent(pb_grpc.AgentServicer):
+    def __init__(self, keep_leases: bool) -> None:
+        self.leases: dict[str, SimLease] = {}
+        self.faults: dict[str, pb.Fault] = {}
+        self.by_request: dict[tuple[str, str], pb.Fault] = {}
+        self.watchers: dict[str, list[asyncio.Queue[pb.FaultEvent]]] = {}
+        self.halted: set[str] = set()
+        self._heap: list[tuple[float, str]] = []
+        self._ids = itertools.count(1)
+        self.stats = {
+            "leases_acquired": 0,
+            "leases_expired": 0,
+            "leases_lost_with_active_faults": 0,
+            "heartbeats": 0,
+            "renewals": 0,
+            "injects": 0,
+            "reverts": 0,
+            "streams_open": 0,
+        }
+        self.info = pb.AgentInfo(
+            version=__version__,
+            hostname="fleetsim",
+            capabilities=[pb.Capability(kind=pb.FAULT_KIND_CPU, available=True)],
+            limits=pb.Limits(
+                max_fault_duration=_duration(3600),
+                max_lease_ttl=_duration(600),
+                min_lease_ttl=_duration(1),
+                max_active_faults=16,
+            ),
+            cpu_count=2,
+            features=[features.KEEP_LEASES] if keep_leases else [],
+        )
+
+    # ----------------------------------------------------------- leases
+
+    def _live(self, lease_id: str) -> SimLease | None:
+        lease = self.leases.get(lease_id)
+        if lease is None or lease.deadline <= time.monotonic():
+            return None
+        return lease
+
+    def _renew(self, lease_id: str, peer: str) -> SimLease | None:
+        lease = self._live(lease_id)
+        if lease is not None:
+            lease.deadline = time.monotonic() + lease.ttl
+            lease.peer = peer
+            heapq.heappush(self._heap, (lease.deadline, lease.id))
+            self.stats["renewals"] += 1
+        return lease
+
+    def sweep(self) -> None:
+        now = time.monotonic()
+        while self._heap and self._heap[0][0] <= now:
+            _, lease_id = heapq.heappop(self._heap)
+            lease = self.leases.get(lease_id)
+            if lease is None or lease.deadline > now:
+                continue
+            del self.leases[lease_id]
+            self.stats["leases_expired"] += 1
+            if any(f.state == pb.FAULT_STATE_ACTIVE for f in lease.faults.values()):
+                self.stats["leases_lost_with_active_faults"] += 1
+            self._end_all(lease, pb.END_REASON_LEASE_EXPIRED)
+
+    def _lease_pb(self, lease: SimLease) -> pb.Lease:
+        remaining = max(0.0, lease.deadline - time.monotonic())
+        return pb.Lease(lease_id=lease.id, ttl=_duration(lease.ttl), remaining=_duration(remaining))
+
+    async def GetInfo(self, request: pb.GetInfoRequest, context: Any) -> pb.AgentInfo:
+        return self.info
+
+    async def AcquireLease(self, request: pb.AcquireLeaseRequest, context: Any) -> pb.Lease:
+        ttl = _seconds(request.ttl)
+        lease = SimLease(
+            f"lease-{next(self._ids):08x}", ttl, time.monotonic() + ttl, context.peer()
+        )
+        self.leases[lease.id] = lease
+        heapq.heappush(self._heap, (lease.deadline, lease.id))
+        self.stats["leases_acquired"] += 1
+        return self._lease_pb(lease)
+
+    async def RenewLease(self, request: pb.RenewLeaseRequest, context: Any) -> pb.Lease:
+        lease = self._renew(request.lease_id, context.peer())
+        if lease is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, GONE)
+        assert lease is not None
+        self.stats["heartbeats"] += 1
+        return self._lease_pb(lease)
+
+    async def KeepLeases(  # type: ignore[override]  # the reader/writer style
+        self, request_iterator: AsyncIterator[pb.LeaseHeartbeat], context: Any
+    ) -> None:
+        # context.read()/write(): a little cheaper than an async generator,
+        # and the simulator is the side that saturates first.
+        peer = context.peer()
+        self.stats["streams_open"] += 1
+        try:
+            while (hb := await context.read()) is not aio.EOF:
+                self.stats["heartbeats"] += 1
+                states = []
+                for lease_id in hb.lease_ids:
+                    lease = self._renew(lease_id, peer)
+                    if lease is None:
+                        states.append(pb.LeaseState(lease_id=lease_id, live=False, reason=GONE))
+                    else:
+                        left = _duration(lease.ttl)
+                        states.append(pb.LeaseState(lease_id=lease_id, live=True, remaining=left))
+                await context.write(pb.LeaseStates(seq=hb.seq, leases=states))
+        finally:
+            self.stats["streams_open"] -= 1
+
+    async def ReleaseLease(
+        self, request: pb.ReleaseLeaseRequest, context: Any
+    ) -> pb.ReleaseLeaseResponse:
+        lease = self._live(request.lease_id)
+        if lease is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, GONE)
+        assert lease is not None
+        del self.leases[lease.id]
+        return pb.ReleaseLeaseResponse(faults=self._end_all(lease, pb.END_REASON_LEASE_RELEASED))
+
+    # ----------------------------------------------------------- faults
+
+    def _end(self, fault: pb.Fault, reason: pb.EndReason.ValueType) -> pb.Fault:
+        if fault.state == pb.FAULT_STATE_ACTIVE:
+            previous = fault.state
+            fault.state, fault.end_reason = pb.FAULT_STATE_REVERTED, reason
+            self.stats["reverts"] += 1
+            self._notify(fault, previous)
+        return fault
+
+    def _end_all(self, lease: SimLease, reason: pb.EndReason.ValueType) -> list[pb.Fault]:
+        return [self._end(f, reason) for f in lease.faults.values()]
+
+    def _notify(self, fault: pb.Fault, previous: pb.FaultState.ValueType) -> None:
+        for q in self.watchers.get(fault.lease_id, []):
+            q.put_nowait(pb.FaultEvent(fault=fault, previous_state=previous))
+
+    async def InjectFault(self, request: pb.InjectFaultRequest, context: Any) -> pb.Fault:
+        lease = self._live(request.lease_id)
+        if lease is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, GONE)
+        assert lease is not None
+        if request.spec.WhichOneof("spec") is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "spec: no fault kind set")
+        if lease.peer in self.halted:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "agent is halted")
+        key = (lease.id, request.request_id)
+        if request.request_id and key in self.by_request:
+            return self.by_request[key]
+        fault = pb.Fault(
+            id=f"fault-{next(self._ids):08x}",
+            kind=pb.FAULT_KIND_CPU,
+            state=pb.FAULT_STATE_ACTIVE,
+            lease_id=lease.id,
+        )
+        lease.faults[fault.id] = self.faults[fault.id] = fault
+        if request.request_id:
+            self.by_request[key] = fault
+        self.stats["injects"] += 1
+        self._notify(fault, pb.FAULT_STATE_PENDING)
+        return fault
+
+    async def RevertFault(self, request: pb.RevertFaultRequest, context: Any) -> pb.Fault:
+        fault = self.faults.get(request.fault_id)
+        if fault is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"fault {request.fault_id!r} not found")
+        assert fault is not None
+        return self._end(fault, pb.END_REASON_CLIENT_REVERT)
+
+    async def GetFault(self, request: pb.GetFaultRequest, context: Any) -> pb.Fault:
+        fault = self.faults.get(request.fault_id)
+        if fault is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"fault {request.fault_id!r} not found")
+        assert fault is not None
+        return fault
+
+    def _peer_faults(self, peer: str) -> list[pb.Fault]:
+        return [f for lease in self.leases.values() if lease.peer == peer
+                for f in lease.faults.values()]  # fmt: skip
+
+    async def ListFaults(
+        self, request: pb.ListFaultsRequest, context: Any
+    ) -> pb.ListFaultsResponse:
+        faults = self._peer_faults(context.peer())
+        if request.lease_id:
+            faults = [f for f in faults if f.lease_id == request.lease_id]
+        return pb.ListFaultsResponse(faults=faults)
+
+    async def Halt(self, request: pb.HaltRequest, context: Any) -> pb.HaltResponse:
+        peer = context.peer()
+        if request.latch:
+            self.halted.add(peer)
+        faults = [self._end(f, pb.END_REASON_HALT) for f in self._peer_faults(peer)]
+        return pb.HaltResponse(faults=faults, latched=request.latch)
+
+    async def Resume(self, request: pb.ResumeRequest, context: Any) -> pb.ResumeResponse:
+        peer = context.peer()
+        was = peer in self.halted
+        self.halted.discard(peer)
+        return pb.ResumeResponse(was_latched=was)
+
+    async def WatchFaults(
+        self, request: pb.WatchFaultsRequest, context: Any
+    ) -> AsyncIterator[pb.FaultEvent]:
+        q: asyncio.Queue[pb.FaultEvent] = asyncio.Queue()
+        self.watchers.setdefault(request.lease_id, []).append(q)
+        try:
+            await context.send_initial_metadata(())
+            if request.include_existing:
+                lease = self.leases.get(request.lease_id)
+                for f in lease.faults.values() if lease is not None else ():
+                    yield pb.FaultEvent(fault=f)
+            while True:
+                yield await q.get()
+        finally:
+            self.watchers[request.lease_id].remove(q)
+
+
+class OldAgent(SimAgent):
+    """An agent from before KeepLeases: GetInfo lists no features, the stream is unknown."""
+
+    def __init__(self) -> None:
+        super().__init__(keep_leases=False)
+
+    async def KeepLeases(  # type: ignore[override]
+        self, request_iterator: AsyncIterator[pb.LeaseHeartbeat], context: Any
+    ) -> pb.LeaseStates:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+        raise AssertionError("unreachable")
+
+
+async def _sweeper(sim: SimAgent) -> None:
+    while True:
+        sim.sweep()
+        await asyncio.sleep(0.05)
+
+
+async def _commands(sim: SimAgent, server: aio.Server) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := (await reader.readline()).decode().strip():
+        if line == "stats":
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            out = {
+                **sim.stats,
+                "leases_live": len(sim.leases),
+                "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+                "max_rss_mib": round(usage.ru_maxrss / 1024, 1),
+            }
+            print(json.dumps(out), flush=True)
+        elif line == "quit":
+            break
+    await server.stop(None)
+
+
+async def main(port: int, old: bool) -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    sim = OldAgent() if old else SimAgent(keep_leases=True)
+    server = aio.server(options=[("grpc.max_concurrent_streams", 64), ("grpc.so_reuseport", 0)])
+    pb_grpc.add_AgentServicer_to_server(sim, server)
+    bound = server.add_insecure_port(f"0.0.0.0:{port}")
+    await server.start()
+    print(json.dumps({"listening": bound}), flush=True)
+    sweeper = asyncio.create_task(_sweeper(sim))
+    await _commands(sim, server)
+    sweeper.cancel()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--old-agent", action="store_true", help="serve the contract before KeepLeases")
+    args = ap.parse_args()
+    asyncio.run(main(args.port, args.old_agent))
