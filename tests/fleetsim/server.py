@@ -307,6 +307,7 @@ async def _commands(sim: SimAgent, server: aio.Server) -> None:
             out = {
                 **sim.stats,
                 "leases_live": len(sim.leases),
+                "faults_active": sum(f.state == pb.FAULT_STATE_ACTIVE for f in sim.faults.values()),
                 "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
                 "max_rss_mib": round(usage.ru_maxrss / 1024, 1),
             }
@@ -316,13 +317,13 @@ async def _commands(sim: SimAgent, server: aio.Server) -> None:
     await server.stop(None)
 
 
-async def main(port: int, old: bool) -> None:
+async def main(listen: str, old: bool) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     sim = OldAgent() if old else SimAgent(keep_leases=True)
     server = aio.server(options=[("grpc.max_concurrent_streams", 64), ("grpc.so_reuseport", 0)])
     pb_grpc.add_AgentServicer_to_server(sim, server)
-    bound = server.add_insecure_port(f"0.0.0.0:{port}")
+    bound = server.add_insecure_port(listen)
     await server.start()
     print(json.dumps({"listening": bound}), flush=True)
     sweeper = asyncio.create_task(_sweeper(sim))
@@ -332,7 +333,9 @@ async def main(port: int, old: bool) -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument(
+        "--listen", default="0.0.0.0:0", help="HOST:PORT (0.0.0.0 only inside a netns of its own)"
+    )
     ap.add_argument("--old-agent", action="store_true", help="serve the contract before KeepLeases")
     args = ap.parse_args()
-    asyncio.run(main(args.port, args.old_agent))
+    asyncio.run(main(args.listen, args.old_agent))

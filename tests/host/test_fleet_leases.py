@@ -5,10 +5,13 @@ cannot serve a stream, and losing them when its own loop is wedged."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +23,7 @@ from tests.agentproc import AgentProc, wait_for
 from tests.host.leasestream import Stream
 
 pytestmark = pytest.mark.host
+ROOT = Path(__file__).resolve().parents[2]
 
 CPU = pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=5))
 
@@ -145,3 +149,30 @@ def test_calls_run_concurrently_on_one_loop(agent: AgentProc, fleet: Fleet) -> N
     assert time.monotonic() - t0 < 1.5
     assert all(o.ok for o in outs.values())
     assert threading.active_count() < 20
+
+
+def test_an_agent_without_keep_leases_is_kept_by_renew_lease() -> None:
+    """An agent from before KeepLeases (the fleet simulator in that mode: its
+    GetInfo lists no features, and the stream is unknown to it)."""
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "tests.fleetsim.server", "--old-agent", "--listen", "127.0.0.1:0"],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert sim.stdin is not None and sim.stdout is not None
+    try:
+        address = f"127.0.0.1:{json.loads(sim.stdout.readline())['listening']}"
+        ttl = 1.5
+        with Fleet(inventory.build(agents=[address]), timeout=5) as f:
+            assert f.statuses()[address].info is not None
+            assert f.acquire_leases([address], "test", ttl)[address].ok
+            time.sleep(3 * ttl)
+            hold = f.keepers[address]
+            assert hold.mode == "RenewLease" and hold.heartbeats >= 6 and not f.lost()
+            sim.stdin.write("stats\n")
+            sim.stdin.flush()
+            stats = json.loads(sim.stdout.readline())
+            assert stats["leases_expired"] == 0 and stats["renewals"] >= 6
+            assert stats["streams_open"] == 0
+    finally:
+        sim.kill()
+        sim.wait(10)
