@@ -32,7 +32,6 @@ from agent.api.server import AgentServicer
 from agent.api.tls import (
     TlsConfigError,
     check_plaintext_allowed,
-    is_loopback,
     listen_host,
     server_tls,
 )
@@ -46,7 +45,7 @@ from agent.faults.base import InjectorContext, Markers
 from agent.faults.registry import build_injectors
 from agent.kernel import libc, procs
 from agent.kernel.sysinfo import boot_id
-from brownout.addresses import parse_hostport
+from brownout.addresses import is_loopback, parse_hostport
 from brownout.v1 import agent_pb2, agent_pb2_grpc
 from brownout.version import __version__
 

@@ -8,11 +8,12 @@ TLS, or an explicit --insecure-allow-remote that is logged at every start.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+
+from brownout.addresses import is_loopback
 
 
 class TlsConfigError(ValueError):
@@ -57,15 +58,6 @@ def listen_host(listen: str) -> str:
     if not sep or not port.isdigit():
         raise TlsConfigError(f"listen address {listen!r} must be host:port")
     return host.strip("[]")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_plaintext_allowed(listen: str, insecure_allow_remote: bool) -> None:

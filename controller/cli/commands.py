@@ -1,4 +1,4 @@
-"""`brownout agents | run | history | show | serve | halt`: commands over many agents.
+"""`brownout agents | run | history | show | serve | token | halt`: commands over many agents.
 
 Agents come from --inventory FILE, --dns NAME[:PORT] and repeated --agent
 flags given after the subcommand; with none of those, the global --agent
@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -21,7 +20,7 @@ from typing import Any, TypeVar
 from controller.agents import inventory
 from controller.agents import tls as tls_config
 from controller.agents.fleet import Fleet
-from controller.cli import argtypes
+from controller.cli import argtypes, serve
 from controller.cli.progress import Console, Quiet
 from controller.cli.render import agents_table, halt_table, table
 from controller.errors import ConfigError
@@ -34,7 +33,7 @@ from controller.experiments.runner import Runner, RunOptions
 from controller.experiments.window import WindowClosed
 
 T = TypeVar("T")
-COMMANDS = ("agents", "run", "history", "show", "serve", "halt")
+COMMANDS = ("agents", "run", "history", "show", "serve", "token", "halt")
 EXIT = {
     RunStatus.COMPLETED: 0,
     RunStatus.FAILED: 1,
@@ -143,29 +142,7 @@ def add_subcommands(sub: Any) -> None:
     _data_dir_option(show)
     show.add_argument("--json", action="store_true")
 
-    serve = sub.add_parser(
-        "serve", help="run experiments on a schedule (inside their windows) and serve metrics"
-    )
-    serve.add_argument("experiments", type=argtypes.path, nargs="+", metavar="EXPERIMENT")
-    add_fleet_options(serve)
-    _data_dir_option(serve)
-    serve.add_argument(
-        "--metrics-listen",
-        type=argtypes.listen_address,
-        default="127.0.0.1:9465",
-        help="default 127.0.0.1:9465",
-    )
-    serve.add_argument(
-        "--every", type=argtypes.positive_duration, default=3600.0, help="pause between rounds (1h)"
-    )
-    serve.add_argument(
-        "--rounds", type=argtypes.int_in(0), default=0, help="stop after N rounds (0: never)"
-    )
-    serve.add_argument(
-        "--ready-file",
-        type=argtypes.file_in_existing_dir,
-        help="write the metrics port as JSON here",
-    )
+    serve.add_parsers(sub, add_fleet_options, _data_dir_option)
 
 
 def resolve_env(args: argparse.Namespace) -> None:
@@ -336,52 +313,6 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    experiments = [exp.load(p) for p in args.experiments]
-    reporter = Console()
-    metrics = ControllerMetrics()
-    port = metrics.serve(args.metrics_listen)
-    reporter.event(f"metrics on {args.metrics_listen} (port {port})")
-    if args.ready_file:
-        args.ready_file.write_text(json.dumps({"metrics_port": port, "pid": os.getpid()}))
-    history = History(args.data_dir / "history.db")
-    stop = threading.Event()
-    current: list[Runner] = []
-
-    def on_signal(why: str) -> None:
-        stop.set()
-        for r in current:
-            r.interrupt(why)
-
-    previous = _signals(on_signal)
-    rounds = 0
-    try:
-        with _fleet(args) as fleet:
-            while not stop.is_set():
-                for experiment in experiments:
-                    if stop.is_set():
-                        break
-                    args.seed, args.journal, args.override_window = None, None, False
-                    runner = Runner(experiment, fleet, _options(args, history), reporter, metrics)
-                    try:
-                        reporter.event(runner.check_window())
-                    except WindowClosed as exc:
-                        reporter.event(f"skipping {experiment.title}: {exc}")
-                        continue
-                    current[:] = [runner]
-                    runner.run()
-                    current.clear()
-                rounds += 1
-                if args.rounds and rounds >= args.rounds:
-                    break
-                stop.wait(args.every)
-            # Keep serving metrics after the last round until told to stop.
-            stop.wait()
-    finally:
-        _restore(previous)
-    return 0
-
-
 def main(args: argparse.Namespace) -> int:
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "agents": cmd_agents,
@@ -389,7 +320,8 @@ def main(args: argparse.Namespace) -> int:
         "run": cmd_run,
         "history": cmd_history,
         "show": cmd_show,
-        "serve": cmd_serve,
+        "serve": lambda a: serve.cmd_serve(a, _refs(a)),
+        "token": serve.cmd_token,
     }
     try:
         resolve_env(args)

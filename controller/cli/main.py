@@ -28,7 +28,7 @@ from controller.agents.client import AgentClient
 from controller.agents.fault_watch import FaultWatch
 from controller.agents.lease_keeper import LeaseKeeper
 from controller.agents.tls import from_values
-from controller.cli import argtypes, certs, kinds
+from controller.cli import argtypes, certs, kinds, remote
 from controller.cli import commands as fleet_commands
 from controller.cli.render import describe_fault, fault_table, info_text
 from controller.errors import ConfigError
@@ -48,6 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--timeout", type=argtypes.positive_duration, default=10.0, help="per-RPC timeout"
+    )
+    p.add_argument(
+        "--server",
+        type=argtypes.checked(_server_url),
+        default=None,
+        help="a brownout serve URL: run, halt and kill-switch go through it (env BROWNOUT_SERVER)",
+    )
+    p.add_argument(
+        "--token-file",
+        type=argtypes.existing_file,
+        default=None,
+        help="API token for --server (env BROWNOUT_TOKEN holds one; default DATA_DIR/local-token)",
     )
     tls = p.add_argument_group("mutual TLS (env BROWNOUT_TLS_CA, _CERT, _KEY, _SERVER_NAME)")
     tls.add_argument(
@@ -74,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     halt.add_argument("--reason", default="", help="free text, recorded in the agents' logs")
     fleet_commands.add_fleet_options(halt)
     sub.add_parser("resume", help="allow new faults after a latched halt")
+    lever = sub.add_parser("kill-switch", help="the server's kill switch (needs --server)")
+    lever.add_argument("action", choices=["status", "engage", "disengage"])
+    lever.add_argument("--reason", default="", help="required to engage")
 
     inject = sub.add_parser("inject", help="inject a fault and hold it in the foreground")
     kind_parsers = inject.add_subparsers(dest="kind", required=True)
@@ -99,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _server_url(text: str) -> str:
+    url = text.strip().rstrip("/")
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("http", "https") or not rest or "/" in rest:
+        raise ValueError(f"{text!r} must be http(s)://HOST:PORT, e.g. http://127.0.0.1:8470")
+    return url
+
+
 def _server_name(text: str) -> str:
     if text and not valid_hostname(text):
         raise ValueError(f"{text!r} is not a host name")
@@ -111,6 +134,8 @@ def from_env(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> 
     env = os.environ if env is None else env
     if args.agent is None:
         args.agent = _env_value(env, "BROWNOUT_AGENT", argtypes.agent_address, DEFAULT_AGENT)
+    if args.server is None:
+        args.server = _env_value(env, "BROWNOUT_SERVER", argtypes.checked(_server_url), None)
 
 
 def _env_value(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
@@ -209,6 +234,13 @@ def main(argv: list[str] | None = None) -> int:
         return run_certs_init(args.dir)
     try:
         from_env(args)
+        if args.server and args.command in ("run", "halt", "kill-switch"):
+            fleet_commands.resolve_env(args)
+            if "data_dir" not in args or args.data_dir is None:
+                args.data_dir = fleet_commands.default_data_dir()
+            return remote.main(args)
+        if args.command == "kill-switch":
+            raise ConfigError("kill-switch", "needs --server URL (or BROWNOUT_SERVER)")
         if args.command in fleet_commands.COMMANDS:
             return fleet_commands.main(args)
         tls = from_values(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)

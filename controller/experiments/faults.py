@@ -54,6 +54,12 @@ class RunFaults:
         self._lock = threading.Lock()
         self._reverting = False  # from here on, fault ends are the run's own
         self._ended_early: dict[str, dict[str, str]] = {}  # fault id -> how
+        self._expected = set(EXPECTED_ENDS)
+
+    def expect(self, reason: pb.EndReason.ValueType) -> None:
+        """Ends for this reason are the run's own doing from now on (the kill
+        switch aborts the run and halts its agents: those halts are not problems)."""
+        self._expected.add(reason)
 
     # ------------------------------------------------------------ problems
 
@@ -77,7 +83,7 @@ class RunFaults:
         """On the fleet's loop: a fault that ends before the run reverts it,
         for a reason other than its own duration, ended early."""
         f = event.fault
-        if self._reverting or f.state not in ENDED or f.end_reason in EXPECTED_ENDS:
+        if self._reverting or f.state not in ENDED or f.end_reason in self._expected:
             return
         if f.end_reason == pb.END_REASON_APPLY_FAILED:
             return  # the inject reply says so, as a failed injection
@@ -228,7 +234,7 @@ class RunFaults:
         fresh: dict[str, str] | None = None
         with self._lock:
             seen = self._ended_early.get(fault.id)
-            if seen is None and fault.end_reason not in EXPECTED_ENDS:
+            if seen is None and fault.end_reason not in self._expected:
                 seen = fresh = self._ended_early[fault.id] = dict(record.revert or {})
         if seen is not None:
             record.ended_early = seen

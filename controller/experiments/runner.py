@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from brownout.v1 import agent_pb2 as pb
 from controller.agents.fleet import Fleet
 from controller.cli.progress import Quiet, Reporter
 from controller.experiments import dryrun, probes
@@ -108,6 +109,16 @@ class Runner:
         """Called from a signal handler: sets flags only, no I/O and no blocking."""
         if not self._end_with(RunStatus.INTERRUPTED, f"interrupted by {why}", ""):
             self.signals_ignored += 1
+
+    def abort(self, reason: str, label: str) -> bool:
+        """From any thread (an API call, the kill switch): end the run aborted
+        and revert everything. False if it was already ending."""
+        if label == "kill_switch":
+            self.faults.expect(pb.END_REASON_HALT)
+        if self._end_with(RunStatus.ABORTED, reason, label):
+            self.report.event(f"ABORT {reason}: reverting everything")
+            return True
+        return False
 
     def _end_with(self, status: RunStatus, reason: str, label: str) -> bool:
         with self._lock:
@@ -354,6 +365,9 @@ class Runner:
                     if added:
                         duration = plan.durations[activity.name]
                         self.faults.inject(activity, index, added, duration, self.options.run_id)
+                        # On disk before the next step: a controller restarted
+                        # mid-run checks these faults on each agent.
+                        self._save()
                 else:
                     run = probes.execute(activity)
                     self.journal.run.append(run.record())

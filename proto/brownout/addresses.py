@@ -23,6 +23,16 @@ class HostPort:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+def is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: where plaintext may be served."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def valid_hostname(name: str) -> bool:
     """A DNS name (RFC 1123 labels), optionally with a trailing dot."""
     name = name.removesuffix(".")

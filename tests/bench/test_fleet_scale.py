@@ -25,12 +25,12 @@ import pytest
 
 from tests.bench.common import report
 
-pytestmark = pytest.mark.bench
-
 ROOT = Path(__file__).resolve().parents[2]
 SIZES = [int(n) for n in os.environ.get("BROWNOUT_FLEET_SIZES", "1000,5000,10000").split(",")]
 HOLD_S = float(os.environ.get("BROWNOUT_FLEET_HOLD_S", "300"))
 TTL_S = 3.0
+# Each size: setup, the hold, teardown; the largest take a few minutes beyond it.
+pytestmark = [pytest.mark.bench, pytest.mark.timeout(len(SIZES) * (HOLD_S + 600))]
 GOALS_AT_10K = {"all_applied_s": 3.0, "all_reverted_s": 3.0, "cpu_ms": 0.1, "rss_mib": 500}
 
 

@@ -336,6 +336,8 @@ def test_serve_runs_on_schedule_and_exports_metrics(
             str(path),
             "--metrics-listen",
             "127.0.0.1:0",
+            "--listen",
+            "127.0.0.1:0",
             "--rounds",
             "1",
             "--ready-file",

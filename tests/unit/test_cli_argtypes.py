@@ -155,6 +155,15 @@ CTL_BAD: list[tuple[str, str, list[str], str]] = [
     ("serve EXP", "--rounds", [*INT, "-1"], ""),
     ("serve EXP", "--ready-file", ["", "/nonexistent-dir/r.json"], ""),
     ("serve EXP", "--data-dir", [""], ""),
+    ("serve", "--listen", ADDR, ""),
+    ("serve", "--tokens", ["", "/nonexistent/tokens.yaml"], ""),
+    ("serve", "--tls-server-cert", ["", "/nonexistent/c.pem"], ""),
+    ("serve", "--tls-server-key", ["", "/nonexistent/k.pem"], ""),
+    ("token", "--file", ["", "/nonexistent-dir/t.yaml"], "--name a --role viewer"),
+    ("token", "--name", [""], "--file /tmp/brownout-t.yaml --role viewer"),
+    ("token", "--role", [*CHOICE, "admin"], "--file /tmp/brownout-t.yaml --name a"),
+    ("", "--server", ["", "ftp://h:1", "http://", "127.0.0.1:8470", "http://h:1/x"], "info"),
+    ("", "--token-file", ["", "/nonexistent/token"], "info"),
 ]
 # Positionals, fed as the value itself.
 CTL_POSITIONAL: list[tuple[str, str, list[str]]] = [
@@ -162,6 +171,7 @@ CTL_POSITIONAL: list[tuple[str, str, list[str]]] = [
     ("show", "RUN", [""]),
     ("run", "experiment", [""]),
     ("serve", "EXPERIMENT", [""]),
+    ("kill-switch", "action", ["", "explode"]),
     ("certs init", "dir", ["", "/etc/hostname"]),
 ]
 # Flags whose every value is valid: free text, or switches.
@@ -173,6 +183,7 @@ CTL_ENV: list[tuple[str, list[str], str]] = [
     ("BROWNOUT_TLS_CA", ["", "/nonexistent/ca.pem"], "info"),
     ("BROWNOUT_TLS_CERT", ["", "/nonexistent/c.pem"], "info"),
     ("BROWNOUT_TLS_KEY", ["", "/nonexistent/k.pem"], "info"),
+    ("BROWNOUT_SERVER", ["", "ftp://h:1", "http://h:1/x"], "info"),
 ]
 
 

@@ -172,6 +172,19 @@ def test_rule_workers_run_on_the_standard_library_alone() -> None:
     assert not bad, "\n".join(bad)
 
 
+def test_rule_the_http_stack_stays_in_the_service() -> None:
+    """The service (controller.service) is the only room that speaks HTTP; the runner
+    and the agent clients know nothing of it, so `brownout run` needs no server.
+    Fix: put routes and HTTP handling in controller/service and call the runner from there."""
+    http = ("starlette", "uvicorn", "jinja2", "controller.service")
+    bad = [
+        *violations("controller.experiments", *http),
+        *violations("controller.agents", *http),
+        *violations("agent", "starlette", "uvicorn", "jinja2"),
+    ]
+    assert not bad, "\n".join(bad)
+
+
 def test_rules_catch_what_they_claim_to(tmp_path: Path) -> None:
     """The scan sees an import inside a function and resolves a relative one."""
     sample = tmp_path / "sample.py"

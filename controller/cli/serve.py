@@ -1,0 +1,173 @@
+"""`brownout serve`: the long-running controller. The HTTP API on --listen
+(bearer tokens; plaintext only on loopback), experiments given on the command
+line run every --every inside their windows, Prometheus metrics on
+--metrics-listen. `brownout token` makes an API token.
+
+Without --tokens, DATA_DIR/tokens.yaml is used, made on first start with one
+operator token named "local" whose value is kept in DATA_DIR/local-token
+(mode 0600), so a person on this host can use the API and console at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from controller.agents import tls as tls_config
+from controller.cli import argtypes
+from controller.cli.progress import Console
+from controller.errors import ConfigError
+from controller.experiments import parse as exp
+from controller.experiments.metrics import ControllerMetrics
+from controller.service import app
+from controller.service.auth import Role, Tokens, new_token
+from controller.service.runs import Refused
+from controller.service.state import Service
+
+log = structlog.get_logger("brownout.serve")
+
+
+def add_parsers(sub: Any, add_fleet_options: Any, data_dir_option: Any) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="the long-running controller: HTTP API, console, kill switch, scheduled runs",
+    )
+    serve.add_argument("experiments", type=argtypes.path, nargs="*", metavar="EXPERIMENT")
+    add_fleet_options(serve)
+    data_dir_option(serve)
+    serve.add_argument(
+        "--listen",
+        type=argtypes.listen_address,
+        default="127.0.0.1:8470",
+        help="the API and console (default 127.0.0.1:8470; plaintext only on loopback)",
+    )
+    serve.add_argument(
+        "--tokens",
+        type=argtypes.existing_file,
+        help="API tokens (YAML: name, role, sha256); default DATA_DIR/tokens.yaml",
+    )
+    serve.add_argument("--tls-server-cert", type=argtypes.existing_file, help="the API's cert")
+    serve.add_argument("--tls-server-key", type=argtypes.existing_file, help="its private key")
+    serve.add_argument(
+        "--metrics-listen",
+        type=argtypes.listen_address,
+        default="127.0.0.1:9465",
+        help="default 127.0.0.1:9465",
+    )
+    serve.add_argument(
+        "--every", type=argtypes.positive_duration, default=3600.0, help="pause between rounds (1h)"
+    )
+    serve.add_argument(
+        "--rounds", type=argtypes.int_in(0), default=0, help="stop after N rounds (0: never)"
+    )
+    serve.add_argument(
+        "--ready-file",
+        type=argtypes.file_in_existing_dir,
+        help="write the API and metrics ports as JSON here",
+    )
+
+    token = sub.add_parser("token", help="make an API token for brownout serve (shown once)")
+    token.add_argument("--file", type=argtypes.file_in_existing_dir, required=True)
+    token.add_argument("--name", type=argtypes.text, required=True)
+    token.add_argument("--role", choices=[str(r) for r in Role], required=True)
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    print(new_token(args.file, args.name, Role(args.role)))
+    return 0
+
+
+def _tokens(args: argparse.Namespace) -> Tokens:
+    if args.tokens is not None:
+        return Tokens.load(args.tokens)
+    path = Path(args.data_dir) / "tokens.yaml"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        local = path.parent / "local-token"
+        local.touch(mode=0o600)
+        local.write_text(new_token(path, "local", Role.OPERATOR) + "\n")
+        print(f"brownout: made an operator token for this host: {local}", file=sys.stderr)
+    return Tokens.load(path)
+
+
+def _ssl(args: argparse.Namespace) -> dict[str, Any]:
+    cert, key = args.tls_server_cert, args.tls_server_key
+    if (cert is None) != (key is None):
+        raise ConfigError("--tls-server-cert", "needs --tls-server-key too, and the other way")
+    return {} if cert is None else {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+
+
+def _rounds(svc: Service, args: argparse.Namespace, stop: threading.Event) -> None:
+    experiments = [exp.load(p) for p in args.experiments]
+    rounds = 0
+    reporter = Console()
+    while experiments and not stop.is_set():
+        for e in experiments:
+            if stop.is_set():
+                return
+            try:
+                run = svc.runs.start(e, "schedule")
+            except Refused as exc:
+                reporter.event(f"skipping {e.title}: {exc}")
+                continue
+            reporter.event(f"run {run.run_id}: {e.title}")
+            run.done.wait()
+        rounds += 1
+        if args.rounds and rounds >= args.rounds:
+            return
+        stop.wait(args.every)
+
+
+def cmd_serve(args: argparse.Namespace, refs: Any) -> int:
+    ssl = _ssl(args)
+    for p in args.experiments:
+        exp.load(p)  # refuse a bad file before anything starts
+    try:
+        tls = tls_config.from_values(
+            getattr(args, "tls_ca", None),
+            getattr(args, "tls_cert", None),
+            getattr(args, "tls_key", None),
+            getattr(args, "tls_server_name", "") or "",
+        )
+    except ValueError as exc:
+        raise ConfigError("tls", str(exc)) from None
+    sock = app.bind(args.listen, tls=bool(ssl))
+    metrics = ControllerMetrics()
+    metrics_port = metrics.serve(args.metrics_listen)
+    svc = Service.build(refs, Path(args.data_dir), _tokens(args), metrics, args.timeout, tls)
+    try:
+        interrupted = app.prepare(svc)
+        api_port = sock.getsockname()[1]
+        scheme = "https" if ssl else "http"
+        host = args.listen.rsplit(":", 1)[0]
+        print(
+            f"brownout: serving {scheme}://{host}:{api_port}/ (metrics on port {metrics_port})",
+            file=sys.stderr,
+            flush=True,
+        )
+        if args.ready_file:
+            args.ready_file.write_text(
+                json.dumps(
+                    {
+                        "api_port": api_port,
+                        "metrics_port": metrics_port,
+                        "pid": os.getpid(),
+                        "interrupted": interrupted,
+                    }
+                )
+            )
+        stop = threading.Event()
+        scheduler = threading.Thread(target=_rounds, args=(svc, args, stop), daemon=True)
+        scheduler.start()
+        app.serve(svc, sock, ssl)
+        stop.set()
+    finally:
+        svc.close()
+    return 0

@@ -1,0 +1,108 @@
+"""`brownout serve` as an ASGI app on uvicorn: the API (and the console), the
+startup that recovers cut-off runs and re-latches an engaged kill switch, and
+the shutdown that interrupts live runs and waits for their reverts."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from brownout.addresses import is_loopback, parse_hostport
+from controller.errors import ConfigError
+from controller.service import api
+from controller.service.recovery import recover
+from controller.service.state import Service
+
+log = structlog.get_logger("brownout.serve")
+
+# How long a shutdown waits for live runs to revert before it gives up on them
+# (their agents then revert by lease, as after a crash).
+DRAIN_S = 60.0
+
+
+def app(svc: Service) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        svc.runs.interrupt_all("controller shutdown")
+        svc.runs.wait_all(DRAIN_S)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse(
+            {"error": exc.detail, "status": exc.status_code}, status_code=exc.status_code
+        )
+
+    return Starlette(
+        routes=api.routes(svc),
+        exception_handlers={HTTPException: http_error},
+        lifespan=lifespan,
+    )
+
+
+def prepare(svc: Service) -> list[str]:
+    """Before serving: runs cut off by the last process, and the kill switch."""
+    interrupted = recover(svc.store, svc.history, svc.timeout, svc.tls)
+    for run_id in interrupted:
+        log.warning("run cut off by a controller restart marked interrupted", run_id=run_id)
+    svc.lever.reassert()
+    return interrupted
+
+
+def bind(listen: str, tls: bool) -> socket.socket:
+    """The listening socket (so port 0 is known before serving), with the
+    agent's rule: plaintext only on loopback."""
+    where = parse_hostport(listen, allow_any_port=True)
+    if not tls and not is_loopback(where.host):
+        raise ConfigError(
+            "--listen",
+            f"refusing to serve the API in plaintext on {listen}: bearer tokens would cross the"
+            " network in the clear. Give --tls-server-cert and --tls-server-key, or listen on"
+            " a loopback address",
+        )
+    family = socket.AF_INET6 if ":" in where.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((where.host.strip("[]"), where.port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError("--listen", f"cannot listen on {listen}: {exc.strerror}") from None
+    sock.listen(128)
+    return sock
+
+
+def serve(svc: Service, sock: socket.socket, ssl: dict[str, Any]) -> None:
+    """Serve until SIGINT/SIGTERM (uvicorn's handlers), then drain.
+
+    uvicorn raises the signal it caught again once it has shut down, to the
+    handler that was there before it; that handler is ours and only notes it,
+    so the service ends with its own cleanup and exit code, not killed."""
+    seen: list[int] = []
+    previous = {
+        s: signal.signal(s, lambda n, _f: seen.append(n)) for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    config = uvicorn.Config(
+        app(svc),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        **ssl,
+    )
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    log.info("stopped", signals=[signal.Signals(n).name for n in seen])

@@ -1,0 +1,112 @@
+"""HTTP plumbing for the API: JSON errors that name the field, a bounded body
+read, request bodies checked against a small schema (unknown fields are
+refused, types are checked), and bearer-token authorisation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from controller.service.auth import Caller, Role, Tokens
+
+MAX_BODY = 1 << 20  # 1 MiB: an experiment is a few KiB
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+    def response(self) -> JSONResponse:
+        body: dict[str, Any] = {"error": self.message, "status": self.status}
+        if self.field:
+            body["field"] = self.field
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        return JSONResponse(body, status_code=self.status, headers=headers)
+
+
+@dataclass(frozen=True)
+class Field:
+    type: type | tuple[type, ...]
+    required: bool = False
+    description: str = ""
+
+
+Schema = dict[str, Field]
+
+_JSON_TYPES = {
+    str: "string",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    dict: "object",
+    list: "array",
+}
+
+
+def json_type(t: type | tuple[type, ...]) -> str:
+    first = t[0] if isinstance(t, tuple) else t
+    return _JSON_TYPES.get(first, "object")
+
+
+async def read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        raise ApiError(413, f"request body is {declared} bytes; the limit is {MAX_BODY}")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_BODY:
+            raise ApiError(413, f"request body is over the {MAX_BODY}-byte limit")
+    return bytes(data)
+
+
+async def json_body(request: Request, schema: Schema) -> dict[str, Any]:
+    raw = await read_body(request)
+    if not raw.strip():
+        if any(f.required for f in schema.values()):
+            raise ApiError(400, "a JSON object body is required", "")
+        return {}
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ApiError(400, f"body must be a JSON object, not {type(doc).__name__}")
+    for name in doc:
+        if name not in schema:
+            known = ", ".join(sorted(schema)) or "none"
+            raise ApiError(400, f"unknown field {name!r} (known: {known})", name)
+    for name, f in schema.items():
+        if name not in doc:
+            if f.required:
+                raise ApiError(400, f"{name} is required", name)
+            continue
+        value = doc[name]
+        ok = isinstance(value, f.type) and not (isinstance(value, bool) and f.type in (int, float))
+        if not ok:
+            raise ApiError(400, f"{name} must be a {json_type(f.type)}", name)
+    return doc
+
+
+def authorize(request: Request, tokens: Tokens, role: Role) -> Caller:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        token = request.cookies.get("brownout_token", "")
+        if not token:
+            raise ApiError(401, "authentication required: send Authorization: Bearer TOKEN")
+    elif scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "the Authorization header must be 'Bearer TOKEN'")
+    caller = tokens.caller(token.strip())
+    if caller is None:
+        raise ApiError(401, "unknown or revoked token")
+    if role is Role.OPERATOR and caller.role is not Role.OPERATOR:
+        raise ApiError(403, f"this needs the operator role; token {caller.name!r} is a viewer")
+    return caller

@@ -1,0 +1,93 @@
+"""The kill switch (AWS FIS's safety lever, Gremlin's halt-all).
+
+Engaging it stores it first, so it holds across a restart; then it aborts
+every live run (status aborted, reason "kill switch: REASON") and sends a
+latched Halt to every agent at once, which reverts every fault there, this
+service's or anyone's, and refuses new ones until Resume. New runs are
+refused while it is engaged. Disengaging is explicit: it resumes the agents
+and clears the store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from controller.agents.fleet import Fleet, Outcome
+from controller.agents.inventory import AgentRef
+from controller.agents.tls import ClientTls
+from controller.service.runs import RunManager
+from controller.service.store import KillSwitch, ServiceStore
+
+log = structlog.get_logger("brownout.killswitch")
+
+
+def _agents(outcomes: dict[str, Outcome[Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        a: {"ok": o.ok, "error": o.error, "seconds": round(o.seconds, 4)}
+        for a, o in outcomes.items()
+    }
+
+
+class KillSwitchLever:
+    def __init__(
+        self,
+        refs: Sequence[AgentRef],
+        store: ServiceStore,
+        runs: RunManager,
+        timeout: float,
+        tls: ClientTls | None,
+    ) -> None:
+        self._store = store
+        self._runs = runs
+        # Its own fleet, apart from the runs': halting must not wait behind them.
+        self.fleet = Fleet(refs, timeout=timeout, tls=tls)
+
+    def state(self) -> KillSwitch:
+        return self._store.kill_switch()
+
+    def engage(self, reason: str, by: str) -> dict[str, Any]:
+        t0 = time.monotonic()
+        state = self._store.set_kill_switch(True, reason, by)
+        aborted = self._runs.abort_all(f"kill switch: {reason}", "kill_switch")
+        outcomes = self.fleet.halt(latch=True, reason=f"kill switch: {reason} (by {by})")
+        seconds = time.monotonic() - t0
+        reverted = sum(len(o.value.faults) for o in outcomes.values() if o.value is not None)
+        failed = [a for a, o in outcomes.items() if not o.ok]
+        log.warning(
+            "kill switch engaged",
+            reason=reason,
+            by=by,
+            runs_aborted=aborted,
+            faults_reverted=reverted,
+            agents_failed=failed,
+            seconds=round(seconds, 3),
+        )
+        return {
+            **state.as_dict(),
+            "runs_aborted": aborted,
+            "faults_reverted": reverted,
+            "agents": _agents(outcomes),
+            "agents_failed": failed,
+            "seconds": round(seconds, 4),
+        }
+
+    def disengage(self, by: str) -> dict[str, Any]:
+        outcomes = self.fleet.map(lambda c: c.resume())
+        failed = [a for a, o in outcomes.items() if not o.ok]
+        state = self._store.set_kill_switch(False, "", by)
+        log.warning("kill switch disengaged", by=by, agents_failed=failed)
+        return {**state.as_dict(), "agents": _agents(outcomes), "agents_failed": failed}
+
+    def reassert(self) -> None:
+        """At startup: an engaged switch is latched again on every agent (an
+        agent that restarted meanwhile forgot its latch)."""
+        state = self.state()
+        if state.engaged:
+            self.fleet.halt(latch=True, reason=f"kill switch: {state.reason} (by {state.by})")
+
+    def close(self) -> None:
+        self.fleet.close()

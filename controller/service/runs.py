@@ -1,0 +1,152 @@
+"""The runs a service drives: each on its own thread with its own Fleet (its
+own leases and event loop), through the same Runner as `brownout run`, so the
+journal and the history row are the same. The service keeps a row per live
+run in its store, so a restart can tell which runs it cut off."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controller.agents.fleet import Fleet
+from controller.agents.inventory import AgentRef
+from controller.agents.tls import ClientTls
+from controller.experiments.history import History
+from controller.experiments.metrics import ControllerMetrics
+from controller.experiments.model import Experiment
+from controller.experiments.runner import Runner, RunOptions
+from controller.experiments.window import WindowClosed
+from controller.service import store as st
+from controller.service.events import RunEvents
+
+
+class Refused(Exception):
+    """A run may not start now: the kill switch is engaged, or it is outside its window."""
+
+
+@dataclass
+class ActiveRun:
+    run_id: str
+    title: str
+    by: str
+    started: str
+    runner: Runner
+    events: RunEvents
+    journal_path: Path
+    done: threading.Event = field(default_factory=threading.Event)
+    result: dict[str, Any] | None = None
+
+    def journal(self) -> dict[str, Any]:
+        return self.result if self.result is not None else self.runner.journal.to_dict()
+
+    def summary(self) -> dict[str, Any]:
+        j = self.journal()
+        return {
+            "run_id": self.run_id,
+            "title": self.title,
+            "by": self.by,
+            "status": j["status"],
+            "started": self.started,
+            "live": not self.done.is_set(),
+        }
+
+
+class RunManager:
+    def __init__(
+        self,
+        refs: Sequence[AgentRef],
+        data_dir: Path,
+        history: History,
+        store: st.ServiceStore,
+        metrics: ControllerMetrics,
+        timeout: float,
+        tls: ClientTls | None,
+    ) -> None:
+        self.refs = list(refs)
+        self.data_dir = data_dir
+        self.history = history
+        self.store = store
+        self.metrics = metrics
+        self.timeout = timeout
+        self.tls = tls
+        self._lock = threading.Lock()
+        self._runs: dict[str, ActiveRun] = {}
+
+    def start(
+        self,
+        experiment: Experiment,
+        by: str,
+        seed: int | None = None,
+        override_window: bool = False,
+    ) -> ActiveRun:
+        ks = self.store.kill_switch()
+        if ks.engaged:
+            raise Refused(f"the kill switch is engaged ({ks.reason}, by {ks.by} at {ks.at})")
+        options = RunOptions(seed=seed, override_window=override_window, history=self.history)
+        options.holder = f"brownout-serve:{by}"
+        options.journal_path = self.data_dir / "journals" / f"{options.run_id}.json"
+        events = RunEvents(options.run_id)
+        fleet = Fleet(self.refs, timeout=self.timeout, tls=self.tls)
+        runner = Runner(experiment, fleet, options, events, self.metrics)
+        try:
+            events.event(runner.check_window())
+        except WindowClosed as exc:
+            fleet.close()
+            raise Refused(str(exc)) from None
+        run = ActiveRun(
+            options.run_id, experiment.title, by, st.now_iso(), runner, events, options.journal_path
+        )
+        self.store.run_started(
+            st.LiveRun(
+                run.run_id,
+                run.title,
+                str(run.journal_path),
+                by,
+                run.started,
+                [r.address for r in self.refs],
+            )
+        )
+        with self._lock:
+            self._runs[run.run_id] = run
+        threading.Thread(
+            target=self._drive, args=(run, fleet), name=f"run-{run.run_id}", daemon=True
+        ).start()
+        return run
+
+    def _drive(self, run: ActiveRun, fleet: Fleet) -> None:
+        try:
+            run.result = run.runner.run()
+        finally:
+            fleet.close()
+            self.store.run_ended(run.run_id)
+            run.done.set()
+            run.events.close()
+
+    def get(self, run_id: str) -> ActiveRun | None:
+        with self._lock:
+            return self._runs.get(run_id)
+
+    def active(self) -> list[ActiveRun]:
+        with self._lock:
+            return [r for r in self._runs.values() if not r.done.is_set()]
+
+    def recent(self) -> list[ActiveRun]:
+        with self._lock:
+            return sorted(self._runs.values(), key=lambda r: r.started, reverse=True)
+
+    def abort(self, run_id: str, reason: str, label: str = "api") -> bool:
+        run = self.get(run_id)
+        return run is not None and run.runner.abort(reason, label)
+
+    def abort_all(self, reason: str, label: str) -> list[str]:
+        return [r.run_id for r in self.active() if r.runner.abort(reason, label)]
+
+    def interrupt_all(self, why: str) -> None:
+        for r in self.active():
+            r.runner.interrupt(why)
+
+    def wait_all(self, timeout: float) -> bool:
+        return all(r.done.wait(timeout) for r in list(self._runs.values()))

@@ -1,0 +1,115 @@
+"""One controller service: its inventory, stores, runs and kill switch, and
+the read-side queries its API and console share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controller.agents.fleet import Fleet
+from controller.agents.inventory import AgentRef
+from controller.agents.tls import ClientTls
+from controller.errors import ConfigError
+from controller.experiments import parse as exp
+from controller.experiments.history import History
+from controller.experiments.metrics import ControllerMetrics
+from controller.experiments.model import Experiment
+from controller.experiments.runner import Runner, RunOptions
+from controller.service.auth import Tokens
+from controller.service.http import ApiError
+from controller.service.killswitch import KillSwitchLever
+from controller.service.runs import RunManager
+from controller.service.store import ServiceStore
+
+
+@dataclass
+class Service:
+    refs: list[AgentRef]
+    data_dir: Path
+    tokens: Tokens
+    store: ServiceStore
+    history: History
+    runs: RunManager
+    lever: KillSwitchLever
+    timeout: float
+    tls: ClientTls | None
+
+    @staticmethod
+    def build(
+        refs: Sequence[AgentRef],
+        data_dir: Path,
+        tokens: Tokens,
+        metrics: ControllerMetrics,
+        timeout: float = 5.0,
+        tls: ClientTls | None = None,
+    ) -> Service:
+        store = ServiceStore(data_dir / "service.db")
+        history = History(data_dir / "history.db")
+        runs = RunManager(refs, data_dir, history, store, metrics, timeout, tls)
+        lever = KillSwitchLever(refs, store, runs, timeout, tls)
+        return Service(list(refs), data_dir, tokens, store, history, runs, lever, timeout, tls)
+
+    def close(self) -> None:
+        self.lever.close()
+
+    # --------------------------------------------------------------- reads
+
+    def fleet_status(self) -> list[dict[str, Any]]:
+        statuses = self.lever.fleet.statuses()
+        return [
+            {
+                "address": s.address,
+                "reachable": s.reachable,
+                "error": s.error,
+                "labels": s.labels,
+                "hostname": s.info.hostname if s.info else "",
+                "version": s.info.version if s.info else "",
+                "halted": s.info.halted if s.info else None,
+                "active_faults": s.info.active_faults if s.info else None,
+                "active_leases": s.info.active_leases if s.info else None,
+                "features": list(s.info.features) if s.info else [],
+            }
+            for s in statuses.values()
+        ]
+
+    def resolve_experiment(self, ref: Any) -> Experiment:
+        """A stored experiment by name, or an inline document."""
+        if isinstance(ref, str):
+            stored = self.store.experiment(ref)
+            if stored is None:
+                raise ApiError(404, f"no stored experiment {ref!r}", "experiment")
+            ref = stored.doc
+        try:
+            return exp.parse(ref, "experiment")
+        except ConfigError as exc:
+            raise ApiError(400, str(exc), exc.where) from None
+
+    def dry_run(self, experiment: Experiment) -> dict[str, Any]:
+        with Fleet(self.refs, timeout=self.timeout, tls=self.tls) as fleet:
+            return Runner(experiment, fleet, RunOptions()).dry_run()
+
+    def run_list(self, limit: int) -> list[dict[str, Any]]:
+        mine = [r.summary() for r in self.runs.recent()]
+        seen = {r["run_id"] for r in mine}
+        past = [
+            {
+                "run_id": r.run_id,
+                "title": r.title,
+                "status": r.status,
+                "started": r.started,
+                "live": False,
+                "by": "",
+            }
+            for r in self.history.runs(limit)
+            if r.run_id not in seen
+        ]
+        return (mine + past)[:limit]
+
+    def run_journal(self, run_id: str) -> dict[str, Any]:
+        live = self.runs.get(run_id)
+        if live is not None:
+            return live.journal()
+        _, journal = self.history.get(run_id)
+        return journal
