@@ -7,8 +7,10 @@
 # iperf3: bandwidth faults are measured with real TCP transfers.
 # prometheus: a real Prometheus scrapes agents for the PromQL stop-condition test.
 # systemd: systemd-analyze verifies the unit file.
+# chromium, chromium-driver: the console is tested in a real headless browser.
 set -euo pipefail
-pkgs=(iproute2 procps e2fsprogs nftables iputils-ping iperf3 prometheus systemd "$@")
+pkgs=(iproute2 procps e2fsprogs nftables iputils-ping iperf3 prometheus systemd chromium
+    chromium-driver "$@")
 need=()
 for pkg in "${pkgs[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")

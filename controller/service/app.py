@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from brownout.addresses import is_loopback, parse_hostport
 from controller.errors import ConfigError
-from controller.service import api
+from controller.service import api, console
 from controller.service.recovery import recover
 from controller.service.state import Service
 
@@ -44,7 +44,7 @@ def app(svc: Service) -> Starlette:
         )
 
     return Starlette(
-        routes=api.routes(svc),
+        routes=[*api.routes(svc), *console.routes(svc)],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
