@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PROTO_SRC := proto/brownout/v1/agent.proto
 
-.PHONY: setup system-deps run test lint typecheck unit host fuzz soak kernelvm kernelvm-prepare bench proto install clean
+.PHONY: setup system-deps run console test lint typecheck unit host fuzz soak kernelvm kernelvm-prepare bench proto install clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ system-deps:
 # A local agent and a demo HTTP service; an example experiment through the controller.
 run: setup
 	$(PY) -m controller.cli.demo
+
+# A local agent and `brownout serve` with the demo experiment; prints the console URL.
+console: setup
+	$(PY) -m controller.cli.console_demo
 
 lint: setup
 	$(PY) -m ruff check .

@@ -1,10 +1,16 @@
 """`make run` keeps working: the demo starts an agent and a service, runs the
-example experiment through the controller, and leaves nothing behind."""
+example experiment through the controller, and leaves nothing behind; and
+`make console` serves the console with the demo experiment stored."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
+import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -19,3 +25,35 @@ def test_the_demo_injects_reverts_and_leaves_nothing() -> None:
     assert "status    completed" in out.stdout
     assert "== residue: 0 worker process(es) left" in out.stdout
     assert out.stdout.rstrip().endswith("OK, experiment completed and reverted")
+
+
+def test_make_console_serves_the_console_with_the_demo_experiment() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli.console_demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "BROWNOUT_CONSOLE_LISTEN": "127.0.0.1:0"},
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("== Ctrl-C"):
+                break
+        console = next(x for x in lines if x.startswith("== console: ")).split()[-1]
+        token_file = next(x for x in lines if "operator token in" in x).split()[-1]
+        token = Path(token_file).read_text().strip()
+        req = urllib.request.Request(console.replace("/console/", "/api/v1/experiments"))
+        req.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            names = [e["name"] for e in json.loads(resp.read())["experiments"]]
+        assert names == ["local-demo"]
+        with urllib.request.urlopen(
+            console.replace("/console/", "/console/login"), timeout=10
+        ) as r:
+            assert b"API token" in r.read()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 0
