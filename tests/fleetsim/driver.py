@@ -39,6 +39,11 @@ def main() -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--ttl", type=float, default=3.0)
     ap.add_argument("--hold", type=float, default=300.0)
+    ap.add_argument(
+        "--halt",
+        action="store_true",
+        help="end with Halt on every agent (the kill switch's fan-out) instead of reverts",
+    )
     args = ap.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -93,12 +98,21 @@ def main() -> None:
             return await c.revert(faults[c.address].id)
 
         t0 = time.monotonic()
-        reverted = fleet.map(revert, list(faults))
-        out["all_reverted_s"] = round(time.monotonic() - t0, 3)
-        out["reverted"] = sum(
-            o.value is not None and o.value.state == pb.FAULT_STATE_REVERTED
-            for o in reverted.values()
-        )
+        if args.halt:
+            # What the kill switch does: Halt everywhere; each answer lists
+            # the faults it reverted, before it is sent.
+            halted = fleet.halt(latch=False, reason="bench: kill switch")
+            out["all_halted_s"] = round(time.monotonic() - t0, 3)
+            out["reverted"] = sum(
+                len(o.value.faults) for o in halted.values() if o.value is not None
+            )
+        else:
+            reverted = fleet.map(revert, list(faults))
+            out["all_reverted_s"] = round(time.monotonic() - t0, 3)
+            out["reverted"] = sum(
+                o.value is not None and o.value.state == pb.FAULT_STATE_REVERTED
+                for o in reverted.values()
+            )
         out["fault_events_seen"] = events["n"]
         t0 = time.monotonic()
         released = fleet.map(lambda c: fleet.release(c.address))
