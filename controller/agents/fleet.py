@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
 
@@ -68,6 +68,22 @@ class AgentStatus:
     def labels(self) -> dict[str, str]:
         reported = dict(self.info.labels) if self.info is not None else {}
         return {**reported, **self.ref.labels}
+
+    def as_dict(self) -> dict[str, Any]:
+        """For JSON (`brownout agents --json`, the service's fleet)."""
+        i = self.info
+        return {
+            "address": self.address,
+            "reachable": self.reachable,
+            "error": self.error,
+            "labels": self.labels,
+            "hostname": i.hostname if i else "",
+            "version": i.version if i else "",
+            "halted": i.halted if i else None,
+            "active_faults": i.active_faults if i else None,
+            "active_leases": i.active_leases if i else None,
+            "features": list(i.features) if i else [],
+        }
 
 
 def _describe(exc: grpc.RpcError) -> tuple[str, str]:

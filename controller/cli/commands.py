@@ -159,10 +159,10 @@ def _refs(args: argparse.Namespace) -> list[inventory.AgentRef]:
     return inventory.build(agents=[args.agent])
 
 
-def _fleet(args: argparse.Namespace) -> Fleet:
-    # TLS flags (if the CLI defines them) or BROWNOUT_TLS_* from the environment.
+def client_tls(args: argparse.Namespace) -> tls_config.ClientTls | None:
+    """TLS flags (if the CLI defines them) or BROWNOUT_TLS_* from the environment."""
     try:
-        tls = tls_config.from_values(
+        return tls_config.from_values(
             getattr(args, "tls_ca", None),
             getattr(args, "tls_cert", None),
             getattr(args, "tls_key", None),
@@ -170,7 +170,10 @@ def _fleet(args: argparse.Namespace) -> Fleet:
         )
     except ValueError as exc:
         raise ConfigError("tls", str(exc)) from None
-    return Fleet(_refs(args), timeout=args.timeout, tls=tls)
+
+
+def _fleet(args: argparse.Namespace) -> Fleet:
+    return Fleet(_refs(args), timeout=args.timeout, tls=client_tls(args))
 
 
 def _signals(handler: Callable[[str], None]) -> dict[int, Any]:
@@ -189,23 +192,7 @@ def cmd_agents(args: argparse.Namespace) -> int:
     with _fleet(args) as fleet:
         statuses = list(fleet.statuses().values())
     if args.json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "address": s.address,
-                        "reachable": s.reachable,
-                        "error": s.error,
-                        "labels": s.labels,
-                        "hostname": s.info.hostname if s.info else "",
-                        "version": s.info.version if s.info else "",
-                        "active_faults": s.info.active_faults if s.info else None,
-                    }
-                    for s in statuses
-                ],
-                indent=2,
-            )
-        )
+        print(json.dumps([s.as_dict() for s in statuses], indent=2))
     else:
         print(agents_table(statuses))
     return 0 if all(s.reachable for s in statuses) else 1
@@ -320,7 +307,7 @@ def main(args: argparse.Namespace) -> int:
         "run": cmd_run,
         "history": cmd_history,
         "show": cmd_show,
-        "serve": lambda a: serve.cmd_serve(a, _refs(a)),
+        "serve": lambda a: serve.cmd_serve(a, _refs(a), client_tls(a)),
         "token": serve.cmd_token,
     }
     try:

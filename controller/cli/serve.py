@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from controller.agents import tls as tls_config
+from controller.agents.tls import ClientTls
 from controller.cli import argtypes
 from controller.cli.progress import Console
 from controller.errors import ConfigError
@@ -125,19 +125,10 @@ def _rounds(svc: Service, args: argparse.Namespace, stop: threading.Event) -> No
         stop.wait(args.every)
 
 
-def cmd_serve(args: argparse.Namespace, refs: Any) -> int:
+def cmd_serve(args: argparse.Namespace, refs: Any, tls: ClientTls | None) -> int:
     ssl = _ssl(args)
     for p in args.experiments:
         exp.load(p)  # refuse a bad file before anything starts
-    try:
-        tls = tls_config.from_values(
-            getattr(args, "tls_ca", None),
-            getattr(args, "tls_cert", None),
-            getattr(args, "tls_key", None),
-            getattr(args, "tls_server_name", "") or "",
-        )
-    except ValueError as exc:
-        raise ConfigError("tls", str(exc)) from None
     sock = app.bind(args.listen, tls=bool(ssl))
     metrics = ControllerMetrics()
     metrics_port = metrics.serve(args.metrics_listen)

@@ -192,6 +192,16 @@ class Console:
             "events": [e.as_dict() for e in live.events.since(0)] if live else [],
         }
 
+    def _no_run(self, request: Request, who: tuple[Caller, str], run_id: str) -> Response:
+        return self.page(
+            request,
+            "message.html",
+            who,
+            404,
+            title="No such run",
+            message=f"No run {run_id} on this controller.",
+        )
+
     async def run(self, request: Request) -> Response:
         who = self._guard(request)
         if isinstance(who, Response):
@@ -200,14 +210,7 @@ class Console:
         try:
             ctx = await asyncio.to_thread(self._run_context, run_id)
         except NotFound:
-            return self.page(
-                request,
-                "message.html",
-                who,
-                404,
-                title="No such run",
-                message=f"No run {run_id} on this controller.",
-            )
+            return self._no_run(request, who, run_id)
         name = "run_panel.html" if request.query_params.get("panel") else "run.html"
         return self.page(request, name, who, **ctx)
 
@@ -219,14 +222,7 @@ class Console:
         try:
             journal = await asyncio.to_thread(self.svc.run_journal, run_id)
         except NotFound:
-            return self.page(
-                request,
-                "message.html",
-                who,
-                404,
-                title="No such run",
-                message=f"No run {run_id} on this controller.",
-            )
+            return self._no_run(request, who, run_id)
         text = json.dumps(journal, indent=2, default=str)
         return self.page(request, "journal.html", who, run_id=run_id, text=text)
 

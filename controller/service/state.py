@@ -57,22 +57,7 @@ class Service:
     # --------------------------------------------------------------- reads
 
     def fleet_status(self) -> list[dict[str, Any]]:
-        statuses = self.lever.fleet.statuses()
-        return [
-            {
-                "address": s.address,
-                "reachable": s.reachable,
-                "error": s.error,
-                "labels": s.labels,
-                "hostname": s.info.hostname if s.info else "",
-                "version": s.info.version if s.info else "",
-                "halted": s.info.halted if s.info else None,
-                "active_faults": s.info.active_faults if s.info else None,
-                "active_leases": s.info.active_leases if s.info else None,
-                "features": list(s.info.features) if s.info else [],
-            }
-            for s in statuses.values()
-        ]
+        return [s.as_dict() for s in self.lever.fleet.statuses().values()]
 
     def resolve_experiment(self, ref: Any) -> Experiment:
         """A stored experiment by name, or an inline document."""

@@ -63,6 +63,11 @@ def _saturated(row: dict[str, Any]) -> str:
     """Which side ran out of CPU, if one did: the loop is one core at most."""
     sim, ctl = row["simulator_cpu_cores_over_run"], row["controller_cpu_cores"]
     both = (os.cpu_count() or 1) * 0.9
+    setup = row["preflight_s"] + row["leases_s"]
+    if row["leases_lost"] and setup > TTL_S:
+        # Every agent's GetInfo, AcquireLease, KeepLeases and WatchFaults, on
+        # both sides of one machine, took longer than a lease lives.
+        return f"setup ({setup:.1f}s) outran the {TTL_S:g}s TTL on {os.cpu_count()} shared cores"
     if sim >= 0.9 or sim + ctl >= both:
         return f"simulator ({sim:.2f} cores) with the controller ({ctl:.2f}) on {os.cpu_count()}"
     return "controller" if ctl >= 0.9 else ""
@@ -148,12 +153,14 @@ def test_fleet_scale(netns: str) -> None:
     big = next((r for r in rows if r["agents"] == 10_000), None)
     goals = None
     if big is not None:
+        held = big["leases_lost"] == 0 and big["reverted"] == 10_000  # figures mean something
         goals = {
-            "all_applied_within_3s": big["all_applied_s"] <= GOALS_AT_10K["all_applied_s"],
-            "all_reverted_within_3s": big["all_reverted_s"] <= GOALS_AT_10K["all_reverted_s"],
+            "all_applied_within_3s": held and big["all_applied_s"] <= GOALS_AT_10K["all_applied_s"],
+            "all_reverted_within_3s": held
+            and big["all_reverted_s"] <= GOALS_AT_10K["all_reverted_s"],
             "no_lease_lost": big["leases_lost"] == 0,
-            "cpu_within_0_1_ms_per_lease_s": big["controller_cpu_ms_per_lease_per_s"]
-            <= GOALS_AT_10K["cpu_ms"],
+            "cpu_within_0_1_ms_per_lease_s": held
+            and big["controller_cpu_ms_per_lease_per_s"] <= GOALS_AT_10K["cpu_ms"],
             "rss_within_500_mb": big["controller_rss_mib"] * 1.048576 <= GOALS_AT_10K["rss_mib"],
         }
     report(

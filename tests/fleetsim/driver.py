@@ -70,7 +70,7 @@ def main() -> None:
             return await c.inject(fleet.keepers[c.address].lease_id, SPEC, 3600, None, "bench/0")
 
         t0 = time.monotonic()
-        injected = fleet.map(inject)
+        injected = fleet.map(inject, list(fleet.keepers))  # where a lease was granted
         out["all_applied_s"] = round(time.monotonic() - t0, 3)
         faults = {a: o.value for a, o in injected.items() if o.value is not None}
         out["applied"] = sum(f.state == pb.FAULT_STATE_ACTIVE for f in faults.values())
@@ -103,8 +103,17 @@ def main() -> None:
             # the faults it reverted, before it is sent.
             halted = fleet.halt(latch=False, reason="bench: kill switch")
             out["all_halted_s"] = round(time.monotonic() - t0, 3)
-            out["reverted"] = sum(
-                len(o.value.faults) for o in halted.values() if o.value is not None
+            # Distinct faults: the simulator tells agents apart by connection,
+            # and two connections to different addresses can share a source
+            # port, so a Halt may also list a neighbour's fault.
+            out["reverted"] = len(
+                {
+                    f.id
+                    for o in halted.values()
+                    if o.value is not None
+                    for f in o.value.faults
+                    if f.state == pb.FAULT_STATE_REVERTED
+                }
             )
         else:
             reverted = fleet.map(revert, list(faults))
@@ -115,7 +124,7 @@ def main() -> None:
             )
         out["fault_events_seen"] = events["n"]
         t0 = time.monotonic()
-        released = fleet.map(lambda c: fleet.release(c.address))
+        released = fleet.map(lambda c: fleet.release(c.address), list(fleet.keepers))
         out["released_s"] = round(time.monotonic() - t0, 3)
         out["released"] = sum(o.ok for o in released.values())
     print(json.dumps(out), flush=True)

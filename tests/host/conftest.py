@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from agent.kernel import procs
 from tests.agentproc import AgentProc, wait_for
 from tests.controller_servers import FakePrometheus, Service, serving
 from tests.host.fleet import N, live_faults
+from tests.host.serveproc import ServeProc
 
 
 @pytest.fixture
@@ -72,3 +74,16 @@ def prometheus(agents: list[AgentProc]) -> Iterator[tuple[str, FakePrometheus]]:
     )
     with serving(fake.respond) as server:
         yield server.url, fake
+
+
+@pytest.fixture
+def serve(fleet: list[AgentProc], tmp_path: Path) -> Iterator[ServeProc]:
+    """`brownout serve` over the five agents; stopped cleanly, and the agents
+    resumed (a test may have engaged the kill switch)."""
+    s = ServeProc(tmp_path / "data", fleet).start()
+    yield s
+    if s.proc is not None:
+        assert s.stop() == 0, s.logs()[-3000:]
+    for a in fleet:
+        with a.client() as c:
+            c.resume()

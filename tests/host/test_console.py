@@ -30,17 +30,6 @@ CPU = pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=5))
 
 
 @pytest.fixture
-def serve(fleet: list[AgentProc], tmp_path: Path) -> Iterator[ServeProc]:
-    s = ServeProc(tmp_path / "data", fleet).start()
-    yield s
-    if s.proc is not None:
-        assert s.stop() == 0, s.logs()[-3000:]
-    for a in fleet:
-        with a.client() as c:
-            c.resume()
-
-
-@pytest.fixture
 def browser(tmp_path: Path) -> Iterator[WebDriver]:
     assert shutil.which("chromium") and Path(CHROMEDRIVER).exists(), "tests/system-deps.sh"
     options = webdriver.ChromeOptions()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -176,3 +178,30 @@ def test_an_agent_without_keep_leases_is_kept_by_renew_lease() -> None:
     finally:
         sim.kill()
         sim.wait(10)
+
+
+def test_a_stopped_agent_delays_no_other_beyond_its_own_timeout(
+    tmp_path: Path, agent_factory: list[AgentProc]
+) -> None:
+    """One agent SIGSTOPped and one address that refuses: the healthy agents'
+    answers come at their own pace, the stopped one ends at its timeout."""
+    agents = [AgentProc(tmp_path / f"a{i}").start() for i in range(3)]
+    agent_factory.extend(agents)
+    stopped, dead = agents[0], "127.0.0.1:1"
+    addresses = [a.address for a in agents] + [dead]
+    timeout = 2.0
+    with Fleet(inventory.build(agents=addresses), timeout=timeout) as f:
+        f.statuses()  # connect first
+        os.kill(stopped.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            out = f.map(lambda c: c.info())
+            took = time.monotonic() - t0
+        finally:
+            os.kill(stopped.pid, signal.SIGCONT)
+    for a in agents[1:]:
+        assert out[a.address].ok and out[a.address].seconds < 0.5, out[a.address]
+    assert out[stopped.address].code == "DEADLINE_EXCEEDED"
+    assert timeout - 0.1 <= out[stopped.address].seconds <= timeout + 0.5
+    assert out[dead].code == "UNAVAILABLE" and out[dead].seconds < timeout
+    assert took <= timeout + 0.5
