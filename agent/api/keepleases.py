@@ -15,7 +15,6 @@ and every lease it names that is not live is audited as it is answered.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
@@ -24,6 +23,7 @@ import structlog
 
 from agent.api.audit import caller_identity
 from agent.api.convert import duration
+from agent.api.streams import StreamSlots
 from agent.core.errors import NotFound
 from agent.core.manager import FaultManager
 from agent.core.metrics import Metrics
@@ -34,29 +34,6 @@ log = structlog.get_logger("audit")
 MAX_LEASES_PER_HEARTBEAT = 64
 MAX_LEASE_ID_CHARS = 128
 METHOD = "KeepLeases"
-
-
-class StreamSlots:
-    """At most `limit` concurrent streams of one kind: each holds a server thread."""
-
-    def __init__(self, what: str, limit: int) -> None:
-        self.what = what
-        self.limit = limit
-        self._n = 0
-        self._lock = threading.Lock()
-
-    def take(self, context: grpc.ServicerContext) -> None:
-        with self._lock:
-            if self._n >= self.limit:
-                context.abort(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"this agent serves at most {self.limit} {self.what} streams at once",
-                )
-            self._n += 1
-
-    def give(self) -> None:
-        with self._lock:
-            self._n -= 1
 
 
 def _check(hb: pb.LeaseHeartbeat) -> str:

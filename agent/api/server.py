@@ -25,7 +25,8 @@ from agent.api.convert import (
     inject_request,
     timestamp,
 )
-from agent.api.keepleases import LeaseKeeping, StreamSlots
+from agent.api.keepleases import LeaseKeeping
+from agent.api.streams import StreamSlots
 from agent.core.errors import (
     AgentError,
     AlreadyExists,
