@@ -103,11 +103,9 @@ class AsyncAgentClient:
         request = pb.RevertFaultRequest(fault_id=fault_id)
         return await self.stub.RevertFault(request, timeout=self.timeout)
 
-    async def list_faults(
-        self, lease_id: str = "", states: list[pb.FaultState.ValueType] | None = None
-    ) -> list[pb.Fault]:
-        request = pb.ListFaultsRequest(lease_id=lease_id, states=states or [])
-        return list((await self.stub.ListFaults(request, timeout=self.timeout)).faults)
+    async def get_fault(self, fault_id: str) -> pb.Fault:
+        request = pb.GetFaultRequest(fault_id=fault_id)
+        return await self.stub.GetFault(request, timeout=self.timeout)
 
     async def halt(self, latch: bool = False, reason: str = "") -> pb.HaltResponse:
         request = pb.HaltRequest(latch=latch, reason=reason)

@@ -123,9 +123,6 @@ class Fleet:
         self._slots = asyncio.Semaphore(max(1, concurrency))
         return {a: AsyncAgentClient(a, self.timeout, credentials, options) for a in self.refs}
 
-    def client(self, address: str) -> AsyncAgentClient:
-        return self._clients[address]
-
     # ------------------------------------------------------------ calling
 
     async def _call(self, address: str, fn: AgentCall[T]) -> Outcome[T]:

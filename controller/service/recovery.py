@@ -11,7 +11,6 @@ from typing import Any
 
 import grpc
 
-from brownout.v1 import agent_pb2 as pb
 from controller.agents import inventory
 from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.client import rpc_error
@@ -33,7 +32,7 @@ async def _check(c: AsyncAgentClient, fault_ids: list[str]) -> dict[str, dict[st
     out: dict[str, dict[str, str]] = {}
     for fid in fault_ids:
         try:
-            f = await c.stub.GetFault(pb.GetFaultRequest(fault_id=fid), timeout=c.timeout)
+            f = await c.get_fault(fid)
         except grpc.RpcError as exc:
             out[fid] = {"error": rpc_error(exc)}
             continue
