@@ -115,10 +115,9 @@ class LeaseHold:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, period / 2)
 
-    def _give_up_at(self) -> float:
-        """Loop time at which no answer means the lease may be gone."""
-        left = self.confirmed + self.ttl - time.monotonic()
-        return asyncio.get_running_loop().time() + max(0.0, left)
+    def _left(self) -> float:
+        """Seconds until no answer means the lease may be gone."""
+        return max(0.0, self.confirmed + self.ttl - time.monotonic())
 
     async def _wait_period(self, sent: float, period: float) -> None:
         await asyncio.sleep(max(0.0, sent + period - time.monotonic()))
@@ -132,7 +131,7 @@ class LeaseHold:
                 await call.write(pb.LeaseHeartbeat(lease_ids=[self.lease_id], seq=self._seq))
                 # A slow answer is waited for, not retried: reopening streams
                 # on a busy agent only adds load. Past the TTL it is lost.
-                async with asyncio.timeout_at(self._give_up_at()):
+                async with asyncio.timeout(self._left()):
                     reply = await call.read()
                 if reply is aio.EOF:
                     raise _Broken("the agent ended the KeepLeases stream")
@@ -156,8 +155,7 @@ class LeaseHold:
     async def _renew(self, period: float) -> None:
         while True:
             sent = time.monotonic()
-            left = self.confirmed + self.ttl - sent
-            await self.client.renew_lease(self.lease_id, timeout=max(0.001, left))
+            await self.client.renew_lease(self.lease_id, timeout=max(0.001, self._left()))
             self.confirmed = sent
             self.heartbeats += 1
             await self._wait_period(sent, period)

@@ -112,16 +112,12 @@ class ServiceStore:
     def experiment(self, name: str) -> StoredExperiment | None:
         with self._connect() as db:
             row = db.execute("SELECT * FROM experiments WHERE name = ?", (name,)).fetchone()
-        return (
-            None
-            if row is None
-            else StoredExperiment(row[0], row[1], json.loads(row[2]), row[3], row[4])
-        )
+        return None if row is None else _stored(row)
 
     def experiments(self) -> list[StoredExperiment]:
         with self._connect() as db:
             rows = db.execute("SELECT * FROM experiments ORDER BY name").fetchall()
-        return [StoredExperiment(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
+        return [_stored(r) for r in rows]
 
     def delete_experiment(self, name: str) -> bool:
         with self._connect() as db:
@@ -151,3 +147,7 @@ class ServiceStore:
         with self._connect() as db:
             rows = db.execute("SELECT * FROM live_runs ORDER BY started").fetchall()
         return [LiveRun(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+
+def _stored(row: tuple[Any, ...]) -> StoredExperiment:
+    return StoredExperiment(row[0], row[1], json.loads(row[2]), row[3], row[4])
