@@ -165,7 +165,9 @@ class RunJournal:
             "reason": self.reason,
             "selection": self.selection,
             "steps": [s.to_dict() for s in self.steps],
-            "agents": {a: r.to_dict() for a, r in self.agents.items()},
+            # list(): one step under the GIL. `brownout serve` renders a live
+            # run's journal from another thread while the runner adds agents.
+            "agents": {a: r.to_dict() for a, r in list(self.agents.items())},
             "stop_conditions": self.stop_conditions,
             "user_rollbacks": [],
         }
