@@ -37,11 +37,11 @@ from agent.api.tls import (
 )
 from agent.config import AgentConfig
 from agent.core.clock import SystemClock
+from agent.core.injector import InjectorContext, Markers
 from agent.core.journal import Journal
 from agent.core.manager import FaultManager
 from agent.core.metrics import Metrics
 from agent.core.model import EndReason
-from agent.faults.base import InjectorContext, Markers
 from agent.faults.registry import build_injectors
 from agent.kernel import libc, procs
 from agent.kernel.sysinfo import boot_id

@@ -26,12 +26,12 @@ from agent.core.errors import (
     ResourceExhausted,
     TargetGone,
 )
+from agent.core.injector import Capability, Injector, RequestContext
 from agent.core.model import EndReason, Fault, State
 from agent.core.records import Phase, undo_json
 from agent.core.reverts import Reverts
 from agent.core.shared import Shared
 from agent.core.validation import duration_seconds
-from agent.faults.base import Capability, Injector, RequestContext
 from agent.kernel.errors import Gone
 
 log = structlog.get_logger(__name__)
@@ -157,7 +157,7 @@ class Injects:
                 f"{req.kind} faults are unavailable on this node: {capability.reason}"
             )
         try:
-            return injector.validate(req.spec, req.target, request)  # type: ignore[arg-type]
+            return injector.validate(req.spec, req.target, request)
         except Gone as exc:
             if isinstance(exc, AgentError):
                 raise

@@ -25,6 +25,7 @@ import structlog
 from agent.core.clock import Clock
 from agent.core.errors import InvalidArgument, NotFound
 from agent.core.events import Event, Watcher
+from agent.core.injector import Capability, Injector
 from agent.core.injects import InjectRequest, Injects, Span
 from agent.core.journal import Journal
 from agent.core.leases import Lease, LeaseTable
@@ -35,7 +36,6 @@ from agent.core.records import SpecCodec, fault_from
 from agent.core.reverts import Reverts
 from agent.core.shared import Shared
 from agent.core.validation import duration_seconds
-from agent.faults.base import Capability, Injector
 
 log = structlog.get_logger(__name__)
 

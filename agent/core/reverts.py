@@ -14,10 +14,10 @@ from typing import Any
 import structlog
 
 from agent.core.crashpoints import crash_point
+from agent.core.injector import Injector
 from agent.core.model import ENDED, EndReason, Fault, State
 from agent.core.retry import RevertRetries
 from agent.core.shared import Shared
-from agent.faults.base import Injector
 from agent.kernel.errors import Gone
 
 log = structlog.get_logger(__name__)

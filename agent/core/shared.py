@@ -12,6 +12,7 @@ from typing import Any
 
 from agent.core.clock import Clock
 from agent.core.events import Event, EventHub
+from agent.core.injector import Injector
 from agent.core.journal import Journal
 from agent.core.leases import LeaseTable
 from agent.core.limits import Limits
@@ -20,7 +21,6 @@ from agent.core.model import Fault, State
 from agent.core.records import Phase, SpecCodec, record
 from agent.core.scheduler import Scheduler
 from agent.core.table import FaultTable
-from agent.faults.base import Injector
 
 
 @dataclass

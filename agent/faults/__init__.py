@@ -1,3 +1,3 @@
-"""Fault kinds. base: the Injector contract; registry: which injectors run;
+"""Fault kinds. registry: which injectors run;
 targets: a request's Target as cgroups or a network namespace; resource/:
 CPU, memory, disk and IO; network/: netem, bandwidth and partitions."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.faults.base import Injector, InjectorContext
+from agent.core.injector import Injector, InjectorContext
 from agent.faults.network.bandwidth import BandwidthInjector
 from agent.faults.network.netem import NetemInjector
 from agent.faults.network.partition import PartitionInjector

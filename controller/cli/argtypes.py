@@ -1,5 +1,6 @@
-"""Value checks for the `brownout` command's flags (and the experiment file's
-`arguments:` mapping, which goes through the same parsers).
+"""Value checks for the `brownout` command's flags. The fault options' parsers
+live in controller.faultspecs.values (an experiment's `arguments:` mapping uses
+them too); these wrap them, and add the CLI's own (files, addresses).
 
 Each is an argparse type: a bad value is refused before anything is
 contacted, and argparse names the flag. The agent checks what only it can
@@ -9,18 +10,15 @@ contacted, and argparse names the flag. The agent checks what only it can
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from brownout.addresses import parse_hostport, valid_hostname
-from brownout.units import parse_duration, parse_percent, parse_size
+from controller.faultspecs import values
 
 T = TypeVar("T")
-N = TypeVar("N", int, float)
-IFNAMSIZ = 16  # the kernel's limit on interface names, NUL included
 
 
 def checked(parse: Callable[[str], T]) -> Callable[[str], T]:
@@ -36,69 +34,34 @@ def checked(parse: Callable[[str], T]) -> Callable[[str], T]:
     return convert
 
 
-def _int(text: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number") from None
-
-
 def int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = _int(text)
-        if value < lo or (hi is not None and value > hi):
-            bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
-            raise ValueError(f"must be {bound}, got {value}")
-        return value
-
-    return checked(parse)
+    return checked(values.int_in(lo, hi))
 
 
-def bounded(parse: Callable[[str], N], ok: Callable[[N], bool], rule: str) -> Callable[[str], N]:
-    """parse, then refuse a value that is not ok, saying the rule."""
-
-    def check(text: str) -> N:
-        value = parse(text)
-        if not ok(value):
-            raise ValueError(f"must be {rule}, got {text!r}")
-        return value
-
-    check.__name__ = getattr(parse, "__name__", "value")
-    return checked(check)
+duration = checked(values.duration)
+positive_duration = checked(values.positive_duration)
+size = checked(values.size)
+positive_size = checked(values.positive_size)
+percent = checked(values.percent)
+load_percent = checked(values.load_percent)
+positive_percent = checked(values.positive_percent)
 
 
-duration = checked(parse_duration)
-positive_duration = bounded(parse_duration, lambda v: v > 0, "more than 0")
-size = checked(parse_size)
-positive_size = bounded(parse_size, lambda v: v > 0, "more than 0 bytes")
-percent = checked(parse_percent)
-load_percent = bounded(parse_percent, lambda v: v >= 1, "between 1 and 100%")
-positive_percent = bounded(parse_percent, lambda v: v > 0, "more than 0% and at most 100%")
-
-
-def _text(text: str) -> str:
-    if not text.strip():
-        raise ValueError("is empty")
-    if "\0" in text:
-        raise ValueError("must not contain a NUL byte")
-    return text
-
-
-text = checked(_text)
+text = checked(values.text)
 
 
 def _bounded_text(text: str) -> str:
-    if len(_text(text)) > 256:
+    if len(values.text(text)) > 256:
         raise ValueError(f"must be at most 256 characters, got {len(text)}")
     return text
 
 
 bounded_text = checked(_bounded_text)
-path = checked(lambda t: Path(_text(t)))
+path = checked(lambda t: Path(values.text(t)))
 
 
 def _existing_file(text: str) -> Path:
-    p = Path(_text(text))
+    p = Path(values.text(text))
     if not p.is_file():
         raise ValueError(f"{p} does not exist or is not a file")
     if not os.access(p, os.R_OK):
@@ -110,7 +73,7 @@ existing_file = checked(_existing_file)
 
 
 def _dir_path(text: str) -> Path:
-    p = Path(_text(text))
+    p = Path(values.text(text))
     if p.exists() and not p.is_dir():
         raise ValueError(f"{p} exists and is not a directory")
     return p
@@ -120,7 +83,7 @@ dir_path = checked(_dir_path)
 
 
 def _file_in_existing_dir(text: str) -> Path:
-    p = Path(_text(text))
+    p = Path(values.text(text))
     if p.is_dir():
         raise ValueError(f"{p} is a directory; give a file path")
     if not p.parent.is_dir():
@@ -160,33 +123,11 @@ def _dns_name(text: str) -> str:
 dns_name = checked(_dns_name)
 
 
-def _cidr(text: str) -> str:
-    try:
-        ipaddress.ip_network(text.strip(), strict=False)
-    except ValueError:
-        raise ValueError(f"{text!r} is not an IP address or CIDR (e.g. 10.0.0.0/24)") from None
-    return text.strip()
+cidr = checked(values.cidr)
 
 
-cidr = checked(_cidr)
+interface = checked(values.interface)
 
 
-def _interface(text: str) -> str:
-    name = _text(text)
-    if len(name.encode()) >= IFNAMSIZ or "/" in name or name.strip() != name or name in ".":
-        raise ValueError(f"{name!r} is not an interface name (at most 15 bytes, no '/')")
-    return name
-
-
-interface = checked(_interface)
-
-
-def _cgroup(text: str) -> str:
-    value = _text(text)
-    if ".." in Path(value).parts:
-        raise ValueError(f"{value!r} must not contain '..'")
-    return value
-
-
-cgroup = checked(_cgroup)
-pid = int_in(1, 2**22)
+cgroup = checked(values.cgroup)
+pid = checked(values.pid)

@@ -21,13 +21,14 @@ from controller.agents import inventory
 from controller.agents import tls as tls_config
 from controller.agents.fleet import Fleet
 from controller.cli import argtypes, serve
-from controller.cli.progress import Console, Quiet
+from controller.cli.progress import Console
 from controller.cli.render import agents_table, halt_table, table
 from controller.errors import ConfigError
 from controller.experiments import journal as jr
 from controller.experiments import parse as exp
 from controller.experiments.history import History, NotFound
 from controller.experiments.metrics import ControllerMetrics
+from controller.experiments.progress import Quiet
 from controller.experiments.records import RunStatus
 from controller.experiments.runner import Runner, RunOptions
 from controller.experiments.window import WindowClosed

@@ -24,11 +24,12 @@ import grpc
 
 from brownout.addresses import valid_hostname
 from brownout.v1 import agent_pb2 as pb
+from controller import faultspecs
 from controller.agents.client import AgentClient
 from controller.agents.fault_watch import FaultWatch
 from controller.agents.lease_keeper import LeaseKeeper
 from controller.agents.tls import from_values
-from controller.cli import argtypes, certs, kinds, remote
+from controller.cli import argtypes, certs, faultflags, remote
 from controller.cli import commands as fleet_commands
 from controller.cli.render import describe_fault, fault_table, info_text
 from controller.errors import ConfigError
@@ -92,9 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     inject = sub.add_parser("inject", help="inject a fault and hold it in the foreground")
     kind_parsers = inject.add_subparsers(dest="kind", required=True)
-    for module in kinds.KINDS:
-        kp = kind_parsers.add_parser(module.NAME, help=module.HELP)
-        module.add_arguments(kp)
+    for kind in faultspecs.KINDS:
+        kp = kind_parsers.add_parser(kind.name, help=kind.help)
+        faultflags.add_arguments(kp, kind)
         kp.add_argument("--duration", type=argtypes.positive_duration, required=True)
         kp.add_argument(
             "--lease-ttl", type=argtypes.positive_duration, default=10.0, help="default 10s"
@@ -174,7 +175,7 @@ def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
 
 
 def run_inject(client: AgentClient, args: argparse.Namespace) -> int:
-    spec, target = kinds.build(args)  # before the lease: bad input takes nothing
+    spec, target = faultflags.build(args)  # before the lease: bad input takes nothing
     lease = client.acquire_lease(args.holder, args.lease_ttl)
     print(f"lease {lease.lease_id} acquired (ttl {args.lease_ttl:g}s)", flush=True)
     keeper = LeaseKeeper(client, lease.lease_id, args.lease_ttl).start()

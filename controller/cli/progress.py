@@ -5,11 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Protocol, TextIO
-
-
-class Reporter(Protocol):
-    def event(self, message: str) -> None: ...
+from typing import TextIO
 
 
 class Console:
@@ -23,8 +19,3 @@ class Console:
         with self._lock:
             self._stream.write(f"{time.strftime('%H:%M:%S')}  {message}\n")
             self._stream.flush()
-
-
-class Quiet:
-    def event(self, message: str) -> None:
-        pass

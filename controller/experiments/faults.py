@@ -21,11 +21,11 @@ from brownout.v1 import agent_pb2 as pb
 from controller.agents.aioclient import AsyncAgentClient, retrying
 from controller.agents.client import rpc_error
 from controller.agents.fleet import Fleet
-from controller.cli.progress import Reporter
-from controller.cli.render import reason_name, state_name
+from controller.agents.names import reason_name, state_name
 from controller.experiments import probes
 from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.model import Activity, FaultProvider
+from controller.experiments.progress import Reporter
 from controller.experiments.records import FaultRecord, Problem, RunJournal
 
 # How a fault may end before the run reverts it without anything going wrong.

@@ -13,18 +13,17 @@ here, before any agent is contacted, and errors name the field.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import yaml
 from google.protobuf import json_format
 
 from brownout.v1 import agent_pb2 as pb
-from controller.cli import kinds
+from controller import faultspecs
 from controller.errors import ConfigError
 from controller.experiments import fields
 from controller.experiments import tolerances as tol
@@ -48,50 +47,6 @@ from controller.experiments.selection import parse_mode, parse_selector
 # --------------------------------------------------------------- providers
 
 
-class _ArgError(argparse.ArgumentParser):
-    """An ArgumentParser that raises instead of printing usage and exiting."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError("", message)
-
-
-def _argv(arguments: Mapping[str, Any]) -> list[str]:
-    argv: list[str] = []
-    for key, value in arguments.items():
-        flag = "--" + str(key).replace("_", "-")
-        if value is True:
-            argv.append(flag)
-        elif value is False or value is None:
-            continue
-        elif isinstance(value, list):
-            argv += [flag, ",".join(str(v) for v in value)]
-        else:
-            argv += [flag, str(value)]
-    return argv
-
-
-def build_fault(
-    fault: str, arguments: Mapping[str, Any], where: str
-) -> tuple[pb.FaultSpec, pb.Target]:
-    """The same flags as `brownout inject FAULT`, given as a mapping."""
-    try:
-        module = kinds.by_name(fault)
-    except KeyError:
-        names = ", ".join(m.NAME for m in kinds.KINDS)
-        raise ConfigError(
-            f"{where}.fault",
-            f"no argument mapping for {fault!r} (available: {names}); give spec: instead",
-        ) from None
-    parser = _ArgError(prog=f"fault {fault}", add_help=False, exit_on_error=False)
-    module.add_arguments(parser)
-    try:
-        args = parser.parse_args(_argv(arguments))
-        args.kind = fault
-        return kinds.build(args)
-    except (ConfigError, argparse.ArgumentError) as exc:
-        raise ConfigError(f"{where}.arguments", str(exc).removeprefix(": ")) from None
-
-
 def _fault_provider(raw: Mapping[str, Any], where: str) -> FaultProvider:
     fields.no_unknown(raw, {"type", "fault", "arguments", "spec", "target", "duration"}, where)
     fault = fields.string(raw, "fault", where)
@@ -111,9 +66,18 @@ def _fault_provider(raw: Mapping[str, Any], where: str) -> FaultProvider:
             raise ConfigError(f"{where}.spec", str(exc)) from None
         target = pb.Target()
     else:
-        spec, target = build_fault(
-            fault, fields.mapping(raw["arguments"], f"{where}.arguments"), where
+        try:
+            kind = faultspecs.by_name(fault)
+        except KeyError:
+            names = ", ".join(k.name for k in faultspecs.KINDS)
+            raise ConfigError(
+                f"{where}.fault",
+                f"no argument mapping for {fault!r} (available: {names}); give spec: instead",
+            ) from None
+        values = faultspecs.from_mapping(
+            kind, fields.mapping(raw["arguments"], f"{where}.arguments"), f"{where}.arguments"
         )
+        spec, target = kind.build(values)
     if raw.get("target"):
         target = pb.Target()
         try:

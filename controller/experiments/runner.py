@@ -30,7 +30,6 @@ from typing import Any
 
 from brownout.v1 import agent_pb2 as pb
 from controller.agents.fleet import Fleet
-from controller.cli.progress import Quiet, Reporter
 from controller.experiments import dryrun, probes
 from controller.experiments import journal as jr
 from controller.experiments.faults import RunFaults
@@ -38,6 +37,7 @@ from controller.experiments.history import History
 from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.model import Experiment, FaultProvider, StopCondition
 from controller.experiments.planning import Plan, PreflightAbort, make_plan
+from controller.experiments.progress import Quiet, Reporter
 from controller.experiments.records import RunJournal, RunStatus, StepRecord
 from controller.experiments.stopconditions import Breach, StopMonitor
 from controller.experiments.window import WindowClosed

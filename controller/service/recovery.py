@@ -15,8 +15,8 @@ from controller.agents import inventory
 from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.client import rpc_error
 from controller.agents.fleet import Fleet
+from controller.agents.names import reason_name, state_name
 from controller.agents.tls import ClientTls
-from controller.cli.render import reason_name, state_name
 from controller.experiments import journal as jr
 from controller.experiments.history import History
 from controller.experiments.probes import now_iso

@@ -28,8 +28,8 @@ from typing import Any
 from google.protobuf.duration_pb2 import Duration
 
 from agent.core.errors import AgentError, InvalidArgument
+from agent.core.injector import InjectorContext, Markers, RequestContext
 from agent.core.limits import Limits
-from agent.faults.base import InjectorContext, Markers, RequestContext
 from agent.faults.network.netem import NetemInjector
 from agent.faults.network.shaping import Registry
 from brownout.v1 import agent_pb2 as pb

@@ -114,13 +114,13 @@ def test_configuration_env_substitution(monkeypatch: pytest.MonkeyPatch) -> None
         (with_("method.0.provider.fault", "laser"), "method[0].provider.fault", "unknown fault"),
         (
             with_("method.0.provider.arguments", {"cores": 1}),
-            "method[0].provider.arguments",
-            "--load",
+            "method[0].provider.arguments.load",
+            "is required",
         ),
         (
             with_("method.0.provider.arguments", {"cores": 1, "load": 20, "colour": "red"}),
-            "method[0].provider.arguments",
-            "unrecognized",
+            "method[0].provider.arguments.colour",
+            "unknown argument for cpu",
         ),
         (
             with_("method.0.provider.duration", "soon"),

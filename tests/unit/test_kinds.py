@@ -6,7 +6,7 @@ import pytest
 
 from brownout import kinds
 from brownout.v1 import agent_pb2 as pb
-from controller.cli import kinds as cli_kinds
+from controller import faultspecs
 
 pytestmark = pytest.mark.unit
 
@@ -23,8 +23,8 @@ def test_each_row_agrees_with_the_enum_and_the_cli() -> None:
     for k in kinds.KINDS:
         assert pb.FaultKind.Name(k.value) == f"FAULT_KIND_{k.name.upper()}"
         assert kinds.by_name(k.name) is k and kinds.by_value(k.value) is k
-        assert k.cli == cli_kinds.by_name(k.cli).NAME
-    assert [m.NAME for m in cli_kinds.KINDS] == [k.cli for k in kinds.KINDS]
+        assert k.cli == faultspecs.by_name(k.cli).name
+    assert [f.name for f in faultspecs.KINDS] == [k.cli for k in kinds.KINDS]
 
 
 def test_specs_wrap_and_unwrap() -> None:

@@ -83,10 +83,73 @@ def test_rule_kernel_speaks_plain_values() -> None:
     assert not bad, "\n".join(bad)
 
 
+def module_file(module: str) -> Path | None:
+    """The source of a project module (agent.*, controller.*, brownout.*), else None."""
+    base = ROOT / "proto" if within(module, "brownout") else ROOT
+    if not within(module, "agent", "controller", "brownout"):
+        return None
+    stem = base / Path(*module.split("."))
+    for candidate in (stem.with_suffix(".py"), stem / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def reach(room: str) -> Iterator[tuple[Import, list[str]]]:
+    """Every import made by room's modules or by any project module they import,
+    transitively, with the chain of modules that led to it."""
+    seen: set[Path] = set()
+    todo: list[tuple[Path, list[str]]] = [(p, []) for p in room_files(room)]
+    while todo:
+        path, chain = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for imp in scan(path, package_of(path)):
+            yield imp, chain
+            names = [imp.module, *(f"{imp.module}.{n}" for n in imp.names)]
+            for name in names:
+                found = module_file(name)
+                if found is not None:
+                    todo.append((found, [*chain, name]))
+
+
+def transitive_violations(room: str, *forbidden: str) -> list[str]:
+    return sorted(
+        {
+            f"{imp}" + (f" (through {' -> '.join(chain)})" if chain else "")
+            for imp, chain in reach(room)
+            if within(imp.module, *forbidden)
+        }
+    )
+
+
 def test_rule_wire_format_lives_only_in_api() -> None:
-    """agent.core works on the domain model; specs and targets pass through it opaquely.
+    """agent.core works on the domain model; specs and targets pass through it opaquely,
+    also through what it imports (the shared package's kinds table is wire-typed).
     Fix: convert in agent/api/convert.py and hand the core plain values."""
-    bad = violations("agent.core", "brownout.v1", "google.protobuf", "grpc", "agent.api")
+    bad = transitive_violations("agent.core", "brownout.v1", "google.protobuf", "grpc", "agent.api")
+    assert not bad, "\n".join(bad)
+
+
+def test_rule_the_core_runs_injectors_without_knowing_them() -> None:
+    """agent.core holds the Injector contract (agent/core/injector.py); the kinds in
+    agent.faults implement it and the daemon hands the core a registry of them.
+    Fix: depend on the contract, and wire concrete injectors in agent/daemon.py."""
+    bad = violations("agent.core", "agent.faults")
+    assert not bad, "\n".join(bad)
+
+
+def test_rule_the_controller_rooms_never_reach_back_into_the_cli() -> None:
+    """The CLI is the outermost room: runner, agents, service and fault specs never
+    import it, so `brownout serve` and `brownout run` share code only downward.
+    Fix: move what both need into controller/faultspecs, experiments or agents."""
+    bad = [
+        *violations("controller.experiments", "controller.cli"),
+        *violations("controller.agents", "controller.cli"),
+        *violations("controller.service", "controller.cli"),
+        *violations("controller.faultspecs", "controller.cli", "argparse"),
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -192,3 +255,15 @@ def test_rules_catch_what_they_claim_to(tmp_path: Path) -> None:
     assert {i.module for i in scan(sample, "agent.kernel")} == {"brownout.v1", "agent.core"}
     assert within("brownout.v1.agent_pb2", "brownout.v1")
     assert not within("brownout.version", "brownout.v1")
+
+
+def test_transitive_rule_follows_imports_through_other_modules() -> None:
+    """A room that reaches the wire format only through another module is caught,
+    and the chain that led there is named."""
+    # agent.core.limits imports no stubs itself; the chain from the daemon does.
+    assert not violations("agent.core", "brownout.v1")
+    found = transitive_violations("agent.daemon", "brownout.v1")
+    assert any(" (through agent." in f for f in found), found
+    assert module_file("brownout.kinds") == ROOT / "proto" / "brownout" / "kinds.py"
+    assert module_file("agent.core") == ROOT / "agent" / "core" / "__init__.py"
+    assert module_file("grpc") is None

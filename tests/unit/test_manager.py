@@ -19,12 +19,12 @@ from agent.api.convert import ProtoCodec, inject_request
 from agent.core import table as table_module
 from agent.core.clock import FakeClock
 from agent.core.errors import ApplyError, FailedPrecondition, InvalidArgument, NotFound
+from agent.core.injector import Applied, Capability, Checkpoint, RequestContext
 from agent.core.journal import Journal
 from agent.core.limits import Limits
 from agent.core.manager import FaultManager
 from agent.core.metrics import Metrics
 from agent.core.model import EndReason, Fault, State
-from agent.faults.base import Applied, Capability, Checkpoint, RequestContext
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import wait_for
 

@@ -18,6 +18,7 @@ from agent.faults.network.traffic import PortSpan, Proto
 from agent.kernel.net import tcwire
 from agent.kernel.net.netns import NetnsRef
 from brownout.v1 import agent_pb2 as pb
+from controller.cli import faultflags
 from controller.cli import main as cli
 
 pytestmark = pytest.mark.unit
@@ -259,9 +260,7 @@ def test_cli_builds_network_specs() -> None:
             "30s",
         ]
     )
-    from controller.cli import kinds
-
-    spec, target = kinds.build(args)
+    spec, target = faultflags.build(args)
     assert spec.netem.delay.ToNanoseconds() == 50_000_000
     assert spec.netem.loss_percent == 1
     assert [(p.first, p.last) for p in spec.netem.filter.destination_ports] == [
@@ -272,7 +271,7 @@ def test_cli_builds_network_specs() -> None:
     args = parser.parse_args(
         ["inject", "bandwidth", "--rate", "10mbit", "--pid", "42", "--duration", "1m"]
     )
-    spec, target = kinds.build(args)
+    spec, target = faultflags.build(args)
     assert spec.bandwidth.rate_bits_per_second == 10_000_000 and target.pid == 42
     args = parser.parse_args(
         [
@@ -288,7 +287,7 @@ def test_cli_builds_network_specs() -> None:
             "10s",
         ]
     )
-    spec, target = kinds.build(args)
+    spec, target = faultflags.build(args)
     assert spec.partition.direction == pb.DIRECTION_INGRESS
     assert target.netns_path == "/proc/7/ns/net"
 
@@ -297,13 +296,13 @@ def test_cli_builds_network_specs() -> None:
     ("text", "bits"), [("10mbit", 10**7), ("1.5gbit", 15 * 10**8), ("800", 800)]
 )
 def test_rates(text: str, bits: int) -> None:
-    from controller.cli.kinds.netargs import parse_rate
+    from controller.faultspecs.values import bit_rate as parse_rate
 
     assert parse_rate(text) == bits
 
 
 def test_tc_bps_is_refused_rather_than_misread() -> None:
-    from controller.cli.kinds.netargs import parse_rate
+    from controller.faultspecs.values import bit_rate as parse_rate
 
     with pytest.raises(ValueError):
         parse_rate("10mbps")

@@ -18,7 +18,8 @@ from agent.faults.resource.memory import reserve_bytes as memory_reserve
 from agent.kernel import cgroups, meminfo, mountinfo
 from agent.kernel.fs import Usage
 from agent.workers.memory_leak import Leak
-from controller.cli import kinds
+from brownout.v1 import agent_pb2 as pb
+from controller.cli import faultflags
 from controller.cli import main as cli
 
 pytestmark = pytest.mark.unit
@@ -266,9 +267,9 @@ def test_io_sizes_and_defaults() -> None:
 # ----------------------------------------------------------------------- CLI
 
 
-def build(*argv: str) -> tuple[object, object]:
+def build(*argv: str) -> tuple[pb.FaultSpec, pb.Target]:
     args = cli.build_parser().parse_args(["inject", *argv, "--duration", "10s"])
-    return kinds.build(args)
+    return faultflags.build(args)
 
 
 def test_cli_builds_each_resource_kind() -> None:

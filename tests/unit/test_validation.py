@@ -9,9 +9,9 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 
 from agent.core.errors import InvalidArgument
+from agent.core.injector import InjectorContext, Markers, RequestContext
 from agent.core.limits import Limits
 from agent.core.validation import duration_seconds
-from agent.faults.base import InjectorContext, Markers, RequestContext
 from agent.faults.resource.cpu import CpuInjector
 from agent.kernel import procs
 from brownout.v1 import agent_pb2 as pb

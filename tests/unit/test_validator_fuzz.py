@@ -28,8 +28,8 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 from agent.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ResourceExhausted
+from agent.core.injector import Injector, InjectorContext, Markers, RequestContext
 from agent.core.limits import Limits
-from agent.faults.base import Injector, InjectorContext, Markers, RequestContext
 from agent.faults.registry import build_injectors
 from agent.kernel import fs, procs
 from brownout import kinds

@@ -31,8 +31,8 @@ import structlog
 from google.protobuf.message import Message
 
 from agent.core.errors import InvalidArgument
+from agent.core.injector import Applied, Capability, Checkpoint, InjectorContext, RequestContext
 from agent.faults import targets
-from agent.faults.base import Applied, Capability, Checkpoint, InjectorContext, RequestContext
 from agent.faults.network.protect import Protected, protected
 from agent.faults.network.traffic import (
     ICMP_FOR_VERSION,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from agent.faults.base import InjectorContext, RequestContext
+from agent.core.injector import InjectorContext, RequestContext
 from agent.faults.network.traffic import peer_addresses
 from agent.kernel import sysinfo
 

@@ -18,8 +18,8 @@ import structlog
 from google.protobuf.message import Message
 
 from agent.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from agent.core.injector import Applied, Capability, Checkpoint, InjectorContext, RequestContext
 from agent.faults import targets
-from agent.faults.base import Applied, Capability, Checkpoint, InjectorContext, RequestContext
 from agent.faults.network import qdisc_tree
 from agent.faults.network.protect import protected
 from agent.faults.network.qdisc_tree import BROWNOUT_MAJORS, Plan, Shape, Snapshot, SnapshotRecord

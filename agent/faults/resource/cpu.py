@@ -14,9 +14,9 @@ from typing import TypedDict
 from google.protobuf.message import Message
 
 from agent.core.errors import InvalidArgument
+from agent.core.injector import Applied, Capability, Checkpoint, RequestContext
 from agent.core.validation import number_in_range
 from agent.faults import targets
-from agent.faults.base import Applied, Capability, Checkpoint, RequestContext
 from agent.faults.resource.workers import WorkerInjector, WorkerRecord
 from agent.kernel import cgroups, sysinfo
 from brownout.v1 import agent_pb2 as pb

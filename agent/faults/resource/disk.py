@@ -25,9 +25,9 @@ from typing import Any, TypedDict
 from google.protobuf.message import Message
 
 from agent.core.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from agent.core.injector import Applied, Capability, Checkpoint, InjectorContext, RequestContext
 from agent.core.limits import Limits
 from agent.core.validation import number_in_range
-from agent.faults.base import Applied, Capability, Checkpoint, InjectorContext, RequestContext
 from agent.kernel import fs
 from brownout.v1 import agent_pb2 as pb
 

@@ -17,8 +17,8 @@ from typing import Any, TypedDict
 from google.protobuf.message import Message
 
 from agent.core.errors import InvalidArgument, ResourceExhausted
+from agent.core.injector import Applied, Capability, Checkpoint, RequestContext
 from agent.faults import targets
-from agent.faults.base import Applied, Capability, Checkpoint, RequestContext
 from agent.faults.resource.disk import mount_point, reserve_bytes, resolve_dir
 from agent.faults.resource.workers import WorkerInjector, WorkerRecord
 from agent.kernel import cgroups, fs

@@ -18,10 +18,10 @@ from typing import Any, TypedDict
 from google.protobuf.message import Message
 
 from agent.core.errors import InvalidArgument, ResourceExhausted
+from agent.core.injector import Applied, Capability, Checkpoint, InjectorContext, RequestContext
 from agent.core.limits import Limits
 from agent.core.validation import finite_number, number_in_range
 from agent.faults import targets
-from agent.faults.base import Applied, Capability, Checkpoint, InjectorContext, RequestContext
 from agent.faults.resource.workers import WorkerInjector, WorkerRecord
 from agent.kernel import cgroups, meminfo, procs, sysinfo
 from brownout.v1 import agent_pb2 as pb

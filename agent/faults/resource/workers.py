@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypedDict
 
-from agent.faults.base import InjectorContext
+from agent.core.injector import InjectorContext
 from agent.kernel import procs
 
 

@@ -5,6 +5,10 @@ An injector is the fault's logic: validate a spec into a plan, apply the plan
 undo record (idempotently, even from a partial one), and sweep anything that
 carries Brownout's markers. It touches the system only through agent.kernel.
 
+It lives in the core, which runs injectors, and knows the wire format only
+as opaque values: a spec and a target arrive from agent.api and are handed to
+validate unread. Each injector types them as its own messages.
+
 The contract is generic in the plan: validate returns a PlanT and apply takes
 one, so each injector's plan is a typed value from one call to the next.
 Undo records are JSON objects (they are journaled), typed per kind as
@@ -18,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from google.protobuf.message import Message
-
 from agent.core.limits import Limits
-from brownout.v1 import agent_pb2 as pb
 
 PlanT = TypeVar("PlanT")
+# The kind's spec message and the request's Target, opaque to the core.
+Spec = Any
+Target = Any
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ class Injector(Protocol[PlanT]):
         """Is this kind possible on this kernel, and if not, why (shown in GetInfo)."""
         ...
 
-    def validate(self, spec: Message, target: pb.Target, request: RequestContext) -> PlanT:
+    def validate(self, spec: Spec, target: Target, request: RequestContext) -> PlanT:
         """Return a plan, or raise InvalidArgument naming the field and the limit."""
         ...
 
