@@ -90,11 +90,17 @@ class AgentProc:
         return AgentClient(self.address, timeout=timeout)
 
     def stop(self, timeout: float = 20.0) -> int:
-        """SIGTERM and wait: the agent reverts everything and exits."""
+        """SIGTERM and wait: the agent reverts everything and exits. One that
+        does not exit in time is killed (and the wait still fails)."""
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            raise
 
     def kill(self) -> None:
         assert self.proc is not None

@@ -5,6 +5,11 @@ Every call goes through AsyncAgentClient on the fleet's loop thread; the
 runner calls in from its own thread and waits for the outcomes. A failure on
 one agent is an Outcome with the status code, never an exception that stops
 the others, and a slow or dead agent holds one slot until its own timeout.
+
+A long-running controller owns one Fleet (one loop, one channel per agent)
+and lends it out: `borrow()` gives a run its own leases and watches on the
+same loop and channels, and closing the borrowed view ends only those. Halts
+have slots of their own, so the kill switch never queues behind a run's calls.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ T = TypeVar("T")
 # Calls in flight at once: enough to reach 10,000 agents in a few round
 # trips, few enough that the loop never holds more than this many.
 CONCURRENCY = 1024
+# Halts and resumes (the kill switch) pass through slots of their own.
+URGENT = 256
 
 
 @dataclass
@@ -105,6 +112,7 @@ class Fleet:
     ) -> None:
         self.refs: dict[str, AgentRef] = {r.address: r for r in refs}
         self.timeout = timeout
+        self.tls = tls
         self.keepers: dict[str, LeaseHold] = {}
         self.infos: dict[str, pb.AgentInfo] = {}
         self._watches: list[AsyncFaultWatch] = []
@@ -112,6 +120,7 @@ class Fleet:
         credentials = tls.credentials() if tls is not None else None
         options = tls.options() if tls is not None else []
         self.loop = LoopThread()
+        self._owner = True
         self._clients = self.loop.run(self._connect(credentials, options, concurrency))
 
     async def _connect(
@@ -121,12 +130,33 @@ class Fleet:
         concurrency: int,
     ) -> dict[str, AsyncAgentClient]:
         self._slots = asyncio.Semaphore(max(1, concurrency))
+        self._urgent = asyncio.Semaphore(URGENT)
         return {a: AsyncAgentClient(a, self.timeout, credentials, options) for a in self.refs}
+
+    def borrow(self) -> Fleet:
+        """A view for one user (a run, a dry run): this fleet's loop, channels,
+        call slots and agent infos, with leases and watches of its own. Closing
+        it stops those, and leaves the channels open."""
+        view = object.__new__(Fleet)
+        view.refs, view.timeout, view.tls, view.infos = (
+            self.refs,
+            self.timeout,
+            self.tls,
+            self.infos,
+        )
+        view.keepers, view._watches = {}, []
+        view.loop, view._owner, view._clients = self.loop, False, self._clients
+        view._slots, view._urgent = self._slots, self._urgent
+        return view
+
+    @property
+    def channels(self) -> int:
+        return len(self._clients)
 
     # ------------------------------------------------------------ calling
 
-    async def _call(self, address: str, fn: AgentCall[T]) -> Outcome[T]:
-        async with self._slots:
+    async def _call(self, address: str, fn: AgentCall[T], urgent: bool = False) -> Outcome[T]:
+        async with self._urgent if urgent else self._slots:
             t0 = time.monotonic()
             try:
                 value = await fn(self._clients[address])
@@ -136,18 +166,18 @@ class Fleet:
             return Outcome(address, value, seconds=time.monotonic() - t0)
 
     async def amap(
-        self, fn: AgentCall[T], addresses: Iterable[str] | None = None
+        self, fn: AgentCall[T], addresses: Iterable[str] | None = None, urgent: bool = False
     ) -> dict[str, Outcome[T]]:
         """On the loop: fn on each agent, at most `concurrency` at once."""
         targets = list(self.refs if addresses is None else addresses)
-        results = await asyncio.gather(*(self._call(a, fn) for a in targets))
+        results = await asyncio.gather(*(self._call(a, fn, urgent) for a in targets))
         return dict(zip(targets, results, strict=True))
 
     def map(
-        self, fn: AgentCall[T], addresses: Iterable[str] | None = None
+        self, fn: AgentCall[T], addresses: Iterable[str] | None = None, urgent: bool = False
     ) -> dict[str, Outcome[T]]:
         """From another thread: fn on each agent; results keyed by address, in input order."""
-        return self.loop.run(self.amap(fn, addresses))
+        return self.loop.run(self.amap(fn, addresses, urgent))
 
     def statuses(self, addresses: Iterable[str] | None = None) -> dict[str, AgentStatus]:
         out = self.map(lambda c: c.info(), addresses)
@@ -157,7 +187,10 @@ class Fleet:
         return {a: AgentStatus(self.refs[a], o.value, o.error) for a, o in out.items()}
 
     def halt(self, latch: bool = False, reason: str = "") -> dict[str, Outcome[pb.HaltResponse]]:
-        return self.map(lambda c: c.halt(latch, reason))
+        return self.map(lambda c: c.halt(latch, reason), urgent=True)
+
+    def resume(self) -> dict[str, Outcome[pb.ResumeResponse]]:
+        return self.map(lambda c: c.resume(), urgent=True)
 
     # ------------------------------------------------------------- leases
 
@@ -219,13 +252,18 @@ class Fleet:
     async def _close(self) -> None:
         await self._stop_keepers()
         await _gather_stops(self._watches)
-        await asyncio.gather(*(c.close() for c in self._clients.values()))
+        self._watches = []
+        if self._owner:
+            await asyncio.gather(*(c.close() for c in self._clients.values()))
 
     def close(self) -> None:
+        """Stop this view's leases and watches; the owner also closes the
+        channels and the loop."""
         try:
             self.loop.run(self._close(), timeout=30)
         finally:
-            self.loop.stop()
+            if self._owner:
+                self.loop.stop()
 
     def __enter__(self) -> Fleet:
         return self

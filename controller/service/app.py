@@ -52,7 +52,7 @@ def app(svc: Service) -> Starlette:
 
 def prepare(svc: Service) -> list[str]:
     """Before serving: runs cut off by the last process, and the kill switch."""
-    interrupted = recover(svc.store, svc.history, svc.timeout, svc.tls)
+    interrupted = recover(svc.store, svc.history, svc.fleet)
     for run_id in interrupted:
         log.warning("run cut off by a controller restart marked interrupted", run_id=run_id)
     svc.lever.reassert()

@@ -11,14 +11,11 @@ and clears the store.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import structlog
 
 from controller.agents.fleet import Fleet, Outcome
-from controller.agents.inventory import AgentRef
-from controller.agents.tls import ClientTls
 from controller.service.runs import RunManager
 from controller.service.store import KillSwitch, ServiceStore
 
@@ -35,16 +32,15 @@ def _agents(outcomes: dict[str, Outcome[Any]]) -> dict[str, dict[str, Any]]:
 class KillSwitchLever:
     def __init__(
         self,
-        refs: Sequence[AgentRef],
+        fleet: Fleet,
         store: ServiceStore,
         runs: RunManager,
-        timeout: float,
-        tls: ClientTls | None,
     ) -> None:
         self._store = store
         self._runs = runs
-        # Its own fleet, apart from the runs': halting must not wait behind them.
-        self.fleet = Fleet(refs, timeout=timeout, tls=tls)
+        # The service's fleet; halts and resumes pass through its urgent
+        # slots, so they never wait behind a run's calls.
+        self.fleet = fleet
 
     def state(self) -> KillSwitch:
         return self._store.kill_switch()
@@ -76,7 +72,7 @@ class KillSwitchLever:
         }
 
     def disengage(self, by: str) -> dict[str, Any]:
-        outcomes = self.fleet.map(lambda c: c.resume())
+        outcomes = self.fleet.resume()
         failed = [a for a, o in outcomes.items() if not o.ok]
         state = self._store.set_kill_switch(False, "", by)
         log.warning("kill switch disengaged", by=by, agents_failed=failed)
@@ -88,6 +84,3 @@ class KillSwitchLever:
         state = self.state()
         if state.engaged:
             self.fleet.halt(latch=True, reason=f"kill switch: {state.reason} (by {state.by})")
-
-    def close(self) -> None:
-        self.fleet.close()

@@ -6,6 +6,7 @@ looked up on its agent, so the journal says per agent what became of them
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,8 @@ import grpc
 from controller.agents import inventory
 from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.client import rpc_error
-from controller.agents.fleet import Fleet
+from controller.agents.fleet import Fleet, Outcome
 from controller.agents.names import reason_name, state_name
-from controller.agents.tls import ClientTls
 from controller.experiments import journal as jr
 from controller.experiments.history import History
 from controller.experiments.probes import now_iso
@@ -43,19 +43,32 @@ async def _check(c: AsyncAgentClient, fault_ids: list[str]) -> dict[str, dict[st
     return out
 
 
-def recover(
-    store: ServiceStore, history: History, timeout: float, tls: ClientTls | None
-) -> list[str]:
-    """Mark every run left live as interrupted; the run ids."""
+def recover(store: ServiceStore, history: History, fleet: Fleet) -> list[str]:
+    """Mark every run left live as interrupted; the run ids. Faults are looked
+    up through the service's fleet (and agents since dropped from the
+    inventory through channels opened for the purpose)."""
     done = []
     for live in store.live_runs():
-        _recover_one(live, history, timeout, tls)
+        _recover_one(live, history, fleet)
         store.run_ended(live.run_id)
         done.append(live.run_id)
     return done
 
 
-def _recover_one(live: LiveRun, history: History, timeout: float, tls: ClientTls | None) -> None:
+def _lookup(fleet: Fleet, faults: dict[str, list[str]]) -> dict[str, Outcome[Any]]:
+    def check(c: AsyncAgentClient) -> Awaitable[dict[str, dict[str, str]]]:
+        return _check(c, faults[c.address])
+
+    known = [a for a in faults if a in fleet.refs]
+    seen: dict[str, Outcome[Any]] = dict(fleet.map(check, known))
+    gone = [a for a in faults if a not in fleet.refs]
+    if gone:
+        with Fleet(inventory.build(agents=gone), timeout=fleet.timeout, tls=fleet.tls) as extra:
+            seen.update(extra.map(check))
+    return seen
+
+
+def _recover_one(live: LiveRun, history: History, fleet: Fleet) -> None:
     path = Path(live.journal_path)
     try:
         journal: dict[str, Any] = json.loads(path.read_text())
@@ -72,11 +85,9 @@ def _recover_one(live: LiveRun, history: History, timeout: float, tls: ClientTls
         a: [f["fault_id"] for f in r.get("faults", []) if f.get("fault_id")]
         for a, r in agents.items()
     }
-    wanted = [a for a, ids in faults.items() if ids]
+    wanted = {a: ids for a, ids in faults.items() if ids}
     if wanted:
-        with Fleet(inventory.build(agents=wanted), timeout=timeout, tls=tls) as fleet:
-            seen = fleet.map(lambda c: _check(c, faults[c.address]))
-        for a, o in seen.items():
+        for a, o in _lookup(fleet, wanted).items():
             found = o.value or {}
             for f in agents[a].get("faults", []):
                 fid = f.get("fault_id")

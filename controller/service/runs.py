@@ -1,19 +1,18 @@
-"""The runs a service drives: each on its own thread with its own Fleet (its
-own leases and event loop), through the same Runner as `brownout run`, so the
-journal and the history row are the same. The service keeps a row per live
-run in its store, so a restart can tell which runs it cut off."""
+"""The runs a service drives, through the same Runner as `brownout run`, so the
+journal and the history row are the same. Each run borrows the service's one
+fleet (its loop and channels) and holds its own leases on it; the runner's
+blocking steps (probes, journal writes) run on the run's own thread. The
+service keeps a row per live run in its store, so a restart can tell which
+runs it cut off."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from controller.agents.fleet import Fleet
-from controller.agents.inventory import AgentRef
-from controller.agents.tls import ClientTls
 from controller.experiments.history import History
 from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.model import Experiment
@@ -57,21 +56,17 @@ class ActiveRun:
 class RunManager:
     def __init__(
         self,
-        refs: Sequence[AgentRef],
+        fleet: Fleet,
         data_dir: Path,
         history: History,
         store: st.ServiceStore,
         metrics: ControllerMetrics,
-        timeout: float,
-        tls: ClientTls | None,
     ) -> None:
-        self.refs = list(refs)
+        self.fleet = fleet
         self.data_dir = data_dir
         self.history = history
         self.store = store
         self.metrics = metrics
-        self.timeout = timeout
-        self.tls = tls
         self._lock = threading.Lock()
         self._runs: dict[str, ActiveRun] = {}
 
@@ -89,7 +84,7 @@ class RunManager:
         options.holder = f"brownout-serve:{by}"
         options.journal_path = self.data_dir / "journals" / f"{options.run_id}.json"
         events = RunEvents(options.run_id)
-        fleet = Fleet(self.refs, timeout=self.timeout, tls=self.tls)
+        fleet = self.fleet.borrow()
         runner = Runner(experiment, fleet, options, events, self.metrics)
         try:
             events.event(runner.check_window())
@@ -106,7 +101,7 @@ class RunManager:
                 str(run.journal_path),
                 by,
                 run.started,
-                [r.address for r in self.refs],
+                list(self.fleet.refs),
             )
         )
         with self._lock:

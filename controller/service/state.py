@@ -33,8 +33,7 @@ class Service:
     history: History
     runs: RunManager
     lever: KillSwitchLever
-    timeout: float
-    tls: ClientTls | None
+    fleet: Fleet
 
     @staticmethod
     def build(
@@ -47,17 +46,20 @@ class Service:
     ) -> Service:
         store = ServiceStore(data_dir / "service.db")
         history = History(data_dir / "history.db")
-        runs = RunManager(refs, data_dir, history, store, metrics, timeout, tls)
-        lever = KillSwitchLever(refs, store, runs, timeout, tls)
-        return Service(list(refs), data_dir, tokens, store, history, runs, lever, timeout, tls)
+        # The service's one fleet: one loop and one channel per agent, lent to
+        # every run, dry run, the kill switch, recovery and the fleet page.
+        fleet = Fleet(refs, timeout=timeout, tls=tls)
+        runs = RunManager(fleet, data_dir, history, store, metrics)
+        lever = KillSwitchLever(fleet, store, runs)
+        return Service(list(refs), data_dir, tokens, store, history, runs, lever, fleet)
 
     def close(self) -> None:
-        self.lever.close()
+        self.fleet.close()
 
     # --------------------------------------------------------------- reads
 
     def fleet_status(self) -> list[dict[str, Any]]:
-        return [s.as_dict() for s in self.lever.fleet.statuses().values()]
+        return [s.as_dict() for s in self.fleet.statuses().values()]
 
     def resolve_experiment(self, ref: Any) -> Experiment:
         """A stored experiment by name, or an inline document."""
@@ -72,7 +74,7 @@ class Service:
             raise ApiError(400, str(exc), exc.where) from None
 
     def dry_run(self, experiment: Experiment) -> dict[str, Any]:
-        with Fleet(self.refs, timeout=self.timeout, tls=self.tls) as fleet:
+        with self.fleet.borrow() as fleet:
             return Runner(experiment, fleet, RunOptions()).dry_run()
 
     def run_list(self, limit: int) -> list[dict[str, Any]]:

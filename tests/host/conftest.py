@@ -42,7 +42,11 @@ def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AgentProc]
         t.start()
     for t in threads:
         t.join()
-    assert all(p.port for p in procs), "an agent failed to start"
+    if not all(p.port for p in procs):
+        for p in procs:  # no agent outlives a failed start
+            if p.proc is not None:
+                p.stop()
+        pytest.fail("an agent failed to start")
     yield procs
     problems = []
     for p in procs:
