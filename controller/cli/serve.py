@@ -28,7 +28,7 @@ from controller.experiments import parse as exp
 from controller.experiments.metrics import ControllerMetrics
 from controller.service import app
 from controller.service.auth import Role, Tokens, new_token
-from controller.service.runs import Refused
+from controller.service.errors import Refused
 from controller.service.state import Service
 
 log = structlog.get_logger("brownout.serve")

@@ -3,9 +3,12 @@
 path, the role it needs, its body schema and its handler; the routes and the
 OpenAPI document are both made from it.
 
-Every error is a 4xx (or 5xx) JSON object {"error", "status", "field"?}.
-Every mutating call is audited (one `audit` log line with the caller).
-Blocking work (SQLite, agent calls, probes) runs on worker threads.
+The handlers are thin: each reads its input and calls the one operations
+layer (operations.py), which the console calls too. Every error is a 4xx JSON
+object {"error", "status", "field"?}, its status from errors.py's table; a
+body, query parameter or path parameter the operation does not take is an
+error too. Every mutating call is audited (one `audit` log line with the
+caller). Blocking work runs on worker threads, never on the loop.
 """
 
 from __future__ import annotations
@@ -17,24 +20,37 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from controller.errors import ConfigError
-from controller.experiments import parse as exp
-from controller.experiments.history import NotFound
-from controller.experiments.model import Experiment
+from controller.experiments.records import RunStatus
+from controller.service.audit import audit
 from controller.service.auth import Caller, Role
-from controller.service.http import ApiError, Field, Schema, authorize, json_body, json_type
-from controller.service.runs import Refused
+from controller.service.errors import Invalid, ServiceError
+from controller.service.http import (
+    Field,
+    Schema,
+    authorize,
+    error_response,
+    json_body,
+    json_type,
+    read_body,
+)
+from controller.service.operations import NAME, SEED_MAX, Operations, check_name
 from controller.service.state import Service
 
-audit_log = structlog.get_logger("audit")
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+Handler = Callable[[Operations, Request, Caller, dict[str, Any]], Awaitable[Any]]
 
-NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-Handler = Callable[[Service, Request, Caller, dict[str, Any]], Awaitable[Response | dict[str, Any]]]
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    default: int
+    lo: int
+    hi: int
+    description: str
 
 
 @dataclass(frozen=True)
@@ -45,126 +61,107 @@ class Op:
     summary: str
     handler: Handler
     body: Schema | None = None
+    queries: tuple[Query, ...] = ()
+    status: int = 200  # the success status
+    errors: tuple[int, ...] = ()  # 4xx this operation may answer beyond 400/401/403
 
     @property
     def mutating(self) -> bool:
         return self.method != "GET"
 
+    @property
+    def path_params(self) -> list[str]:
+        return re.findall(r"{(\w+)}", self.path)
+
 
 def _name(request: Request) -> str:
-    name = str(request.path_params["name"])
-    if not NAME.fullmatch(name):
-        raise ApiError(
-            400, "name must be 1-64 of a-z 0-9 . _ - starting with a letter or digit", "name"
-        )
-    return name
+    return check_name(str(request.path_params["name"]))
 
 
-def _experiment(doc: Any, where: str = "experiment") -> Experiment:
-    try:
-        return exp.parse(doc, where)
-    except ConfigError as exc:
-        raise ApiError(400, str(exc), exc.where) from None
+def _run_id(request: Request) -> str:
+    run_id = str(request.path_params["run_id"])
+    if not RUN_ID.fullmatch(run_id):
+        raise Invalid(f"run_id must be 1-64 of A-Z a-z 0-9 . _ -, got {run_id[:80]!r}", "run_id")
+    return run_id
+
+
+def _query(request: Request, op: Op, name: str) -> int:
+    q = next(q for q in op.queries if q.name == name)
+    raw = request.query_params.get(name)
+    if raw is None:
+        return q.default
+    if not raw.isdigit() or not q.lo <= int(raw) <= q.hi:
+        raise Invalid(f"{name} must be an integer from {q.lo} to {q.hi}, got {raw[:40]!r}", name)
+    return int(raw)
 
 
 # ----------------------------------------------------------------- fleet
 
 
-async def fleet(svc: Service, request: Request, caller: Caller, body: dict[str, Any]) -> Any:
-    return {"agents": await asyncio.to_thread(svc.fleet_status)}
+async def fleet(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return {"agents": await ops.fleet()}
 
 
 # ----------------------------------------------------------- experiments
 
 
-async def list_experiments(svc: Service, request: Request, caller: Caller, body: Any) -> Any:
-    items = await asyncio.to_thread(svc.store.experiments)
-    return {"experiments": [e.summary() for e in items]}
+async def list_experiments(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return {"experiments": [e.summary() for e in await ops.experiments()]}
 
 
-async def put_experiment(svc: Service, request: Request, caller: Caller, body: Any) -> Any:
+async def put_experiment(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
     name = _name(request)
-    e = _experiment(body["experiment"])
-    await asyncio.to_thread(
-        svc.store.put_experiment, name, e.title, body["experiment"], caller.identity
-    )
+    e = await ops.put_experiment(name, body["experiment"], caller.identity)
     return {"name": name, "title": e.title, "valid": True}
 
 
-async def get_experiment(svc: Service, request: Request, caller: Caller, body: Any) -> Any:
-    name = _name(request)
-    stored = await asyncio.to_thread(svc.store.experiment, name)
-    if stored is None:
-        raise ApiError(404, f"no stored experiment {name!r}", "name")
+async def get_experiment(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    stored = await ops.experiment(_name(request))
     return {**stored.summary(), "experiment": stored.doc}
 
 
-async def delete_experiment(svc: Service, request: Request, caller: Caller, body: Any) -> Any:
+async def delete_experiment(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
     name = _name(request)
-    if not await asyncio.to_thread(svc.store.delete_experiment, name):
-        raise ApiError(404, f"no stored experiment {name!r}", "name")
+    await ops.delete_experiment(name)
     return {"name": name, "deleted": True}
 
 
-async def validate(svc: Service, request: Request, caller: Caller, body: Any) -> Any:
-    e = _experiment(body["experiment"])
+async def validate(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    e = await ops.validate(body["experiment"])
     return {"valid": True, "title": e.title}
 
 
-async def dry_run(svc: Service, request: Request, caller: Caller, body: Any) -> Any:
-    e = svc.resolve_experiment(_name(request))
-    return await asyncio.to_thread(svc.dry_run, e)
+async def dry_run(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return await ops.dry_run(_name(request))
 
 
 # ------------------------------------------------------------------ runs
 
 
-async def start_run(svc: Service, request: Request, caller: Caller, body: Any) -> Any:
-    e = svc.resolve_experiment(body["experiment"])
-    seed = body.get("seed")
-    if seed is not None and not 0 <= seed < 2**63:
-        raise ApiError(400, "seed must be 0 to 2**63-1", "seed")
-    try:
-        run = await asyncio.to_thread(
-            svc.runs.start, e, caller.identity, seed, bool(body.get("override_window"))
-        )
-    except Refused as exc:
-        raise ApiError(409, str(exc)) from None
-    return JSONResponse(
-        {"run_id": run.run_id, "title": run.title, "url": f"/api/v1/runs/{run.run_id}"},
-        status_code=202,
+async def start_run(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    run = await ops.start(
+        body["experiment"], caller.identity, body.get("seed"), bool(body.get("override_window"))
     )
+    return {"run_id": run.run_id, "title": run.title, "url": f"/api/v1/runs/{run.run_id}"}
 
 
-async def list_runs(svc: Service, request: Request, caller: Caller, body: Any) -> Any:
-    limit = _int_query(request, "limit", 20, 1, 1000)
-    return {"runs": await asyncio.to_thread(svc.run_list, limit)}
+async def list_runs(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return {"runs": await ops.runs(_query(request, OP["list_runs"], "limit"))}
 
 
-async def get_run(svc: Service, request: Request, caller: Caller, body: Any) -> Any:
-    run_id = str(request.path_params["run_id"])
-    try:
-        return await asyncio.to_thread(svc.run_journal, run_id)
-    except NotFound as exc:
-        raise ApiError(404, str(exc), "run_id") from None
+async def get_run(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return await ops.journal(_run_id(request))
 
 
-async def abort_run(svc: Service, request: Request, caller: Caller, body: Any) -> Any:
-    run_id = str(request.path_params["run_id"])
-    if svc.runs.get(run_id) is None:
-        raise ApiError(404, f"no live run {run_id!r} on this controller", "run_id")
-    reason = f"aborted by {caller.identity}: {body.get('reason') or 'no reason given'}"
-    if not svc.runs.abort(run_id, reason):
-        raise ApiError(409, f"run {run_id!r} is already ending")
+async def abort_run(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    run_id = _run_id(request)
+    reason = await ops.abort(run_id, caller.identity, str(body.get("reason") or ""))
     return {"run_id": run_id, "aborting": True, "reason": reason}
 
 
-async def run_events(svc: Service, request: Request, caller: Caller, body: Any) -> Any:
-    run_id = str(request.path_params["run_id"])
-    run = svc.runs.get(run_id)
-    if run is None:
-        raise ApiError(404, f"no run {run_id!r} started by this controller process", "run_id")
-    after = _int_query(request, "after", 0, 0, 2**62)
+async def run_events(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    after = _query(request, OP["run_events"], "after")
+    run = ops.live_run(_run_id(request))
 
     async def stream() -> AsyncIterator[str]:
         backlog, q = run.events.subscribe(after)
@@ -190,173 +187,175 @@ async def run_events(svc: Service, request: Request, caller: Caller, body: Any) 
     )
 
 
-async def history(svc: Service, request: Request, caller: Caller, body: Any) -> Any:
-    limit = _int_query(request, "limit", 20, 1, 100_000)
+STATUSES = tuple(str(s) for s in RunStatus)
+
+
+async def history(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    limit = _query(request, OP["history"], "limit")
     status = request.query_params.get("status") or None
-    runs = await asyncio.to_thread(svc.history.runs, limit, status)
-    return {"runs": [r.__dict__ for r in runs]}
+    if status is not None and status not in STATUSES:
+        raise Invalid(f"status must be one of {', '.join(STATUSES)}, got {status[:40]!r}", "status")
+    return {"runs": [r.__dict__ for r in await ops.history(limit, status)]}
 
 
 # ----------------------------------------------------------- kill switch
 
 
-async def kill_switch(svc: Service, request: Request, caller: Caller, body: Any) -> Any:
-    return svc.lever.state().as_dict()
+async def kill_switch(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return (await ops.kill_switch()).as_dict()
 
 
-async def set_kill_switch(svc: Service, request: Request, caller: Caller, body: Any) -> Any:
+async def set_kill_switch(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
     if body["engaged"]:
-        reason = str(body.get("reason", "")).strip()
-        if not reason:
-            raise ApiError(400, "reason is required to engage the kill switch", "reason")
-        return await asyncio.to_thread(svc.lever.engage, reason, caller.identity)
-    return await asyncio.to_thread(svc.lever.disengage, caller.identity)
-
-
-def _int_query(request: Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
-        raise ApiError(400, f"{name} must be an integer from {lo} to {hi}", name)
-    return int(raw)
+        return await ops.engage(str(body.get("reason", "")), caller.identity)
+    return await ops.disengage(caller.identity)
 
 
 EXPERIMENT = Field((dict,), True, "the experiment document (as its YAML/JSON file holds it)")
+LIMIT = "how many runs, newest first"
 OPS: list[Op] = [
     Op("GET", "/fleet", Role.VIEWER, "Every agent of the inventory with its GetInfo", fleet),
     Op("GET", "/experiments", Role.VIEWER, "Stored experiments", list_experiments),
-    Op(
-        "POST",
-        "/experiments/validate",
-        Role.VIEWER,
-        "Validate an experiment, store nothing",
-        validate,
-        {"experiment": EXPERIMENT},
-    ),
-    Op(
-        "PUT",
-        "/experiments/{name}",
-        Role.OPERATOR,
-        "Validate and store an experiment",
-        put_experiment,
-        {"experiment": EXPERIMENT},
-    ),
-    Op("GET", "/experiments/{name}", Role.VIEWER, "One stored experiment", get_experiment),
-    Op(
-        "DELETE",
-        "/experiments/{name}",
-        Role.OPERATOR,
-        "Forget a stored experiment",
-        delete_experiment,
-    ),
-    Op(
-        "POST",
-        "/experiments/{name}/dry-run",
-        Role.OPERATOR,
-        "Resolve targets, check the agents, run the before-hypothesis; inject nothing",
-        dry_run,
-    ),
-    Op(
-        "POST",
-        "/runs",
-        Role.OPERATOR,
-        "Start a run of a stored (by name) or inline experiment",
-        start_run,
-        {
-            "experiment": Field((str, dict), True, "a stored experiment's name, or a document"),
-            "seed": Field((int,), False, "seed for the random target pick"),
-            "override_window": Field((bool,), False, "run outside the experiment's window"),
-        },
-    ),
-    Op(
-        "GET",
-        "/runs",
-        Role.VIEWER,
-        "This controller's runs, newest first, then the history",
-        list_runs,
-    ),
-    Op("GET", "/runs/{run_id}", Role.VIEWER, "A run's journal (live while it runs)", get_run),
-    Op(
-        "POST",
-        "/runs/{run_id}/abort",
-        Role.OPERATOR,
-        "Abort a live run: revert everything",
-        abort_run,
-        {"reason": Field((str,), False, "recorded in the journal")},
-    ),
-    Op(
-        "GET",
-        "/runs/{run_id}/events",
-        Role.VIEWER,
-        "The run's progress as server-sent events (ends with event: end)",
-        run_events,
-    ),
-    Op("GET", "/history", Role.VIEWER, "Past runs from the history", history),
+    Op("POST", "/experiments/validate", Role.VIEWER, "Validate an experiment, store nothing",
+       validate, {"experiment": EXPERIMENT}),
+    Op("PUT", "/experiments/{name}", Role.OPERATOR, "Validate and store an experiment",
+       put_experiment, {"experiment": EXPERIMENT}),
+    Op("GET", "/experiments/{name}", Role.VIEWER, "One stored experiment", get_experiment,
+       errors=(404,)),
+    Op("DELETE", "/experiments/{name}", Role.OPERATOR, "Forget a stored experiment",
+       delete_experiment, errors=(404,)),
+    Op("POST", "/experiments/{name}/dry-run", Role.OPERATOR,
+       "Resolve targets, check the agents, run the before-hypothesis; inject nothing", dry_run,
+       errors=(404,)),
+    Op("POST", "/runs", Role.OPERATOR, "Start a run of a stored (by name) or inline experiment",
+       start_run,
+       {
+           "experiment": Field((str, dict), True, "a stored experiment's name, or a document"),
+           "seed": Field((int,), False, "seed for the random target pick, 0 to 2**63-1"),
+           "override_window": Field((bool,), False, "run outside the experiment's window"),
+       },
+       status=202, errors=(404, 409)),
+    Op("GET", "/runs", Role.VIEWER, "This controller's runs, newest first, then the history",
+       list_runs, queries=(Query("limit", 20, 1, 1000, LIMIT),)),
+    Op("GET", "/runs/{run_id}", Role.VIEWER, "A run's journal (live while it runs)", get_run,
+       errors=(404,)),
+    Op("POST", "/runs/{run_id}/abort", Role.OPERATOR, "Abort a live run: revert everything",
+       abort_run, {"reason": Field((str,), False, "recorded in the journal")},
+       errors=(404, 409)),
+    Op("GET", "/runs/{run_id}/events", Role.VIEWER,
+       "The run's progress as server-sent events (ends with event: end)", run_events,
+       queries=(Query("after", 0, 0, 2**62, "resume after this event id"),), errors=(404,)),
+    Op("GET", "/history", Role.VIEWER, "Past runs from the history", history,
+       queries=(Query("limit", 20, 1, 100_000, LIMIT),)),
     Op("GET", "/kill-switch", Role.VIEWER, "Whether the kill switch is engaged", kill_switch),
-    Op(
-        "POST",
-        "/kill-switch",
-        Role.OPERATOR,
-        "Engage (reverts every fault on every agent, latched; aborts every run) or disengage",
-        set_kill_switch,
-        {
-            "engaged": Field((bool,), True, "true to engage, false to disengage"),
-            "reason": Field((str,), False, "required to engage"),
-        },
-    ),
-]
+    Op("POST", "/kill-switch", Role.OPERATOR,
+       "Engage (reverts every fault on every agent, latched; aborts every run) or disengage",
+       set_kill_switch,
+       {
+           "engaged": Field((bool,), True, "true to engage, false to disengage"),
+           "reason": Field((str,), False, "required to engage"),
+       }),
+]  # fmt: skip
+OP = {op.handler.__name__: op for op in OPS}
+# Query parameters that are not integers, by operation.
+TEXT_QUERIES = {"history": {"status": STATUSES}}
 
 
-def endpoint(svc: Service, op: Op) -> Callable[[Request], Awaitable[Response]]:
+async def _no_body(request: Request) -> None:
+    if (await read_body(request)).strip():
+        raise Invalid("this operation takes no request body")
+
+
+def _check_path(request: Request, op: Op) -> None:
+    """Path parameters first: a bad name is named, whatever the body."""
+    if "name" in op.path_params:
+        _name(request)
+    if "run_id" in op.path_params:
+        _run_id(request)
+
+
+def _check_queries(request: Request, op: Op) -> None:
+    known = {q.name for q in op.queries} | set(TEXT_QUERIES.get(op.handler.__name__, ()))
+    for name in request.query_params:
+        if name not in known:
+            listed = ", ".join(sorted(known)) or "none"
+            raise Invalid(f"unknown query parameter {name!r} (known: {listed})", name)
+
+
+def endpoint(ops: Operations, op: Op) -> Callable[[Request], Awaitable[Response]]:
     async def call(request: Request) -> Response:
         caller: Caller | None = None
-        status = 500
         try:
-            caller = authorize(request, svc.tokens, op.role)
-            body = await json_body(request, op.body) if op.body is not None else {}
-            result = await op.handler(svc, request, caller, body)
-            response = result if isinstance(result, Response) else JSONResponse(result)
-        except ApiError as exc:
-            response = exc.response()
-        status = response.status_code
+            caller = authorize(request, ops.svc.tokens, op.role)
+            _check_path(request, op)
+            _check_queries(request, op)
+            if op.body is not None:
+                body = await json_body(request, op.body)
+            else:
+                await _no_body(request)
+                body = {}
+            result = await op.handler(ops, request, caller, body)
+            response = result if isinstance(result, Response) else JSONResponse(result, op.status)
+        except ServiceError as exc:
+            response = error_response(exc)
         if op.mutating:
-            audit_log.info(
-                "audit",
-                caller=caller.identity if caller else _peer(request),
-                role=str(caller.role) if caller else "",
-                method=op.method,
-                path=request.url.path,
-                result=status,
-            )
+            audit(caller, request, response.status_code, "api")
         return response
 
     return call
 
 
-def _peer(request: Request) -> str:
-    return f"{request.client.host}:{request.client.port}" if request.client else "unknown"
+def _param_schema(name: str) -> dict[str, Any]:
+    pattern = NAME.pattern if name == "name" else RUN_ID.pattern
+    return {"type": "string", "pattern": f"^{pattern}$"}
+
+
+def _responses(op: Op) -> dict[str, Any]:
+    ok = "server-sent events" if op.handler is run_events else "JSON"
+    out: dict[str, Any] = {str(op.status): {"description": f"OK ({ok})"}}
+    error = {"description": "JSON {error, status, field?}", "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}  # fmt: skip
+    for code in sorted({400, 401, 403, *op.errors, *((413,) if op.body else ())}):
+        out[str(code)] = error
+    return out
 
 
 def openapi() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for op in OPS:
         entry: dict[str, Any] = {
+            "operationId": op.handler.__name__,
             "summary": op.summary,
             "security": [{"bearer": []}],
             "x-brownout-role": str(op.role),
-            "responses": {
-                "200": {"description": "OK (JSON)"},
-                "4XX": {"description": "JSON {error, status, field?}"},
-            },
+            "responses": _responses(op),
         }
+        params: list[dict[str, Any]] = [
+            {"name": p, "in": "path", "required": True, "schema": _param_schema(p)}
+            for p in op.path_params
+        ]
+        for q in op.queries:
+            params.append({"name": q.name, "in": "query", "required": False,
+                           "description": q.description, "schema": {
+                               "type": "integer", "minimum": q.lo, "maximum": q.hi,
+                               "default": q.default}})  # fmt: skip
+        for name, values in TEXT_QUERIES.get(op.handler.__name__, {}).items():
+            params.append({"name": name, "in": "query", "required": False,
+                           "schema": {"type": "string", "enum": list(values)}})  # fmt: skip
+        if params:
+            entry["parameters"] = params
         if op.body:
-            props = {
-                n: {"type": json_type(f.type), "description": f.description}
-                for n, f in op.body.items()
-            }
+            props: dict[str, Any] = {}
+            for n, f in op.body.items():
+                types = f.type if isinstance(f.type, tuple) else (f.type,)
+                kinds = [{"type": json_type(t)} for t in types]
+                prop: dict[str, Any] = kinds[0] if len(kinds) == 1 else {"oneOf": kinds}
+                props[n] = {**prop, "description": f.description}
+            if "seed" in props:
+                props["seed"].update(minimum=0, maximum=SEED_MAX)
             required = [n for n, f in op.body.items() if f.required]
             entry["requestBody"] = {
+                "required": bool(required),
                 "content": {
                     "application/json": {
                         "schema": {
@@ -366,25 +365,56 @@ def openapi() -> dict[str, Any]:
                             "additionalProperties": False,
                         }
                     }
-                }
+                },
             }
         paths.setdefault(f"/api/v1{op.path}", {})[op.method.lower()] = entry
     return {
         "openapi": "3.1.0",
         "info": {"title": "Brownout controller", "version": "v1"},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "status"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "field": {"type": "string"},
+                    },
+                }
+            },
+        },
         "paths": paths,
     }
 
 
 def routes(svc: Service) -> list[Route]:
-    table = [Route(f"/api/v1{op.path}", endpoint(svc, op), methods=[op.method]) for op in OPS]
+    ops = Operations(svc)
+    # One route per path, so a 405 lists every method the path allows.
+    by_path: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+    for op in OPS:
+        by_path.setdefault(op.path, {})[op.method] = endpoint(ops, op)
+
+    def dispatch(
+        methods: dict[str, Callable[[Request], Awaitable[Response]]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def call(request: Request) -> Response:
+            method = "GET" if request.method == "HEAD" else request.method
+            return await methods[method](request)
+
+        return call
+
+    table = [
+        Route(f"/api/v1{path}", dispatch(methods), methods=list(methods))
+        for path, methods in by_path.items()
+    ]
     doc = openapi()
 
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(doc)
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"ok": True, "kill_switch": svc.lever.state().engaged})
+        return JSONResponse({"ok": True, "kill_switch": (await ops.kill_switch()).engaged})
 
     return [*table, Route("/api/v1/openapi.json", openapi_json), Route("/healthz", healthz)]

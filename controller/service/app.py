@@ -4,6 +4,7 @@ the shutdown that interrupts live runs and waits for their reverts."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import socket
@@ -20,6 +21,8 @@ from starlette.responses import JSONResponse, Response
 from brownout.addresses import is_loopback, parse_hostport
 from controller.errors import ConfigError
 from controller.service import api, console
+from controller.service.errors import ServiceError
+from controller.service.http import error_response
 from controller.service.recovery import recover
 from controller.service.state import Service
 
@@ -35,17 +38,25 @@ def app(svc: Service) -> Starlette:
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
         svc.runs.interrupt_all("controller shutdown")
-        svc.runs.wait_all(DRAIN_S)
+        # Off the loop: the drain may take a minute of reverts.
+        await asyncio.to_thread(svc.runs.wait_all, DRAIN_S)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        headers = dict(exc.headers or {})
         return JSONResponse(
-            {"error": exc.detail, "status": exc.status_code}, status_code=exc.status_code
+            {"error": exc.detail, "status": exc.status_code},
+            status_code=exc.status_code,
+            headers=headers or None,  # 405 keeps Starlette's Allow header
         )
+
+    async def service_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ServiceError)
+        return error_response(exc)
 
     return Starlette(
         routes=[*api.routes(svc), *console.routes(svc)],
-        exception_handlers={HTTPException: http_error},
+        exception_handlers={HTTPException: http_error, ServiceError: service_error},
         lifespan=lifespan,
     )
 

@@ -12,10 +12,11 @@ form also carries a CSRF value derived from the token, checked on POST.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -26,25 +27,27 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from controller.experiments.history import NotFound
+from controller.service.audit import audit
 from controller.service.auth import Caller, Role
-from controller.service.http import ApiError, read_body
-from controller.service.runs import Refused
+from controller.service.errors import Invalid, ServiceError, status_of
+from controller.service.http import read_body
+from controller.service.operations import SEED_MAX, Operations
 from controller.service.state import Service
 
 HERE = Path(__file__).parent
 COOKIE = "brownout_token"
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+TITLES = {
+    400: "Not accepted",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Not now",
+    413: "Too large",
+}
 
 
 def csrf(token: str) -> str:
     return hmac.new(token.encode(), b"brownout-console-csrf", hashlib.sha256).hexdigest()
-
-
-def _caller(svc: Service, request: Request) -> tuple[Caller, str] | None:
-    token = request.cookies.get(COOKIE, "")
-    caller = svc.tokens.caller(token) if token else None
-    return None if caller is None else (caller, token)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -53,86 +56,107 @@ async def _form(request: Request) -> dict[str, str]:
     try:
         pairs = parse_qsl(raw.decode(), keep_blank_values=True, max_num_fields=50)
     except (UnicodeDecodeError, ValueError):
-        return {}
+        raise Invalid("the form is not urlencoded text") from None
     return dict(pairs)
+
+
+@dataclass(frozen=True)
+class Who:
+    """The signed-in caller of a console request, and for a POST its form."""
+
+    caller: Caller
+    token: str
+    form: dict[str, str]
+
+
+Page = Callable[[Request, Who], Awaitable[Response]]
 
 
 class Console:
     def __init__(self, svc: Service) -> None:
         self.svc = svc
+        self.ops = Operations(svc)
 
-    def page(
-        self,
-        request: Request,
-        name: str,
-        who: tuple[Caller, str] | None,
-        status: int = 200,
-        **context: Any,
+    async def page(
+        self, request: Request, name: str, who: Who | None, status: int = 200, **context: Any
     ) -> Response:
-        caller, token = who if who else (None, "")
-        ks = self.svc.lever.state()
+        ks = await self.ops.kill_switch()
         return templates.TemplateResponse(
             request,
             name,
             {
-                "caller": caller,
-                "operator": caller is not None and caller.role is Role.OPERATOR,
-                "csrf": csrf(token) if token else "",
+                "caller": who.caller if who else None,
+                "operator": who is not None and who.caller.role is Role.OPERATOR,
+                "csrf": csrf(who.token) if who else "",
                 "kill_switch": ks,
                 **context,
             },
             status_code=status,
         )
 
-    def _guard(self, request: Request, operator: bool = False) -> tuple[Caller, str] | Response:
-        who = _caller(self.svc, request)
-        if who is None:
-            return RedirectResponse(f"/console/login?next={request.url.path}", status_code=303)
-        if operator and who[0].role is not Role.OPERATOR:
-            return self.page(
-                request,
-                "message.html",
-                who,
-                403,
-                title="Not allowed",
-                message="This needs the operator role; you are signed in as a viewer.",
-            )
-        return who
+    async def message(
+        self, request: Request, who: Who | None, status: int, title: str, message: str
+    ) -> Response:
+        return await self.page(request, "message.html", who, status, title=title, message=message)
 
-    async def _post(self, request: Request) -> tuple[tuple[Caller, str], dict[str, str]] | Response:
-        who = self._guard(request, operator=True)
-        if isinstance(who, Response):
-            return who
-        try:
-            form = await _form(request)
-        except ApiError as exc:
-            return self.page(
-                request, "message.html", who, exc.status, title="Not accepted", message=exc.message
-            )
-        if not hmac.compare_digest(form.get("csrf", ""), csrf(who[1])):
-            return self.page(
-                request,
-                "message.html",
-                who,
-                403,
-                title="Form expired",
-                message="The form's check value is wrong; reload the page.",
-            )
-        return who, form
+    def signed_in(self, handler: Page, role: Role = Role.VIEWER, post: bool = False) -> Any:
+        """The one guard of every console page and action: signed in (else to
+        the sign-in page), the role, and for a POST the form and its CSRF
+        value; a POST is audited like an API call, whatever its outcome."""
+
+        async def endpoint(request: Request) -> Response:
+            token = request.cookies.get(COOKIE, "")
+            caller = self.svc.tokens.caller(token) if token else None
+            if caller is None:
+                response: Response = RedirectResponse(
+                    f"/console/login?next={request.url.path}", status_code=303
+                )
+                if post:
+                    audit(None, request, 401, "console")
+                return response
+            who = Who(caller, token, {})
+            try:
+                if role is Role.OPERATOR and caller.role is not Role.OPERATOR:
+                    response = await self.message(
+                        request, who, 403, "Not allowed",
+                        "This needs the operator role; you are signed in as a viewer.",
+                    )  # fmt: skip
+                elif post:
+                    who = Who(caller, token, await _form(request))
+                    if not hmac.compare_digest(who.form.get("csrf", ""), csrf(token)):
+                        response = await self.message(
+                            request, who, 403, "Form expired",
+                            "The form's check value is wrong; reload the page.",
+                        )  # fmt: skip
+                    else:
+                        response = await handler(request, who)
+                else:
+                    response = await handler(request, who)
+            except ServiceError as exc:
+                code = status_of(exc)
+                title = TITLES.get(code, "Not accepted")
+                response = await self.message(request, who, code, title, exc.message)
+            if post:
+                audit(caller, request, response.status_code, "console")
+            return response
+
+        return endpoint
 
     # --------------------------------------------------------------- pages
 
     async def login(self, request: Request) -> Response:
         nxt = request.query_params.get("next", "/console/")
         if request.method == "GET":
-            return self.page(request, "login.html", None, next=nxt)
+            return await self.page(request, "login.html", None, next=nxt)
         try:
             form = await _form(request)
-        except ApiError as exc:
-            return self.page(request, "login.html", None, exc.status, next=nxt, error=exc.message)
+        except ServiceError as exc:
+            return await self.page(
+                request, "login.html", None, status_of(exc), next=nxt, error=exc.message
+            )
         token = form.get("token", "").strip()
         if not token or self.svc.tokens.caller(token) is None:
-            return self.page(
+            return await self.page(
                 request,
                 "login.html",
                 None,
@@ -152,155 +176,99 @@ class Console:
         response.delete_cookie(COOKIE)
         return response
 
-    async def fleet(self, request: Request) -> Response:
-        who = self._guard(request)
-        if isinstance(who, Response):
-            return who
-        agents = await asyncio.to_thread(self.svc.fleet_status)
-        return self.page(request, "fleet.html", who, agents=agents)
+    async def fleet(self, request: Request, who: Who) -> Response:
+        return await self.page(request, "fleet.html", who, agents=await self.ops.fleet())
 
-    async def runs(self, request: Request) -> Response:
-        who = self._guard(request)
-        if isinstance(who, Response):
-            return who
-        runs = await asyncio.to_thread(self.svc.run_list, 50)
-        experiments = await asyncio.to_thread(self.svc.store.experiments)
-        return self.page(request, "runs.html", who, runs=runs, experiments=experiments)
+    async def runs(self, request: Request, who: Who) -> Response:
+        runs = await self.ops.runs(50)
+        experiments = await self.ops.experiments()
+        return await self.page(request, "runs.html", who, runs=runs, experiments=experiments)
 
-    async def start(self, request: Request) -> Response:
-        got = await self._post(request)
-        if isinstance(got, Response):
-            return got
-        who, form = got
-        try:
-            e = self.svc.resolve_experiment(form.get("experiment", ""))
-            run = await asyncio.to_thread(self.svc.runs.start, e, who[0].identity)
-        except (ApiError, Refused) as exc:
-            msg = exc.message if isinstance(exc, ApiError) else str(exc)
-            return self.page(request, "message.html", who, 409, title="Not started", message=msg)
+    async def start(self, request: Request, who: Who) -> Response:
+        raw_seed = who.form.get("seed", "").strip()
+        if raw_seed and not raw_seed.isdigit():
+            raise Invalid(f"seed must be a whole number from 0 to {SEED_MAX}", "seed")
+        run = await self.ops.start(
+            who.form.get("experiment", ""),
+            who.caller.identity,
+            int(raw_seed) if raw_seed else None,
+            who.form.get("override_window") == "yes",
+        )
         return RedirectResponse(f"/console/runs/{run.run_id}", status_code=303)
 
-    def _run_context(self, run_id: str) -> dict[str, Any]:
-        journal = self.svc.run_journal(run_id)
+    async def run(self, request: Request, who: Who) -> Response:
+        run_id = str(request.path_params["run_id"])
+        journal = await self.ops.journal(run_id)
         ext = next(e for e in journal.get("extensions", []) if e.get("name") == "brownout")
         live = self.svc.runs.get(run_id)
-        return {
-            "run_id": run_id,
-            "journal": journal,
-            "b": ext,
-            "live": live is not None and not live.done.is_set(),
-            "events": [e.as_dict() for e in live.events.since(0)] if live else [],
-        }
-
-    def _no_run(self, request: Request, who: tuple[Caller, str], run_id: str) -> Response:
-        return self.page(
+        name = "run_panel.html" if request.query_params.get("panel") else "run.html"
+        return await self.page(
             request,
-            "message.html",
+            name,
             who,
-            404,
-            title="No such run",
-            message=f"No run {run_id} on this controller.",
+            run_id=run_id,
+            journal=journal,
+            b=ext,
+            live=live is not None and not live.done.is_set(),
+            events=[e.as_dict() for e in live.events.since(0)] if live else [],
         )
 
-    async def run(self, request: Request) -> Response:
-        who = self._guard(request)
-        if isinstance(who, Response):
-            return who
+    async def journal(self, request: Request, who: Who) -> Response:
         run_id = str(request.path_params["run_id"])
-        try:
-            ctx = await asyncio.to_thread(self._run_context, run_id)
-        except NotFound:
-            return self._no_run(request, who, run_id)
-        name = "run_panel.html" if request.query_params.get("panel") else "run.html"
-        return self.page(request, name, who, **ctx)
-
-    async def journal(self, request: Request) -> Response:
-        who = self._guard(request)
-        if isinstance(who, Response):
-            return who
-        run_id = str(request.path_params["run_id"])
-        try:
-            journal = await asyncio.to_thread(self.svc.run_journal, run_id)
-        except NotFound:
-            return self._no_run(request, who, run_id)
+        journal = await self.ops.journal(run_id)
         text = json.dumps(journal, indent=2, default=str)
-        return self.page(request, "journal.html", who, run_id=run_id, text=text)
+        return await self.page(request, "journal.html", who, run_id=run_id, text=text)
 
-    async def abort(self, request: Request) -> Response:
-        got = await self._post(request)
-        if isinstance(got, Response):
-            return got
-        who, form = got
+    async def abort(self, request: Request, who: Who) -> Response:
         run_id = str(request.path_params["run_id"])
-        reason = f"aborted by {who[0].identity}: {form.get('reason') or 'from the console'}"
-        self.svc.runs.abort(run_id, reason)
+        await self.ops.abort(
+            run_id, who.caller.identity, who.form.get("reason") or "from the console"
+        )
         return RedirectResponse(f"/console/runs/{run_id}", status_code=303)
 
-    async def confirm(self, request: Request) -> Response:
-        got = await self._post(request)
-        if isinstance(got, Response):
-            return got
-        who, form = got
-        reason = form.get("reason", "").strip()
+    async def confirm(self, request: Request, who: Who) -> Response:
+        reason = who.form.get("reason", "").strip()
         if not reason:
-            return self.page(
-                request,
-                "message.html",
-                who,
-                400,
-                title="A reason is needed",
-                message="Say why you engage the kill switch; it is recorded.",
-            )
-        return self.page(
-            request, "confirm.html", who, reason=reason, back=form.get("back", "/console/")
-        )
+            return await self.message(
+                request, who, 400, "A reason is needed",
+                "Say why you engage the kill switch; it is recorded.",
+            )  # fmt: skip
+        back = who.form.get("back", "/console/")
+        return await self.page(request, "confirm.html", who, reason=reason, back=back)
 
-    async def engage(self, request: Request) -> Response:
-        got = await self._post(request)
-        if isinstance(got, Response):
-            return got
-        who, form = got
-        if form.get("confirm") != "yes" or not form.get("reason", "").strip():
-            return self.page(
-                request,
-                "message.html",
-                who,
-                400,
-                title="Not engaged",
-                message="The kill switch needs a reason and the confirmation.",
-            )
-        result = await asyncio.to_thread(
-            self.svc.lever.engage, form["reason"].strip(), who[0].identity
-        )
-        return self.page(request, "engaged.html", who, result=result)
+    async def engage(self, request: Request, who: Who) -> Response:
+        if who.form.get("confirm") != "yes":
+            raise Invalid("The kill switch needs a reason and the confirmation.", "confirm")
+        result = await self.ops.engage(who.form.get("reason", ""), who.caller.identity)
+        return await self.page(request, "engaged.html", who, result=result)
 
-    async def disengage(self, request: Request) -> Response:
-        got = await self._post(request)
-        if isinstance(got, Response):
-            return got
-        who, _ = got
-        await asyncio.to_thread(self.svc.lever.disengage, who[0].identity)
+    async def disengage(self, request: Request, who: Who) -> Response:
+        await self.ops.disengage(who.caller.identity)
         return RedirectResponse("/console/", status_code=303)
 
 
 def routes(svc: Service) -> list[Route | Mount]:
     c = Console(svc)
+    view, op = Role.VIEWER, Role.OPERATOR
 
     async def home(request: Request) -> Response:
         return RedirectResponse("/console/", status_code=303)
 
+    def action(handler: Page) -> Any:
+        return c.signed_in(handler, op, post=True)
+
     return [
         Route("/", home),
-        Route("/console/", c.fleet),
+        Route("/console/", c.signed_in(c.fleet, view)),
         Route("/console/login", c.login, methods=["GET", "POST"]),
         Route("/console/logout", c.logout, methods=["POST"]),
-        Route("/console/runs", c.runs),
-        Route("/console/runs/start", c.start, methods=["POST"]),
-        Route("/console/runs/{run_id}", c.run),
-        Route("/console/runs/{run_id}/journal", c.journal),
-        Route("/console/runs/{run_id}/abort", c.abort, methods=["POST"]),
-        Route("/console/kill-switch/confirm", c.confirm, methods=["POST"]),
-        Route("/console/kill-switch/engage", c.engage, methods=["POST"]),
-        Route("/console/kill-switch/disengage", c.disengage, methods=["POST"]),
+        Route("/console/runs", c.signed_in(c.runs, view)),
+        Route("/console/runs/start", action(c.start), methods=["POST"]),
+        Route("/console/runs/{run_id}", c.signed_in(c.run, view)),
+        Route("/console/runs/{run_id}/journal", c.signed_in(c.journal, view)),
+        Route("/console/runs/{run_id}/abort", action(c.abort), methods=["POST"]),
+        Route("/console/kill-switch/confirm", action(c.confirm), methods=["POST"]),
+        Route("/console/kill-switch/engage", action(c.engage), methods=["POST"]),
+        Route("/console/kill-switch/disengage", action(c.disengage), methods=["POST"]),
         Mount("/console/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]

@@ -1,6 +1,7 @@
-"""HTTP plumbing for the API: JSON errors that name the field, a bounded body
-read, request bodies checked against a small schema (unknown fields are
-refused, types are checked), and bearer-token authorisation."""
+"""HTTP plumbing for the API: the JSON form of the service's errors (their
+status from the one table in errors.py), a bounded body read, request bodies
+checked against a small schema (unknown fields are refused, types are
+checked), and bearer-token authorisation."""
 
 from __future__ import annotations
 
@@ -12,23 +13,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from controller.service.auth import Caller, Role, Tokens
+from controller.service.errors import (
+    Forbidden,
+    Invalid,
+    ServiceError,
+    TooLarge,
+    Unauthenticated,
+    status_of,
+)
 
 MAX_BODY = 1 << 20  # 1 MiB: an experiment is a few KiB
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, field: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.field = field
-
-    def response(self) -> JSONResponse:
-        body: dict[str, Any] = {"error": self.message, "status": self.status}
-        if self.field:
-            body["field"] = self.field
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
-        return JSONResponse(body, status_code=self.status, headers=headers)
+def error_response(exc: ServiceError) -> JSONResponse:
+    status = status_of(exc)
+    body: dict[str, Any] = {"error": exc.message, "status": status}
+    if exc.field:
+        body["field"] = exc.field
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 @dataclass(frozen=True)
@@ -58,12 +61,12 @@ def json_type(t: type | tuple[type, ...]) -> str:
 async def read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        raise ApiError(413, f"request body is {declared} bytes; the limit is {MAX_BODY}")
+        raise TooLarge(f"request body is {declared} bytes; the limit is {MAX_BODY}")
     data = bytearray()
     async for chunk in request.stream():
         data += chunk
         if len(data) > MAX_BODY:
-            raise ApiError(413, f"request body is over the {MAX_BODY}-byte limit")
+            raise TooLarge(f"request body is over the {MAX_BODY}-byte limit")
     return bytes(data)
 
 
@@ -71,27 +74,27 @@ async def json_body(request: Request, schema: Schema) -> dict[str, Any]:
     raw = await read_body(request)
     if not raw.strip():
         if any(f.required for f in schema.values()):
-            raise ApiError(400, "a JSON object body is required", "")
+            raise Invalid("a JSON object body is required")
         return {}
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"body is not valid JSON: {exc}") from None
+        raise Invalid(f"body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
-        raise ApiError(400, f"body must be a JSON object, not {type(doc).__name__}")
+        raise Invalid(f"body must be a JSON object, not {type(doc).__name__}")
     for name in doc:
         if name not in schema:
             known = ", ".join(sorted(schema)) or "none"
-            raise ApiError(400, f"unknown field {name!r} (known: {known})", name)
+            raise Invalid(f"unknown field {name!r} (known: {known})", name)
     for name, f in schema.items():
         if name not in doc:
             if f.required:
-                raise ApiError(400, f"{name} is required", name)
+                raise Invalid(f"{name} is required", name)
             continue
         value = doc[name]
         ok = isinstance(value, f.type) and not (isinstance(value, bool) and f.type in (int, float))
         if not ok:
-            raise ApiError(400, f"{name} must be a {json_type(f.type)}", name)
+            raise Invalid(f"{name} must be a {json_type(f.type)}", name)
     return doc
 
 
@@ -101,12 +104,12 @@ def authorize(request: Request, tokens: Tokens, role: Role) -> Caller:
     if not header:
         token = request.cookies.get("brownout_token", "")
         if not token:
-            raise ApiError(401, "authentication required: send Authorization: Bearer TOKEN")
+            raise Unauthenticated("authentication required: send Authorization: Bearer TOKEN")
     elif scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "the Authorization header must be 'Bearer TOKEN'")
+        raise Unauthenticated("the Authorization header must be 'Bearer TOKEN'")
     caller = tokens.caller(token.strip())
     if caller is None:
-        raise ApiError(401, "unknown or revoked token")
+        raise Unauthenticated("unknown or revoked token")
     if role is Role.OPERATOR and caller.role is not Role.OPERATOR:
-        raise ApiError(403, f"this needs the operator role; token {caller.name!r} is a viewer")
+        raise Forbidden(f"this needs the operator role; token {caller.name!r} is a viewer")
     return caller

@@ -47,8 +47,9 @@ class KillSwitchLever:
 
     def engage(self, reason: str, by: str) -> dict[str, Any]:
         t0 = time.monotonic()
-        state = self._store.set_kill_switch(True, reason, by)
-        aborted = self._runs.abort_all(f"kill switch: {reason}", "kill_switch")
+        with self._runs.gate:  # no start slips between the store and the aborts
+            state = self._store.set_kill_switch(True, reason, by)
+            aborted = self._runs.abort_all(f"kill switch: {reason}", "kill_switch")
         outcomes = self.fleet.halt(latch=True, reason=f"kill switch: {reason} (by {by})")
         seconds = time.monotonic() - t0
         reverted = sum(len(o.value.faults) for o in outcomes.values() if o.value is not None)

@@ -13,17 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from controller.agents.fleet import Fleet
+from controller.experiments import window
 from controller.experiments.history import History
 from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.model import Experiment
 from controller.experiments.runner import Runner, RunOptions
-from controller.experiments.window import WindowClosed
 from controller.service import store as st
+from controller.service.errors import KillSwitchEngaged, WindowClosed
 from controller.service.events import RunEvents
-
-
-class Refused(Exception):
-    """A run may not start now: the kill switch is engaged, or it is outside its window."""
 
 
 @dataclass
@@ -69,6 +66,11 @@ class RunManager:
         self.metrics = metrics
         self._lock = threading.Lock()
         self._runs: dict[str, ActiveRun] = {}
+        # Held from the kill-switch check to the run's registration, and by
+        # the switch from storing itself to aborting every registered run: a
+        # start either sees the switch engaged or is registered in time to be
+        # aborted by it.
+        self.gate = threading.Lock()
 
     def start(
         self,
@@ -77,9 +79,18 @@ class RunManager:
         seed: int | None = None,
         override_window: bool = False,
     ) -> ActiveRun:
+        with self.gate:
+            return self._start(experiment, by, seed, override_window)
+
+    def _start(
+        self, experiment: Experiment, by: str, seed: int | None, override_window: bool
+    ) -> ActiveRun:
         ks = self.store.kill_switch()
         if ks.engaged:
-            raise Refused(f"the kill switch is engaged ({ks.reason}, by {ks.by} at {ks.at})")
+            raise KillSwitchEngaged(
+                f"the kill switch is engaged ({ks.reason}, by {ks.by} at {ks.at});"
+                " disengage it to start runs"
+            )
         options = RunOptions(seed=seed, override_window=override_window, history=self.history)
         options.holder = f"brownout-serve:{by}"
         options.journal_path = self.data_dir / "journals" / f"{options.run_id}.json"
@@ -88,9 +99,9 @@ class RunManager:
         runner = Runner(experiment, fleet, options, events, self.metrics)
         try:
             events.event(runner.check_window())
-        except WindowClosed as exc:
+        except window.WindowClosed as exc:
             fleet.close()
-            raise Refused(str(exc)) from None
+            raise WindowClosed(str(exc), "override_window") from None
         run = ActiveRun(
             options.run_id, experiment.title, by, st.now_iso(), runner, events, options.journal_path
         )

@@ -11,14 +11,11 @@ from typing import Any
 from controller.agents.fleet import Fleet
 from controller.agents.inventory import AgentRef
 from controller.agents.tls import ClientTls
-from controller.errors import ConfigError
-from controller.experiments import parse as exp
 from controller.experiments.history import History
 from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.model import Experiment
 from controller.experiments.runner import Runner, RunOptions
 from controller.service.auth import Tokens
-from controller.service.http import ApiError
 from controller.service.killswitch import KillSwitchLever
 from controller.service.runs import RunManager
 from controller.service.store import ServiceStore
@@ -60,18 +57,6 @@ class Service:
 
     def fleet_status(self) -> list[dict[str, Any]]:
         return [s.as_dict() for s in self.fleet.statuses().values()]
-
-    def resolve_experiment(self, ref: Any) -> Experiment:
-        """A stored experiment by name, or an inline document."""
-        if isinstance(ref, str):
-            stored = self.store.experiment(ref)
-            if stored is None:
-                raise ApiError(404, f"no stored experiment {ref!r}", "experiment")
-            ref = stored.doc
-        try:
-            return exp.parse(ref, "experiment")
-        except ConfigError as exc:
-            raise ApiError(400, str(exc), exc.where) from None
 
     def dry_run(self, experiment: Experiment) -> dict[str, Any]:
         with self.fleet.borrow() as fleet:

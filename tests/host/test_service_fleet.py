@@ -14,6 +14,7 @@ from controller.agents import inventory
 from controller.experiments import parse as exp
 from controller.experiments.metrics import ControllerMetrics
 from controller.service.auth import Tokens
+from controller.service.errors import KillSwitchEngaged
 from controller.service.state import Service
 from tests.agentproc import AgentProc, wait_for
 from tests.host.fleet import doc, live_faults
@@ -21,6 +22,11 @@ from tests.host.fleet import doc, live_faults
 pytestmark = pytest.mark.host
 
 RUNS = 10
+
+
+def service(fleet: list[AgentProc], tmp_path: Path) -> Service:
+    agents = inventory.build(agents=[a.address for a in fleet])
+    return Service.build(agents, tmp_path, Tokens([]), ControllerMetrics())
 
 
 def loops() -> int:
@@ -31,12 +37,7 @@ def test_concurrent_runs_share_one_loop_and_one_channel_per_agent(
     fleet: list[AgentProc], tmp_path: Path
 ) -> None:
     before = loops()
-    svc = Service.build(
-        inventory.build(agents=[a.address for a in fleet]),
-        tmp_path,
-        Tokens([]),
-        ControllerMetrics(),
-    )
+    svc = service(fleet, tmp_path)
     try:
         assert loops() == before + 1 and svc.fleet.channels == len(fleet)
         experiment = exp.parse(doc(brownout={"ramp": {"steps": [100], "hold": "1s"}}))
@@ -69,12 +70,7 @@ def test_concurrent_runs_share_one_loop_and_one_channel_per_agent(
 def test_the_kill_switch_halts_every_run_through_the_shared_fleet(
     fleet: list[AgentProc], tmp_path: Path
 ) -> None:
-    svc = Service.build(
-        inventory.build(agents=[a.address for a in fleet]),
-        tmp_path,
-        Tokens([]),
-        ControllerMetrics(),
-    )
+    svc = service(fleet, tmp_path)
     try:
         experiment = exp.parse(doc(brownout={"ramp": {"steps": [100], "hold": "60s"}}))
         runs = [svc.runs.start(experiment, "test") for _ in range(3)]
@@ -86,6 +82,44 @@ def test_the_kill_switch_halts_every_run_through_the_shared_fleet(
         assert sorted(engaged["runs_aborted"]) == sorted(r.run_id for r in runs)
         assert svc.runs.wait_all(30)
         assert all(r.journal()["status"] == "aborted" for r in runs)
+        svc.lever.disengage("tester")
+    finally:
+        svc.close()
+
+
+def test_the_kill_switch_during_a_burst_of_starts_lets_no_run_keep_going(
+    fleet: list[AgentProc], tmp_path: Path
+) -> None:
+    """20 starts race one engage: each start is refused or aborted by the switch."""
+    svc = service(fleet, tmp_path)
+    experiment = exp.parse(doc(brownout={"ramp": {"steps": [100], "hold": "60s"}}))
+    started: list[str] = []
+    refused: list[str] = []
+    go = threading.Barrier(21)
+
+    def start() -> None:
+        go.wait()
+        try:
+            started.append(svc.runs.start(experiment, "burst").run_id)
+        except KillSwitchEngaged as exc:
+            refused.append(str(exc))
+
+    threads = [threading.Thread(target=start) for _ in range(20)]
+    try:
+        for t in threads:
+            t.start()
+        go.wait()
+        time.sleep(0.01)  # some starts land before the switch, some after
+        engaged = svc.lever.engage("burst test", "tester")
+        for t in threads:
+            t.join(30)
+        assert len(started) + len(refused) == 20
+        assert sorted(engaged["runs_aborted"]) == sorted(started), (engaged, started)
+        assert svc.runs.wait_all(30)
+        for run_id in started:
+            run = svc.runs.get(run_id)
+            assert run is not None and run.journal()["status"] == "aborted"
+        assert not live_faults(fleet)
         svc.lever.disengage("tester")
     finally:
         svc.close()
