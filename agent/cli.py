@@ -8,8 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from agent import config, config_file, daemon, logs
+from agent import config, config_file, daemon
 from agent.api.tls import TlsConfigError
+from brownout import logs
 from brownout.version import __version__
 
 

@@ -1,12 +1,21 @@
 """Follows one agent's fault state changes for a lease over WatchFaults, as a
 task on the fleet's event loop (the asyncio twin of fault_watch, which serves
 the single-agent CLI). A broken stream is reopened with include_existing, so
-an end that happened while it was down is still seen."""
+an end that happened while it was down is still seen.
+
+A transient error (the agent restarting, a cut connection) is retried with
+exponential backoff and jitter, so a thousand watches do not reconnect in
+step. A permanent one (UNIMPLEMENTED from an older agent, PERMISSION_DENIED,
+INVALID_ARGUMENT) is not retried: the watch polls ListFaults for the lease
+instead and reports each change of state as an event, so a fault's end is
+still seen, one poll late at most.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Callable
 
 import grpc
@@ -17,7 +26,22 @@ from controller.agents.aioclient import AsyncAgentClient
 
 log = structlog.get_logger(__name__)
 
-RETRY_S = 0.5
+RETRY_S = 0.5  # the first reconnect; doubled per failure up to MAX_RETRY_S
+MAX_RETRY_S = 10.0
+POLL_S = 2.0
+PERMANENT = frozenset(
+    {
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNAUTHENTICATED,
+    }
+)
+
+
+def backoff(failures: int, base: float = RETRY_S, cap: float = MAX_RETRY_S) -> float:
+    """Full jitter (AWS's): uniform in [0, min(cap, base * 2**failures)], at least base/2."""
+    return max(base / 2, random.uniform(0, min(cap, base * 2**failures)))
 
 
 class AsyncFaultWatch:
@@ -26,11 +50,16 @@ class AsyncFaultWatch:
         client: AsyncAgentClient,
         lease_id: str,
         on_event: Callable[[str, pb.FaultEvent], None],
+        poll_s: float = POLL_S,
     ) -> None:
         self.client = client
         self.lease_id = lease_id
         self._on_event = on_event
+        self._poll_s = poll_s
         self._task: asyncio.Task[None] | None = None
+        self.mode = "WatchFaults"
+        self.reconnects = 0
+        self._seen: dict[str, tuple[int, int]] = {}  # fault id -> (state, end reason)
 
     def start(self) -> AsyncFaultWatch:
         """On the event loop."""
@@ -43,16 +72,54 @@ class AsyncFaultWatch:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def _deliver(self, fault: pb.Fault, previous: int = pb.FAULT_STATE_UNSPECIFIED) -> None:
+        self._seen[fault.id] = (fault.state, fault.end_reason)
+        event = pb.FaultEvent(fault=fault, previous_state=previous)  # type: ignore[arg-type]
+        self._on_event(self.client.address, event)
+
     async def _run(self) -> None:
+        failures = 0
         while True:
             call = self.client.watch(self.lease_id, include_existing=True)
             try:
                 async for event in call:
-                    self._on_event(self.client.address, event)
+                    failures = 0
+                    self._deliver(event.fault, event.previous_state)
             except grpc.RpcError as exc:
-                log.info(
-                    "fault watch broken; reopening", agent=self.client.address, code=exc.code()
-                )
+                code = exc.code()
+                if code in PERMANENT:
+                    log.warning(
+                        "WatchFaults refused; polling ListFaults instead",
+                        agent=self.client.address, lease_id=self.lease_id, code=code.name,
+                    )  # fmt: skip
+                    self.mode = "ListFaults"
+                    await self._poll()
+                    return
+                if failures == 0:  # one line per outage, not one per retry
+                    log.info(
+                        "fault watch broken; reconnecting with backoff",
+                        agent=self.client.address, lease_id=self.lease_id,
+                        code=code.name if code else "UNKNOWN",
+                    )  # fmt: skip
+                failures += 1
             finally:
                 call.cancel()
-            await asyncio.sleep(RETRY_S)
+            self.reconnects += 1
+            await asyncio.sleep(backoff(failures))
+
+    async def _poll(self) -> None:
+        """Until stopped: every poll_s, an event for each fault whose state changed."""
+        failures = 0
+        while True:
+            try:
+                faults = await self.client.list_faults(self.lease_id)
+                failures = 0
+            except grpc.RpcError:
+                failures += 1
+                await asyncio.sleep(backoff(failures, self._poll_s))
+                continue
+            for f in faults:
+                before = self._seen.get(f.id)
+                if before != (f.state, f.end_reason):
+                    self._deliver(f, before[0] if before else pb.FAULT_STATE_UNSPECIFIED)
+            await asyncio.sleep(self._poll_s * random.uniform(0.8, 1.2))

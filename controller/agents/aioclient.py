@@ -99,6 +99,10 @@ class AsyncAgentClient:
         )
         return await self.stub.InjectFault(request, timeout=self.timeout)
 
+    async def list_faults(self, lease_id: str = "") -> list[pb.Fault]:
+        request = pb.ListFaultsRequest(lease_id=lease_id)
+        return list((await self.stub.ListFaults(request, timeout=self.timeout)).faults)
+
     async def revert(self, fault_id: str) -> pb.Fault:
         request = pb.RevertFaultRequest(fault_id=fault_id)
         return await self.stub.RevertFault(request, timeout=self.timeout)

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 import grpc
 
+from brownout import logs
 from brownout.addresses import valid_hostname
 from brownout.v1 import agent_pb2 as pb
 from controller import faultspecs
@@ -41,6 +42,12 @@ LIVE = (pb.FAULT_STATE_PENDING, pb.FAULT_STATE_ACTIVE)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="brownout", description=__doc__)
+    p.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="JSON log lines on stderr at this level and above (stdout is for results)",
+    )
     p.add_argument(
         "--agent",
         type=argtypes.agent_address,
@@ -231,6 +238,7 @@ def run_inject(client: AgentClient, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logs.configure(args.log_level)
     if args.command == "certs":
         return run_certs_init(args.dir)
     try:

@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from brownout.v1 import agent_pb2 as pb
 from controller.agents.fleet import Fleet
 from controller.experiments import dryrun, probes
@@ -94,6 +96,7 @@ class Runner:
         self.signals_ignored = 0
         self._affected: list[str] = []
         self.journal = RunJournal(experiment, self.options.run_id, "")
+        self.log = structlog.get_logger("brownout.run").bind(run_id=self.options.run_id)
         self.faults = RunFaults(
             fleet,
             self.journal,
@@ -208,6 +211,7 @@ class Runner:
     def run(self) -> dict[str, Any]:
         j = self.journal
         j.start, t0 = probes.now_iso(), time.monotonic()
+        self.log.info("run started", title=self.experiment.title, holder=self.options.holder)
         monitor: StopMonitor | None = None
         try:
             self._save()
@@ -238,6 +242,7 @@ class Runner:
         j.ended = True
         self._record_metrics(j.status, j.duration)
         result = self._save(final=True)
+        self.log.info("run ended", status=str(j.status), reason=j.reason, duration=j.duration)
         self.report.event(
             f"run {self.options.run_id} {j.status}{f': {j.reason}' if j.reason else ''}"
         )
@@ -249,7 +254,13 @@ class Runner:
         if j.problems:
             shown = "; ".join(f"{p.agent}: {p.problem} ({p.detail})" for p in j.problems[:5])
             more = len(j.problems) - 5
-            problems = f"the faults did not run as planned: {len(j.problems)} problem(s): {shown}"
+            missed = {p.agent for p in j.problems if p.problem == "target not reached"}
+            targets = j.selection.get("targets") if j.selection else None
+            planned = len(targets) if isinstance(targets, list) else 0
+            problems = "the faults did not run as planned: "
+            if missed and planned:
+                problems += f"reached {planned - len(missed)} of {planned} planned targets; "
+            problems += f"{len(j.problems)} problem(s): {shown}"
             problems += f"; and {more} more" if more > 0 else ""
         if self._end is not None:
             reason = self._end.reason
@@ -321,11 +332,15 @@ class Runner:
                 rec.lease_id = o.value.lease_id
                 continue
             rec.skipped = f"lease refused: {o.error}"
-            self.report.event(f"agent {a}: lease refused ({o.error})")
             if o.unreachable and self.experiment.settings.on_unreachable == "abort":
+                self.report.event(f"agent {a}: lease refused ({o.error})")
                 self._end_with(
                     RunStatus.ABORTED, f"agent {a} unreachable: {o.error}", "unreachable"
                 )
+            else:
+                # A planned target the run cannot reach: the run may go on
+                # without it, but it did not do what was planned.
+                self.faults.problem(a, "target not reached", f"lease refused: {o.error}")
         self.report.event(f"leases held on {len(self.fleet.keepers)} agent(s), ttl {ttl:g}s")
         if not self.fleet.keepers:
             self._end_with(RunStatus.ABORTED, "no target agent granted a lease", "unreachable")

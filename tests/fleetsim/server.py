@@ -279,10 +279,20 @@ class SimAgent(pb_grpc.AgentServicer):
 
 
 class OldAgent(SimAgent):
-    """An agent from before KeepLeases: GetInfo lists no features, the stream is unknown."""
+    """An agent from before KeepLeases: GetInfo lists no features, the stream is
+    unknown. With watch=False, from before WatchFaults too."""
 
-    def __init__(self) -> None:
+    def __init__(self, watch: bool = True) -> None:
         super().__init__(keep_leases=False)
+        self.watch = watch
+
+    async def WatchFaults(
+        self, request: pb.WatchFaultsRequest, context: Any
+    ) -> AsyncIterator[pb.FaultEvent]:
+        if not self.watch:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+        async for event in super().WatchFaults(request, context):
+            yield event
 
     async def KeepLeases(  # type: ignore[override]
         self, request_iterator: AsyncIterator[pb.LeaseHeartbeat], context: Any
@@ -317,10 +327,10 @@ async def _commands(sim: SimAgent, server: aio.Server) -> None:
     await server.stop(None)
 
 
-async def main(listen: str, old: bool) -> None:
+async def main(listen: str, old: bool, watch: bool = True) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    sim = OldAgent() if old else SimAgent(keep_leases=True)
+    sim = OldAgent(watch) if old else SimAgent(keep_leases=True)
     server = aio.server(options=[("grpc.max_concurrent_streams", 64), ("grpc.so_reuseport", 0)])
     pb_grpc.add_AgentServicer_to_server(sim, server)
     bound = server.add_insecure_port(listen)
@@ -337,5 +347,8 @@ if __name__ == "__main__":
         "--listen", default="0.0.0.0:0", help="HOST:PORT (0.0.0.0 only inside a netns of its own)"
     )
     ap.add_argument("--old-agent", action="store_true", help="serve the contract before KeepLeases")
+    ap.add_argument(
+        "--no-watch", action="store_true", help="with --old-agent: from before WatchFaults too"
+    )
     args = ap.parse_args()
-    asyncio.run(main(args.listen, args.old_agent))
+    asyncio.run(main(args.listen, args.old_agent, not args.no_watch))

@@ -5,6 +5,7 @@ cannot serve a stream, and losing them when its own loop is wedged."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -153,16 +154,48 @@ def test_calls_run_concurrently_on_one_loop(agent: AgentProc, fleet: Fleet) -> N
     assert threading.active_count() < 20
 
 
-def test_an_agent_without_keep_leases_is_kept_by_renew_lease() -> None:
-    """An agent from before KeepLeases (the fleet simulator in that mode: its
-    GetInfo lists no features, and the stream is unknown to it)."""
+@contextlib.contextmanager
+def old_agent(*flags: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """The fleet simulator serving an older contract, on loopback; killed after."""
     sim = subprocess.Popen(
-        [sys.executable, "-m", "tests.fleetsim.server", "--old-agent", "--listen", "127.0.0.1:0"],
+        [sys.executable, "-m", "tests.fleetsim.server", "--old-agent", *flags,
+         "--listen", "127.0.0.1:0"],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert sim.stdin is not None and sim.stdout is not None
     try:
-        address = f"127.0.0.1:{json.loads(sim.stdout.readline())['listening']}"
+        yield sim, f"127.0.0.1:{json.loads(sim.stdout.readline())['listening']}"
+    finally:
+        sim.kill()
+        sim.wait(10)
+
+
+def test_an_agent_without_watch_faults_is_polled_and_a_fault_end_is_still_seen() -> None:
+    """WatchFaults answers UNIMPLEMENTED: the watch does not retry it (no reconnect
+    loop), it polls ListFaults and reports the fault's end from a Halt."""
+    with (
+        old_agent("--no-watch") as (_, address),
+        Fleet(inventory.build(agents=[address]), timeout=5) as f,
+    ):
+        assert f.acquire_leases([address], "test", 3.0)[address].ok
+        lease_id = f.keepers[address].lease_id
+        fault = f.map(lambda c: c.inject(lease_id, CPU, 60))[address].value
+        assert fault is not None
+        seen: list[pb.FaultEvent] = []
+        f.watch_faults(lambda _a, e: seen.append(e))
+        assert wait_for(lambda: any(e.fault.state == pb.FAULT_STATE_ACTIVE for e in seen), 5)
+        assert f.halt()[address].ok
+        assert wait_for(lambda: any(e.fault.end_reason == pb.END_REASON_HALT for e in seen), 5)
+        watch = f._watches[0]
+        assert watch.mode == "ListFaults" and watch.reconnects == 0
+        assert [e.fault.state for e in seen] == [pb.FAULT_STATE_ACTIVE, pb.FAULT_STATE_REVERTED]
+
+
+def test_an_agent_without_keep_leases_is_kept_by_renew_lease() -> None:
+    """An agent from before KeepLeases (the fleet simulator in that mode: its
+    GetInfo lists no features, and the stream is unknown to it)."""
+    with old_agent() as (sim, address):
+        assert sim.stdin is not None and sim.stdout is not None
         ttl = 1.5
         with Fleet(inventory.build(agents=[address]), timeout=5) as f:
             assert f.statuses()[address].info is not None
@@ -175,9 +208,6 @@ def test_an_agent_without_keep_leases_is_kept_by_renew_lease() -> None:
             stats = json.loads(sim.stdout.readline())
             assert stats["leases_expired"] == 0 and stats["renewals"] >= 6
             assert stats["streams_open"] == 0
-    finally:
-        sim.kill()
-        sim.wait(10)
 
 
 def test_a_stopped_agent_delays_no_other_beyond_its_own_timeout(

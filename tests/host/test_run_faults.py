@@ -158,3 +158,31 @@ def test_a_worker_that_dies_mid_run_is_a_fault_that_ended_early(
         f for a in fleet if a is not victim for f in ext(result)["agents"][a.address]["faults"]
     ]
     assert all(f["revert"]["state"] == "reverted" for f in others)
+
+
+def test_a_planned_target_that_cannot_be_leased_keeps_the_run_from_completing(
+    fleet: list[AgentProc], tmp_path: Path, agent_factory: list[AgentProc]
+) -> None:
+    """A sixth agent answers pre-flight, then is stopped (by the before-hypothesis
+    probe, so between pre-flight and the leases): its lease times out. The run
+    goes on with the other five (on-fault-error continue) and ends failed,
+    naming the shortfall, not completed."""
+    late = AgentProc(tmp_path / "late").start()
+    agent_factory.append(late)
+    stop = {
+        "type": "probe",
+        "name": "stop-one",
+        "tolerance": 0,
+        "provider": {"type": "process", "path": "kill", "arguments": ["-STOP", str(late.pid)]},
+    }
+    d = doc([stop], {"on-fault-error": "continue", "ramp": {"steps": [100], "hold": "1s"}})
+    try:
+        journal = run(d, [a.address for a in fleet] + [late.address], tmp_path)
+    finally:
+        os.kill(late.pid, signal.SIGCONT)
+    assert journal["status"] == "failed", ext(journal)["reason"]
+    assert problems(journal) == [(late.address, "target not reached")]
+    assert "reached 5 of 6 planned targets" in ext(journal)["reason"]
+    assert "DEADLINE_EXCEEDED" in ext(journal)["fault_problems"][0]["detail"]
+    good = [f for a in fleet for f in ext(journal)["agents"][a.address]["faults"]]
+    assert len(good) == 5 and all(f["revert"]["state"] == "reverted" for f in good)

@@ -66,6 +66,7 @@ C = "--duration 10s"
 CTL_BAD: list[tuple[str, str, list[str], str]] = [
     ("", "--agent", ADDR, "info"),
     ("", "--timeout", DUR, "info"),
+    ("", "--log-level", ["", "loud", "INFO1"], "info"),
     ("", "--tls-ca", ["", "/nonexistent/ca.pem"], "info"),
     ("", "--tls-cert", ["", "/nonexistent/c.pem"], "info"),
     ("", "--tls-key", ["", "/nonexistent/k.pem"], "info"),

@@ -3,6 +3,7 @@ unreachable agents are reported."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -81,3 +82,21 @@ def test_agents_reports_the_unreachable(tmp_path: Path) -> None:
     row = out.stdout.splitlines()[1].split()
     assert row[:2] == [DEAD_AGENT, "no"] and "UNAVAILABLE" in out.stdout
     assert cli("show", "nope", "--data-dir", str(tmp_path)).returncode == 2
+
+
+def test_run_json_prints_only_the_journal_on_stdout_and_json_logs_on_stderr(
+    tmp_path: Path,
+) -> None:
+    path = experiment(tmp_path, None)
+    out = cli("run", str(path), "--agent", DEAD_AGENT, "--data-dir", str(tmp_path), "--json")
+    assert out.returncode == 3, out.stderr
+    journal = json.loads(out.stdout)  # the whole of stdout is the journal
+    run_id = journal["extensions"][0]["run_id"]
+    lines = [json.loads(line) for line in out.stderr.splitlines() if line.startswith("{")]
+    started = [x for x in lines if x["event"] == "run started"]
+    ended = [x for x in lines if x["event"] == "run ended"]
+    assert [x["run_id"] for x in started + ended] == [run_id, run_id]
+    assert ended[0]["status"] == "aborted" and ended[0]["level"] == "info"
+    quiet = cli("--log-level", "warning", "run", str(path), "--agent", DEAD_AGENT,
+                "--data-dir", str(tmp_path), "--json")  # fmt: skip
+    assert not [line for line in quiet.stderr.splitlines() if line.startswith("{")]

@@ -1,4 +1,6 @@
-"""JSON logs via structlog, one object per line on stderr."""
+"""JSON logs via structlog, one object per line on stderr (stdout is left
+to results: `brownout run --json | jq` reads only the journal). Both programs
+configure logging here."""
 
 from __future__ import annotations
 
@@ -6,6 +8,16 @@ import logging
 import sys
 
 import structlog
+
+
+class _Stderr:
+    """Whatever sys.stderr is when a line is written (tests swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def configure(level: str = "info") -> None:
@@ -22,6 +34,6 @@ def configure(level: str = "info") -> None:
             structlog.processors.JSONRenderer(sort_keys=True),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
