@@ -7,7 +7,35 @@ from pathlib import Path
 
 import pytest
 
+from tests import residue
 from tests.agentproc import AgentProc, is_root
+
+_BEFORE: residue.Snapshot | None = None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _BEFORE
+    if is_root():
+        _BEFORE = residue.Snapshot()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A run that leaves a process, namespace, table, qdisc, cgroup or mount
+    behind fails, naming each; they are reaped either way."""
+    if _BEFORE is None:
+        return
+    basetemp = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    found = residue.residue(_BEFORE, basetemp)
+    if not found:
+        return
+    residue.reap(_BEFORE, basetemp)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = ["the test run left these behind (now reaped):", *found]
+    if reporter is not None:
+        reporter.write_sep("=", "residue", red=True)
+        for line in lines:
+            reporter.write_line(line)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from controller.cli import remote
+from controller.cli.children import dies_with_me
 from controller.cli.demo import EXPERIMENT, serve_demo_service, start_agent
 
 
@@ -49,6 +50,7 @@ def main() -> int:
                 str(ready),
             ],
             env={**os.environ, "SERVICE_URL": url},
+            preexec_fn=dies_with_me(),
         )
         stop = threading.Event()
         for s in (signal.SIGINT, signal.SIGTERM):

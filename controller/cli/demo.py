@@ -25,6 +25,7 @@ import psutil
 
 from brownout.v1 import agent_pb2 as pb
 from controller.agents.client import AgentClient
+from controller.cli.children import dies_with_me
 from controller.cli.render import fault_table
 
 EXPERIMENT = Path(__file__).resolve().parents[2] / "examples" / "local-demo.yaml"
@@ -50,6 +51,7 @@ def start_agent(state_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
         ],
         stdout=log,
         stderr=log,
+        preexec_fn=dies_with_me(),
     )
     deadline = time.monotonic() + 20
     while not ready.exists():

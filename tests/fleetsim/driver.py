@@ -79,9 +79,15 @@ def main() -> None:
         time.sleep(min(5.0, args.hold))
         c0, w0, rss_max = cpu_s(), time.monotonic(), 0
         deadline = w0 + args.hold
+        out["hold_ended_early"] = ""
         while (left := deadline - time.monotonic()) > 0:
             time.sleep(min(1.0, left))
             rss_max = max(rss_max, me.memory_info().rss)
+            if fleet.keepers and len(fleet.lost()) == len(fleet.keepers):
+                # Nothing left to keep: the rest of the hold would measure nothing.
+                into = time.monotonic() - w0
+                out["hold_ended_early"] = f"every lease lost {into:.1f}s into a {args.hold:g}s hold"
+                break
         cpu, wall = cpu_s() - c0, time.monotonic() - w0
         out["controller_cpu_ms_per_lease_per_s"] = round(cpu / wall / n * 1e3, 4)
         out["controller_cpu_cores"] = round(cpu / wall, 3)

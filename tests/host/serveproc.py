@@ -76,6 +76,7 @@ class ServeProc:
         self.log = (self.data_dir.parent / f"{self.data_dir.name}-serve.log").open("a")
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log, text=True)
         if not wait_for(lambda: ready.exists() and ready.stat().st_size > 0, 30, 0.05):
+            self.kill()  # a failed start leaves no server behind
             raise AssertionError(f"serve did not start:\n{self.logs()[-3000:]}")
         self.ready = json.loads(ready.read_text())
         self.port = int(self.ready["api_port"])
@@ -89,9 +90,15 @@ class ServeProc:
         return (self.data_dir.parent / f"{self.data_dir.name}-serve.log").read_text()
 
     def stop(self, timeout: float = 60) -> int:
+        """SIGTERM and wait; a server that does not stop in time is killed
+        (and the wait still fails)."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
         self.proc = None
         return rc
 
