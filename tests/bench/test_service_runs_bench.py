@@ -1,0 +1,71 @@
+"""Ten concurrent runs against 1,000 simulated agents, side by side in one
+run: through `brownout serve`'s one fleet, and with a fleet per run (as the
+service did before). Figures: channels, loop threads, RSS at the peak, and the
+ratio; both modes must complete every run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from typing import Any
+
+import pytest
+
+from tests.bench.common import report
+from tests.bench.test_fleet_scale import ROOT, _ask, _ask_quit, _in, netns
+
+AGENTS = int(os.environ.get("BROWNOUT_SERVICE_RUNS_AGENTS", "1000"))
+RUNS = 10
+pytestmark = [pytest.mark.bench, pytest.mark.timeout(1800)]
+__all__ = ["netns"]
+
+
+def _mode(ns: str, mode: str) -> dict[str, Any]:
+    sim = subprocess.Popen(
+        _in(ns, "tests.fleetsim.server"), cwd=ROOT, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert sim.stdout is not None
+        port = json.loads(sim.stdout.readline())["listening"]
+        out = subprocess.run(
+            _in(ns, "tests.fleetsim.service_runs", "--agents", str(AGENTS), "--port", str(port),
+                "--runs", str(RUNS), "--mode", mode),
+            cwd=ROOT, capture_output=True, text=True, timeout=1200,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr[-3000:]
+        row: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        row["simulator_faults_active_after"] = _ask(sim, "stats")["faults_active"]
+        _ask_quit(sim)
+        return row
+    finally:
+        if sim.poll() is None:
+            sim.kill()
+        sim.wait(10)
+
+
+def test_concurrent_runs_share_one_fleet(netns: str) -> None:
+    shared, per_run = _mode(netns, "shared"), _mode(netns, "per-run")
+    for row in (shared, per_run):
+        print(f"\n[bench] service_runs {row['mode']}: {json.dumps(row, sort_keys=True)}")
+        assert row["statuses"] == ["completed"], row
+        assert row["simulator_faults_active_after"] == 0
+    assert shared["channels"] == AGENTS and shared["loop_threads"] == 1
+    assert per_run["channels"] == AGENTS * RUNS
+    growth = {
+        r["mode"]: round(r["rss_mib_peak"] - r["rss_mib_before"], 1) for r in (shared, per_run)
+    }
+    report(
+        "service_runs",
+        {
+            "agents": AGENTS,
+            "runs": RUNS,
+            "shared": shared,
+            "per_run": per_run,
+            "rss_peak_ratio_per_run_to_shared": round(
+                per_run["rss_mib_peak"] / shared["rss_mib_peak"], 2
+            ),
+            "rss_growth_mib": growth,
+        },
+    )

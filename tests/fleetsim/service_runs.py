@@ -1,0 +1,124 @@
+"""The service side of the concurrent-runs benchmark, in its own process so its
+memory is its own: RUNS runs at once against N simulated agents, either
+through one `brownout serve` Service (every run borrows the one fleet) or as
+`brownout serve` did before (a Fleet, with its loop and channels, per run).
+Prints one JSON line: channels held, loop threads, RSS at the peak, and
+whether every run completed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from controller.agents import inventory
+from controller.agents.fleet import Fleet
+from controller.experiments import parse as exp
+from controller.experiments.metrics import ControllerMetrics
+from controller.experiments.runner import Runner, RunOptions
+from controller.service.auth import Tokens
+from controller.service.state import Service
+from tests.fleetsim.driver import addresses
+
+
+def experiment(hold: float) -> Any:
+    return exp.parse(
+        {
+            "title": "concurrent runs",
+            "method": [
+                {
+                    "type": "action",
+                    "name": "cpu",
+                    "provider": {
+                        "type": "brownout",
+                        "fault": "cpu",
+                        "arguments": {"cores": 1, "load": 1},
+                        "duration": "10m",
+                    },
+                }
+            ],
+            "extensions": [
+                {"name": "brownout", "lease-ttl": "5s", "ramp": {"steps": [100], "hold": hold}}
+            ],
+        }
+    )
+
+
+def loops() -> int:
+    return sum(t.name == "fleet-loop" for t in threading.enumerate())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--agents", type=int, required=True)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--hold", type=float, default=10.0)
+    ap.add_argument("--mode", choices=["shared", "per-run"], required=True)
+    args = ap.parse_args()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    me = psutil.Process()
+    refs = inventory.build(agents=addresses(args.agents, args.port))
+    e = experiment(args.hold)
+    rss0 = me.memory_info().rss
+    with tempfile.TemporaryDirectory() as tmp:
+        runners: list[Runner] = []
+        fleets: list[Fleet] = []
+        threads: list[threading.Thread] = []
+        svc: Service | None = None
+        t0 = time.monotonic()
+        if args.mode == "shared":
+            svc = Service.build(refs, Path(tmp), Tokens([]), ControllerMetrics(), 30.0)
+            runners = [svc.runs.start(e, "bench").runner for _ in range(args.runs)]
+            channels = svc.fleet.channels
+        else:
+            for _ in range(args.runs):
+                fleet = Fleet(refs, timeout=30.0)
+                runner = Runner(e, fleet, RunOptions())
+                fleets.append(fleet)
+                runners.append(runner)
+                threads.append(threading.Thread(target=runner.run))
+                threads[-1].start()
+            channels = sum(f.channels for f in fleets)
+        # The peak: every run holds its leases and its faults.
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and not all(r.journal.steps for r in runners):
+            time.sleep(0.2)
+        setup_s = time.monotonic() - t0
+        rss_peak, loop_threads = me.memory_info().rss, loops()
+        if svc is not None:
+            svc.runs.wait_all(600)
+            svc.close()
+        for t in threads:
+            t.join(600)
+        for f in fleets:
+            f.close()
+        statuses = sorted({r.journal.status for r in runners})
+    print(
+        json.dumps(
+            {
+                "mode": args.mode,
+                "agents": args.agents,
+                "runs": args.runs,
+                "channels": channels,
+                "loop_threads": loop_threads,
+                "rss_mib_before": round(rss0 / 2**20, 1),
+                "rss_mib_peak": round(rss_peak / 2**20, 1),
+                "setup_s": round(setup_s, 2),
+                "statuses": [str(s) for s in statuses],
+            }
+        ),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
