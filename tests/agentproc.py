@@ -14,7 +14,7 @@ from pathlib import Path
 
 from agent.daemon import instance_marker
 from agent.kernel import procs
-from controller.agents.client import AgentClient
+from tests.agentclient import AgentClient
 
 
 @dataclass

@@ -14,9 +14,20 @@ from grpc import aio
 from brownout.units import to_duration
 from brownout.v1 import agent_pb2 as pb
 from brownout.v1 import agent_pb2_grpc as pb_grpc
-from controller.agents.client import transient
 
 T = TypeVar("T")
+# Worth another try: the agent was not reached, or did not answer in time.
+TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+def transient(exc: BaseException) -> bool:
+    return isinstance(exc, grpc.RpcError) and exc.code() in TRANSIENT
+
+
+def rpc_error(exc: grpc.RpcError) -> str:
+    code = exc.code()
+    return f"{code.name if code else 'UNKNOWN'}: {exc.details()}"
+
 
 # Reconnect quickly after a broken connection: a lease must be renewed again
 # within its TTL, and gRPC's default backoff starts at 1 s and grows to 120 s.
@@ -99,8 +110,10 @@ class AsyncAgentClient:
         )
         return await self.stub.InjectFault(request, timeout=self.timeout)
 
-    async def list_faults(self, lease_id: str = "") -> list[pb.Fault]:
-        request = pb.ListFaultsRequest(lease_id=lease_id)
+    async def list_faults(
+        self, lease_id: str = "", states: list[pb.FaultState.ValueType] | None = None
+    ) -> list[pb.Fault]:
+        request = pb.ListFaultsRequest(lease_id=lease_id, states=states or [])
         return list((await self.stub.ListFaults(request, timeout=self.timeout)).faults)
 
     async def revert(self, fault_id: str) -> pb.Fault:

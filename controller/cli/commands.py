@@ -26,12 +26,12 @@ from controller.cli.render import agents_table, halt_table, table
 from controller.errors import ConfigError
 from controller.experiments import journal as jr
 from controller.experiments import parse as exp
-from controller.experiments.history import History, NotFound
 from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.progress import Quiet
 from controller.experiments.records import RunStatus
 from controller.experiments.runner import Runner, RunOptions
 from controller.experiments.window import WindowClosed
+from controller.store import History, NotFound, open_store
 
 T = TypeVar("T")
 COMMANDS = ("agents", "run", "history", "show", "serve", "token", "halt")
@@ -99,7 +99,7 @@ def _data_dir_option(p: argparse.ArgumentParser) -> None:
         "--data-dir",
         type=argtypes.dir_path,
         default=None,
-        help="journals and history.db (env BROWNOUT_DATA_DIR, default ~/.local/state/brownout)",
+        help="journals and brownout.db (env BROWNOUT_DATA_DIR, default ~/.local/state/brownout)",
     )
 
 
@@ -218,7 +218,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     metrics = ControllerMetrics()
     if args.metrics:
         reporter.event(f"metrics on {args.metrics} (port {metrics.serve(args.metrics)})")
-    history = History(args.data_dir / "history.db")
+    history = open_store(args.data_dir).history
     with _fleet(args) as fleet:
         options = _options(args, history)
         runner = Runner(experiment, fleet, options, reporter, metrics)
@@ -266,7 +266,7 @@ def _dry_text(report: dict[str, Any]) -> str:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    runs = History(args.data_dir / "history.db").runs(args.limit, args.status)
+    runs = open_store(args.data_dir).history.runs(args.limit, args.status)
     if args.json:
         print(json.dumps([r.__dict__ for r in runs], indent=2))
         return 0
@@ -289,7 +289,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     try:
-        run, journal = History(args.data_dir / "history.db").get(args.run_id)
+        run, journal = open_store(args.data_dir).history.get(args.run_id)
     except NotFound as exc:
         print(f"brownout: {exc}", file=sys.stderr)
         return 2

@@ -24,7 +24,8 @@ from pathlib import Path
 import psutil
 
 from brownout.v1 import agent_pb2 as pb
-from controller.agents.client import AgentClient
+from controller.agents import inventory
+from controller.agents.fleet import Fleet
 from controller.cli.children import dies_with_me
 from controller.cli.render import fault_table
 
@@ -67,9 +68,10 @@ def start_agent(state_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 def measure_while_active(address: str, stop: threading.Event) -> None:
     """Print each active fault's measured CPU share once per second."""
-    with AgentClient(address) as client:
+    with Fleet(inventory.build(agents=[address])) as fleet:
         while not stop.is_set():
-            active = client.list_faults(states=[pb.FAULT_STATE_ACTIVE])
+            listed = fleet.map(lambda c: c.list_faults(states=[pb.FAULT_STATE_ACTIVE]))
+            active = listed[address].value or []
             for fault in active:
                 try:
                     workers = [
@@ -147,8 +149,8 @@ def main() -> int:
                     str(Path(tmp) / "data"),
                 ]
             )
-            with AgentClient(address) as client:
-                faults = client.list_faults()
+            with Fleet(inventory.build(agents=[address])) as fleet:
+                faults = fleet.map(lambda c: c.list_faults())[address].value or []
             print("\n== faults on the agent afterwards", flush=True)
             print(fault_table(faults))
             leftovers = [

@@ -20,15 +20,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
-import grpc
-
 from brownout import logs
 from brownout.addresses import valid_hostname
 from brownout.v1 import agent_pb2 as pb
 from controller import faultspecs
-from controller.agents.client import AgentClient
-from controller.agents.fault_watch import FaultWatch
-from controller.agents.lease_keeper import LeaseKeeper
+from controller.agents import inventory
+from controller.agents.aioclient import retrying
+from controller.agents.fleet import Fleet, Outcome
 from controller.agents.tls import from_values
 from controller.cli import argtypes, certs, faultflags, remote
 from controller.cli import commands as fleet_commands
@@ -181,19 +179,31 @@ def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
     raise _Interrupted(signal.Signals(signum).name)
 
 
-def run_inject(client: AgentClient, args: argparse.Namespace) -> int:
+class AgentCallFailed(Exception):
+    """The agent refused or did not answer: `CODE: details`."""
+
+
+def one(outcomes: Mapping[str, Outcome[T]]) -> T:
+    """The value of a call to the single agent, or AgentCallFailed."""
+    (outcome,) = outcomes.values()
+    if outcome.value is None:
+        raise AgentCallFailed(outcome.error)
+    return outcome.value
+
+
+def run_inject(fleet: Fleet, args: argparse.Namespace) -> int:
+    address = args.agent
     spec, target = faultflags.build(args)  # before the lease: bad input takes nothing
-    lease = client.acquire_lease(args.holder, args.lease_ttl)
+    lease = one(fleet.acquire_leases([address], args.holder, args.lease_ttl))
+    hold = fleet.keepers[address]  # renews at TTL/3 on the fleet's loop
     print(f"lease {lease.lease_id} acquired (ttl {args.lease_ttl:g}s)", flush=True)
-    keeper = LeaseKeeper(client, lease.lease_id, args.lease_ttl).start()
     fault: pb.Fault | None = None
     previous = {
         sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)
     }
-    watch: FaultWatch | None = None
     try:
         try:
-            fault = client.inject(lease.lease_id, spec, args.duration, target)
+            fault = one(fleet.map(lambda c: c.inject(lease.lease_id, spec, args.duration, target)))
             print(describe_fault(fault), flush=True)
             # The agent says when the fault ends (WatchFaults); the wait below is
             # local, so Ctrl-C and a lost lease are noticed at once.
@@ -206,11 +216,11 @@ def run_inject(client: AgentClient, args: argparse.Namespace) -> int:
                         ended.set()
 
             if fault.state in LIVE:
-                watch = FaultWatch(client, lease.lease_id, on_event).start()
+                fleet.watch_faults(on_event)
             while fault.state in LIVE and not ended.wait(0.25):
-                if keeper.lost.is_set():
+                if hold.lost.is_set():
                     print(
-                        f"lease lost ({keeper.lost_reason}): the agent has reverted the fault",
+                        f"lease lost ({hold.lost_reason}): the agent has reverted the fault",
                         file=sys.stderr,
                     )
                     return 1
@@ -220,20 +230,33 @@ def run_inject(client: AgentClient, args: argparse.Namespace) -> int:
             for sig in previous:
                 signal.signal(sig, signal.SIG_IGN)
             print(f"{why}: reverting", file=sys.stderr, flush=True)
-        keeper.stop()
+        fleet.stop_watches()
         if fault is not None:
-            fault = client.revert(fault.id)
-        client.release_lease(lease.lease_id)
+            fault_id = fault.id
+            fault = one(fleet.map(lambda c: retrying(lambda: c.revert(fault_id))))
+        fleet.loop.run(fleet.release(address))
         if fault is not None:
             print(describe_fault(fault), flush=True)
             return 0 if fault.state == pb.FAULT_STATE_REVERTED else 1
         return 1
     finally:
-        if watch is not None:
-            watch.stop()
-        keeper.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def agent_command(fleet: Fleet, args: argparse.Namespace) -> int:
+    """The single-agent commands, over the same async fleet the runner uses."""
+    if args.command == "info":
+        print(info_text(one(fleet.map(lambda c: c.info()))))
+    elif args.command == "faults":
+        print(fault_table(one(fleet.map(lambda c: c.list_faults(args.lease or "")))))
+    elif args.command == "revert":
+        print(describe_fault(one(fleet.map(lambda c: c.revert(args.fault_id)))))
+    elif args.command == "resume":
+        print(f"resumed (was latched: {one(fleet.resume()).was_latched})")
+    elif args.command == "inject":
+        return run_inject(fleet, args)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,24 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"brownout: {exc}", file=sys.stderr)
         return 2
-    client = AgentClient(args.agent, timeout=args.timeout, tls=tls)
     try:
-        if args.command == "info":
-            print(info_text(client.info()))
-        elif args.command == "faults":
-            print(fault_table(client.list_faults(args.lease or "")))
-        elif args.command == "revert":
-            print(describe_fault(client.revert(args.fault_id)))
-        elif args.command == "resume":
-            print(f"resumed (was latched: {client.resume().was_latched})")
-        elif args.command == "inject":
-            return run_inject(client, args)
-        return 0
-    except grpc.RpcError as exc:
-        print(f"brownout: {args.agent}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        with Fleet(inventory.build(agents=[args.agent]), timeout=args.timeout, tls=tls) as fleet:
+            return agent_command(fleet, args)
+    except AgentCallFailed as exc:
+        print(f"brownout: {args.agent}: {exc}", file=sys.stderr)
         return 2
-    finally:
-        client.close()
 
 
 if __name__ == "__main__":

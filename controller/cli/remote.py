@@ -1,7 +1,9 @@
 """The CLI against a `brownout serve` (--server URL) instead of embedded:
 `run` submits the experiment and follows its events, `halt` engages the
 kill switch, `kill-switch engage|disengage|status` works the lever. The token
-comes from BROWNOUT_TOKEN, --token-file, or DATA_DIR/local-token."""
+comes from BROWNOUT_TOKEN, --token-file, or DATA_DIR/local-token; with a client
+certificate (BROWNOUT_SERVER_CERT and BROWNOUT_SERVER_KEY, for a server with
+mutual TLS) no token is needed. BROWNOUT_SERVER_CA names the server's CA."""
 
 from __future__ import annotations
 
@@ -34,11 +36,15 @@ class Client:
         self.token = token
         self.timeout = timeout
         self._ssl = ssl.create_default_context(cafile=os.environ.get("BROWNOUT_SERVER_CA"))
+        cert, key = os.environ.get("BROWNOUT_SERVER_CERT"), os.environ.get("BROWNOUT_SERVER_KEY")
+        if cert and key:
+            self._ssl.load_cert_chain(cert, key)
 
     def _request(self, method: str, path: str, body: Any = None) -> urllib.request.Request:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(f"{self.base}{path}", data=data, method=method)
-        req.add_header("Authorization", f"Bearer {self.token}")
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
         if data is not None:
             req.add_header("Content-Type", "application/json")
         return req
@@ -77,6 +83,8 @@ class Client:
 def token(args: argparse.Namespace) -> str:
     if os.environ.get("BROWNOUT_TOKEN"):
         return os.environ["BROWNOUT_TOKEN"].strip()
+    if os.environ.get("BROWNOUT_SERVER_CERT") and not args.token_file:
+        return ""  # the client certificate identifies the caller
     path = args.token_file or Path(args.data_dir) / "local-token"
     try:
         return Path(path).read_text().strip()

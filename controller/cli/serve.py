@@ -21,15 +21,16 @@ from typing import Any
 import structlog
 
 from controller.agents.tls import ClientTls
-from controller.cli import argtypes
+from controller.cli import argtypes, certs
 from controller.cli.progress import Console
 from controller.errors import ConfigError
 from controller.experiments import parse as exp
 from controller.experiments.metrics import ControllerMetrics
-from controller.service import app
+from controller.service import app, tls
 from controller.service.auth import Role, Tokens, new_token
 from controller.service.errors import Refused
 from controller.service.state import Service
+from controller.service.tls import CertRoles
 
 log = structlog.get_logger("brownout.serve")
 
@@ -55,6 +56,28 @@ def add_parsers(sub: Any, add_fleet_options: Any, data_dir_option: Any) -> None:
     )
     serve.add_argument("--tls-server-cert", type=argtypes.existing_file, help="the API's cert")
     serve.add_argument("--tls-server-key", type=argtypes.existing_file, help="its private key")
+    serve.add_argument(
+        "--tls-client-ca",
+        type=argtypes.existing_file,
+        help="mutual TLS: accept client certificates signed by this CA (tokens still work)",
+    )
+    serve.add_argument(
+        "--tls-operators",
+        type=argtypes.bounded_text,
+        nargs="+",
+        default=[certs.CONTROLLER_IDENTITY],
+        metavar="IDENTITY",
+        help=f"client-certificate identities (SAN or CN) with the operator role"
+        f" (default {certs.CONTROLLER_IDENTITY})",
+    )
+    serve.add_argument(
+        "--tls-viewers",
+        type=argtypes.bounded_text,
+        nargs="+",
+        default=[certs.VIEWER_IDENTITY],
+        metavar="IDENTITY",
+        help=f"identities with the viewer role (default {certs.VIEWER_IDENTITY})",
+    )
     serve.add_argument(
         "--metrics-listen",
         type=argtypes.listen_address,
@@ -101,7 +124,15 @@ def _ssl(args: argparse.Namespace) -> dict[str, Any]:
     cert, key = args.tls_server_cert, args.tls_server_key
     if (cert is None) != (key is None):
         raise ConfigError("--tls-server-cert", "needs --tls-server-key too, and the other way")
-    return {} if cert is None else {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    if args.tls_client_ca is not None and cert is None:
+        raise ConfigError("--tls-client-ca", "mutual TLS needs --tls-server-cert and -key too")
+    return tls.uvicorn_options(cert, key, args.tls_client_ca)
+
+
+def _cert_roles(args: argparse.Namespace) -> CertRoles | None:
+    if args.tls_client_ca is None:
+        return None
+    return CertRoles(frozenset(args.tls_operators), frozenset(args.tls_viewers))
 
 
 def _rounds(svc: Service, args: argparse.Namespace, stop: threading.Event) -> None:
@@ -125,14 +156,22 @@ def _rounds(svc: Service, args: argparse.Namespace, stop: threading.Event) -> No
         stop.wait(args.every)
 
 
-def cmd_serve(args: argparse.Namespace, refs: Any, tls: ClientTls | None) -> int:
+def cmd_serve(args: argparse.Namespace, refs: Any, agent_tls: ClientTls | None) -> int:
     ssl = _ssl(args)
     for p in args.experiments:
         exp.load(p)  # refuse a bad file before anything starts
     sock = app.bind(args.listen, tls=bool(ssl))
     metrics = ControllerMetrics()
     metrics_port = metrics.serve(args.metrics_listen)
-    svc = Service.build(refs, Path(args.data_dir), _tokens(args), metrics, args.timeout, tls)
+    svc = Service.build(
+        refs,
+        Path(args.data_dir),
+        _tokens(args),
+        metrics,
+        args.timeout,
+        agent_tls,
+        _cert_roles(args),
+    )
     try:
         interrupted = app.prepare(svc)
         api_port = sock.getsockname()[1]

@@ -18,8 +18,7 @@ from typing import Any
 import grpc
 
 from brownout.v1 import agent_pb2 as pb
-from controller.agents.aioclient import AsyncAgentClient, retrying
-from controller.agents.client import rpc_error
+from controller.agents.aioclient import AsyncAgentClient, retrying, rpc_error
 from controller.agents.fleet import Fleet
 from controller.agents.names import reason_name, state_name
 from controller.experiments import probes

@@ -35,7 +35,6 @@ from controller.agents.fleet import Fleet
 from controller.experiments import dryrun, probes
 from controller.experiments import journal as jr
 from controller.experiments.faults import RunFaults
-from controller.experiments.history import History
 from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.model import Experiment, FaultProvider, StopCondition
 from controller.experiments.planning import Plan, PreflightAbort, make_plan
@@ -43,6 +42,7 @@ from controller.experiments.progress import Quiet, Reporter
 from controller.experiments.records import RunJournal, RunStatus, StepRecord
 from controller.experiments.stopconditions import Breach, StopMonitor
 from controller.experiments.window import WindowClosed
+from controller.store import History
 
 
 def new_run_id() -> str:

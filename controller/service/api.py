@@ -27,7 +27,7 @@ from starlette.routing import Route
 from controller.experiments.records import RunStatus
 from controller.service.audit import audit
 from controller.service.auth import Caller, Role
-from controller.service.errors import Invalid, ServiceError
+from controller.service.errors import Forbidden, Invalid, ServiceError
 from controller.service.http import (
     Field,
     Schema,
@@ -286,7 +286,7 @@ def endpoint(ops: Operations, op: Op) -> Callable[[Request], Awaitable[Response]
     async def call(request: Request) -> Response:
         caller: Caller | None = None
         try:
-            caller = authorize(request, ops.svc.tokens, op.role)
+            caller = authorize(request, ops.svc.tokens, op.role, ops.svc.cert_roles)
             _check_path(request, op)
             _check_queries(request, op)
             if op.body is not None:
@@ -298,6 +298,8 @@ def endpoint(ops: Operations, op: Op) -> Callable[[Request], Awaitable[Response]
             response = result if isinstance(result, Response) else JSONResponse(result, op.status)
         except ServiceError as exc:
             response = error_response(exc)
+            if isinstance(exc, Forbidden) and isinstance(exc.caller, Caller):
+                caller = exc.caller
         if op.mutating:
             audit(caller, request, response.status_code, "api")
         return response

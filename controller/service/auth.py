@@ -37,10 +37,11 @@ class Role(StrEnum):
 class Caller:
     name: str
     role: Role
+    via: str = "token"  # or "cert": a client certificate's identity
 
     @property
     def identity(self) -> str:
-        return f"token:{self.name}"
+        return f"{self.via}:{self.name}"
 
 
 def digest(token: str) -> str:

@@ -46,6 +46,8 @@ class Unauthenticated(ServiceError):
 class Forbidden(ServiceError):
     """The caller's role does not allow this."""
 
+    caller: object = None  # the authenticated caller that was refused, for the audit
+
 
 # Most specific first: the first class an error is an instance of decides.
 STATUS: tuple[tuple[type[ServiceError], int], ...] = (

@@ -21,6 +21,7 @@ from controller.service.errors import (
     Unauthenticated,
     status_of,
 )
+from controller.service.tls import CertRoles
 
 MAX_BODY = 1 << 20  # 1 MiB: an experiment is a few KiB
 
@@ -98,18 +99,46 @@ async def json_body(request: Request, schema: Schema) -> dict[str, Any]:
     return doc
 
 
-def authorize(request: Request, tokens: Tokens, role: Role) -> Caller:
+def authorize(
+    request: Request, tokens: Tokens, role: Role, certs: CertRoles | None = None
+) -> Caller:
+    """A bearer token (or the console's cookie) if one is sent; else, with
+    mutual TLS, the client certificate's identity."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if not header:
         token = request.cookies.get("brownout_token", "")
         if not token:
-            raise Unauthenticated("authentication required: send Authorization: Bearer TOKEN")
+            caller = _cert_caller(request, certs)
+            if caller is None:
+                raise Unauthenticated(
+                    "authentication required: send Authorization: Bearer TOKEN"
+                    + (", or a client certificate" if certs is not None else "")
+                )
+            return _allowed(caller, role)
     elif scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("the Authorization header must be 'Bearer TOKEN'")
-    caller = tokens.caller(token.strip())
-    if caller is None:
+    found = tokens.caller(token.strip())
+    if found is None:
         raise Unauthenticated("unknown or revoked token")
+    return _allowed(found, role)
+
+
+def _cert_caller(request: Request, certs: CertRoles | None) -> Caller | None:
+    if certs is None:
+        return None
+    ids: list[str] = request.scope.get("state", {}).get("peer_identities") or []
+    matched = certs.role_of(ids)
+    if matched is None:
+        if ids:
+            raise Forbidden(f"client certificate {ids[0]!r} is not on the operator or viewer list")
+        return None
+    return Caller(matched[0], matched[1], via="cert")
+
+
+def _allowed(caller: Caller, role: Role) -> Caller:
     if role is Role.OPERATOR and caller.role is not Role.OPERATOR:
-        raise Forbidden(f"this needs the operator role; token {caller.name!r} is a viewer")
+        refused = Forbidden(f"this needs the operator role; {caller.identity} is a viewer")
+        refused.caller = caller  # the audit line names who was refused
+        raise refused
     return caller

@@ -17,7 +17,7 @@ import structlog
 
 from controller.agents.fleet import Fleet, Outcome
 from controller.service.runs import RunManager
-from controller.service.store import KillSwitch, ServiceStore
+from controller.store import KillSwitch, ServiceState
 
 log = structlog.get_logger("brownout.killswitch")
 
@@ -33,7 +33,7 @@ class KillSwitchLever:
     def __init__(
         self,
         fleet: Fleet,
-        store: ServiceStore,
+        store: ServiceState,
         runs: RunManager,
     ) -> None:
         self._store = store

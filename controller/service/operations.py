@@ -10,14 +10,14 @@ import asyncio
 import re
 from typing import Any
 
+from controller import store as hist
 from controller.errors import ConfigError
-from controller.experiments import history as hist
 from controller.experiments import parse as exp
 from controller.experiments.model import Experiment
 from controller.service.errors import Invalid, NotFound, Refused
 from controller.service.runs import ActiveRun
 from controller.service.state import Service
-from controller.service.store import KillSwitch, StoredExperiment
+from controller.store import KillSwitch, StoredExperiment
 
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 NAME_RULE = "1-64 of a-z 0-9 . _ - starting with a letter or digit"

@@ -13,14 +13,12 @@ from typing import Any
 import grpc
 
 from controller.agents import inventory
-from controller.agents.aioclient import AsyncAgentClient
-from controller.agents.client import rpc_error
+from controller.agents.aioclient import AsyncAgentClient, rpc_error
 from controller.agents.fleet import Fleet, Outcome
 from controller.agents.names import reason_name, state_name
 from controller.experiments import journal as jr
-from controller.experiments.history import History
 from controller.experiments.probes import now_iso
-from controller.service.store import LiveRun, ServiceStore
+from controller.store import History, LiveRun, ServiceState
 
 REASON = (
     "interrupted: the controller stopped mid-run (restarted at {at}); each agent reverted"
@@ -43,7 +41,7 @@ async def _check(c: AsyncAgentClient, fault_ids: list[str]) -> dict[str, dict[st
     return out
 
 
-def recover(store: ServiceStore, history: History, fleet: Fleet) -> list[str]:
+def recover(store: ServiceState, history: History, fleet: Fleet) -> list[str]:
     """Mark every run left live as interrupted; the run ids. Faults are looked
     up through the service's fleet (and agents since dropped from the
     inventory through channels opened for the purpose)."""

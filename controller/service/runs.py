@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from controller import store as st
 from controller.agents.fleet import Fleet
 from controller.experiments import window
-from controller.experiments.history import History
 from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.model import Experiment
 from controller.experiments.runner import Runner, RunOptions
-from controller.service import store as st
 from controller.service.errors import KillSwitchEngaged, WindowClosed
 from controller.service.events import RunEvents
+from controller.store import History
 
 
 @dataclass
@@ -56,7 +56,7 @@ class RunManager:
         fleet: Fleet,
         data_dir: Path,
         history: History,
-        store: st.ServiceStore,
+        store: st.ServiceState,
         metrics: ControllerMetrics,
     ) -> None:
         self.fleet = fleet

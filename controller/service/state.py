@@ -11,14 +11,14 @@ from typing import Any
 from controller.agents.fleet import Fleet
 from controller.agents.inventory import AgentRef
 from controller.agents.tls import ClientTls
-from controller.experiments.history import History
 from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.model import Experiment
 from controller.experiments.runner import Runner, RunOptions
 from controller.service.auth import Tokens
 from controller.service.killswitch import KillSwitchLever
 from controller.service.runs import RunManager
-from controller.service.store import ServiceStore
+from controller.service.tls import CertRoles
+from controller.store import History, ServiceState, open_store
 
 
 @dataclass
@@ -26,11 +26,12 @@ class Service:
     refs: list[AgentRef]
     data_dir: Path
     tokens: Tokens
-    store: ServiceStore
+    store: ServiceState
     history: History
     runs: RunManager
     lever: KillSwitchLever
     fleet: Fleet
+    cert_roles: CertRoles | None = None  # with mutual TLS: client identities' roles
 
     @staticmethod
     def build(
@@ -40,15 +41,16 @@ class Service:
         metrics: ControllerMetrics,
         timeout: float = 5.0,
         tls: ClientTls | None = None,
+        cert_roles: CertRoles | None = None,
     ) -> Service:
-        store = ServiceStore(data_dir / "service.db")
-        history = History(data_dir / "history.db")
+        opened = open_store(data_dir)  # DATA_DIR/brownout.db, migrated
+        store, history = opened.state, opened.history
         # The service's one fleet: one loop and one channel per agent, lent to
         # every run, dry run, the kill switch, recovery and the fleet page.
         fleet = Fleet(refs, timeout=timeout, tls=tls)
         runs = RunManager(fleet, data_dir, history, store, metrics)
         lever = KillSwitchLever(fleet, store, runs)
-        return Service(list(refs), data_dir, tokens, store, history, runs, lever, fleet)
+        return Service(list(refs), data_dir, tokens, store, history, runs, lever, fleet, cert_roles)
 
     def close(self) -> None:
         self.fleet.close()

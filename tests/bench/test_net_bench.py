@@ -24,11 +24,11 @@ from pathlib import Path
 import pytest
 
 from brownout.v1 import agent_pb2 as pb
-from controller.agents.lease_keeper import LeaseKeeper
 from tests.agentproc import AgentProc
 from tests.bench.common import report, summary_ms
 from tests.host import iperf
 from tests.host.nethosts import net_bed
+from tests.leasekeeper import LeaseKeeper
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(1800)]
 

@@ -23,10 +23,10 @@ import pytest
 
 from agent.kernel import meminfo
 from brownout.v1 import agent_pb2 as pb
-from controller.agents.lease_keeper import LeaseKeeper
 from tests.agentproc import AgentProc, is_root, wait_for
 from tests.host.scratch import loopfs, used_percent
 from tests.host.test_cpu_hog import _busy, _total
+from tests.leasekeeper import LeaseKeeper
 from tests.processes import cpu_seconds, tree, tree_sum
 
 pytestmark = [

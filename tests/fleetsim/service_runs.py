@@ -60,7 +60,7 @@ def main() -> None:
     ap.add_argument("--agents", type=int, required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--hold", type=float, default=10.0)
+    ap.add_argument("--hold", type=float, default=5.0)
     ap.add_argument("--mode", choices=["shared", "per-run"], required=True)
     args = ap.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -88,9 +88,11 @@ def main() -> None:
                 threads.append(threading.Thread(target=runner.run))
                 threads[-1].start()
             channels = sum(f.channels for f in fleets)
-        # The peak: every run holds its leases and its faults.
+        # The peak: every run holds its leases and its faults (or has ended).
         deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and not all(r.journal.steps for r in runners):
+        while time.monotonic() < deadline and not all(
+            r.journal.steps or r.journal.ended for r in runners
+        ):
             time.sleep(0.2)
         setup_s = time.monotonic() - t0
         rss_peak, loop_threads = me.memory_info().rss, loops()
@@ -102,6 +104,7 @@ def main() -> None:
         for f in fleets:
             f.close()
         statuses = sorted({r.journal.status for r in runners})
+        reasons = sorted({r.journal.reason[:200] for r in runners if r.journal.reason})
     print(
         json.dumps(
             {
@@ -114,6 +117,7 @@ def main() -> None:
                 "rss_mib_peak": round(rss_peak / 2**20, 1),
                 "setup_s": round(setup_s, 2),
                 "statuses": [str(s) for s in statuses],
+                "reasons": reasons[:3],
             }
         ),
         flush=True,

@@ -15,9 +15,9 @@ from brownout.v1 import agent_pb2 as pb
 from controller.agents import inventory
 from controller.agents.fleet import Fleet
 from controller.experiments import parse as exp
-from controller.experiments.history import History
 from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.runner import Runner, RunOptions
+from controller.store import open_store
 from tests.agentproc import AgentProc
 from tests.processes import all_gone
 
@@ -92,7 +92,7 @@ def run(
     metrics: ControllerMetrics | None = None,
 ) -> dict[str, Any]:
     e = exp.parse(d)
-    opts = RunOptions(journal_path=tmp_path / "journal.json", history=History(tmp_path / "h.db"))
+    opts = RunOptions(journal_path=tmp_path / "journal.json", history=open_store(tmp_path).history)
     with Fleet(inventory.build(agents=addresses), timeout=5) as f:
         return Runner(e, f, opts, metrics=metrics).run()
 

@@ -6,7 +6,7 @@ import queue
 from collections.abc import Iterator
 
 from brownout.v1 import agent_pb2 as pb
-from controller.agents.client import AgentClient
+from tests.agentclient import AgentClient
 
 
 class Stream:

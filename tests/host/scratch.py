@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 from brownout.v1 import agent_pb2 as pb
-from controller.agents.client import AgentClient
+from tests.agentclient import AgentClient
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 

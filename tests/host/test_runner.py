@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from brownout.v1 import agent_pb2 as pb
-from controller.experiments.history import History
 from controller.experiments.metrics import ControllerMetrics
+from controller.store import open_store
 from tests.agentproc import AgentProc, wait_for
 from tests.controller_servers import FakePrometheus
 from tests.host.fleet import (
@@ -74,7 +74,7 @@ def test_ramp_picks_the_right_agents_per_step_and_completes(
     assert len(journal["rollbacks"]) == N
     on_disk = json.loads((tmp_path / "journal.json").read_text())
     assert on_disk["status"] == "completed" and on_disk["run"] == journal["run"]
-    assert History(tmp_path / "h.db").runs()[0].status == "completed"
+    assert open_store(tmp_path).history.runs()[0].status == "completed"
 
 
 def test_stop_condition_breach_aborts_and_reverts_everything(
@@ -179,7 +179,7 @@ def test_dry_run_checks_limits_and_injects_nothing(fleet: list[AgentProc], tmp_p
         with a.client() as c:
             assert len(c.list_faults()) == before[a.address]
             assert c.info().active_leases == 0
-    assert not (tmp_path / "history.db").exists() or not History(tmp_path / "history.db").runs()
+    assert not (tmp_path / "brownout.db").exists() or not open_store(tmp_path).history.runs()
 
 
 def start_run(
@@ -353,8 +353,8 @@ def test_serve_runs_on_schedule_and_exports_metrics(
     try:
         assert wait_for(ready.exists, 15, 0.05), "serve did not start"
         port = json.loads(ready.read_text())["metrics_port"]
-        db = data / "history.db"
-        assert wait_for(lambda: db.exists() and bool(History(db).runs()), 30, 0.1)
+        db = data / "brownout.db"
+        assert wait_for(lambda: db.exists() and bool(open_store(data).history.runs()), 30, 0.1)
         m = scrape(port)
         assert m['chaos_experiments_total{result="completed"}'] == 1
         assert m['chaos_experiments_total{result="aborted"}'] == 0

@@ -14,9 +14,9 @@ import grpc
 import pytest
 
 from brownout.v1 import agent_pb2 as pb
-from controller.agents.client import AgentClient
 from controller.agents.tls import ClientTls
 from controller.cli import certs
+from tests.agentclient import AgentClient
 from tests.agentproc import AgentProc
 
 pytestmark = pytest.mark.host

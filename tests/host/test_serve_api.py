@@ -206,7 +206,7 @@ def test_plaintext_off_loopback_is_refused(tmp_path: Path) -> None:
     )
     assert out.returncode == 2
     assert "refusing to serve the API in plaintext on 0.0.0.0:0" in out.stderr
-    assert not (tmp_path / "service.db").exists()
+    assert not (tmp_path / "brownout.db").exists()
 
 
 def test_the_cli_runs_and_halts_through_a_server(

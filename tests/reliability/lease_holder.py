@@ -15,8 +15,8 @@ import time
 import grpc
 
 from brownout.v1 import agent_pb2 as pb
-from controller.agents.client import AgentClient
-from controller.agents.lease_keeper import LeaseKeeper
+from tests.agentclient import AgentClient
+from tests.leasekeeper import LeaseKeeper
 
 
 def say(**fields: object) -> None:

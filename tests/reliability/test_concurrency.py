@@ -18,8 +18,8 @@ import grpc
 import pytest
 
 from brownout.v1 import agent_pb2 as pb
-from controller.agents.lease_keeper import LeaseKeeper
 from tests.agentproc import AgentProc
+from tests.leasekeeper import LeaseKeeper
 from tests.reliability.common import LIVE, MIB, Rig, agent_args, figure, rig, scale
 
 pytestmark = [pytest.mark.host, pytest.mark.reliability]

@@ -20,9 +20,9 @@ import pytest
 
 from agent.core.table import HISTORY_LIMIT
 from brownout.v1 import agent_pb2 as pb
-from controller.agents.client import AgentClient
-from controller.agents.lease_keeper import LeaseKeeper
+from tests.agentclient import AgentClient
 from tests.agentproc import AgentProc, wait_for
+from tests.leasekeeper import LeaseKeeper
 from tests.reliability.common import LIVE, SOAK, Rig, agent_args, bump, figure, rig, scale
 from tests.reliability.test_concurrency import specs
 

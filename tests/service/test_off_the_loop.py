@@ -1,5 +1,5 @@
 """Nothing blocking runs on the service's event loop: a whole API run, the
-console pages and the kill switch, with every SQLite connection, every wait on
+console pages and the kill switch, with every database connection, every wait on
 the fleet's loop and every wait for runs recorded with the thread it ran on.
 The check is deterministic: a blocking call made while an event loop runs on
 its thread is a failure, however fast it was. asyncio's debug mode then lists
@@ -20,22 +20,20 @@ from starlette.testclient import TestClient
 
 from controller.agents import inventory
 from controller.agents.loop import LoopThread
-from controller.experiments.history import History
 from controller.experiments.metrics import ControllerMetrics
 from controller.service import app
 from controller.service.auth import Tokens
 from controller.service.console import csrf
 from controller.service.runs import RunManager
 from controller.service.state import Service
-from controller.service.store import ServiceStore
+from controller.store import Database
 from tests.host.serveproc import write_tokens
 from tests.service.conftest import DEAD_AGENT, OPERATOR, Api, pure_doc
 
 pytestmark = pytest.mark.unit
 
 BLOCKING: list[tuple[type, str]] = [
-    (ServiceStore, "_connect"),
-    (History, "_connect"),
+    (Database, "connect"),
     (LoopThread, "run"),
     (RunManager, "wait_all"),
 ]
@@ -67,7 +65,7 @@ def watched(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str]]]:
 
         monkeypatch.setattr(cls, name, functools.wraps(original)(wrapper))
     yield bad
-    assert {c.split(".")[0] for c in calls} >= {"ServiceStore", "History", "LoopThread"}
+    assert {c.split(".")[0] for c in calls} >= {"Database", "LoopThread", "RunManager"}
 
 
 def slow_loop(inner: Any) -> Any:

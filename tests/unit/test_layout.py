@@ -140,6 +140,17 @@ def test_rule_the_core_runs_injectors_without_knowing_them() -> None:
     assert not bad, "\n".join(bad)
 
 
+def test_rule_the_store_knows_only_its_records() -> None:
+    """controller.store (the one database) serves the runner, the CLI and the
+    service, so it imports none of them, nor the agents' clients.
+    Fix: pass plain values (a journal dict, names) in; return store records."""
+    bad = violations(
+        "controller.store",
+        "controller.experiments", "controller.service", "controller.cli", "controller.agents",
+    )  # fmt: skip
+    assert not bad, "\n".join(bad)
+
+
 def test_rule_the_controller_rooms_never_reach_back_into_the_cli() -> None:
     """The CLI is the outermost room: runner, agents, service and fault specs never
     import it, so `brownout serve` and `brownout run` share code only downward.
@@ -149,14 +160,16 @@ def test_rule_the_controller_rooms_never_reach_back_into_the_cli() -> None:
         *violations("controller.agents", "controller.cli"),
         *violations("controller.service", "controller.cli"),
         *violations("controller.faultspecs", "controller.cli", "argparse"),
+        *violations("controller.store", "controller.cli"),
     ]
     assert not bad, "\n".join(bad)
 
 
 def test_rule_controller_shares_code_with_the_agent_only_through_brownout() -> None:
-    """The controller imports nothing from the agent, nor the agent from the controller.
+    """The controller imports nothing from the agent, nor the agent from the controller,
+    and neither program imports the tests.
     Fix: move what both need into proto/brownout/ (units, kinds, addresses, version)."""
-    bad = violations("controller", "agent") + violations("agent", "controller")
+    bad = violations("controller", "agent", "tests") + violations("agent", "controller", "tests")
     assert not bad, "\n".join(bad)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from controller.experiments import journal as jr
 from controller.experiments import parse as exp
-from controller.experiments.history import History, NotFound
+from controller.store import NotFound, open_store
 
 pytestmark = pytest.mark.unit
 
@@ -69,7 +69,7 @@ def test_write_is_atomic_and_readable(tmp_path: Path) -> None:
 
 
 def test_history_records_lists_and_finds_by_prefix(tmp_path: Path) -> None:
-    h = History(tmp_path / "history.db")
+    h = open_store(tmp_path).history
     h.record(finished("20260101-000000-aaaaaa", "completed", "2026-01-01T00:00:00"), Path("a"))
     h.record(finished("20260102-000000-bbbbbb", "aborted", "2026-01-02T00:00:00"), Path("b"))
     runs = h.runs()

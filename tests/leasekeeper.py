@@ -13,7 +13,8 @@ import grpc
 import structlog
 import tenacity
 
-from controller.agents.client import AgentClient, transient
+from controller.agents.aioclient import transient
+from tests.agentclient import AgentClient
 
 log = structlog.get_logger(__name__)
 

@@ -1,45 +1,18 @@
-"""A typed wrapper over the generated gRPC stub for one agent, and the retry
-rule for its idempotent calls."""
+"""The tests' own client for checking an agent from outside: a typed, blocking
+wrapper over the generated gRPC stub. The controller talks to agents only
+through its async fleet (controller/agents); tests that call an agent
+directly, from plain threads, use this."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Iterator
 
 import grpc
-import tenacity
 
 from brownout.units import to_duration
 from brownout.v1 import agent_pb2 as pb
 from brownout.v1 import agent_pb2_grpc as pb_grpc
 from controller.agents.tls import ClientTls
-
-T = TypeVar("T")
-# Worth another try: the agent was not reached, or did not answer in time.
-TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-
-
-def transient(exc: BaseException) -> bool:
-    return isinstance(exc, grpc.RpcError) and exc.code() in TRANSIENT
-
-
-def retrying(call: Callable[[], T], attempts: int = 3, wait: float = 0.2) -> T:
-    """call() again after a transient error, a few times: for idempotent calls
-    only (lease renewal, InjectFault with a request_id, RevertFault, release)."""
-    for attempt in tenacity.Retrying(
-        retry=tenacity.retry_if_exception(transient),
-        wait=tenacity.wait_fixed(wait),
-        stop=tenacity.stop_after_attempt(attempts),
-        reraise=True,
-    ):
-        with attempt:
-            return call()
-    raise AssertionError("unreachable")
-
-
-def rpc_error(exc: grpc.RpcError) -> str:
-    code = exc.code()
-    return f"{code.name if code else 'UNKNOWN'}: {exc.details()}"
 
 
 class AgentClient:

@@ -1,0 +1,64 @@
+"""The controller's one store: the run history and the service's state, in one
+database with a versioned schema (schema.py), behind two interfaces that a
+second backend (PostgreSQL, for several controllers) implements as well."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from controller.store.records import (
+    KillSwitch,
+    LiveRun,
+    NotFound,
+    Run,
+    StoredExperiment,
+    now_iso,
+)
+from controller.store.sqlite import Database, SqliteHistory, SqliteServiceState, open_database
+
+
+class History(Protocol):
+    def record(self, journal: dict[str, Any], journal_path: Path) -> None: ...
+    def runs(self, limit: int = 20, status: str | None = None) -> list[Run]: ...
+    def get(self, run_id: str) -> tuple[Run, dict[str, Any]]: ...
+
+
+class ServiceState(Protocol):
+    def kill_switch(self) -> KillSwitch: ...
+    def set_kill_switch(self, engaged: bool, reason: str, by: str) -> KillSwitch: ...
+    def put_experiment(self, name: str, title: str, doc: dict[str, Any], by: str) -> None: ...
+    def experiment(self, name: str) -> StoredExperiment | None: ...
+    def experiments(self) -> list[StoredExperiment]: ...
+    def delete_experiment(self, name: str) -> bool: ...
+    def run_started(self, run: LiveRun) -> None: ...
+    def run_ended(self, run_id: str) -> None: ...
+    def live_runs(self) -> list[LiveRun]: ...
+
+
+@dataclass(frozen=True)
+class Store:
+    history: History
+    state: ServiceState
+
+
+def open_store(data_dir: Path) -> Store:
+    """DATA_DIR/brownout.db, migrated to this release's schema."""
+    db = open_database(data_dir)
+    return Store(SqliteHistory(db), SqliteServiceState(db))
+
+
+__all__ = [
+    "Database",
+    "History",
+    "KillSwitch",
+    "LiveRun",
+    "NotFound",
+    "Run",
+    "ServiceState",
+    "Store",
+    "StoredExperiment",
+    "now_iso",
+    "open_store",
+]

@@ -1,0 +1,66 @@
+"""What the controller keeps, as values, whichever database holds them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class NotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished (or cut-off) run in the history."""
+
+    run_id: str
+    title: str
+    status: str
+    deviated: bool
+    reason: str
+    started: str
+    ended: str | None
+    duration: float | None
+    targets: int
+    journal_path: str
+
+
+@dataclass(frozen=True)
+class KillSwitch:
+    engaged: bool
+    reason: str = ""
+    by: str = ""
+    at: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"engaged": self.engaged, "reason": self.reason, "by": self.by, "at": self.at}
+
+
+@dataclass(frozen=True)
+class LiveRun:
+    """A run the service is driving; one still listed at start was cut off."""
+
+    run_id: str
+    title: str
+    journal_path: str
+    by: str
+    started: str
+    agents: list[str]
+
+
+@dataclass(frozen=True)
+class StoredExperiment:
+    name: str
+    title: str
+    doc: dict[str, Any]
+    by: str
+    at: str
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "by": self.by, "at": self.at}

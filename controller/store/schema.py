@@ -1,0 +1,56 @@
+"""The database schema as numbered migrations, applied in order at open.
+
+A database records the last one applied (SQLite: PRAGMA user_version), so a
+new release adds a migration and never edits an old one. The SQL is the
+common subset of SQLite and PostgreSQL (TEXT, INTEGER, REAL; no AUTOINCREMENT)
+so a second backend can apply the same list."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "history and service state in one database",
+        """
+        CREATE TABLE IF NOT EXISTS runs (
+            run_id       TEXT PRIMARY KEY,
+            title        TEXT NOT NULL,
+            status       TEXT NOT NULL,
+            deviated     INTEGER NOT NULL,
+            reason       TEXT NOT NULL,
+            started      TEXT NOT NULL,
+            ended        TEXT,
+            duration     REAL,
+            targets      INTEGER NOT NULL,
+            journal_path TEXT NOT NULL,
+            journal      TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS runs_started ON runs (started);
+        CREATE TABLE IF NOT EXISTS kill_switch (
+            id       INTEGER PRIMARY KEY CHECK (id = 1),
+            engaged  INTEGER NOT NULL,
+            reason   TEXT NOT NULL,
+            by       TEXT NOT NULL,
+            at       TEXT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS experiments (
+            name     TEXT PRIMARY KEY,
+            title    TEXT NOT NULL,
+            doc      TEXT NOT NULL,
+            by       TEXT NOT NULL,
+            at       TEXT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS live_runs (
+            run_id       TEXT PRIMARY KEY,
+            title        TEXT NOT NULL,
+            journal_path TEXT NOT NULL,
+            by           TEXT NOT NULL,
+            started      TEXT NOT NULL,
+            agents       TEXT NOT NULL
+        );
+        """,
+    ),
+]
+
+VERSION = len(MIGRATIONS)
+# Tables a database of the two-file layout (history.db, service.db) held, by file.
+LEGACY = {"history.db": ["runs"], "service.db": ["kill_switch", "experiments", "live_runs"]}
