@@ -26,6 +26,7 @@ from brownout import features
 from brownout.v1 import agent_pb2 as pb
 from controller.agents.aio_fault_watch import AsyncFaultWatch
 from controller.agents.aioclient import AsyncAgentClient
+from controller.agents.connection import AgentConnection
 from controller.agents.inventory import AgentRef
 from controller.agents.lease_hold import LeaseHold
 from controller.agents.loop import LoopThread
@@ -132,6 +133,14 @@ class Fleet:
         self._slots = asyncio.Semaphore(max(1, concurrency))
         self._urgent = asyncio.Semaphore(URGENT)
         return {a: AsyncAgentClient(a, self.timeout, credentials, options) for a in self.refs}
+
+    @staticmethod
+    def connect(connection: AgentConnection, concurrency: int = CONCURRENCY) -> Fleet:
+        return Fleet(connection.refs, connection.timeout, concurrency, connection.tls)
+
+    @property
+    def connection(self) -> AgentConnection:
+        return AgentConnection(tuple(self.refs.values()), self.timeout, self.tls)
 
     def borrow(self) -> Fleet:
         """A view for one user (a run, a dry run): this fleet's loop, channels,

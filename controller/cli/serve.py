@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from controller.agents.connection import AgentConnection
 from controller.agents.tls import ClientTls
 from controller.cli import argtypes, certs
 from controller.cli.progress import Console
@@ -163,15 +164,8 @@ def cmd_serve(args: argparse.Namespace, refs: Any, agent_tls: ClientTls | None) 
     sock = app.bind(args.listen, tls=bool(ssl))
     metrics = ControllerMetrics()
     metrics_port = metrics.serve(args.metrics_listen)
-    svc = Service.build(
-        refs,
-        Path(args.data_dir),
-        _tokens(args),
-        metrics,
-        args.timeout,
-        agent_tls,
-        _cert_roles(args),
-    )
+    agents = AgentConnection.of(refs, args.timeout, agent_tls)
+    svc = Service.build(agents, Path(args.data_dir), _tokens(args), metrics, _cert_roles(args))
     try:
         interrupted = app.prepare(svc)
         api_port = sock.getsockname()[1]

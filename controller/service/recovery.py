@@ -61,7 +61,7 @@ def _lookup(fleet: Fleet, faults: dict[str, list[str]]) -> dict[str, Outcome[Any
     seen: dict[str, Outcome[Any]] = dict(fleet.map(check, known))
     gone = [a for a in faults if a not in fleet.refs]
     if gone:
-        with Fleet(inventory.build(agents=gone), timeout=fleet.timeout, tls=fleet.tls) as extra:
+        with Fleet.connect(fleet.connection.to(inventory.build(agents=gone))) as extra:
             seen.update(extra.map(check))
     return seen
 

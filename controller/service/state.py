@@ -3,14 +3,13 @@ the read-side queries its API and console share."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from controller.agents.connection import AgentConnection
 from controller.agents.fleet import Fleet
 from controller.agents.inventory import AgentRef
-from controller.agents.tls import ClientTls
 from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.model import Experiment
 from controller.experiments.runner import Runner, RunOptions
@@ -35,22 +34,21 @@ class Service:
 
     @staticmethod
     def build(
-        refs: Sequence[AgentRef],
+        agents: AgentConnection,
         data_dir: Path,
         tokens: Tokens,
         metrics: ControllerMetrics,
-        timeout: float = 5.0,
-        tls: ClientTls | None = None,
         cert_roles: CertRoles | None = None,
     ) -> Service:
         opened = open_store(data_dir)  # DATA_DIR/brownout.db, migrated
         store, history = opened.state, opened.history
         # The service's one fleet: one loop and one channel per agent, lent to
         # every run, dry run, the kill switch, recovery and the fleet page.
-        fleet = Fleet(refs, timeout=timeout, tls=tls)
+        fleet = Fleet.connect(agents)
         runs = RunManager(fleet, data_dir, history, store, metrics)
         lever = KillSwitchLever(fleet, store, runs)
-        return Service(list(refs), data_dir, tokens, store, history, runs, lever, fleet, cert_roles)
+        refs = list(agents.refs)
+        return Service(refs, data_dir, tokens, store, history, runs, lever, fleet, cert_roles)
 
     def close(self) -> None:
         self.fleet.close()

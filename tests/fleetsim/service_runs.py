@@ -19,6 +19,7 @@ from typing import Any
 import psutil
 
 from controller.agents import inventory
+from controller.agents.connection import AgentConnection
 from controller.agents.fleet import Fleet
 from controller.experiments import parse as exp
 from controller.experiments.metrics import ControllerMetrics
@@ -76,7 +77,9 @@ def main() -> None:
         svc: Service | None = None
         t0 = time.monotonic()
         if args.mode == "shared":
-            svc = Service.build(refs, Path(tmp), Tokens([]), ControllerMetrics(), 30.0)
+            svc = Service.build(
+                AgentConnection.of(refs, 30.0), Path(tmp), Tokens([]), ControllerMetrics()
+            )
             runners = [svc.runs.start(e, "bench").runner for _ in range(args.runs)]
             channels = svc.fleet.channels
         else:

@@ -17,6 +17,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from controller.agents import inventory
+from controller.agents.connection import AgentConnection
 from controller.experiments.metrics import ControllerMetrics
 from controller.service import app
 from controller.service.auth import Tokens
@@ -62,9 +63,8 @@ def test_a_run_request_reaches_inject_fault_without_the_cli(
     d = doc(brownout={"ramp": {"steps": [100], "hold": "0.5s"}}, duration="30s")
     threading.setprofile(profile)  # every thread started from now on: the fleet's loop too
     tokens = Tokens.load(write_tokens(tmp_path / "tokens.yaml"))
-    svc = Service.build(
-        inventory.build(agents=[agent.address]), tmp_path / "d", tokens, ControllerMetrics()
-    )
+    agents = AgentConnection.of(inventory.build(agents=[agent.address]))
+    svc = Service.build(agents, tmp_path / "d", tokens, ControllerMetrics())
     try:
         with TestClient(app.app(svc)) as client:
             sys.setprofile(profile)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from controller.agents import inventory
+from controller.agents.connection import AgentConnection
 from controller.experiments import parse as exp
 from controller.experiments.metrics import ControllerMetrics
 from controller.service.auth import Tokens
@@ -26,7 +27,7 @@ RUNS = 10
 
 def service(fleet: list[AgentProc], tmp_path: Path) -> Service:
     agents = inventory.build(agents=[a.address for a in fleet])
-    return Service.build(agents, tmp_path, Tokens([]), ControllerMetrics())
+    return Service.build(AgentConnection.of(agents), tmp_path, Tokens([]), ControllerMetrics())
 
 
 def loops() -> int:

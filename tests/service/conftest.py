@@ -1,11 +1,16 @@
 """The in-process service tier: `brownout serve`'s ASGI app, with its lifespan,
 driven by Starlette's test client (httpx on the app, no socket). The fleet is
-one agent address where nothing listens (loopback port 1), so everything that
-does not need a real agent is tried here, fast and without root; what needs
+one agent address where nothing listens (loopback port 1), or (`sim_api`) the
+fleet simulator on loopback answering as one agent, so everything that does not
+need a real agent's effects is tried here, fast and without root; what needs
 real agents lives in tests/host."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +20,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from controller.agents import inventory
+from controller.agents.connection import AgentConnection
 from controller.experiments.metrics import ControllerMetrics
 from controller.service import app
 from controller.service.auth import Tokens
@@ -22,6 +28,7 @@ from controller.service.state import Service
 from tests.host.serveproc import OPERATOR, VIEWER, write_tokens
 
 DEAD_AGENT = "127.0.0.1:1"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def pure_doc(title: str = "no faults") -> dict[str, Any]:
@@ -58,22 +65,43 @@ class Api:
 
 
 def _json(body: Any) -> bytes:
-    import json
-
     return json.dumps(body).encode()
 
 
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
+@contextlib.contextmanager
+def serving(address: str, tmp_path: Path) -> Iterator[Api]:
     tokens = Tokens.load(write_tokens(tmp_path / "tokens.yaml"))
-    svc = Service.build(
-        inventory.build(agents=[DEAD_AGENT]), tmp_path / "data", tokens, ControllerMetrics(), 1.0
-    )
+    agents = AgentConnection.of(inventory.build(agents=[address]), 1.0)
+    svc = Service.build(agents, tmp_path / "data", tokens, ControllerMetrics())
     try:
         with TestClient(app.app(svc), follow_redirects=False) as client:
             yield Api(client, svc)
     finally:
         svc.close()
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    with serving(DEAD_AGENT, tmp_path) as a:
+        yield a
+
+
+@pytest.fixture
+def sim_api(tmp_path: Path) -> Iterator[Api]:
+    """The service over the fleet simulator (tests/fleetsim) as one agent on loopback:
+    real leases, faults as bookkeeping."""
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "tests.fleetsim.server", "--listen", "127.0.0.1:0"],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert sim.stdout is not None
+        port = json.loads(sim.stdout.readline())["listening"]
+        with serving(f"127.0.0.1:{port}", tmp_path) as a:
+            yield a
+    finally:
+        sim.kill()
+        sim.wait(10)
 
 
 __all__ = ["OPERATOR", "VIEWER", "Api", "pure_doc"]

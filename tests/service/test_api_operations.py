@@ -14,8 +14,8 @@ from tests.service.conftest import OPERATOR, VIEWER, Api, pure_doc
 
 pytestmark = pytest.mark.unit
 
-# Needs a run that is still live, so a real agent: tests/host/test_serve_api.py.
-HOST_ONLY = {"abort_run"}
+# Needs a run that is still live: below, against the fleet simulator.
+LIVE_ONLY = {"abort_run"}
 
 
 def documented(api: Api, op: Op, status: int) -> None:
@@ -77,7 +77,36 @@ def test_every_operation_answers_its_documented_success(api: Api) -> None:
     call("set_kill_switch", "/kill-switch", {"engaged": False})
     call("delete_experiment", "/experiments/demo")
     assert api.call("GET", "/api/v1/experiments/demo", token=VIEWER).status_code == 404
-    assert set(seen) | HOST_ONLY == {o.handler.__name__ for o in OPS}
+    assert set(seen) | LIVE_ONLY == {o.handler.__name__ for o in OPS}
+
+
+def test_abort_answers_200_for_a_live_run_then_409(sim_api: Api) -> None:
+    op = next(o for o in OPS if o.handler.__name__ == "abort_run")
+    held = {
+        "title": "held",
+        "method": [{"type": "action", "name": "cpu", "provider": {
+            "type": "brownout", "fault": "cpu", "arguments": {"cores": 1, "load": 5},
+            "duration": "5m"}}],
+        "extensions": [{"name": "brownout", "lease-ttl": "3s",
+                        "ramp": {"steps": [100], "hold": "5m"}}],
+    }  # fmt: skip
+    run_id = sim_api.call("POST", "/api/v1/runs", {"experiment": held}).json()["run_id"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        run = sim_api.svc.runs.get(run_id)
+        if run is not None and run.runner.journal.steps:
+            break
+        time.sleep(0.05)
+    answer = sim_api.call("POST", f"/api/v1/runs/{run_id}/abort", {"reason": "enough"})
+    assert answer.status_code == op.status == 200, answer.text
+    documented(sim_api, op, 200)
+    assert answer.json()["reason"] == "aborted by token:alice: enough"
+    again = sim_api.call("POST", f"/api/v1/runs/{run_id}/abort", {})
+    assert again.status_code == 409
+    journal = wait_ended(sim_api, run_id)
+    assert journal["status"] == "aborted"
+    faults = [f for a in journal["extensions"][0]["agents"].values() for f in a["faults"]]
+    assert faults and all(f["revert"]["state"] == "reverted" for f in faults)
 
 
 def _path(op: Op) -> str:

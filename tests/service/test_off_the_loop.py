@@ -19,6 +19,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from controller.agents import inventory
+from controller.agents.connection import AgentConnection
 from controller.agents.loop import LoopThread
 from controller.experiments.metrics import ControllerMetrics
 from controller.service import app
@@ -82,9 +83,8 @@ def test_no_blocking_call_runs_on_the_loop(
     watched: list[tuple[str, str]], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     tokens = Tokens.load(write_tokens(tmp_path / "tokens.yaml"))
-    svc = Service.build(
-        inventory.build(agents=[DEAD_AGENT]), tmp_path / "d", tokens, ControllerMetrics(), 1.0
-    )
+    agents = AgentConnection.of(inventory.build(agents=[DEAD_AGENT]), 1.0)
+    svc = Service.build(agents, tmp_path / "d", tokens, ControllerMetrics())
     caplog.set_level(logging.WARNING, logger="asyncio")
     try:
         client = TestClient(slow_loop(app.app(svc)), backend_options={"debug": True})
