@@ -11,6 +11,7 @@ since both share this machine's cores.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -75,7 +76,9 @@ def _saturated(row: dict[str, Any]) -> str:
     return "controller" if ctl >= 0.9 else ""
 
 
-def _scale(ns: str, n: int, hold: float = HOLD_S, halt: bool = False) -> dict[str, Any]:
+@contextlib.contextmanager
+def simulator(ns: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The simulated fleet in the netns, and its port (on 0.0.0.0 there); killed after."""
     sim = subprocess.Popen(
         _in(ns, "tests.fleetsim.server"),
         cwd=ROOT,
@@ -85,7 +88,15 @@ def _scale(ns: str, n: int, hold: float = HOLD_S, halt: bool = False) -> dict[st
     )
     try:
         assert sim.stdout is not None
-        port = json.loads(sim.stdout.readline())["listening"]  # on 0.0.0.0 in the netns
+        yield sim, int(json.loads(sim.stdout.readline())["listening"])
+    finally:
+        if sim.poll() is None:
+            sim.kill()
+        sim.wait(10)
+
+
+def _scale(ns: str, n: int, hold: float = HOLD_S, halt: bool = False) -> dict[str, Any]:
+    with simulator(ns) as (sim, port):
         before = _ask(sim, "stats")
         t0 = time.monotonic()
         driver = subprocess.run(
@@ -126,10 +137,6 @@ def _scale(ns: str, n: int, hold: float = HOLD_S, halt: bool = False) -> dict[st
         row["simulator"]["faults_active_after_ttl"] = _ask(sim, "stats")["faults_active"]
         _ask_quit(sim)
         return row
-    finally:
-        if sim.poll() is None:
-            sim.kill()
-        sim.wait(10)
 
 
 def _ask_quit(sim: subprocess.Popen[str]) -> None:

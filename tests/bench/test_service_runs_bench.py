@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.bench.common import report
-from tests.bench.test_fleet_scale import ROOT, _ask, _ask_quit, _in, netns
+from tests.bench.test_fleet_scale import ROOT, _ask, _ask_quit, _in, netns, simulator
 
 AGENTS = int(os.environ.get("BROWNOUT_SERVICE_RUNS_AGENTS", "1000"))
 RUNS = 10
@@ -25,13 +25,7 @@ __all__ = ["netns"]
 
 
 def _mode(ns: str, mode: str) -> dict[str, Any]:
-    sim = subprocess.Popen(
-        _in(ns, "tests.fleetsim.server"), cwd=ROOT, stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert sim.stdout is not None
-        port = json.loads(sim.stdout.readline())["listening"]
+    with simulator(ns) as (sim, port):
         out = subprocess.run(
             _in(ns, "tests.fleetsim.service_runs", "--agents", str(AGENTS), "--port", str(port),
                 "--runs", str(RUNS), "--mode", mode),
@@ -42,10 +36,6 @@ def _mode(ns: str, mode: str) -> dict[str, Any]:
         row["simulator_faults_active_after"] = _ask(sim, "stats")["faults_active"]
         _ask_quit(sim)
         return row
-    finally:
-        if sim.poll() is None:
-            sim.kill()
-        sim.wait(10)
 
 
 def test_concurrent_runs_share_one_fleet(netns: str) -> None:
