@@ -15,6 +15,7 @@ have slots of their own, so the kill switch never queues behind a run's calls.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -146,16 +147,8 @@ class Fleet:
         """A view for one user (a run, a dry run): this fleet's loop, channels,
         call slots and agent infos, with leases and watches of its own. Closing
         it stops those, and leaves the channels open."""
-        view = object.__new__(Fleet)
-        view.refs, view.timeout, view.tls, view.infos = (
-            self.refs,
-            self.timeout,
-            self.tls,
-            self.infos,
-        )
-        view.keepers, view._watches = {}, []
-        view.loop, view._owner, view._clients = self.loop, False, self._clients
-        view._slots, view._urgent = self._slots, self._urgent
+        view = copy.copy(self)  # shares the loop, channels, slots and infos
+        view.keepers, view._watches, view._owner = {}, [], False
         return view
 
     @property

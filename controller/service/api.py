@@ -298,7 +298,7 @@ def endpoint(ops: Operations, op: Op) -> Callable[[Request], Awaitable[Response]
             response = result if isinstance(result, Response) else JSONResponse(result, op.status)
         except ServiceError as exc:
             response = error_response(exc)
-            if isinstance(exc, Forbidden) and isinstance(exc.caller, Caller):
+            if isinstance(exc, Forbidden) and exc.caller is not None:
                 caller = exc.caller
         if op.mutating:
             audit(caller, request, response.status_code, "api")

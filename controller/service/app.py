@@ -43,11 +43,10 @@ def app(svc: Service) -> Starlette:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        headers = dict(exc.headers or {})
         return JSONResponse(
             {"error": exc.detail, "status": exc.status_code},
             status_code=exc.status_code,
-            headers=headers or None,  # 405 keeps Starlette's Allow header
+            headers=exc.headers,  # a 405 keeps Starlette's Allow header
         )
 
     async def service_error(request: Request, exc: Exception) -> Response:

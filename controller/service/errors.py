@@ -5,6 +5,8 @@ reads the same however it was asked for."""
 
 from __future__ import annotations
 
+from controller.service.auth import Caller
+
 
 class ServiceError(Exception):
     """A request the service will not do; `field` names the input at fault."""
@@ -46,7 +48,9 @@ class Unauthenticated(ServiceError):
 class Forbidden(ServiceError):
     """The caller's role does not allow this."""
 
-    caller: object = None  # the authenticated caller that was refused, for the audit
+    def __init__(self, message: str, caller: Caller | None = None) -> None:
+        super().__init__(message)
+        self.caller = caller  # who was refused, when known: the audit line names them
 
 
 # Most specific first: the first class an error is an instance of decides.

@@ -138,7 +138,5 @@ def _cert_caller(request: Request, certs: CertRoles | None) -> Caller | None:
 
 def _allowed(caller: Caller, role: Role) -> Caller:
     if role is Role.OPERATOR and caller.role is not Role.OPERATOR:
-        refused = Forbidden(f"this needs the operator role; {caller.identity} is a viewer")
-        refused.caller = caller  # the audit line names who was refused
-        raise refused
+        raise Forbidden(f"this needs the operator role; {caller.identity} is a viewer", caller)
     return caller

@@ -10,14 +10,14 @@ import asyncio
 import re
 from typing import Any
 
-from controller import store as hist
 from controller.errors import ConfigError
 from controller.experiments import parse as exp
 from controller.experiments.model import Experiment
 from controller.service.errors import Invalid, NotFound, Refused
 from controller.service.runs import ActiveRun
 from controller.service.state import Service
-from controller.store import KillSwitch, StoredExperiment
+from controller.store import KillSwitch, Run, StoredExperiment
+from controller.store import NotFound as NoSuchRun
 
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 NAME_RULE = "1-64 of a-z 0-9 . _ - starting with a letter or digit"
@@ -61,10 +61,10 @@ class Operations:
     async def journal(self, run_id: str) -> dict[str, Any]:
         try:
             return await asyncio.to_thread(self.svc.run_journal, run_id)
-        except hist.NotFound as exc:
+        except NoSuchRun as exc:
             raise NotFound(str(exc), "run_id") from None
 
-    async def history(self, limit: int, status: str | None) -> list[hist.Run]:
+    async def history(self, limit: int, status: str | None) -> list[Run]:
         return await asyncio.to_thread(self.svc.history.runs, limit, status)
 
     async def kill_switch(self) -> KillSwitch:
