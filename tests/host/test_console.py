@@ -165,7 +165,11 @@ def test_console_pages_need_a_sign_in_and_reachable_by_keyboard(
     assert browser.find_element(By.CSS_SELECTOR, "label[for=token]").text == "API token"
     token.send_keys("wrong")
     browser.find_element(By.ID, "sign-in").click()
-    assert "not known" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    # The click starts a navigation; the refusal is on the page that follows it.
+    alert = WebDriverWait(browser, 10).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "[role=alert]"))
+    )
+    assert "not known" in alert.text
     sign_in(browser, serve, OPERATOR)
     # Tab from the top reaches the kill switch's reason and button.
     body = browser.find_element(By.TAG_NAME, "body")
