@@ -1,8 +1,9 @@
 """Bounded-concurrency dispatch to many agents from one event loop, and one
 lease hold per agent.
 
-Every call goes through AsyncAgentClient on the fleet's loop thread; the
-runner calls in from its own thread and waits for the outcomes. A failure on
+Every call goes through AsyncAgentClient on the fleet's loop: a run is a task
+on that loop and awaits the `a*` methods; other threads (the CLI's one-shot
+commands, the service's blocking operations) call the plain ones and wait. A failure on
 one agent is an Outcome with the status code, never an exception that stops
 the others, and a slow or dead agent holds one slot until its own timeout.
 
@@ -181,12 +182,15 @@ class Fleet:
         """From another thread: fn on each agent; results keyed by address, in input order."""
         return self.loop.run(self.amap(fn, addresses, urgent))
 
-    def statuses(self, addresses: Iterable[str] | None = None) -> dict[str, AgentStatus]:
-        out = self.map(lambda c: c.info(), addresses)
+    async def astatuses(self, addresses: Iterable[str] | None = None) -> dict[str, AgentStatus]:
+        out = await self.amap(lambda c: c.info(), addresses)
         for a, o in out.items():
             if o.value is not None:
                 self.infos[a] = o.value
         return {a: AgentStatus(self.refs[a], o.value, o.error) for a, o in out.items()}
+
+    def statuses(self, addresses: Iterable[str] | None = None) -> dict[str, AgentStatus]:
+        return self.loop.run(self.astatuses(addresses))
 
     def halt(self, latch: bool = False, reason: str = "") -> dict[str, Outcome[pb.HaltResponse]]:
         return self.map(lambda c: c.halt(latch, reason), urgent=True)
@@ -204,12 +208,17 @@ class Fleet:
         self.keepers[c.address] = LeaseHold(c, lease.lease_id, ttl, streaming).start()
         return lease
 
-    def acquire_leases(
+    async def aacquire_leases(
         self, addresses: Iterable[str], holder: str, ttl: float
     ) -> dict[str, Outcome[pb.Lease]]:
         """One lease per agent, each kept alive at TTL/3: on a KeepLeases stream
         where the agent serves it (GetInfo features), else by RenewLease."""
-        return self.map(lambda c: self._acquire(c, holder, ttl), addresses)
+        return await self.amap(lambda c: self._acquire(c, holder, ttl), addresses)
+
+    def acquire_leases(
+        self, addresses: Iterable[str], holder: str, ttl: float
+    ) -> dict[str, Outcome[pb.Lease]]:
+        return self.loop.run(self.aacquire_leases(addresses, holder, ttl))
 
     def lost(self) -> dict[str, str]:
         """Agents whose lease is gone: the agent has reverted their faults itself."""
@@ -235,26 +244,29 @@ class Fleet:
 
     # ------------------------------------------------------------ watches
 
-    def watch_faults(self, on_event: Callable[[str, pb.FaultEvent], None]) -> None:
+    async def awatch_faults(self, on_event: Callable[[str, pb.FaultEvent], None]) -> None:
         """Follow the faults under every held lease; on_event runs on the loop."""
+        for address, hold in self.keepers.items():
+            watch = AsyncFaultWatch(self._clients[address], hold.lease_id, on_event)
+            self._watches.append(watch.start())
 
-        async def start() -> None:
-            for address, hold in self.keepers.items():
-                watch = AsyncFaultWatch(self._clients[address], hold.lease_id, on_event)
-                self._watches.append(watch.start())
+    async def astop_watches(self) -> None:
+        watches, self._watches = self._watches, []
+        await _gather_stops(watches)
 
-        self.loop.run(start())
+    def watch_faults(self, on_event: Callable[[str, pb.FaultEvent], None]) -> None:
+        self.loop.run(self.awatch_faults(on_event))
 
     def stop_watches(self) -> None:
-        watches, self._watches = self._watches, []
-        self.loop.run(_gather_stops(watches))
+        self.loop.run(self.astop_watches())
 
     # -------------------------------------------------------------- close
 
-    async def _close(self) -> None:
+    async def aclose(self) -> None:
+        """On the loop: stop this view's leases and watches (a borrowed view's
+        whole close; the owner closes with close())."""
         await self._stop_keepers()
-        await _gather_stops(self._watches)
-        self._watches = []
+        await self.astop_watches()
         if self._owner:
             await asyncio.gather(*(c.close() for c in self._clients.values()))
 
@@ -262,7 +274,7 @@ class Fleet:
         """Stop this view's leases and watches; the owner also closes the
         channels and the loop."""
         try:
-            self.loop.run(self._close(), timeout=30)
+            self.loop.run(self.aclose(), timeout=30)
         finally:
             if self._owner:
                 self.loop.stop()

@@ -1,25 +1,38 @@
 """The controller's one event loop for agent I/O, on its own thread.
 
 Every channel, call, lease stream and fault watch of a fleet lives on this
-loop: no thread per agent or per lease. The runner, the probes and SQLite stay
-on ordinary threads and hand coroutines over with run(), so blocking work
-never stalls the heartbeats.
+loop: no thread per agent, per lease or per run. What blocks by nature (a
+probe, a journal fsync, SQLite) goes to the loop's worker threads with
+asyncio.to_thread, so it never stalls the heartbeats; other threads hand
+coroutines over with run().
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Coroutine
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+# Blocking steps in flight at once: each live run holds at most one (a probe,
+# a journal write), and the service's operations one per request.
+WORKERS = 64
+# How long the main thread waits at a time: a signal may be delivered to any
+# thread, and Python runs its handler only once the main thread is back in
+# Python code, so a wait there must come back now and then.
+SIGNAL_SLICE = 0.1
 
 
 class LoopThread:
     def __init__(self, name: str = "fleet-loop") -> None:
         self.loop = asyncio.new_event_loop()
+        self.loop.set_default_executor(
+            ThreadPoolExecutor(WORKERS, thread_name_prefix=f"{name}-worker")
+        )
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
 
@@ -33,6 +46,7 @@ class LoopThread:
         if pending:
             self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.run_until_complete(self.loop.shutdown_default_executor())
         self.loop.close()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
@@ -42,7 +56,17 @@ class LoopThread:
         """Run coro on the loop and wait for its result from this (other) thread."""
         if threading.current_thread() is self._thread:
             raise RuntimeError("LoopThread.run called from the loop itself: await instead")
-        return self.submit(coro).result(timeout)
+        future = self.submit(coro)
+        if threading.current_thread() is not threading.main_thread():
+            return future.result(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = SIGNAL_SLICE if deadline is None else deadline - time.monotonic()
+            try:
+                return future.result(max(0.0, min(left, SIGNAL_SLICE)))
+            except TimeoutError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
 
     def stop(self) -> None:
         if self._thread.is_alive():

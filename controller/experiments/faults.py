@@ -5,6 +5,8 @@ fault that ended early, a failed revert) as the run's fault problems.
 
 With on-fault-error abort, the first problem ends the run (through the
 runner's end callback); with continue it is recorded and the run goes on.
+
+Everything here runs on the fleet's loop, as part of the run's task.
 """
 
 from __future__ import annotations
@@ -101,13 +103,13 @@ class RunFaults:
 
     # -------------------------------------------------------------- watch
 
-    def watch(self) -> None:
+    async def watch(self) -> None:
         """Follow every leased agent's faults while the run is live."""
-        self._fleet.watch_faults(self._on_event)
+        await self._fleet.awatch_faults(self._on_event)
 
     # -------------------------------------------------------------- inject
 
-    def inject(
+    async def inject(
         self, activity: Activity, index: int, agents: list[str], duration: float, run_id: str
     ) -> None:
         """The activity's fault on each agent, in parallel (idempotent: one request id)."""
@@ -122,7 +124,7 @@ class RunFaults:
                 lambda: c.inject(lease_id, p.spec, duration, p.target, request_id)
             )
 
-        outcomes = self._fleet.map(call, agents)
+        outcomes = await self._fleet.amap(call, agents)
         output: dict[str, Any] = {}
         for a, o in outcomes.items():
             rec = FaultRecord(
@@ -160,19 +162,19 @@ class RunFaults:
 
     # -------------------------------------------------------------- revert
 
-    def revert_all(self) -> None:
+    async def revert_all(self) -> None:
         """Revert every fault of this run on every agent at once, release the
         leases, and record one rollback per agent."""
         self._reverting = True
         agents = self._j.agents
         addresses = [a for a, r in agents.items() if r.faults or a in self._fleet.keepers]
         if not addresses:
-            self._stop_watches()
+            await self._fleet.astop_watches()
             return
         self._report.event(f"reverting on {len(addresses)} agent(s)")
         start, t0 = probes.now_iso(), time.monotonic()
-        self._fleet.map(self._undo, addresses)
-        self._stop_watches()
+        await self._fleet.amap(self._undo, addresses)
+        await self._fleet.astop_watches()
         self._metrics.blast_radius_percentage.set(0)
         for a in addresses:
             rec = agents[a]
@@ -242,6 +244,3 @@ class RunFaults:
                 agent, "fault ended early", f"fault {fault.id} ended {fresh['state']}"
                 f" ({fresh['end_reason']}) before the run reverted it", fault.id,
             )  # fmt: skip
-
-    def _stop_watches(self) -> None:
-        self._fleet.stop_watches()

@@ -12,10 +12,17 @@ refused); interrupted (SIGINT/SIGTERM). Every end state reverts every fault
 this run injected and records each agent's result. Signals only set a flag,
 so a second Ctrl-C cannot cut the reverts short; if the controller itself
 dies, each agent's lease expires and the agent reverts on its own.
+
+A run is a task on its fleet's loop (`arun`): agent calls are awaited there,
+and the steps that block by nature (probes, journal writes with fsync, the
+history row) go to worker threads one at a time. `run()` is the same from a
+thread that is not the loop's (the CLI's main thread).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import getpass
 import secrets
 import socket
@@ -90,6 +97,9 @@ class Runner:
         self.report = reporter or Quiet()
         self.metrics = metrics or ControllerMetrics()
         self._stop = threading.Event()
+        # Set from any thread when the run must end, so a sleeping run wakes.
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.RLock()
         self._end: _End | None = None
         self._noticed_end = False
@@ -129,6 +139,9 @@ class Runner:
                 return False
             self._end = _End(status, reason, label)
         self._stop.set()
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(wake.set)
         return True
 
     def _fault_error(self, reason: str, label: str) -> None:
@@ -147,8 +160,9 @@ class Runner:
                 self.report.event(f"{end.reason}: reverting (further signals are ignored)")
         return self._stop.is_set()
 
-    def _sleep(self, seconds: float) -> bool:
+    async def _sleep(self, seconds: float) -> bool:
         """Wait, noticing lost leases; True as soon as the run must stop."""
+        assert self._wake is not None
         deadline = time.monotonic() + seconds
         while True:
             self._note_lost()
@@ -157,7 +171,9 @@ class Runner:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            self._stop.wait(min(left, 0.25))
+            # Woken at once by an end; every 0.25 s to look at the leases.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(left, 0.25))
 
     def _note_lost(self) -> None:
         for address, reason in self.fleet.lost().items():
@@ -209,31 +225,39 @@ class Runner:
     # --------------------------------------------------------------- run
 
     def run(self) -> dict[str, Any]:
+        """The whole run, from a thread other than the fleet loop's."""
+        return self.fleet.loop.run(self.arun())
+
+    async def arun(self) -> dict[str, Any]:
+        """The whole run, as a task on the fleet's loop."""
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        if self._stop.is_set():
+            self._wake.set()
         j = self.journal
         j.start, t0 = probes.now_iso(), time.monotonic()
         self.log.info("run started", title=self.experiment.title, holder=self.options.holder)
         monitor: StopMonitor | None = None
         try:
-            self._save()
-            plan = self._preflight()
+            await self._save()
+            plan = await self._preflight()
             if plan is not None and not self._stopping():
-                j.before = self.hypothesis("before")
+                j.before = await asyncio.to_thread(self.hypothesis, "before")
                 if (j.before is None or j.before["steady_state_met"]) and not self._stopping():
-                    self._acquire(plan)
+                    await self._acquire(plan)
                     monitor = self._start_monitor()
-                    self._execute(plan)
+                    await self._execute(plan)
                     if not self._stopping():
-                        j.after = self.hypothesis("after")
+                        j.after = await asyncio.to_thread(self.hypothesis, "after")
         except Exception as exc:  # a bug must still end in reverts and a journal
             self._end_with(RunStatus.ABORTED, f"controller error: {exc!r}", "error")
             self.report.event(f"controller error: {exc!r}; reverting\n{traceback.format_exc()}")
         finally:
             if monitor is not None:
-                monitor.stop()
+                await asyncio.to_thread(monitor.stop)
                 j.stop_conditions = monitor.report()
             self._note_lost()
-            self.faults.revert_all()
-            self._rollbacks()
+            await self.faults.revert_all()
+            await asyncio.to_thread(self._rollbacks)
         j.status, j.reason = self._verdict()
         j.end, j.duration = probes.now_iso(), round(time.monotonic() - t0, 3)
         j.deviated = j.after is not None and not j.after["steady_state_met"]
@@ -241,7 +265,7 @@ class Runner:
         j.signals_ignored = self.signals_ignored
         j.ended = True
         self._record_metrics(j.status, j.duration)
-        result = self._save(final=True)
+        result = await self._save(final=True)
         self.log.info("run ended", status=str(j.status), reason=j.reason, duration=j.duration)
         self.report.event(
             f"run {self.options.run_id} {j.status}{f': {j.reason}' if j.reason else ''}"
@@ -276,24 +300,29 @@ class Runner:
             return RunStatus.FAILED, problems
         return RunStatus.COMPLETED, ""
 
-    def _save(self, final: bool = False) -> dict[str, Any]:
+    async def _save(self, final: bool = False) -> dict[str, Any]:
+        # Built on the loop, where the fault watches write to the journal;
+        # written (fsync) and recorded off it.
         journal = self.journal.to_dict()
+        await asyncio.to_thread(self._write, journal, final)
+        return journal
+
+    def _write(self, journal: dict[str, Any], final: bool) -> None:
         if self.options.journal_path is not None:
             jr.write(journal, self.options.journal_path)
         if final and self.options.history is not None:
             self.options.history.record(journal, self.options.journal_path or Path("-"))
-        return journal
 
     # ---------------------------------------------------------- pre-flight
 
-    def _preflight(self) -> Plan | None:
+    async def _preflight(self) -> Plan | None:
         j = self.journal
         try:
             j.window = self.check_window()
         except WindowClosed as exc:
             self._end_with(RunStatus.ABORTED, str(exc), "window")
             return None
-        statuses = self.fleet.statuses()
+        statuses = await self.fleet.astatuses()
         for a, st in statuses.items():
             j.agent(a).hostname = st.info.hostname if st.info else ""
         try:
@@ -323,10 +352,10 @@ class Runner:
             return None
         return plan
 
-    def _acquire(self, plan: Plan) -> None:
+    async def _acquire(self, plan: Plan) -> None:
         ttl = self.experiment.settings.lease_ttl
         holder = f"{self.options.holder} run={self.options.run_id}"
-        for a, o in self.fleet.acquire_leases(plan.targets, holder, ttl).items():
+        for a, o in (await self.fleet.aacquire_leases(plan.targets, holder, ttl)).items():
             rec = self.journal.agent(a)
             if o.value is not None:
                 rec.lease_id = o.value.lease_id
@@ -344,7 +373,7 @@ class Runner:
         self.report.event(f"leases held on {len(self.fleet.keepers)} agent(s), ttl {ttl:g}s")
         if not self.fleet.keepers:
             self._end_with(RunStatus.ABORTED, "no target agent granted a lease", "unreachable")
-        self.faults.watch()
+        await self.faults.watch()
 
     def _start_monitor(self) -> StopMonitor | None:
         conditions = self.experiment.settings.stop_conditions
@@ -359,7 +388,7 @@ class Runner:
 
     # ------------------------------------------------------------- method
 
-    def _execute(self, plan: Plan) -> None:
+    async def _execute(self, plan: Plan) -> None:
         fleet_size = len(self.fleet.refs)
         for step in plan.steps:
             if self._stopping():
@@ -374,29 +403,31 @@ class Runner:
                 f" agent(s), {len(added)} new: {', '.join(added) or '-'}"
             )
             for index, activity in enumerate(self.experiment.method):
-                if self._sleep(activity.pause_before):
+                if await self._sleep(activity.pause_before):
                     break
                 if isinstance(activity.provider, FaultProvider):
                     if added:
                         duration = plan.durations[activity.name]
-                        self.faults.inject(activity, index, added, duration, self.options.run_id)
+                        await self.faults.inject(
+                            activity, index, added, duration, self.options.run_id
+                        )
                         # On disk before the next step: a controller restarted
                         # mid-run checks these faults on each agent.
-                        self._save()
+                        await self._save()
                 else:
-                    run = probes.execute(activity)
+                    run = await asyncio.to_thread(probes.execute, activity)
                     self.journal.run.append(run.record())
                     self.report.event(
                         f"{activity.type} {activity.name}: {run.status}"
                         f"{f' ({run.error})' if run.error else ''}"
                     )
-                if self._sleep(activity.pause_after):
+                if await self._sleep(activity.pause_after):
                     break
             self._affected += [a for a in added if a not in self._affected]
             radius = 100.0 * len(self._affected) / fleet_size if fleet_size else 0.0
             record.blast_radius_percent = round(radius, 3)
             self.metrics.blast_radius_percentage.set(radius)
-            stopped = self._stopping() or self._sleep(step.hold)
+            stopped = self._stopping() or await self._sleep(step.hold)
             record.end = probes.now_iso()
             if stopped:
                 return

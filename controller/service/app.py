@@ -92,16 +92,7 @@ def bind(listen: str, tls: bool) -> socket.socket:
     return sock
 
 
-def serve(svc: Service, sock: socket.socket, ssl: dict[str, Any]) -> None:
-    """Serve until SIGINT/SIGTERM (uvicorn's handlers), then drain.
-
-    uvicorn raises the signal it caught again once it has shut down, to the
-    handler that was there before it; that handler is ours and only notes it,
-    so the service ends with its own cleanup and exit code, not killed."""
-    seen: list[int] = []
-    previous = {
-        s: signal.signal(s, lambda n, _f: seen.append(n)) for s in (signal.SIGINT, signal.SIGTERM)
-    }
+def server(svc: Service, sock: socket.socket, ssl: dict[str, Any]) -> uvicorn.Server:
     config = uvicorn.Config(
         app(svc),
         log_config=None,
@@ -110,8 +101,30 @@ def serve(svc: Service, sock: socket.socket, ssl: dict[str, Any]) -> None:
         timeout_graceful_shutdown=5,
         **ssl,
     )
+    return uvicorn.Server(config)
+
+
+def serve(svc: Service, sock: socket.socket, ssl: dict[str, Any]) -> None:
+    """Serve on the fleet's loop until SIGINT/SIGTERM, then drain.
+
+    One loop carries the HTTP side and every agent call, lease and watch (and
+    every run, as a task): a request never hops to another loop or a run
+    thread. uvicorn runs on the loop's thread, so the signals are ours, on
+    the main thread: the first asks for a graceful stop, a second SIGINT
+    forces it (uvicorn's own rule), and the service ends with its own cleanup
+    and exit code."""
+    seen: list[int] = []
+    http = server(svc, sock, ssl)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        seen.append(signum)
+        if http.should_exit and signum == signal.SIGINT:
+            http.force_exit = True
+        http.should_exit = True
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        svc.fleet.loop.run(http.serve(sockets=[sock]))
     finally:
         for s, h in previous.items():
             signal.signal(s, h)

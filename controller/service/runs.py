@@ -1,13 +1,16 @@
 """The runs a service drives, through the same Runner as `brownout run`, so the
 journal and the history row are the same. Each run borrows the service's one
-fleet (its loop and channels) and holds its own leases on it; the runner's
-blocking steps (probes, journal writes) run on the run's own thread. The
+fleet (its loop and channels), holds its own leases on it, and is a task on
+that loop (no thread per run; its blocking steps, probes and journal writes,
+go to the loop's worker threads one at a time). The
 service keeps a row per live run in its store, so a restart can tell which
 runs it cut off."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,7 @@ class ActiveRun:
     journal_path: Path
     done: threading.Event = field(default_factory=threading.Event)
     result: dict[str, Any] | None = None
+    task: Future[None] | None = None  # the run's task on the fleet's loop
 
     def journal(self) -> dict[str, Any]:
         return self.result if self.result is not None else self.runner.journal.to_dict()
@@ -117,17 +121,15 @@ class RunManager:
         )
         with self._lock:
             self._runs[run.run_id] = run
-        threading.Thread(
-            target=self._drive, args=(run, fleet), name=f"run-{run.run_id}", daemon=True
-        ).start()
+        run.task = self.fleet.loop.submit(self._drive(run, fleet))
         return run
 
-    def _drive(self, run: ActiveRun, fleet: Fleet) -> None:
+    async def _drive(self, run: ActiveRun, fleet: Fleet) -> None:
         try:
-            run.result = run.runner.run()
+            run.result = await run.runner.arun()
         finally:
-            fleet.close()
-            self.store.run_ended(run.run_id)
+            await fleet.aclose()
+            await asyncio.to_thread(self.store.run_ended, run.run_id)
             run.done.set()
             run.events.close()
 
