@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +134,16 @@ def _log_level(text: str) -> str:
     return text
 
 
+def _comm_patterns(text: str) -> tuple[str, ...]:
+    patterns = tuple(p.strip() for p in text.split(",") if p.strip())
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as exc:
+            raise ValueError(f"{p!r} is not a regular expression: {exc}") from None
+    return patterns
+
+
 # ------------------------------------------------------------------ options
 
 
@@ -188,6 +199,19 @@ SERVE = (
         _int_in(1, MAX_ACTIVE_FAULTS),
         str(_D.max_active_faults),
         f"faults held at once (1-{MAX_ACTIVE_FAULTS})",
+    ),
+    Option(
+        "process_match_cap",
+        _int_in(1, 100_000),
+        str(_D.process_match_cap),
+        "most processes one process fault may match without allow_many",
+    ),
+    Option(
+        "process_denylist",
+        _comm_patterns,
+        ",".join(_D.process_denylist),
+        "comm patterns (full-match regexes, comma-separated) process faults refuse"
+        " without allow_denylisted; empty: none",
     ),
     Option(
         "oom_score_adj",
@@ -304,6 +328,8 @@ def from_args(ns: argparse.Namespace) -> AgentConfig:
             disk_reserve_bytes=ns.disk_reserve,
             disk_reserve_percent=d.disk_reserve_percent,
             max_active_faults=ns.max_active_faults,
+            process_match_cap=ns.process_match_cap,
+            process_denylist=ns.process_denylist,
         ),
         oom_score_adj=ns.oom_score_adj,
         ready_file=ns.ready_file,

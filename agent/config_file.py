@@ -22,9 +22,10 @@ SCALARS = {
     "memory_reserve",
     "disk_reserve",
     "max_active_faults",
+    "process_match_cap",
     "oom_score_adj",
 }
-LISTS = {"operators", "viewers"}
+LISTS = {"operators", "viewers", "process_denylist"}
 TLS_KEYS = {"cert", "key", "client_ca"}
 ALL_KEYS = SCALARS | LISTS | {"labels", "tls", "insecure_allow_remote"}
 

@@ -107,6 +107,16 @@ class AgentProc:
         self.proc.kill()
         self.proc.wait(timeout=10)
 
+    def sweep(self) -> None:
+        """`brownout-agent sweep` on this agent's state dir (the agent is not running)."""
+        out = subprocess.run(
+            [sys.executable, "-m", "agent.cli", "sweep", "--state-dir", str(self.state_dir)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+
     def logs(self) -> str:
         if self.log_path is None or not self.log_path.exists():
             return ""

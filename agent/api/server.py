@@ -180,6 +180,8 @@ class AgentServicer(pb_grpc.AgentServicer):
                 disk_reserve_bytes=limits.disk_reserve_bytes,
                 disk_reserve_percent=limits.disk_reserve_percent,
                 max_active_faults=limits.max_active_faults,
+                process_match_cap=limits.process_match_cap,
+                process_denylist=list(limits.process_denylist),
             ),
             cpu_count=len(os.sched_getaffinity(0)),
             halted=self.manager.halted,

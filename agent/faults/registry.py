@@ -9,6 +9,8 @@ from agent.faults.network.bandwidth import BandwidthInjector
 from agent.faults.network.netem import NetemInjector
 from agent.faults.network.partition import PartitionInjector
 from agent.faults.network.shaping import Registry as ShapingRegistry
+from agent.faults.process.injector import ProcessInjector
+from agent.faults.process.pause import PauseInjector
 from agent.faults.resource.cpu import CpuInjector
 from agent.faults.resource.disk import DiskInjector
 from agent.faults.resource.io import IoInjector
@@ -26,5 +28,7 @@ def build_injectors(ctx: InjectorContext, spawner: procs.Spawner) -> dict[str, I
         NetemInjector(ctx, shaping),
         BandwidthInjector(ctx, shaping),
         PartitionInjector(ctx),
+        ProcessInjector(ctx),
+        PauseInjector(ctx),
     ]
     return {inj.kind: inj for inj in injectors}

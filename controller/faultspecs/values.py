@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -146,3 +147,19 @@ def port_range(value: str) -> pb.PortRange:
     if not 1 <= lo <= hi <= 65535:
         raise ValueError(f"invalid port range {value!r}: ports are 1-65535, first <= last")
     return pb.PortRange(first=lo, last=hi if sep else 0)
+
+
+def signal_number(value: str) -> int:
+    """A signal by name (KILL, SIGTERM) or number (9)."""
+    text = value.strip()
+    if text.isdigit():
+        number = int(text)
+        if number not in signal.valid_signals():
+            raise ValueError(f"{number} is not a signal number")
+        return number
+    name = text.upper()
+    name = name if name.startswith("SIG") else f"SIG{name}"
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise ValueError(f"{value!r} is not a signal name (e.g. KILL, TERM, INT, 9)") from None

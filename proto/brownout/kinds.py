@@ -42,6 +42,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("netem", pb.FAULT_KIND_NETEM, "netem", "netem"),
     Kind("bandwidth", pb.FAULT_KIND_BANDWIDTH, "bandwidth", "bandwidth"),
     Kind("partition", pb.FAULT_KIND_PARTITION, "partition", "partition"),
+    Kind("process", pb.FAULT_KIND_PROCESS, "process", "process"),
+    Kind("pause", pb.FAULT_KIND_PAUSE, "pause", "pause"),
 )
 NAMES = tuple(k.name for k in KINDS)
 _BY_NAME = {k.name: k for k in KINDS}

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc
 from tests.host.nethosts import NetBed, net_bed, nsrun
-from tests.host.scratch import loopfs, tmpfs
+from tests.host.scratch import CGROUP_ROOT, cgroup, loopfs, tmpfs
 
 # `make soak` sets BROWNOUT_SOAK=1: every test runs at its larger scale.
 SOAK = os.environ.get("BROWNOUT_SOAK", "") not in ("", "0")
@@ -39,11 +43,14 @@ def bump(test: str, key: str, by: int = 1) -> None:
 @dataclass
 class Rig:
     """Where faults of every kind land: a scratch tmpfs (disk), a scratch ext4 on a
-    loop device (io) and netns test hosts (bandwidth, partition)."""
+    loop device (io), netns test hosts (bandwidth, partition), a process the
+    rig started (process stop) and a freezer cgroup of its own (pause)."""
 
     disk_mnt: Path
     io_mnt: Path
     bed: NetBed
+    victim: int
+    box: str  # a freezer cgroup with a process in it
     specs: dict[str, tuple[pb.FaultSpec, pb.Target]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -79,6 +86,11 @@ class Rig:
                 pb.FaultSpec(partition=pb.PartitionSpec(peers=[self.bed.b.v4, self.bed.b.v6])),
                 ns,
             ),
+            "process": (
+                pb.FaultSpec(process=pb.ProcessSpec(action=pb.PROCESS_ACTION_STOP)),
+                pb.Target(pid=self.victim),
+            ),
+            "pause": (pb.FaultSpec(pause=pb.PauseSpec()), pb.Target(cgroup=self.box)),
         }
 
     def residue(self, agent: AgentProc) -> list[str]:
@@ -95,6 +107,11 @@ class Rig:
             filters = nsrun(self.bed.a, "tc", "filter", "show", "dev", dev).strip()
             if filters:
                 found.append(f"filters on {dev}: {filters}")
+        if psutil.Process(self.victim).status() == psutil.STATUS_STOPPED:
+            found.append(f"process {self.victim} left stopped")
+        frozen = (CGROUP_ROOT / "freezer" / self.box.lstrip("/") / "freezer.state").read_text()
+        if frozen.strip() != "THAWED":
+            found.append(f"cgroup {self.box} left {frozen.strip()}")
         tables = nsrun(self.bed.a, "nft", "list", "tables")
         if "brownout" in tables:
             found.append(f"nft tables: {tables.strip()}")
@@ -104,7 +121,24 @@ class Rig:
 @contextlib.contextmanager
 def rig(base: Path) -> Iterator[Rig]:
     with tmpfs(base, "16m") as disk_mnt, loopfs(base, 48, "ext4") as io_mnt, net_bed() as bed:
-        yield Rig(disk_mnt, io_mnt, bed)
+        victim = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(3600)", "brownout-rig-victim"],
+            start_new_session=True,
+        )
+        boxed = subprocess.Popen(["sleep", "3600"], start_new_session=True)
+        try:
+            with cgroup(["freezer"]) as box:
+                box_dir = CGROUP_ROOT / "freezer" / box.lstrip("/")
+                (box_dir / "cgroup.procs").write_text(str(boxed.pid))
+                try:
+                    yield Rig(disk_mnt, io_mnt, bed, victim.pid, box)
+                finally:
+                    (box_dir / "freezer.state").write_text("THAWED")
+                    boxed.kill()
+        finally:
+            for p in (victim, boxed):
+                p.kill()
+                p.wait(10)
 
 
 def agent_args() -> list[str]:

@@ -45,7 +45,7 @@ def the_rig(tmp_path: Path) -> Iterator[Rig]:
 
 def specs(r: Rig, rng: random.Random) -> tuple[str, pb.FaultSpec, pb.Target]:
     """A random small fault of a random kind."""
-    kind = rng.choice(["cpu", "memory", "disk", "io", "bandwidth", "partition"])
+    kind = rng.choice(["cpu", "memory", "disk", "io", "bandwidth", "partition", "process"])
     ns = pb.Target(netns_name=r.bed.a)
     if kind == "cpu":
         return kind, pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=5)), pb.Target()
@@ -58,6 +58,9 @@ def specs(r: Rig, rng: random.Random) -> tuple[str, pb.FaultSpec, pb.Target]:
         io = pb.IoSpec(path=str(r.io_mnt), workers=1, mode=pb.IO_MODE_WRITE,
                        bytes_per_worker=MIB, block_size_bytes=64 * 1024)  # fmt: skip
         return kind, pb.FaultSpec(io=io), pb.Target()
+    if kind == "process":  # one victim: a second stop of it at once is refused
+        stop = pb.ProcessSpec(action=pb.PROCESS_ACTION_STOP)
+        return kind, pb.FaultSpec(process=stop), pb.Target(pid=r.victim)
     if kind == "bandwidth":
         dev = rng.choice([r.bed.a_to_b, r.bed.a_to_c])
         bw = pb.BandwidthSpec(rate_bits_per_second=rng.choice([10, 50, 100]) * 1_000_000,

@@ -34,6 +34,14 @@ SAME: list[tuple[list[str], dict[str, Any]]] = [
     (["partition", "--to", "10.0.0.5", "--to", "10.0.1.0/24", "--direction", "ingress",
       "--netns", "/proc/7/ns/net"],
      {"to": ["10.0.0.5", "10.0.1.0/24"], "direction": "ingress", "netns": "/proc/7/ns/net"}),
+    (["process", "--action", "kill", "--cmdline", "worker", "--count", "2", "--order", "newest",
+      "--signal", "TERM", "--interval", "30s", "--children", "--cgroup", "/app"],
+     {"action": "kill", "cmdline": "worker", "count": 2, "order": "newest", "signal": "TERM",
+      "interval": "30s", "children": True, "cgroup": "/app"}),
+    (["process", "--action", "stop", "--comm", "nginx", "--percent", "50%", "--allow-many"],
+     {"action": "stop", "comm": "nginx", "percent": "50%", "allow_many": True}),
+    (["pause", "--cgroup", "/app", "--allow-denylisted"],
+     {"cgroup": "/app", "allow_denylisted": True}),
 ]  # fmt: skip
 
 
@@ -75,6 +83,11 @@ def test_a_list_of_peers_becomes_every_peer() -> None:
         ("bandwidth", {"rate": "0"}, "a.rate", "more than 0"),
         ("partition", {"direction": "both"}, "a.to", "is required"),
         ("partition", {"to": {"a": 1}}, "a.to[0]", "expected a value"),
+        ("process", {"comm": "x"}, "a.action", "is required"),
+        ("process", {"action": "pause"}, "a.action", "kill, stop"),
+        ("process", {"action": "kill", "signal": "NOPE"}, "a.signal", "not a signal name"),
+        ("process", {"action": "kill", "count": 1, "percent": 5}, "a", "give only one of count"),
+        ("pause", {}, "a", "one of cgroup or pid is required"),
     ],
 )  # fmt: skip
 def test_bad_mapping_names_the_key(kind: str, mapping: dict[str, Any], where: str,

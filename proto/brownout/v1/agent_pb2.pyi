@@ -43,6 +43,8 @@ class _FaultKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FaultKind.V
     FAULT_KIND_NETEM: _FaultKind.ValueType  # 5
     FAULT_KIND_BANDWIDTH: _FaultKind.ValueType  # 6
     FAULT_KIND_PARTITION: _FaultKind.ValueType  # 7
+    FAULT_KIND_PROCESS: _FaultKind.ValueType  # 8
+    FAULT_KIND_PAUSE: _FaultKind.ValueType  # 9
 
 class FaultKind(_FaultKind, metaclass=_FaultKindEnumTypeWrapper): ...
 
@@ -54,6 +56,8 @@ FAULT_KIND_IO: FaultKind.ValueType  # 4
 FAULT_KIND_NETEM: FaultKind.ValueType  # 5
 FAULT_KIND_BANDWIDTH: FaultKind.ValueType  # 6
 FAULT_KIND_PARTITION: FaultKind.ValueType  # 7
+FAULT_KIND_PROCESS: FaultKind.ValueType  # 8
+FAULT_KIND_PAUSE: FaultKind.ValueType  # 9
 Global___FaultKind: _TypeAlias = FaultKind  # noqa: Y015
 
 class _FaultState:
@@ -215,6 +219,48 @@ DISTRIBUTION_NORMAL: Distribution.ValueType  # 2
 DISTRIBUTION_PARETO: Distribution.ValueType  # 3
 DISTRIBUTION_PARETONORMAL: Distribution.ValueType  # 4
 Global___Distribution: _TypeAlias = Distribution  # noqa: Y015
+
+class _ProcessAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProcessActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProcessAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROCESS_ACTION_UNSPECIFIED: _ProcessAction.ValueType  # 0
+    PROCESS_ACTION_KILL: _ProcessAction.ValueType  # 1
+    """Send `signal` once, or every `interval` for the duration."""
+    PROCESS_ACTION_STOP: _ProcessAction.ValueType  # 2
+    """SIGSTOP, held until the fault ends (then SIGCONT)."""
+
+class ProcessAction(_ProcessAction, metaclass=_ProcessActionEnumTypeWrapper): ...
+
+PROCESS_ACTION_UNSPECIFIED: ProcessAction.ValueType  # 0
+PROCESS_ACTION_KILL: ProcessAction.ValueType  # 1
+"""Send `signal` once, or every `interval` for the duration."""
+PROCESS_ACTION_STOP: ProcessAction.ValueType  # 2
+"""SIGSTOP, held until the fault ends (then SIGCONT)."""
+Global___ProcessAction: _TypeAlias = ProcessAction  # noqa: Y015
+
+class _ProcessOrder:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProcessOrderEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProcessOrder.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROCESS_ORDER_UNSPECIFIED: _ProcessOrder.ValueType  # 0
+    """random"""
+    PROCESS_ORDER_RANDOM: _ProcessOrder.ValueType  # 1
+    PROCESS_ORDER_NEWEST: _ProcessOrder.ValueType  # 2
+    PROCESS_ORDER_OLDEST: _ProcessOrder.ValueType  # 3
+
+class ProcessOrder(_ProcessOrder, metaclass=_ProcessOrderEnumTypeWrapper): ...
+
+PROCESS_ORDER_UNSPECIFIED: ProcessOrder.ValueType  # 0
+"""random"""
+PROCESS_ORDER_RANDOM: ProcessOrder.ValueType  # 1
+PROCESS_ORDER_NEWEST: ProcessOrder.ValueType  # 2
+PROCESS_ORDER_OLDEST: ProcessOrder.ValueType  # 3
+Global___ProcessOrder: _TypeAlias = ProcessOrder  # noqa: Y015
 
 @_typing.final
 class GetInfoRequest(_message.Message):
@@ -847,6 +893,8 @@ class FaultSpec(_message.Message):
     NETEM_FIELD_NUMBER: _builtins.int
     BANDWIDTH_FIELD_NUMBER: _builtins.int
     PARTITION_FIELD_NUMBER: _builtins.int
+    PROCESS_FIELD_NUMBER: _builtins.int
+    PAUSE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def cpu(self) -> Global___CpuSpec: ...
     @_builtins.property
@@ -861,6 +909,10 @@ class FaultSpec(_message.Message):
     def bandwidth(self) -> Global___BandwidthSpec: ...
     @_builtins.property
     def partition(self) -> Global___PartitionSpec: ...
+    @_builtins.property
+    def process(self) -> Global___ProcessSpec: ...
+    @_builtins.property
+    def pause(self) -> Global___PauseSpec: ...
     def __init__(
         self,
         *,
@@ -871,12 +923,14 @@ class FaultSpec(_message.Message):
         netem: Global___NetemSpec | None = ...,
         bandwidth: Global___BandwidthSpec | None = ...,
         partition: Global___PartitionSpec | None = ...,
+        process: Global___ProcessSpec | None = ...,
+        pause: Global___PauseSpec | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["bandwidth", b"bandwidth", "cpu", b"cpu", "disk", b"disk", "io", b"io", "memory", b"memory", "netem", b"netem", "partition", b"partition", "spec", b"spec"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bandwidth", b"bandwidth", "cpu", b"cpu", "disk", b"disk", "io", b"io", "memory", b"memory", "netem", b"netem", "partition", b"partition", "pause", b"pause", "process", b"process", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bandwidth", b"bandwidth", "cpu", b"cpu", "disk", b"disk", "io", b"io", "memory", b"memory", "netem", b"netem", "partition", b"partition", "spec", b"spec"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bandwidth", b"bandwidth", "cpu", b"cpu", "disk", b"disk", "io", b"io", "memory", b"memory", "netem", b"netem", "partition", b"partition", "pause", b"pause", "process", b"process", "spec", b"spec"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_spec: _TypeAlias = _typing.Literal["cpu", "memory", "disk", "io", "netem", "bandwidth", "partition"]  # noqa: Y015
+    _WhichOneofReturnType_spec: _TypeAlias = _typing.Literal["cpu", "memory", "disk", "io", "netem", "bandwidth", "partition", "process", "pause"]  # noqa: Y015
     _WhichOneofArgType_spec: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_spec) -> _WhichOneofReturnType_spec | None: ...
 
@@ -1212,6 +1266,104 @@ class PartitionSpec(_message.Message):
 Global___PartitionSpec: _TypeAlias = PartitionSpec  # noqa: Y015
 
 @_typing.final
+class ProcessSpec(_message.Message):
+    """Kill or stop processes. The Target narrows where they are looked for
+    (a pid: that process; a cgroup: its processes; unset: the host), and every
+    match filter given here must also hold.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMM_FIELD_NUMBER: _builtins.int
+    CMDLINE_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    PERCENT_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    SIGNAL_FIELD_NUMBER: _builtins.int
+    INTERVAL_FIELD_NUMBER: _builtins.int
+    CHILDREN_FIELD_NUMBER: _builtins.int
+    ALLOW_DENYLISTED_FIELD_NUMBER: _builtins.int
+    ALLOW_MANY_FIELD_NUMBER: _builtins.int
+    comm: _builtins.str
+    """A regular expression that the whole comm (/proc/PID/comm) must match."""
+    cmdline: _builtins.str
+    """A regular expression searched for in the command line (args joined by spaces)."""
+    user: _builtins.str
+    """The effective user: a name or a numeric uid."""
+    count: _builtins.int
+    """How many of the matches: all when neither is set, else `count` of them,
+    or `percent` of them (rounded up), chosen by `order`.
+    """
+    percent: _builtins.float
+    order: Global___ProcessOrder.ValueType
+    action: Global___ProcessAction.ValueType
+    signal: _builtins.int
+    """For kill: the signal number (default 9, SIGKILL)."""
+    children: _builtins.bool
+    """Also every descendant of each chosen process."""
+    allow_denylisted: _builtins.bool
+    """Allow processes on the agent's denylist (sshd, journald, the container
+    runtime, kubelet by default).
+    """
+    allow_many: _builtins.bool
+    """Allow a match larger than the agent's cap (--process-match-cap, 50)."""
+    @_builtins.property
+    def interval(self) -> _duration_pb2.Duration:
+        """For kill: repeat every interval for the duration, matching afresh each
+        time. Unset: once.
+        """
+
+    def __init__(
+        self,
+        *,
+        comm: _builtins.str = ...,
+        cmdline: _builtins.str = ...,
+        user: _builtins.str = ...,
+        count: _builtins.int = ...,
+        percent: _builtins.float = ...,
+        order: Global___ProcessOrder.ValueType = ...,
+        action: Global___ProcessAction.ValueType = ...,
+        signal: _builtins.int = ...,
+        interval: _duration_pb2.Duration | None = ...,
+        children: _builtins.bool = ...,
+        allow_denylisted: _builtins.bool = ...,
+        allow_many: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "allow_denylisted", b"allow_denylisted", "allow_many", b"allow_many", "children", b"children", "cmdline", b"cmdline", "comm", b"comm", "count", b"count", "interval", b"interval", "order", b"order", "percent", b"percent", "signal", b"signal", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProcessSpec: _TypeAlias = ProcessSpec  # noqa: Y015
+
+@_typing.final
+class PauseSpec(_message.Message):
+    """Freeze a cgroup (the Target's, or a pid's) with the cgroup freezer, until
+    the fault ends: a container's docker pause.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOW_DENYLISTED_FIELD_NUMBER: _builtins.int
+    allow_denylisted: _builtins.bool
+    """Allow a cgroup that holds a process on the agent's denylist."""
+    def __init__(
+        self,
+        *,
+        allow_denylisted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_denylisted", b"allow_denylisted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseSpec: _TypeAlias = PauseSpec  # noqa: Y015
+
+@_typing.final
 class Capability(_message.Message):
     """------------------------------------------------------------------- info"""
 
@@ -1251,17 +1403,24 @@ class Limits(_message.Message):
     DISK_RESERVE_BYTES_FIELD_NUMBER: _builtins.int
     DISK_RESERVE_PERCENT_FIELD_NUMBER: _builtins.int
     MAX_ACTIVE_FAULTS_FIELD_NUMBER: _builtins.int
+    PROCESS_MATCH_CAP_FIELD_NUMBER: _builtins.int
+    PROCESS_DENYLIST_FIELD_NUMBER: _builtins.int
     memory_reserve_bytes: _builtins.int
     memory_reserve_percent: _builtins.float
     disk_reserve_bytes: _builtins.int
     disk_reserve_percent: _builtins.float
     max_active_faults: _builtins.int
+    process_match_cap: _builtins.int
     @_builtins.property
     def max_fault_duration(self) -> _duration_pb2.Duration: ...
     @_builtins.property
     def max_lease_ttl(self) -> _duration_pb2.Duration: ...
     @_builtins.property
     def min_lease_ttl(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def process_denylist(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """comm patterns (full-match regular expressions) process faults refuse."""
+
     def __init__(
         self,
         *,
@@ -1273,10 +1432,12 @@ class Limits(_message.Message):
         disk_reserve_bytes: _builtins.int = ...,
         disk_reserve_percent: _builtins.float = ...,
         max_active_faults: _builtins.int = ...,
+        process_match_cap: _builtins.int = ...,
+        process_denylist: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["max_fault_duration", b"max_fault_duration", "max_lease_ttl", b"max_lease_ttl", "min_lease_ttl", b"min_lease_ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["disk_reserve_bytes", b"disk_reserve_bytes", "disk_reserve_percent", b"disk_reserve_percent", "max_active_faults", b"max_active_faults", "max_fault_duration", b"max_fault_duration", "max_lease_ttl", b"max_lease_ttl", "memory_reserve_bytes", b"memory_reserve_bytes", "memory_reserve_percent", b"memory_reserve_percent", "min_lease_ttl", b"min_lease_ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disk_reserve_bytes", b"disk_reserve_bytes", "disk_reserve_percent", b"disk_reserve_percent", "max_active_faults", b"max_active_faults", "max_fault_duration", b"max_fault_duration", "max_lease_ttl", b"max_lease_ttl", "memory_reserve_bytes", b"memory_reserve_bytes", "memory_reserve_percent", b"memory_reserve_percent", "min_lease_ttl", b"min_lease_ttl", "process_denylist", b"process_denylist", "process_match_cap", b"process_match_cap"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

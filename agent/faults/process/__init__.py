@@ -1,0 +1,1 @@
+"""Process faults: kill and stop, with the matching and safety rules they share."""
