@@ -27,12 +27,14 @@ pytestmark = [
     ),
 ]
 
+# Counts, replacing the file whole each time: a reader never sees it empty.
 COUNTER = (
-    "import sys, time\n"
+    "import os, sys, time\n"
     "n = 0\n"
     "while True:\n"
     "    n += 1\n"
-    "    open(sys.argv[1], 'w').write(str(n))\n"
+    "    open(sys.argv[1] + '.tmp', 'w').write(str(n))\n"
+    "    os.replace(sys.argv[1] + '.tmp', sys.argv[1])\n"
     "    time.sleep(0.01)\n"
 )
 

@@ -148,13 +148,15 @@ def test_kill_every_interval_matches_afresh_until_the_fault_ends(
     new one (the supervisor's own command line does not match)."""
     count = tmp_path / "restarts"
     supervisor = (
-        "import subprocess, sys, time\n"
+        "import os, subprocess, sys, time\n"
         f"n = 0\n"
         "while True:\n"
         f"    w = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)',"
         f" '{victims.token}' + '-worker'])\n"  # not the worker's token itself
         "    w.wait(); n += 1\n"
-        f"    open({str(count)!r}, 'w').write(str(n))\n"
+        # Replaced whole: a reader never sees the file empty.
+        f"    open({str(count)!r} + '.tmp', 'w').write(str(n))\n"
+        f"    os.replace({str(count)!r} + '.tmp', {str(count)!r})\n"
     )
     victims.start(supervisor, tag="-supervisor")
     assert wait_for(lambda: _worker(victims) is not None, 10)
