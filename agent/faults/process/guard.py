@@ -30,11 +30,16 @@ def request_guard(ctx: InjectorContext, request: RequestContext, allow_denyliste
     protected = {p: "an ancestor of the agent" for p in table.ancestors(me)}
     protected[me] = "the agent itself"
     protected[1] = "pid 1 (init)"
-    connections: set[int] = set()
-    for peer, whose in ((request.lease_peer, "lease holder"), (request.caller_peer, "caller")):
+    # Only the sockets here: which process holds one is asked of each candidate
+    # (reading every process's descriptors would cost more than the fault).
+    whose: dict[tuple[sockets.Address, int], str] = {}
+    for peer, who in ((request.lease_peer, "lease holder"), (request.caller_peer, "caller")):
         end = peer_endpoint(peer) if peer else None
-        for pid in sockets.owners(*end) if end else ():
-            protected.setdefault(pid, f"holds the {whose}'s connection to this agent")
-            connections.add(pid)
+        if end is not None:
+            whose[end] = who
+    connections: dict[int, str] = {}
+    for end, inodes in sockets.inodes_bound_to(list(whose)).items():
+        for inode in inodes:
+            connections[inode] = f"holds the {whose[end]}'s connection to this agent"
     denylist = tuple(re.compile(p) for p in ctx.limits.process_denylist)
-    return Guard(protected, denylist, allow_denylisted, frozenset(connections))
+    return Guard(protected, denylist, allow_denylisted, connections)

@@ -224,7 +224,7 @@ class ProcessInjector:
         found = [p for p in table.scan(scope.pids()) if filters.match(p)]
         if scope.pid:
             return found
-        return [p for p in found if p.pid not in guard.connections]
+        return [p for p in found if not guard.connection(p.pid)]
 
     # -------------------------------------------------------------- apply
 
@@ -337,4 +337,4 @@ def _settled(refs: list[ProcRef], wait: Callable[[float], None] = time.sleep) ->
         alive = [r for r in refs if (p := states[r.pid]) and p.start_time == r.start_time]
         if len(held) == len(alive) or time.monotonic() > deadline:
             return held
-        wait(0.01)
+        wait(0.001)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from agent.core.errors import FailedPrecondition, InvalidArgument
-from agent.kernel.procs import INSTANCE_FLAG, table
+from agent.kernel.procs import INSTANCE_FLAG, sockets, table
 from agent.kernel.procs.table import ProcInfo
 from agent.workers.zygote import ZYGOTE_FLAG
 from brownout.v1 import agent_pb2 as pb
@@ -75,12 +75,20 @@ class Guard:
     protected: dict[int, str]  # pid -> why (pid 1, the agent, its ancestors, the lease holder)
     denylist: tuple[re.Pattern[str], ...]
     allow_denylisted: bool
-    # Processes holding the caller's or the lease holder's connection, when local.
-    connections: frozenset[int] = frozenset()
+    # Sockets (inode -> why) of the caller's and the lease holder's
+    # connections to the agent, when their end is on this node.
+    connections: Mapping[int, str] = field(default_factory=dict)
+
+    def connection(self, pid: int) -> str:
+        """Why pid may not be touched for holding an asker's connection ("" if it holds none)."""
+        if not self.connections:
+            return ""
+        held = sockets.socket_inodes(pid) & self.connections.keys()
+        return self.connections[min(held)] if held else ""
 
     def refusal(self, p: ProcInfo) -> str:
         """Why p may not be touched ("" when it may)."""
-        why = self.protected.get(p.pid)
+        why = self.protected.get(p.pid) or self.connection(p.pid)
         if why:
             return why
         if p.kernel_thread:

@@ -1,11 +1,13 @@
-"""Which processes hold a TCP socket: the owner of a connection's far end when
-that end is on this host (a local lease holder), from /proc/net/tcp{,6} and
-the processes' socket descriptors."""
+"""Whether a process holds a TCP socket: the far end of a connection, when it
+is on this host (a local lease holder), from /proc/net/tcp{,6} and the
+process's socket descriptors."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
+import socket
 from pathlib import Path
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -31,10 +33,29 @@ def _same(a: Address, b: Address) -> bool:
     return plain(a) == plain(b)
 
 
-def inodes_bound_to(address: Address, port: int) -> set[int]:
-    """Inodes of the TCP sockets in this network namespace whose local end
-    is address:port."""
-    found: set[int] = set()
+def is_local(address: Address) -> bool:
+    """Whether address is one of this network namespace's own (a bind to it works)."""
+    if address.is_loopback:
+        return True
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((str(address), 0))
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return False
+            raise
+    return True
+
+
+def inodes_bound_to(ends: list[tuple[Address, int]]) -> dict[tuple[Address, int], set[int]]:
+    """For each local end (address, port) on this node, the inodes of the TCP
+    sockets in this network namespace bound to it. One read of each table
+    (the kernel walks its whole socket hash for it: milliseconds)."""
+    local = [e for e in ends if is_local(e[0])]
+    found: dict[tuple[Address, int], set[int]] = {e: set() for e in local}
+    if not local:
+        return found
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -42,33 +63,27 @@ def inodes_bound_to(address: Address, port: int) -> set[int]:
             continue
         for line in lines:
             fields = line.split()
-            local_addr, _, local_port = fields[1].partition(":")
-            if int(local_port, 16) == port and _same(_decode(local_addr), address):
-                found.add(int(fields[9]))
+            hexaddr, _, hexport = fields[1].partition(":")
+            port = int(hexport, 16)
+            for address, want in local:
+                if port == want and _same(_decode(hexaddr), address):
+                    found[(address, want)].add(int(fields[9]))
     return found
 
 
-def owners(address: Address, port: int) -> set[int]:
-    """The pids holding a TCP socket bound locally to address:port (none when
-    that end is not on this host)."""
-    inodes = inodes_bound_to(address, port)
-    if not inodes:
+def socket_inodes(pid: int) -> set[int]:
+    """Inodes of the sockets pid holds open (none when it is gone)."""
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(fd_dir)
+    except (FileNotFoundError, PermissionError, ProcessLookupError):
         return set()
-    wanted = {f"socket:[{i}]" for i in inodes}
-    pids: set[int] = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        fd_dir = f"/proc/{entry}/fd"
+    found: set[int] = set()
+    for fd in fds:
         try:
-            fds = os.listdir(fd_dir)
+            link = os.readlink(f"{fd_dir}/{fd}")
         except (FileNotFoundError, PermissionError, ProcessLookupError):
             continue
-        for fd in fds:
-            try:
-                if os.readlink(f"{fd_dir}/{fd}") in wanted:
-                    pids.add(int(entry))
-                    break
-            except (FileNotFoundError, PermissionError, ProcessLookupError):
-                continue
-    return pids
+        if link.startswith("socket:["):
+            found.add(int(link[8:-1]))
+    return found
