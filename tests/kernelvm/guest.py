@@ -1,8 +1,10 @@
-"""Runs inside the QEMU guest (Debian's kernel, which has sch_netem): the
-agent's netem injector (validate, apply, revert: the same code the agent
-runs, down to netlink) shapes traffic between namespace test hosts, and
-ping/UDP measure the effect. Prints one JSON line of measurements, which the
-host-side tests (test_netem_vm.py) judge. Run as: python -m tests.kernelvm.guest
+"""Runs inside the QEMU guest (Debian's kernel, which has sch_netem and cgroup
+v2's freezer): the agent's netem injector (validate, apply, revert: the same
+code the agent runs, down to netlink) shapes traffic between namespace test
+hosts, and ping/UDP measure the effect; the pause injector freezes a cgroup v2
+that holds a counting shell. Prints one JSON line of measurements, which the
+host-side tests (test_netem_vm.py, test_cgroup2_vm.py) judge. Run as:
+python -m tests.kernelvm.guest
 
 Why in-process, without gRPC: under TCG over 9p, starting a Python process
 that imports grpc takes a minute or more; one process keeps the tier within
@@ -18,6 +20,7 @@ import os
 import socket
 import statistics
 import struct
+import subprocess
 import threading
 import time
 import traceback
@@ -32,6 +35,8 @@ from agent.core.injector import InjectorContext, Markers, RequestContext
 from agent.core.limits import Limits
 from agent.faults.network.netem import NetemInjector
 from agent.faults.network.shaping import Registry
+from agent.faults.process.pause import PauseInjector
+from agent.kernel import cgroups
 from brownout.v1 import agent_pb2 as pb
 from tests.host.nethosts import NetBed, in_ns, net_bed, nsrun, run
 
@@ -352,6 +357,66 @@ def udp_once(addr: str, port: int) -> str:
         return "reply"
 
 
+# A shell (no Python start-up under TCG) that counts, replacing its file whole.
+COUNTER = 'i=0; while :; do i=$((i+1)); echo $i > "$1.tmp"; mv "$1.tmp" "$1"; sleep 0.05; done'
+
+
+def cgroup2_mount() -> Path:
+    """Where cgroup v2 is mounted in the guest; mounted at /tmp if it is not."""
+    for h in cgroups.hierarchies():
+        if h.version == 2:
+            return h.mount
+    mnt = Path("/tmp/brownout-cgroup2")
+    mnt.mkdir(exist_ok=True)
+    run("mount", "-t", "cgroup2", "none", str(mnt))
+    return mnt
+
+
+def pause_v2() -> dict[str, Any]:
+    """cgroup v2's freezer through the pause injector: the count stops while
+    the cgroup is frozen and goes on after the thaw."""
+    box = cgroup2_mount() / "brownout-pause"
+    box.mkdir()
+    counter = Path("/tmp/brownout-pause-count")
+    proc = subprocess.Popen(["sh", "-c", COUNTER, "sh", str(counter)])
+
+    def count() -> int:
+        text = counter.read_text().strip() if counter.exists() else ""
+        return int(text) if text.isdigit() else 0
+
+    try:
+        (box / "cgroup.procs").write_text(str(proc.pid))
+        deadline = time.monotonic() + 30
+        while count() < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ctx = InjectorContext(Limits(), Markers("kernelvm", Path("/tmp")), os.getpid())
+        inj = PauseInjector(ctx)
+        plan = inj.validate(pb.PauseSpec(), pb.Target(cgroup="/brownout-pause"), RequestContext())
+        applied = inj.apply("pause-v2", plan, lambda _undo: None)
+        frozen_events = (box / "cgroup.events").read_text()
+        time.sleep(0.3)  # a write already under way lands
+        before = count()
+        time.sleep(1.5)
+        while_frozen = count() - before
+        inj.revert("pause-v2", applied.undo)
+        thawed_events = (box / "cgroup.events").read_text()
+        before = count()
+        time.sleep(1.5)
+        return {
+            "version": plan.version,
+            "summary": applied.summary,
+            "frozen_events": frozen_events,
+            "thawed_events": thawed_events,
+            "count_while_frozen": while_frozen,
+            "count_after_thaw": count() - before,
+        }
+    finally:
+        proc.kill()
+        proc.wait()
+        with contextlib.suppress(OSError):
+            box.rmdir()
+
+
 def main() -> int:
     result: dict[str, Any] = {}
     code = 0
@@ -361,6 +426,11 @@ def main() -> int:
     except Exception:
         result["error"] = traceback.format_exc()
         code = 1
+    try:
+        result["pause_v2"] = pause_v2()
+    except Exception:
+        # Its own verdict (test_cgroup2_vm.py): netem's stands apart.
+        result["pause_v2"] = {"error": traceback.format_exc()}
     print(RESULT_MARK + json.dumps(result), flush=True)
     return code
 

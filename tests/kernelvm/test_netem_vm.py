@@ -8,34 +8,13 @@ tier is skipped, unless BROWNOUT_REQUIRE_KERNELVM=1 (CI) makes that a failure.
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import pytest
 
-from tests.kernelvm.vm import GuestRun, kernel, run_guest, vng_command
+from tests.kernelvm.vm import GuestRun
 
 pytestmark = [pytest.mark.kernelvm, pytest.mark.timeout(300)]
-
-
-@pytest.fixture(scope="module")
-def guest() -> GuestRun:
-    vmlinuz, vng = kernel(), vng_command()
-    if vmlinuz is None or vng is None:
-        why = "kernel-VM tier not prepared: run `make kernelvm-prepare` (tests/kernelvm/prepare.sh)"
-        if os.environ.get("BROWNOUT_REQUIRE_KERNELVM") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
-    if os.geteuid() != 0:
-        pytest.skip("the kernel-VM tier needs root (namespaces in the guest)")
-    run = run_guest(vmlinuz, vng)
-    assert run.exit_code == 0 and "error" not in run.result, (
-        f"guest failed (exit {run.exit_code}) after {run.seconds:.0f}s:"
-        f" {run.result.get('error', '')}\n"
-        f"{run.console[-3000:]}"
-    )
-    print(f"\nkernel-VM guest ran in {run.seconds:.0f}s")
-    return run
 
 
 def r(guest: GuestRun, key: str) -> Any:
