@@ -6,6 +6,7 @@ from typing import Any
 
 from agent.core.injector import Injector, InjectorContext
 from agent.faults.network.bandwidth import BandwidthInjector
+from agent.faults.network.dns import DnsInjector
 from agent.faults.network.netem import NetemInjector
 from agent.faults.network.partition import PartitionInjector
 from agent.faults.network.shaping import Registry as ShapingRegistry
@@ -30,5 +31,6 @@ def build_injectors(ctx: InjectorContext, spawner: procs.Spawner) -> dict[str, I
         PartitionInjector(ctx),
         ProcessInjector(ctx),
         PauseInjector(ctx),
+        DnsInjector(ctx),
     ]
     return {inj.kind: inj for inj in injectors}

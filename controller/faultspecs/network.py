@@ -1,4 +1,4 @@
-"""netem, bandwidth and partition: the options of each kind and its spec."""
+"""netem, bandwidth, partition and DNS: the options of each kind and its spec."""
 
 from __future__ import annotations
 
@@ -181,4 +181,19 @@ PARTITION = Kind(
     _partition,
 )
 
-KINDS = (NETEM, BANDWIDTH, PARTITION)
+
+def _dns(values: Values) -> tuple[pb.FaultSpec, pb.Target]:
+    return pb.FaultSpec(dns=pb.DnsSpec(resolvers=values["resolver"])), net_target(values)
+
+
+DNS = Kind(
+    "dns",
+    "silently drop DNS (UDP and TCP port 53) in a network namespace",
+    (
+        cidrs("resolver", "only DNS to these resolvers (repeat; default every one)"),
+        *NET_TARGET,
+    ),
+    _dns,
+)
+
+KINDS = (NETEM, BANDWIDTH, PARTITION, DNS)

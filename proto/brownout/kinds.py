@@ -42,6 +42,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("netem", pb.FAULT_KIND_NETEM, "netem", "netem"),
     Kind("bandwidth", pb.FAULT_KIND_BANDWIDTH, "bandwidth", "bandwidth"),
     Kind("partition", pb.FAULT_KIND_PARTITION, "partition", "partition"),
+    Kind("dns", pb.FAULT_KIND_DNS, "dns", "dns"),
     Kind("process", pb.FAULT_KIND_PROCESS, "process", "process"),
     Kind("pause", pb.FAULT_KIND_PAUSE, "pause", "pause"),
 )

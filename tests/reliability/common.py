@@ -91,6 +91,7 @@ class Rig:
                 pb.Target(pid=self.victim),
             ),
             "pause": (pb.FaultSpec(pause=pb.PauseSpec()), pb.Target(cgroup=self.box)),
+            "dns": (pb.FaultSpec(dns=pb.DnsSpec()), ns),
         }
 
     def residue(self, agent: AgentProc) -> list[str]:

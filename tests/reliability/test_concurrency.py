@@ -45,7 +45,8 @@ def the_rig(tmp_path: Path) -> Iterator[Rig]:
 
 def specs(r: Rig, rng: random.Random) -> tuple[str, pb.FaultSpec, pb.Target]:
     """A random small fault of a random kind."""
-    kind = rng.choice(["cpu", "memory", "disk", "io", "bandwidth", "partition", "process"])
+    kinds = ["cpu", "memory", "disk", "io", "bandwidth", "partition", "process", "dns"]
+    kind = rng.choice(kinds)
     ns = pb.Target(netns_name=r.bed.a)
     if kind == "cpu":
         return kind, pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=5)), pb.Target()
@@ -61,6 +62,8 @@ def specs(r: Rig, rng: random.Random) -> tuple[str, pb.FaultSpec, pb.Target]:
     if kind == "process":  # one victim: a second stop of it at once is refused
         stop = pb.ProcessSpec(action=pb.PROCESS_ACTION_STOP)
         return kind, pb.FaultSpec(process=stop), pb.Target(pid=r.victim)
+    if kind == "dns":
+        return kind, pb.FaultSpec(dns=pb.DnsSpec()), ns
     if kind == "bandwidth":
         dev = rng.choice([r.bed.a_to_b, r.bed.a_to_c])
         bw = pb.BandwidthSpec(rate_bits_per_second=rng.choice([10, 50, 100]) * 1_000_000,

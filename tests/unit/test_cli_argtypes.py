@@ -120,6 +120,7 @@ CTL_BAD: list[tuple[str, str, list[str], str]] = [
     ("inject netem", "--interface", ["", "a/b", "x" * 16], f"--delay 1ms {C}"),
     ("inject netem", "--netns", [""], f"--delay 1ms {C}"),
     ("inject netem", "--pid", [*INT, "0"], f"--delay 1ms {C}"),
+    ("inject dns", "--resolver", CIDR, C),
     ("inject process", "--action", CHOICE, f"--pid 5 {C}"),
     ("inject process", "--comm", [""], f"--action kill {C}"),
     ("inject process", "--cmdline", [""], f"--action kill {C}"),

@@ -42,6 +42,8 @@ SAME: list[tuple[list[str], dict[str, Any]]] = [
      {"action": "stop", "comm": "nginx", "percent": "50%", "allow_many": True}),
     (["pause", "--cgroup", "/app", "--allow-denylisted"],
      {"cgroup": "/app", "allow_denylisted": True}),
+    (["dns", "--resolver", "10.0.0.53", "--resolver", "fd00::53/128", "--netns", "web1"],
+     {"resolver": ["10.0.0.53", "fd00::53/128"], "netns": "web1"}),
 ]  # fmt: skip
 
 

@@ -45,6 +45,7 @@ class _FaultKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FaultKind.V
     FAULT_KIND_PARTITION: _FaultKind.ValueType  # 7
     FAULT_KIND_PROCESS: _FaultKind.ValueType  # 8
     FAULT_KIND_PAUSE: _FaultKind.ValueType  # 9
+    FAULT_KIND_DNS: _FaultKind.ValueType  # 10
 
 class FaultKind(_FaultKind, metaclass=_FaultKindEnumTypeWrapper): ...
 
@@ -58,6 +59,7 @@ FAULT_KIND_BANDWIDTH: FaultKind.ValueType  # 6
 FAULT_KIND_PARTITION: FaultKind.ValueType  # 7
 FAULT_KIND_PROCESS: FaultKind.ValueType  # 8
 FAULT_KIND_PAUSE: FaultKind.ValueType  # 9
+FAULT_KIND_DNS: FaultKind.ValueType  # 10
 Global___FaultKind: _TypeAlias = FaultKind  # noqa: Y015
 
 class _FaultState:
@@ -895,6 +897,7 @@ class FaultSpec(_message.Message):
     PARTITION_FIELD_NUMBER: _builtins.int
     PROCESS_FIELD_NUMBER: _builtins.int
     PAUSE_FIELD_NUMBER: _builtins.int
+    DNS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def cpu(self) -> Global___CpuSpec: ...
     @_builtins.property
@@ -913,6 +916,8 @@ class FaultSpec(_message.Message):
     def process(self) -> Global___ProcessSpec: ...
     @_builtins.property
     def pause(self) -> Global___PauseSpec: ...
+    @_builtins.property
+    def dns(self) -> Global___DnsSpec: ...
     def __init__(
         self,
         *,
@@ -925,12 +930,13 @@ class FaultSpec(_message.Message):
         partition: Global___PartitionSpec | None = ...,
         process: Global___ProcessSpec | None = ...,
         pause: Global___PauseSpec | None = ...,
+        dns: Global___DnsSpec | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["bandwidth", b"bandwidth", "cpu", b"cpu", "disk", b"disk", "io", b"io", "memory", b"memory", "netem", b"netem", "partition", b"partition", "pause", b"pause", "process", b"process", "spec", b"spec"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bandwidth", b"bandwidth", "cpu", b"cpu", "disk", b"disk", "dns", b"dns", "io", b"io", "memory", b"memory", "netem", b"netem", "partition", b"partition", "pause", b"pause", "process", b"process", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bandwidth", b"bandwidth", "cpu", b"cpu", "disk", b"disk", "io", b"io", "memory", b"memory", "netem", b"netem", "partition", b"partition", "pause", b"pause", "process", b"process", "spec", b"spec"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bandwidth", b"bandwidth", "cpu", b"cpu", "disk", b"disk", "dns", b"dns", "io", b"io", "memory", b"memory", "netem", b"netem", "partition", b"partition", "pause", b"pause", "process", b"process", "spec", b"spec"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_spec: _TypeAlias = _typing.Literal["cpu", "memory", "disk", "io", "netem", "bandwidth", "partition", "process", "pause"]  # noqa: Y015
+    _WhichOneofReturnType_spec: _TypeAlias = _typing.Literal["cpu", "memory", "disk", "io", "netem", "bandwidth", "partition", "process", "pause", "dns"]  # noqa: Y015
     _WhichOneofArgType_spec: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_spec) -> _WhichOneofReturnType_spec | None: ...
 
@@ -1338,6 +1344,32 @@ class ProcessSpec(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ProcessSpec: _TypeAlias = ProcessSpec  # noqa: Y015
+
+@_typing.final
+class DnsSpec(_message.Message):
+    """Make DNS fail in the Target's network namespace: what it sends to port 53
+    (UDP and TCP) is silently dropped.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOLVERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def resolvers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only DNS to these resolvers (CIDRs); none: to every resolver."""
+
+    def __init__(
+        self,
+        *,
+        resolvers: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resolvers", b"resolvers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DnsSpec: _TypeAlias = DnsSpec  # noqa: Y015
 
 @_typing.final
 class PauseSpec(_message.Message):
