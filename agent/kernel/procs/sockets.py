@@ -34,7 +34,10 @@ def _same(a: Address, b: Address) -> bool:
 
 
 def is_local(address: Address) -> bool:
-    """Whether address is one of this network namespace's own (a bind to it works)."""
+    """Whether address may be one of this network namespace's own: only a bind
+    that fails with EADDRNOTAVAIL says it is not. Any other failure (a
+    link-local address without its scope, say) answers "may be", so the
+    socket tables are read rather than a local peer missed."""
     if address.is_loopback:
         return True
     family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
@@ -42,9 +45,7 @@ def is_local(address: Address) -> bool:
         try:
             s.bind((str(address), 0))
         except OSError as exc:
-            if exc.errno == errno.EADDRNOTAVAIL:
-                return False
-            raise
+            return exc.errno != errno.EADDRNOTAVAIL
     return True
 
 
