@@ -214,6 +214,12 @@ SERVE = (
         " without allow_denylisted; empty: none",
     ),
     Option(
+        "max_clock_offset",
+        _positive_duration,
+        "1h",
+        "largest clock fault offset a client may ask for, either way",
+    ),
+    Option(
         "oom_score_adj",
         _int_in(-1000, 1000),
         "-900",
@@ -330,6 +336,7 @@ def from_args(ns: argparse.Namespace) -> AgentConfig:
             max_active_faults=ns.max_active_faults,
             process_match_cap=ns.process_match_cap,
             process_denylist=ns.process_denylist,
+            max_clock_offset=ns.max_clock_offset,
         ),
         oom_score_adj=ns.oom_score_adj,
         ready_file=ns.ready_file,

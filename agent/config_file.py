@@ -23,6 +23,7 @@ SCALARS = {
     "disk_reserve",
     "max_active_faults",
     "process_match_cap",
+    "max_clock_offset",
     "oom_score_adj",
 }
 LISTS = {"operators", "viewers", "process_denylist"}

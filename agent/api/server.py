@@ -182,6 +182,7 @@ class AgentServicer(pb_grpc.AgentServicer):
                 max_active_faults=limits.max_active_faults,
                 process_match_cap=limits.process_match_cap,
                 process_denylist=list(limits.process_denylist),
+                max_clock_offset=duration(limits.max_clock_offset),
             ),
             cpu_count=len(os.sched_getaffinity(0)),
             halted=self.manager.halted,

@@ -33,3 +33,4 @@ class Limits:
     # allow_many, and the comm patterns refused without allow_denylisted.
     process_match_cap: int = 50
     process_denylist: tuple[str, ...] = PROCESS_DENYLIST
+    max_clock_offset: float = 3600.0  # seconds, either way

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.core.injector import Injector, InjectorContext
+from agent.faults.clock import ClockInjector
 from agent.faults.network.bandwidth import BandwidthInjector
 from agent.faults.network.dns import DnsInjector
 from agent.faults.network.netem import NetemInjector
@@ -32,5 +33,6 @@ def build_injectors(ctx: InjectorContext, spawner: procs.Spawner) -> dict[str, I
         ProcessInjector(ctx),
         PauseInjector(ctx),
         DnsInjector(ctx),
+        ClockInjector(ctx),
     ]
     return {inj.kind: inj for inj in injectors}

@@ -163,3 +163,13 @@ def signal_number(value: str) -> int:
         return int(signal.Signals[name])
     except KeyError:
         raise ValueError(f"{value!r} is not a signal name (e.g. KILL, TERM, INT, 9)") from None
+
+
+def signed_duration(value: str) -> float:
+    """A duration with an optional sign: +30s, -5m, 90s."""
+    text = value.strip()
+    sign = -1.0 if text.startswith("-") else 1.0
+    seconds = parse_duration(text[1:] if text[:1] in ("+", "-") else text)
+    if seconds <= 0:
+        raise ValueError(f"{value!r}: give a non-zero offset, e.g. +30s or -5m")
+    return sign * seconds

@@ -43,6 +43,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("bandwidth", pb.FAULT_KIND_BANDWIDTH, "bandwidth", "bandwidth"),
     Kind("partition", pb.FAULT_KIND_PARTITION, "partition", "partition"),
     Kind("dns", pb.FAULT_KIND_DNS, "dns", "dns"),
+    Kind("clock", pb.FAULT_KIND_CLOCK, "clock", "clock"),
     Kind("process", pb.FAULT_KIND_PROCESS, "process", "process"),
     Kind("pause", pb.FAULT_KIND_PAUSE, "pause", "pause"),
 )

@@ -15,6 +15,7 @@ host tier (bandwidth).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
@@ -33,10 +34,11 @@ from google.protobuf.duration_pb2 import Duration
 from agent.core.errors import AgentError, InvalidArgument
 from agent.core.injector import InjectorContext, Markers, RequestContext
 from agent.core.limits import Limits
+from agent.faults.clock import ClockInjector
 from agent.faults.network.netem import NetemInjector
 from agent.faults.network.shaping import Registry
 from agent.faults.process.pause import PauseInjector
-from agent.kernel import cgroups
+from agent.kernel import cgroups, realtime
 from brownout.v1 import agent_pb2 as pb
 from tests.host.nethosts import NetBed, in_ns, net_bed, nsrun, run
 
@@ -417,6 +419,50 @@ def pause_v2() -> dict[str, Any]:
             box.rmdir()
 
 
+def udp_send(addr: str, port: int) -> str:
+    """What one datagram's send() meets: "sent", or the errno's name."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.sendto(b"x", (addr, port))
+        except OSError as exc:
+            return errno.errorcode.get(exc.errno or 0, str(exc))
+    return "sent"
+
+
+def clock_skew() -> dict[str, Any]:
+    """The guest's clock (never this machine's) moved both ways by the clock
+    injector: the offset achieved against the one asked, NTP dropped while it
+    holds, and what is left after the revert, and after a second revert (as a
+    restart after a crash mid-revert would run it)."""
+    ctx = InjectorContext(Limits(), Markers("kernelvm", Path("/tmp")), os.getpid())
+    inj = ClockInjector(ctx)
+    before = realtime.delta_ns()
+    out: dict[str, Any] = {"capability": list(inj.probe().__dict__.values())}
+    for name, offset in (("forward", 30.0), ("back", -30.0)):
+        spec = pb.ClockSpec(offset=duration(offset))
+        plan = inj.validate(spec, pb.Target(), RequestContext())
+        applied = inj.apply(f"fault-clock{name}", plan, lambda _undo: None)
+        achieved = (realtime.delta_ns() - before) / 1e9
+        ntp = run("nft", "list", "tables")
+        udp123 = udp_send("127.0.0.1", 123)  # dropped on output: the send fails EPERM
+        time.sleep(0.5)
+        inj.revert(f"fault-clock{name}", applied.undo)
+        after_revert = (realtime.delta_ns() - before) / 1e9
+        inj.revert(f"fault-clock{name}", applied.undo)
+        after_twice = (realtime.delta_ns() - before) / 1e9
+        out[name] = {
+            "asked": offset,
+            "achieved": achieved,
+            "summary": applied.summary,
+            "ntp_table_listed": "_ntp_" in ntp,
+            "udp_123": udp123,
+            "ntp_table_after": "_ntp_" in run("nft", "list", "tables"),
+            "after_revert": after_revert,
+            "after_second_revert": after_twice,
+        }
+    return out
+
+
 def main() -> int:
     result: dict[str, Any] = {}
     code = 0
@@ -431,6 +477,10 @@ def main() -> int:
     except Exception:
         # Its own verdict (test_cgroup2_vm.py): netem's stands apart.
         result["pause_v2"] = {"error": traceback.format_exc()}
+    try:
+        result["clock"] = clock_skew()
+    except Exception:
+        result["clock"] = {"error": traceback.format_exc()}
     print(RESULT_MARK + json.dumps(result), flush=True)
     return code
 

@@ -42,6 +42,7 @@ AGENT_BAD: dict[str, list[str]] = {
     "disk_reserve": SIZE,
     "max_active_faults": ["", "many", "0", "-3", "10001"],
     "process_match_cap": ["", "lots", "0", "-1", "100001"],
+    "max_clock_offset": DURATION,
     "process_denylist": ["(", "sshd,[z-a]"],
     "oom_score_adj": ["", "low", "-1001", "1001"],
     "tls_cert": PATH,

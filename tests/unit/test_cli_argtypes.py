@@ -121,6 +121,7 @@ CTL_BAD: list[tuple[str, str, list[str], str]] = [
     ("inject netem", "--netns", [""], f"--delay 1ms {C}"),
     ("inject netem", "--pid", [*INT, "0"], f"--delay 1ms {C}"),
     ("inject dns", "--resolver", CIDR, C),
+    ("inject clock", "--offset", ["", "soon", "0", "+0s", "--5s"], C),
     ("inject process", "--action", CHOICE, f"--pid 5 {C}"),
     ("inject process", "--comm", [""], f"--action kill {C}"),
     ("inject process", "--cmdline", [""], f"--action kill {C}"),

@@ -44,6 +44,7 @@ SAME: list[tuple[list[str], dict[str, Any]]] = [
      {"cgroup": "/app", "allow_denylisted": True}),
     (["dns", "--resolver", "10.0.0.53", "--resolver", "fd00::53/128", "--netns", "web1"],
      {"resolver": ["10.0.0.53", "fd00::53/128"], "netns": "web1"}),
+    (["clock", "--offset=-5m"], {"offset": "-5m"}),
 ]  # fmt: skip
 
 

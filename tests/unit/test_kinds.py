@@ -35,4 +35,4 @@ def test_specs_wrap_and_unwrap() -> None:
     assert kinds.name_of(pb.FAULT_KIND_NETEM) == "netem"
     assert kinds.name_of(99) == "kind 99"  # a newer agent's kind still renders
     with pytest.raises(KeyError, match="known: cpu, memory"):
-        kinds.by_name("clock")
+        kinds.by_name("container")

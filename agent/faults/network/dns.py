@@ -67,23 +67,31 @@ def table_prefix(instance: str) -> str:
     return f"brownout_{instance}_dns_"
 
 
-def build_messages(plan: DnsPlan, table: str, fault_id: str) -> list[Msg]:
-    """The whole fault as one nftables transaction (pure)."""
+def port_block_messages(
+    table: str, nets: tuple[Network, ...], port: int, protos: tuple[Proto, ...], fault_id: str
+) -> list[Msg]:
+    """A table of its own whose output chain drops what goes to `port` of
+    `nets` over `protos`, as one nftables transaction (pure)."""
     tag = f"brownout {fault_id}"
     msgs: list[Msg] = [new_table(table), new_base_chain(table, "output", HOOK_OUTPUT)]
-    for net in plan.resolvers:
-        for proto in (IPPROTO[Proto.UDP], IPPROTO[Proto.TCP]):
+    for net in nets:
+        for proto in protos:
             exprs = [
                 *match_network(net, source=False),
-                *match_l4proto(proto),
-                *match_port(False, DNS_PORT, DNS_PORT),
+                *match_l4proto(IPPROTO[proto]),
+                *match_port(False, port, port),
                 verdict(NF_DROP),
             ]
             msgs.append(new_rule(table, "output", exprs, tag, head=False))
     return msgs
 
 
-def _drop_table(ref: NetnsRef, table: str) -> bool:
+def build_messages(plan: DnsPlan, table: str, fault_id: str) -> list[Msg]:
+    return port_block_messages(table, plan.resolvers, DNS_PORT, (Proto.UDP, Proto.TCP), fault_id)
+
+
+def drop_table(ref: NetnsRef, table: str) -> bool:
+    """Delete one table of this agent's; False if it is not there."""
     with Nft.open(ref) as nft:
         if table not in nft.tables():
             return False
@@ -133,7 +141,7 @@ class DnsInjector:
         if not undo or "netns" not in undo:
             return
         ref = NetnsRef.from_record(undo["netns"])
-        dropped = _drop_table(ref, str(undo["table"]))
+        dropped = drop_table(ref, str(undo["table"]))
         log.info("dns block reverted", fault_id=fault_id, netns=ref.label, dropped=dropped)
 
     def sweep(self) -> list[str]:

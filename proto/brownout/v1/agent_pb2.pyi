@@ -46,6 +46,7 @@ class _FaultKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FaultKind.V
     FAULT_KIND_PROCESS: _FaultKind.ValueType  # 8
     FAULT_KIND_PAUSE: _FaultKind.ValueType  # 9
     FAULT_KIND_DNS: _FaultKind.ValueType  # 10
+    FAULT_KIND_CLOCK: _FaultKind.ValueType  # 11
 
 class FaultKind(_FaultKind, metaclass=_FaultKindEnumTypeWrapper): ...
 
@@ -60,6 +61,7 @@ FAULT_KIND_PARTITION: FaultKind.ValueType  # 7
 FAULT_KIND_PROCESS: FaultKind.ValueType  # 8
 FAULT_KIND_PAUSE: FaultKind.ValueType  # 9
 FAULT_KIND_DNS: FaultKind.ValueType  # 10
+FAULT_KIND_CLOCK: FaultKind.ValueType  # 11
 Global___FaultKind: _TypeAlias = FaultKind  # noqa: Y015
 
 class _FaultState:
@@ -898,6 +900,7 @@ class FaultSpec(_message.Message):
     PROCESS_FIELD_NUMBER: _builtins.int
     PAUSE_FIELD_NUMBER: _builtins.int
     DNS_FIELD_NUMBER: _builtins.int
+    CLOCK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def cpu(self) -> Global___CpuSpec: ...
     @_builtins.property
@@ -918,6 +921,8 @@ class FaultSpec(_message.Message):
     def pause(self) -> Global___PauseSpec: ...
     @_builtins.property
     def dns(self) -> Global___DnsSpec: ...
+    @_builtins.property
+    def clock(self) -> Global___ClockSpec: ...
     def __init__(
         self,
         *,
@@ -931,12 +936,13 @@ class FaultSpec(_message.Message):
         process: Global___ProcessSpec | None = ...,
         pause: Global___PauseSpec | None = ...,
         dns: Global___DnsSpec | None = ...,
+        clock: Global___ClockSpec | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["bandwidth", b"bandwidth", "cpu", b"cpu", "disk", b"disk", "dns", b"dns", "io", b"io", "memory", b"memory", "netem", b"netem", "partition", b"partition", "pause", b"pause", "process", b"process", "spec", b"spec"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bandwidth", b"bandwidth", "clock", b"clock", "cpu", b"cpu", "disk", b"disk", "dns", b"dns", "io", b"io", "memory", b"memory", "netem", b"netem", "partition", b"partition", "pause", b"pause", "process", b"process", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bandwidth", b"bandwidth", "cpu", b"cpu", "disk", b"disk", "dns", b"dns", "io", b"io", "memory", b"memory", "netem", b"netem", "partition", b"partition", "pause", b"pause", "process", b"process", "spec", b"spec"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bandwidth", b"bandwidth", "clock", b"clock", "cpu", b"cpu", "disk", b"disk", "dns", b"dns", "io", b"io", "memory", b"memory", "netem", b"netem", "partition", b"partition", "pause", b"pause", "process", b"process", "spec", b"spec"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_spec: _TypeAlias = _typing.Literal["cpu", "memory", "disk", "io", "netem", "bandwidth", "partition", "process", "pause", "dns"]  # noqa: Y015
+    _WhichOneofReturnType_spec: _TypeAlias = _typing.Literal["cpu", "memory", "disk", "io", "netem", "bandwidth", "partition", "process", "pause", "dns", "clock"]  # noqa: Y015
     _WhichOneofArgType_spec: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_spec) -> _WhichOneofReturnType_spec | None: ...
 
@@ -1372,6 +1378,35 @@ class DnsSpec(_message.Message):
 Global___DnsSpec: _TypeAlias = DnsSpec  # noqa: Y015
 
 @_typing.final
+class ClockSpec(_message.Message):
+    """Move the node's realtime clock by an offset, and drop NTP (UDP port 123)
+    for the duration. Revert moves it back by the offset, keeping the time that
+    passed. The node's clock is not namespaced: no Target.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFSET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def offset(self) -> _duration_pb2.Duration:
+        """Forward (positive) or back (negative); at most the agent's
+        --max-clock-offset either way.
+        """
+
+    def __init__(
+        self,
+        *,
+        offset: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["offset", b"offset"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClockSpec: _TypeAlias = ClockSpec  # noqa: Y015
+
+@_typing.final
 class PauseSpec(_message.Message):
     """Freeze a cgroup (the Target's, or a pid's) with the cgroup freezer, until
     the fault ends: a container's docker pause.
@@ -1437,6 +1472,7 @@ class Limits(_message.Message):
     MAX_ACTIVE_FAULTS_FIELD_NUMBER: _builtins.int
     PROCESS_MATCH_CAP_FIELD_NUMBER: _builtins.int
     PROCESS_DENYLIST_FIELD_NUMBER: _builtins.int
+    MAX_CLOCK_OFFSET_FIELD_NUMBER: _builtins.int
     memory_reserve_bytes: _builtins.int
     memory_reserve_percent: _builtins.float
     disk_reserve_bytes: _builtins.int
@@ -1453,6 +1489,8 @@ class Limits(_message.Message):
     def process_denylist(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """comm patterns (full-match regular expressions) process faults refuse."""
 
+    @_builtins.property
+    def max_clock_offset(self) -> _duration_pb2.Duration: ...
     def __init__(
         self,
         *,
@@ -1466,10 +1504,11 @@ class Limits(_message.Message):
         max_active_faults: _builtins.int = ...,
         process_match_cap: _builtins.int = ...,
         process_denylist: _abc.Iterable[_builtins.str] | None = ...,
+        max_clock_offset: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["max_fault_duration", b"max_fault_duration", "max_lease_ttl", b"max_lease_ttl", "min_lease_ttl", b"min_lease_ttl"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["max_clock_offset", b"max_clock_offset", "max_fault_duration", b"max_fault_duration", "max_lease_ttl", b"max_lease_ttl", "min_lease_ttl", b"min_lease_ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["disk_reserve_bytes", b"disk_reserve_bytes", "disk_reserve_percent", b"disk_reserve_percent", "max_active_faults", b"max_active_faults", "max_fault_duration", b"max_fault_duration", "max_lease_ttl", b"max_lease_ttl", "memory_reserve_bytes", b"memory_reserve_bytes", "memory_reserve_percent", b"memory_reserve_percent", "min_lease_ttl", b"min_lease_ttl", "process_denylist", b"process_denylist", "process_match_cap", b"process_match_cap"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disk_reserve_bytes", b"disk_reserve_bytes", "disk_reserve_percent", b"disk_reserve_percent", "max_active_faults", b"max_active_faults", "max_clock_offset", b"max_clock_offset", "max_fault_duration", b"max_fault_duration", "max_lease_ttl", b"max_lease_ttl", "memory_reserve_bytes", b"memory_reserve_bytes", "memory_reserve_percent", b"memory_reserve_percent", "min_lease_ttl", b"min_lease_ttl", "process_denylist", b"process_denylist", "process_match_cap", b"process_match_cap"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
