@@ -27,7 +27,7 @@ from google.protobuf.message import Message
 from agent.core.errors import FailedPrecondition, InvalidArgument
 from agent.core.injector import Applied, Capability, Checkpoint, InjectorContext, RequestContext
 from agent.core.validation import duration_seconds
-from agent.faults.network.dns import EVERY_RESOLVER, drop_table, port_block_messages
+from agent.faults.network.dns import EVERY_RESOLVER, port_block_messages
 from agent.faults.network.traffic import Proto
 from agent.kernel import realtime
 from agent.kernel.errors import Gone
@@ -127,7 +127,8 @@ class ClockInjector:
             if undo and "delta_ns" in undo:
                 # Absolute, from boottime: the same clock however often it runs.
                 realtime.set_delta_ns(int(undo["delta_ns"]))
-                drop_table(netns.NetnsRef.from_record(undo["netns"]), str(undo["table"]))
+                with Nft.open(netns.NetnsRef.from_record(undo["netns"])) as nft:
+                    nft.drop_table(str(undo["table"]))
         finally:
             with self._lock:
                 if self._live == fault_id:

@@ -90,15 +90,6 @@ def build_messages(plan: DnsPlan, table: str, fault_id: str) -> list[Msg]:
     return port_block_messages(table, plan.resolvers, DNS_PORT, (Proto.UDP, Proto.TCP), fault_id)
 
 
-def drop_table(ref: NetnsRef, table: str) -> bool:
-    """Delete one table of this agent's; False if it is not there."""
-    with Nft.open(ref) as nft:
-        if table not in nft.tables():
-            return False
-        nft.commit([del_table(table)], f"delete table {table}")
-        return True
-
-
 class DnsInjector:
     kind = "dns"
     survives_reboot = False
@@ -141,7 +132,8 @@ class DnsInjector:
         if not undo or "netns" not in undo:
             return
         ref = NetnsRef.from_record(undo["netns"])
-        dropped = drop_table(ref, str(undo["table"]))
+        with Nft.open(ref) as nft:
+            dropped = nft.drop_table(str(undo["table"]))
         log.info("dns block reverted", fault_id=fault_id, netns=ref.label, dropped=dropped)
 
     def sweep(self) -> list[str]:

@@ -232,14 +232,6 @@ def _remove(
         return f"deleted {len(mine)} rules and {len([c for c in chains if c in present])} chains"
 
 
-def _drop_table(ref: NetnsRef, table: str) -> bool:
-    with Nft.open(ref) as nft:
-        if table not in nft.tables():
-            return False
-        nft.commit([del_table(table)], f"delete table {table}")
-        return True
-
-
 def _probe() -> None:
     """Every kind of rule a partition uses, in a scratch namespace."""
     plan = PartitionPlan(
@@ -341,8 +333,8 @@ class PartitionInjector:
         swept = []
         for ref in netns.named_namespaces():
             try:
-                with _edit_lock:
-                    dropped = _drop_table(ref, self._table)
+                with _edit_lock, Nft.open(ref) as nft:
+                    dropped = nft.drop_table(self._table)
             except (OSError, Gone) as exc:
                 log.warning("partition sweep skipped a namespace", netns=ref.label, error=str(exc))
                 continue

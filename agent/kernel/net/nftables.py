@@ -303,6 +303,13 @@ class Nft(NetlinkClient):
                 out.append(a)
         return out
 
+    def drop_table(self, table: str) -> bool:
+        """Delete the table if it is there (idempotent); whether it was."""
+        if table not in self.tables():
+            return False
+        self.commit([del_table(table)], f"delete table {table}")
+        return True
+
     def tables(self) -> list[str]:
         return [text(a.get(TABLE_NAME)) for a in self._dump(NFT_MSG_GETTABLE)]
 
