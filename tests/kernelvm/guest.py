@@ -31,9 +31,12 @@ from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 
-from agent.core.errors import AgentError, InvalidArgument
+from agent.core.clock import SystemClock
+from agent.core.errors import AgentError, InvalidArgument, NotFound
 from agent.core.injector import InjectorContext, Markers, RequestContext
+from agent.core.leases import LeaseTable
 from agent.core.limits import Limits
+from agent.core.scheduler import Scheduler
 from agent.faults.clock import ClockInjector
 from agent.faults.network.netem import NetemInjector
 from agent.faults.network.shaping import Registry
@@ -463,6 +466,49 @@ def clock_skew() -> dict[str, Any]:
     return out
 
 
+def lease_across_clock_jumps() -> dict[str, Any]:
+    """The dead-man's switch (the agent's lease table and deadline scheduler)
+    while the clock injector moves the guest's realtime clock an hour either
+    way half a TTL into the lease: the lease must expire on time regardless."""
+    ttl = 2.0
+    clock = SystemClock()
+    scheduler, leases = Scheduler(clock), LeaseTable(clock)
+    scheduler.start()
+    ctx = InjectorContext(Limits(), Markers("kernelvm", Path("/tmp")), os.getpid())
+    inj = ClockInjector(ctx)
+    out: dict[str, Any] = {"ttl": ttl}
+    try:
+        for name, offset in (("forward", 3600.0), ("back", -3600.0)):
+            lease = leases.acquire("kernelvm", ttl)
+            fired = threading.Event()
+            t0 = time.monotonic()
+            scheduler.set(lease.id, lease.deadline, fired.set)
+            time.sleep(ttl / 2)
+            plan = inj.validate(
+                pb.ClockSpec(offset=duration(offset)), pb.Target(), RequestContext()
+            )
+            applied = inj.apply(f"fault-lease{name}", plan, lambda _undo: None)
+            try:
+                fired.wait(ttl * 5)
+                expired_after = time.monotonic() - t0
+                try:
+                    leases.get_live(lease.id)
+                    live_after = True
+                except NotFound:
+                    live_after = False
+            finally:
+                inj.revert(f"fault-lease{name}", applied.undo)
+            out[name] = {
+                "offset": offset,
+                "fired": fired.is_set(),
+                "expired_after": expired_after,
+                "live_after_expiry": live_after,
+            }
+    finally:
+        scheduler.stop()
+    return out
+
+
 def main() -> int:
     result: dict[str, Any] = {}
     code = 0
@@ -481,6 +527,10 @@ def main() -> int:
         result["clock"] = clock_skew()
     except Exception:
         result["clock"] = {"error": traceback.format_exc()}
+    try:
+        result["lease_clock"] = lease_across_clock_jumps()
+    except Exception:
+        result["lease_clock"] = {"error": traceback.format_exc()}
     print(RESULT_MARK + json.dumps(result), flush=True)
     return code
 

@@ -34,3 +34,18 @@ def test_the_clock_moves_by_the_offset_asked_and_back(clock: dict[str, Any], way
     assert abs(run["after_revert"]) <= GOAL_S
     assert abs(run["after_second_revert"]) <= GOAL_S, "a second revert changes nothing"
     assert not run["ntp_table_after"]
+
+
+@pytest.mark.parametrize("way", ["forward", "back"])
+def test_a_lease_expires_on_time_while_the_realtime_clock_jumps(guest: GuestRun, way: str) -> None:
+    """An hour forward or back, half a TTL into the lease: the deadline is on
+    the monotonic clock, so the lease expires at its TTL all the same."""
+    result: dict[str, Any] = guest.result["lease_clock"]
+    assert "error" not in result, result["error"]
+    run = result[way]
+    print(f"\nlease across a {run['offset']:+g} s jump: expired after"
+          f" {run['expired_after']:.3f} s (TTL {result['ttl']:g} s)")  # fmt: skip
+    assert run["fired"], "the lease never expired"
+    # Under TCG the scheduler thread may wake a little late, never an hour.
+    assert result["ttl"] <= run["expired_after"] <= result["ttl"] + 0.5, run
+    assert not run["live_after_expiry"]
