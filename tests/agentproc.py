@@ -107,8 +107,9 @@ class AgentProc:
         self.proc.kill()
         self.proc.wait(timeout=10)
 
-    def sweep(self) -> None:
-        """`brownout-agent sweep` on this agent's state dir (the agent is not running)."""
+    def sweep(self) -> subprocess.CompletedProcess[str]:
+        """`brownout-agent sweep` on this agent's state dir (the agent is not
+        running); it must succeed."""
         out = subprocess.run(
             [sys.executable, "-m", "agent.cli", "sweep", "--state-dir", str(self.state_dir)],
             capture_output=True,
@@ -116,6 +117,7 @@ class AgentProc:
             timeout=60,
         )
         assert out.returncode == 0, out.stderr
+        return out
 
     def logs(self) -> str:
         if self.log_path is None or not self.log_path.exists():

@@ -32,7 +32,7 @@ from agent.faults.network.traffic import Proto
 from agent.kernel import realtime
 from agent.kernel.errors import Gone
 from agent.kernel.net import netns
-from agent.kernel.net.nftables import Nft, del_table
+from agent.kernel.net.nftables import Nft
 from brownout.v1 import agent_pb2 as pb
 
 log = structlog.get_logger(__name__)
@@ -138,9 +138,7 @@ class ClockInjector:
         # The clock itself is the journal's to restore; leftover NTP blocks go here.
         try:
             with Nft.open(netns.own()) as nft:
-                mine = [t for t in nft.tables() if t.startswith(self._prefix)]
-                for table in mine:
-                    nft.commit([del_table(table)], f"delete table {table}")
+                mine = nft.drop_tables(self._prefix)
         except (OSError, Gone) as exc:
             log.warning("clock sweep skipped", error=str(exc))
             return []

@@ -12,11 +12,8 @@ from agent.kernel.net.netns import NetnsRef
 from brownout.v1 import agent_pb2 as pb
 
 
-def placement(
-    target: pb.Target, kind: str, controller: str | None = None
-) -> cgroups.Placement | None:
-    """The target's cgroups, None for the host. `controller`, if given, must
-    govern the target (e.g. "memory" for a leak charged to it)."""
+def locate(target: pb.Target, kind: str) -> tuple[str, cgroups.Placement] | None:
+    """The target's cgroups and the field that named them, None for the host."""
     which = target.WhichOneof("selector")
     if which is None:
         return None
@@ -42,6 +39,18 @@ def placement(
         )
     if not found:
         raise InvalidArgument(field, "is in no mounted cgroup hierarchy")
+    return field, found
+
+
+def placement(
+    target: pb.Target, kind: str, controller: str | None = None
+) -> cgroups.Placement | None:
+    """The cgroups a fault's workers join, None for the host. `controller`, if
+    given, must govern the target (e.g. "memory" for a leak charged to it)."""
+    located = locate(target, kind)
+    if located is None:
+        return None
+    field, found = located
     problem = cgroups.attach_problem(found)
     if problem:
         raise InvalidArgument(field, problem)

@@ -36,17 +36,10 @@ def available() -> str:
     for h in cgroups.hierarchies():
         if h.version == 1 and "freezer" in h.controllers:
             return ""
-        if h.version == 2 and any(p.name == "cgroup.freeze" for p in _children_files(h.mount)):
+        # The root cgroup has no cgroup.freeze: a child shows whether the kernel has it.
+        if h.version == 2 and any((c / "cgroup.freeze").exists() for c in h.mount.iterdir()):
             return ""
     return "no cgroup freezer: neither a v1 freezer hierarchy nor cgroup v2 with cgroup.freeze"
-
-
-def _children_files(mount: Path) -> list[Path]:
-    """The files of the first child cgroup of a v2 mount (the root has no cgroup.freeze)."""
-    for child in mount.iterdir():
-        if child.is_dir():
-            return list(child.iterdir())
-    return []
 
 
 def state(f: Freezer) -> str:
@@ -60,15 +53,6 @@ def state(f: Freezer) -> str:
     if frozen:
         return "FROZEN"
     return "FREEZING" if asked else "THAWED"
-
-
-def self_frozen(f: Freezer) -> bool:
-    """Whether this cgroup itself is asked frozen (v1 parent-frozen shows as
-    FROZEN too; self_freezing tells them apart)."""
-    if f.version == 1:
-        flag = f.dir / "freezer.self_freezing"
-        return flag.exists() and flag.read_text().strip() == "1"
-    return (f.dir / "cgroup.freeze").read_text().strip() == "1"
 
 
 def _write(f: Freezer, frozen: bool) -> None:

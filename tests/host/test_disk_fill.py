@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -226,12 +225,7 @@ def test_the_sweep_finds_fill_files_by_marker_when_the_journal_is_lost(
     # Another agent's file (another instance marker) must be left alone.
     foreign = mnt / ".brownout" / f"fault-0.{'0' * 10}.fill"
     foreign.write_bytes(b"x")
-    result = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "sweep", "--state-dir", str(a.state_dir)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    result = a.sweep()
     assert not Path(fault.applied["file"]).exists(), result.stdout + result.stderr
     assert "swept leftover" in result.stdout + result.stderr
     assert foreign.exists()

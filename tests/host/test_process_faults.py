@@ -4,6 +4,7 @@ the offline sweep, and every refusal, which leaves every process as it was."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -45,7 +46,7 @@ class Victims:
     def cleanup(self) -> None:
         for p in self.procs:
             for member in _tree(p.pid):
-                with _gone_ok():
+                with contextlib.suppress(psutil.NoSuchProcess):
                     member.resume()
                     member.kill()
             p.kill()
@@ -65,14 +66,6 @@ def _tree(pid: int) -> list[psutil.Process]:
         return [*root.children(recursive=True), root]
     except psutil.NoSuchProcess:
         return []
-
-
-class _gone_ok:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, *_: object) -> bool:
-        return kind is not None and issubclass(kind, psutil.NoSuchProcess)  # type: ignore[arg-type]
 
 
 def stopped(pid: int) -> bool:

@@ -219,13 +219,7 @@ def test_the_offline_sweep_and_a_starting_agent_kill_a_stray_fork_server(
     proc, sock = stray_zygote(a.instance)
     with sock:
         assert procs.find_marked(a.instance) == []  # not a worker: fault sweeps leave it
-        out = subprocess.run(
-            [sys.executable, "-m", "agent.cli", "sweep", "--state-dir", str(a.state_dir)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert out.returncode == 0, out.stderr
+        out = a.sweep()
         assert proc.wait(timeout=5) == -signal.SIGKILL
         assert f"fork server pid {proc.pid}" in out.stderr
 

@@ -35,7 +35,6 @@ from agent.kernel.net.nftables import (
     NF_DROP,
     Msg,
     Nft,
-    del_table,
     match_l4proto,
     match_network,
     match_port,
@@ -141,9 +140,7 @@ class DnsInjector:
         for ref in [netns.own(), *netns.named_namespaces()]:
             try:
                 with Nft.open(ref) as nft:
-                    mine = [t for t in nft.tables() if t.startswith(self._prefix)]
-                    for table in mine:
-                        nft.commit([del_table(table)], f"delete table {table}")
+                    mine = nft.drop_tables(self._prefix)
             except (OSError, Gone) as exc:
                 log.warning("dns sweep skipped a namespace", netns=ref.label, error=str(exc))
                 continue

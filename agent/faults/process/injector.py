@@ -17,10 +17,12 @@ larger than the cap (unless allow_many).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -146,21 +148,19 @@ class ProcessInjector:
                 f"{len(matched)} processes match {_shown(spec)}, more than this agent's cap of"
                 f" {cap} (--process-match-cap): narrow the match, or set allow_many"
             )
-        order = matching.ORDERS[spec.order]
-        chosen = matching.choose(matched, spec.count, spec.percent, order, random.Random())
-        if spec.children:
-            chosen += table.descendants([p.pid for p in chosen], table.scan())
+        plan = ProcessPlan(
+            action, signum, interval, scope, filters, spec.count, spec.percent,
+            matching.ORDERS[spec.order], spec.children, guard, tuple(matched), (),
+        )  # fmt: skip
+        chosen = _draw(plan, matched, random.Random())
         # Every match, not only the chosen: a refusal must not depend on the draw.
         matching.refuse_unsafe({p.pid: p for p in [*matched, *chosen]}.values(), guard)
         if action == "stop":
             with self._lock:
                 self._refuse_held(chosen)
-        return ProcessPlan(
-            action, signum, interval, scope, filters, spec.count, spec.percent, order,
-            spec.children, guard, tuple(matched), tuple(chosen),
-        )  # fmt: skip
+        return dataclasses.replace(plan, chosen=tuple(chosen))
 
-    def _refuse_held(self, chosen: list[ProcInfo]) -> None:
+    def _refuse_held(self, chosen: Iterable[ProcInfo]) -> None:
         """Under the lock: FailedPrecondition if another live stop holds one of chosen."""
         for p in chosen:
             holder = self._held.get(p.ref)
@@ -238,8 +238,7 @@ class ProcessInjector:
         }
         if plan.action == "stop":
             return self._stop(fault_id, plan, checkpoint, summary)
-        # Deepest first: a parent killed before its children cannot respawn them.
-        hit = [p.pid for p in reversed(plan.chosen) if table.send(p.ref, plan.signal)]
+        hit = _signal(plan.chosen, plan.signal)
         if not hit:
             raise ApplyError("every chosen process ended before it was signalled")
         summary |= {"signal": table.signal_name(plan.signal), "signalled": _pids(hit)}
@@ -254,7 +253,7 @@ class ProcessInjector:
         stopped: list[StoppedRecord] = []
         undo: ProcessUndo = {"action": "stop", "stopped": stopped}
         with self._lock:  # a concurrent stop may have taken one since validate
-            self._refuse_held(list(plan.chosen))
+            self._refuse_held(plan.chosen)
             self._held.update((p.ref, fault_id) for p in plan.chosen)
         for p in plan.chosen:
             # In the journal before the signal: whoever reverts continues it.
@@ -278,13 +277,10 @@ class ProcessInjector:
             while not stop.wait(plan.interval):
                 n += 1
                 try:
+                    # What became unsafe since the inject is left out, not refused.
                     found = self._match(plan.scope, plan.filters, plan.guard)
-                    found = matching.safe(found, plan.guard)
-                    chosen = matching.choose(found, plan.count, plan.percent, plan.order, rng)
-                    if plan.children and chosen:
-                        below = table.descendants([p.pid for p in chosen], table.scan())
-                        chosen += matching.safe(below, plan.guard)
-                    hit = [p.pid for p in reversed(chosen) if table.send(p.ref, plan.signal)]
+                    safe = functools.partial(matching.safe, guard=plan.guard)
+                    hit = _signal(_draw(plan, safe(found), rng, safe), plan.signal)
                 except OSError as exc:
                     log.warning("process kill round failed", fault_id=fault_id, error=str(exc))
                     continue
@@ -316,6 +312,26 @@ class ProcessInjector:
         return []
 
 
+def _draw(
+    plan: ProcessPlan,
+    found: Sequence[ProcInfo],
+    rng: random.Random,
+    keep: Callable[[list[ProcInfo]], list[ProcInfo]] = list,
+) -> list[ProcInfo]:
+    """The plan's count, percent or all of found, by its order; with children,
+    their descendants too (those `keep` keeps)."""
+    chosen = matching.choose(found, plan.count, plan.percent, plan.order, rng)
+    if plan.children and chosen:
+        chosen += keep(table.descendants([p.pid for p in chosen], table.scan()))
+    return chosen
+
+
+def _signal(chosen: Iterable[ProcInfo], signum: int) -> list[int]:
+    """Send signum to each, deepest first (a parent killed before its children
+    cannot respawn them); the pids it reached."""
+    return [p.pid for p in reversed(list(chosen)) if table.send(p.ref, signum)]
+
+
 def _pids(pids: list[int]) -> str:
     return ",".join(str(p) for p in pids)
 
@@ -326,15 +342,13 @@ def _shown(spec: pb.ProcessSpec) -> str:
     return ", ".join(parts) or "the target"
 
 
-def _settled(refs: list[ProcRef], wait: Callable[[float], None] = time.sleep) -> list[int]:
+def _settled(refs: list[ProcRef]) -> list[int]:
     """The pids among refs that show as stopped, waiting up to STOP_SETTLE for
     the signal to land (a process in uninterruptible sleep stops when it wakes)."""
     deadline = time.monotonic() + STOP_SETTLE
     while True:
-        states = {r.pid: table.read(r.pid) for r in refs}
-        held = [r.pid for r in refs if (p := states[r.pid]) and p.start_time == r.start_time
-                and p.stopped]  # fmt: skip
-        alive = [r for r in refs if (p := states[r.pid]) and p.start_time == r.start_time]
+        alive = [p for r in refs if (p := table.read(r.pid)) and p.start_time == r.start_time]
+        held = [p.pid for p in alive if p.stopped]
         if len(held) == len(alive) or time.monotonic() > deadline:
             return held
-        wait(0.001)
+        time.sleep(0.001)

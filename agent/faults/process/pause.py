@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 
 from agent.core.errors import ApplyError, FailedPrecondition, InvalidArgument, TargetGone
 from agent.core.injector import Applied, Capability, Checkpoint, InjectorContext, RequestContext
+from agent.faults import targets
 from agent.faults.process import matching
 from agent.faults.process.guard import request_guard
 from agent.kernel import cgroups, freezer
@@ -41,7 +42,12 @@ class PauseInjector:
 
     def validate(self, spec: Message, target: pb.Target, request: RequestContext) -> Freezer:
         assert isinstance(spec, pb.PauseSpec)
-        field, placement = self._placement(target)
+        located = targets.locate(target, self.kind)
+        if located is None:
+            raise InvalidArgument(
+                "target", "a pause freezes a cgroup: give target.cgroup or target.pid"
+            )
+        field, placement = located
         f = freezer.of(placement)
         if f is None:
             raise InvalidArgument(
@@ -49,36 +55,16 @@ class PauseInjector:
             )
         if any(cg.is_root for cg in placement if cg.dir == f.dir):
             raise InvalidArgument(field, "is the root cgroup: it holds every process on the node")
-        if freezer.state(f) != "THAWED":
+        state = freezer.state(f)
+        if state != "THAWED":
             raise FailedPrecondition(
-                f"{f.dir} is {freezer.state(f).lower()} already: a pause would thaw it at its"
-                " end, undoing whoever froze it"
+                f"{f.dir} is {state.lower()} already: a pause would thaw it at its end,"
+                " undoing whoever froze it"
             )
         members = list(table.scan(table.cgroup_pids(f.dir)))
         guard = request_guard(self._ctx, request, spec.allow_denylisted)
         matching.refuse_unsafe(members, guard, f"refused, nothing was frozen: {f.dir} holds")
         return f
-
-    @staticmethod
-    def _placement(target: pb.Target) -> tuple[str, cgroups.Placement]:
-        which = target.WhichOneof("selector")
-        if which == "cgroup":
-            try:
-                return "target.cgroup", cgroups.find(target.cgroup)
-            except ValueError as exc:
-                raise InvalidArgument("target.cgroup", str(exc)) from None
-        if which == "pid":
-            if target.pid <= 0:
-                raise InvalidArgument("target.pid", f"must be a positive pid, got {target.pid}")
-            try:
-                return "target.pid", cgroups.of_pid(target.pid)
-            except ProcessLookupError:
-                raise InvalidArgument(
-                    "target.pid", f"no process {target.pid} on this node"
-                ) from None
-        raise InvalidArgument(
-            "target", "a pause freezes a cgroup: give target.cgroup or target.pid"
-        )
 
     def apply(self, fault_id: str, plan: Freezer, checkpoint: Checkpoint) -> Applied:
         checkpoint(plan.record())  # before the freeze: whoever reverts thaws it

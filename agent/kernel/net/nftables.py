@@ -303,6 +303,13 @@ class Nft(NetlinkClient):
                 out.append(a)
         return out
 
+    def drop_tables(self, prefix: str) -> list[str]:
+        """Delete every table whose name starts with prefix; their names."""
+        mine = [t for t in self.tables() if t.startswith(prefix)]
+        for table in mine:
+            self.commit([del_table(table)], f"delete table {table}")
+        return mine
+
     def drop_table(self, table: str) -> bool:
         """Delete the table if it is there (idempotent); whether it was."""
         if table not in self.tables():
