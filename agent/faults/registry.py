@@ -32,7 +32,7 @@ def build_injectors(ctx: InjectorContext, spawner: procs.Spawner) -> dict[str, I
         PartitionInjector(ctx),
         ProcessInjector(ctx),
         PauseInjector(ctx),
-        DnsInjector(ctx),
+        DnsInjector(ctx, spawner),
         ClockInjector(ctx),
     ]
     return {inj.kind: inj for inj in injectors}

@@ -41,7 +41,8 @@ def ready() -> None:
         sys.exit("the agent did not say go")
 
 
-def running() -> None:
-    """Setup inside the placement succeeded; the agent stops listening after this."""
-    sys.stdout.write("running\n")
+def running(detail: str = "") -> None:
+    """Setup inside the placement succeeded; the agent stops listening after
+    this. detail (one line) reaches the spawner's on_running."""
+    sys.stdout.write(f"running {detail}".rstrip() + "\n")
     sys.stdout.flush()

@@ -182,15 +182,54 @@ PARTITION = Kind(
 )
 
 
+DNS_ANSWERS = {
+    "nxdomain": pb.DNS_ANSWER_NXDOMAIN,
+    "servfail": pb.DNS_ANSWER_SERVFAIL,
+    "refused": pb.DNS_ANSWER_REFUSED,
+    "timeout": pb.DNS_ANSWER_TIMEOUT,
+    "spoof": pb.DNS_ANSWER_SPOOF,
+}
+
+
 def _dns(values: Values) -> tuple[pb.FaultSpec, pb.Target]:
-    return pb.FaultSpec(dns=pb.DnsSpec(resolvers=values["resolver"])), net_target(values)
+    spec = pb.DnsSpec(
+        resolvers=values["resolver"],
+        names=values["name"],
+        answer=DNS_ANSWERS.get(values["answer"] or "", pb.DNS_ANSWER_UNSPECIFIED),
+        spoof_addresses=values["spoof"],
+    )
+    return pb.FaultSpec(dns=spec), net_target(values)
 
 
 DNS = Kind(
     "dns",
-    "silently drop DNS (UDP and TCP port 53) in a network namespace",
+    "drop DNS in a network namespace, or answer given names with an error or spoofed records",
     (
-        cidrs("resolver", "only DNS to these resolvers (repeat; default every one)"),
+        cidrs(
+            "resolver",
+            "only DNS to these resolvers (repeat; default every one; with --name:"
+            " single addresses, default the target's resolv.conf nameservers)",
+        ),
+        Option(
+            "name",
+            v.dns_name,
+            "answer this name instead of dropping DNS: exact, or"
+            " *.suffix (repeat); other names are forwarded",
+            repeat=True,
+            metavar="NAME",
+        ),
+        Option(
+            "answer",
+            choices=tuple(DNS_ANSWERS),
+            help="what --name gets (default nxdomain; timeout: no answer)",
+        ),
+        Option(
+            "spoof",
+            v.ip_address,
+            "the A/AAAA address of --answer spoof (repeat)",
+            repeat=True,
+            metavar="ADDRESS",
+        ),
         *NET_TARGET,
     ),
     _dns,

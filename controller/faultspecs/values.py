@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from brownout.dnsnames import parse_pattern
 from brownout.units import parse_duration, parse_percent, parse_size
 from brownout.v1 import agent_pb2 as pb
 
@@ -73,6 +74,19 @@ def cidr(value: str) -> str:
         ipaddress.ip_network(value.strip(), strict=False)
     except ValueError:
         raise ValueError(f"{value!r} is not an IP address or CIDR (e.g. 10.0.0.0/24)") from None
+    return value.strip()
+
+
+def ip_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value.strip())
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+    return value.strip()
+
+
+def dns_name(value: str) -> str:
+    parse_pattern(value)
     return value.strip()
 
 

@@ -92,6 +92,16 @@ class Rig:
             ),
             "pause": (pb.FaultSpec(pause=pb.PauseSpec()), pb.Target(cgroup=self.box)),
             "dns": (pb.FaultSpec(dns=pb.DnsSpec()), ns),
+            "dns_answers": (
+                pb.FaultSpec(
+                    dns=pb.DnsSpec(
+                        names=["*.brownout.test"],
+                        answer=pb.DNS_ANSWER_SERVFAIL,
+                        resolvers=[self.bed.b.v4],
+                    )
+                ),
+                ns,
+            ),
         }
 
     def residue(self, agent: AgentProc) -> list[str]:

@@ -23,7 +23,10 @@ from tests.reliability.common import Rig, agent_args, bump, figure, rig, scale
 
 pytestmark = [pytest.mark.host, pytest.mark.reliability]
 
-KINDS = ["cpu", "memory", "disk", "io", "bandwidth", "partition", "process", "pause", "dns"]
+KINDS = [
+    *("cpu", "memory", "disk", "io", "bandwidth", "partition", "process", "pause"),
+    *("dns", "dns_answers"),
+]
 POINTS = [
     "after_intent",  # intent journaled, nothing applied
     "after_checkpoint",  # undo journaled, the kernel change not yet made

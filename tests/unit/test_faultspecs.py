@@ -44,6 +44,10 @@ SAME: list[tuple[list[str], dict[str, Any]]] = [
      {"cgroup": "/app", "allow_denylisted": True}),
     (["dns", "--resolver", "10.0.0.53", "--resolver", "fd00::53/128", "--netns", "web1"],
      {"resolver": ["10.0.0.53", "fd00::53/128"], "netns": "web1"}),
+    (["dns", "--name", "db.example.com", "--name", "*.cache.internal", "--answer", "spoof",
+      "--spoof", "192.0.2.9", "--spoof", "2001:db8::9", "--pid", "42"],
+     {"name": ["db.example.com", "*.cache.internal"], "answer": "spoof",
+      "spoof": ["192.0.2.9", "2001:db8::9"], "pid": 42}),
     (["clock", "--offset=-5m"], {"offset": "-5m"}),
 ]  # fmt: skip
 

@@ -248,6 +248,30 @@ def test_rule_workers_run_on_the_standard_library_alone() -> None:
     assert not bad, "\n".join(bad)
 
 
+def test_rule_the_dns_answerer_stands_alone() -> None:
+    """The DNS answerer is a process of its own that parses DNS with dnslib: it
+    reaches only the standard library, dnslib, the workers' start-up, libc and
+    the shared name patterns,
+    never the agent's core, its wire format or gRPC (also transitively).
+    Fix: pass what it needs on its command line; keep the logic in agent.dnsanswer."""
+    stdlib = sys.stdlib_module_names
+    allowed = (
+        "agent.dnsanswer",
+        "agent.workers",
+        "agent.kernel.libc",
+        "brownout.dnsnames",
+        "dnslib",
+    )
+    bad = sorted(
+        f"{imp}" + (f" (through {' -> '.join(chain)})" if chain else "")
+        for imp, chain in reach("agent.dnsanswer")
+        if imp.module.split(".")[0] not in stdlib
+        and imp.module != "__future__"
+        and not within(imp.module, *allowed)
+    )
+    assert not bad, "\n".join(bad)
+
+
 def test_rule_the_http_stack_stays_in_the_service() -> None:
     """The service (controller.service) is the only room that speaks HTTP; the runner
     and the agent clients know nothing of it, so `brownout run` needs no server.

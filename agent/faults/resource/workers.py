@@ -34,11 +34,15 @@ class WorkerInjector:
         self._spawner = spawner
 
     def spawn(
-        self, fault_id: str, args: list[str], before_go: Callable[[int], None] | None = None
+        self,
+        fault_id: str,
+        args: list[str],
+        before_go: Callable[[int], None] | None = None,
+        on_running: Callable[[str], None] | None = None,
     ) -> procs.ProcRef:
         """Start one worker of this fault and wait until it runs (see Spawner.spawn)."""
         argv = procs.worker_argv(self.module, args, self._ctx.markers.instance, fault_id)
-        return self._spawner.spawn(argv, before_go=before_go)
+        return self._spawner.spawn(argv, before_go=before_go, on_running=on_running)
 
     def kill_workers(self, fault_id: str, undo: Mapping[str, Any] | None) -> None:
         """Kill the fault's workers; idempotent."""

@@ -49,10 +49,11 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 NFT_BATCH_BEGIN, NFT_BATCH_END = 0x10, 0x11
 HOOK_INPUT, HOOK_OUTPUT = 1, 3
 PRIORITY_RAW = -300  # before conntrack: dropped packets leave no conntrack entry
+PRIORITY_DSTNAT = -100  # nat chains: destination NAT
 REG_VERDICT, REG_1 = 0, 1
 BASE_NETWORK, BASE_TRANSPORT = 1, 2
-META_IIF, META_OIF, META_NFPROTO, META_L4PROTO = 4, 5, 15, 16
-CMP_EQ, CMP_GTE, CMP_LTE = 0, 5, 3
+META_MARK, META_IIF, META_OIF, META_NFPROTO, META_L4PROTO = 3, 4, 5, 15, 16
+CMP_EQ, CMP_NEQ, CMP_GTE, CMP_LTE = 0, 1, 5, 3
 NF_DROP, NF_ACCEPT, NFT_JUMP, NFT_RETURN = 0, 1, -3, -5
 NFPROTO = {4: 2, 6: 10}
 LOOPBACK_IFINDEX = 1  # lo is interface 1 in every namespace
@@ -90,6 +91,20 @@ def verdict(code: int, chain: str = "") -> Expr:
     return _expr(
         "immediate", dreg=REG_VERDICT, data={"attrs": [("NFTA_DATA_VERDICT", {"attrs": attrs})]}
     )
+
+
+def match_mark_not(mark: int) -> list[Expr]:
+    """The packet's mark (SO_MARK of its socket, for local packets) is not mark."""
+    return [meta(META_MARK), cmp(CMP_NEQ, struct.pack("=I", mark))]
+
+
+def redirect_to_port(port: int) -> list[Expr]:
+    """Destination NAT to this host's own address (loopback, for local packets)
+    at port; only in a nat chain."""
+    return [
+        _expr("immediate", dreg=REG_1, data=_value(struct.pack(">H", port))),
+        _expr("redir", reg_proto_min=REG_1, reg_proto_max=REG_1),
+    ]
 
 
 def match_interface(output: bool, ifindex: int) -> list[Expr]:
@@ -151,7 +166,11 @@ def del_table(table: str) -> Msg:
     return _message(nft_table_msg, NFT_MSG_DELTABLE, 0, [("NFTA_TABLE_NAME", table)])
 
 
-def new_base_chain(table: str, chain: str, hook: int) -> Msg:
+def new_base_chain(
+    table: str, chain: str, hook: int, kind: str = "filter", priority: int = PRIORITY_RAW
+) -> Msg:
+    """A base chain on hook; kind is filter or nat (a nat chain sees only the
+    first packet of each conntrack flow)."""
     return _message(
         nft_chain_msg,
         NFT_MSG_NEWCHAIN,
@@ -161,10 +180,10 @@ def new_base_chain(table: str, chain: str, hook: int) -> Msg:
             ("NFTA_CHAIN_NAME", chain),
             (
                 "NFTA_CHAIN_HOOK",
-                {"attrs": [("NFTA_HOOK_HOOKNUM", hook), ("NFTA_HOOK_PRIORITY", PRIORITY_RAW)]},
+                {"attrs": [("NFTA_HOOK_HOOKNUM", hook), ("NFTA_HOOK_PRIORITY", priority)]},
             ),
             ("NFTA_CHAIN_POLICY", NF_ACCEPT),
-            ("NFTA_CHAIN_TYPE", "filter"),
+            ("NFTA_CHAIN_TYPE", kind),
         ],
     )
 

@@ -111,11 +111,13 @@ class Spawner:
         ready_timeout: float = 10.0,
         before_go: Callable[[int], None] | None = None,
         fork: bool = True,
+        on_running: Callable[[str], None] | None = None,
     ) -> ProcRef:
         """Start a worker and wait for its "ready"; run before_go(pid) (e.g. move
         it into a cgroup), tell it "go" and wait for "running". Workers do their
         work only after "go", so none of it happens outside the placement.
-        fork=False execs it even when the fork server could fork it."""
+        fork=False execs it even when the fork server could fork it. on_running
+        gets what the worker said after "running" (e.g. the ports it bound)."""
         # The worker's ends: its stdin, stdout and stderr; the agent keeps the others.
         stdin_r, stdin_w = os.pipe()
         stdout_r, stdout_w = os.pipe()
@@ -130,7 +132,7 @@ class Spawner:
             finally:
                 for fd in theirs:
                     os.close(fd)
-            ref = _handshake(child, argv, *ours, ready_timeout, before_go)
+            ref = _handshake(child, argv, *ours, ready_timeout, before_go, on_running)
         finally:
             for fd in ours:
                 os.close(fd)
@@ -256,6 +258,7 @@ def _handshake(
     stderr: int,
     timeout: float,
     before_go: Callable[[int], None] | None,
+    on_running: Callable[[str], None] | None = None,
 ) -> ProcRef:
     try:
         line = _read_line(stdout, timeout)
@@ -271,12 +274,15 @@ def _handshake(
         # Setup that must happen inside the placement (affinity, files) is
         # done after "go"; "running" says it worked.
         line = _read_line(stdout, timeout)
-        if line != b"running":
+        word, _, detail = line.partition(b" ")
+        if word != b"running":
             child.kill()
             # The last line of a traceback is the error itself.
             lines = _read_all(stderr, timeout).decode(errors="replace").strip().splitlines()
             why = lines[-1] if lines else line.decode()
             raise SpawnError(errno.ECHILD, f"worker {argv[2]} failed to start: {why}")
+        if on_running is not None:
+            on_running(detail.decode(errors="replace"))
     except BaseException:
         child.kill()
         raise

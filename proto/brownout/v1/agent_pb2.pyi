@@ -266,6 +266,39 @@ PROCESS_ORDER_NEWEST: ProcessOrder.ValueType  # 2
 PROCESS_ORDER_OLDEST: ProcessOrder.ValueType  # 3
 Global___ProcessOrder: _TypeAlias = ProcessOrder  # noqa: Y015
 
+class _DnsAnswer:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DnsAnswerEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DnsAnswer.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DNS_ANSWER_UNSPECIFIED: _DnsAnswer.ValueType  # 0
+    """NXDOMAIN when names are given"""
+    DNS_ANSWER_NXDOMAIN: _DnsAnswer.ValueType  # 1
+    DNS_ANSWER_SERVFAIL: _DnsAnswer.ValueType  # 2
+    DNS_ANSWER_REFUSED: _DnsAnswer.ValueType  # 3
+    DNS_ANSWER_TIMEOUT: _DnsAnswer.ValueType  # 4
+    """No answer at all: the client times out."""
+    DNS_ANSWER_SPOOF: _DnsAnswer.ValueType  # 5
+    """A and AAAA records of spoof_addresses (TTL 0); other types: no records."""
+
+class DnsAnswer(_DnsAnswer, metaclass=_DnsAnswerEnumTypeWrapper):
+    """Make DNS fail in the Target's network namespace: what it sends to port 53
+    (UDP and TCP) is silently dropped.
+    What a resolver answers for the names of a DnsSpec.
+    """
+
+DNS_ANSWER_UNSPECIFIED: DnsAnswer.ValueType  # 0
+"""NXDOMAIN when names are given"""
+DNS_ANSWER_NXDOMAIN: DnsAnswer.ValueType  # 1
+DNS_ANSWER_SERVFAIL: DnsAnswer.ValueType  # 2
+DNS_ANSWER_REFUSED: DnsAnswer.ValueType  # 3
+DNS_ANSWER_TIMEOUT: DnsAnswer.ValueType  # 4
+"""No answer at all: the client times out."""
+DNS_ANSWER_SPOOF: DnsAnswer.ValueType  # 5
+"""A and AAAA records of spoof_addresses (TTL 0); other types: no records."""
+Global___DnsAnswer: _TypeAlias = DnsAnswer  # noqa: Y015
+
 @_typing.final
 class GetInfoRequest(_message.Message):
     """---------------------------------------------------------------- requests"""
@@ -1353,25 +1386,46 @@ Global___ProcessSpec: _TypeAlias = ProcessSpec  # noqa: Y015
 
 @_typing.final
 class DnsSpec(_message.Message):
-    """Make DNS fail in the Target's network namespace: what it sends to port 53
-    (UDP and TCP) is silently dropped.
+    """Without names: silently drop DNS (UDP and TCP port 53) to the resolvers.
+    With names: redirect DNS to the resolvers into a resolver run by the agent,
+    which answers the matching names with `answer` and forwards the rest.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     RESOLVERS_FIELD_NUMBER: _builtins.int
+    NAMES_FIELD_NUMBER: _builtins.int
+    ANSWER_FIELD_NUMBER: _builtins.int
+    SPOOF_ADDRESSES_FIELD_NUMBER: _builtins.int
+    answer: Global___DnsAnswer.ValueType
     @_builtins.property
     def resolvers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Only DNS to these resolvers (CIDRs); none: to every resolver."""
+        """Without names: only DNS to these resolvers (CIDRs); none: to every
+        resolver. With names: the resolvers' addresses; none: the nameservers of
+        the target's resolv.conf.
+        """
+
+    @_builtins.property
+    def names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Exact names (db.example.com) or suffixes (*.example.com: names under
+        example.com, not example.com itself); case does not matter.
+        """
+
+    @_builtins.property
+    def spoof_addresses(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The addresses of a DNS_ANSWER_SPOOF (IPv4 and/or IPv6)."""
 
     def __init__(
         self,
         *,
         resolvers: _abc.Iterable[_builtins.str] | None = ...,
+        names: _abc.Iterable[_builtins.str] | None = ...,
+        answer: Global___DnsAnswer.ValueType = ...,
+        spoof_addresses: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["resolvers", b"resolvers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "names", b"names", "resolvers", b"resolvers", "spoof_addresses", b"spoof_addresses"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
