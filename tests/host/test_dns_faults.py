@@ -11,6 +11,7 @@ back and leave no table and no answerer behind."""
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -255,6 +256,37 @@ def test_answers_outlive_no_agent_kill(agent: AgentProc, dns: Dns, recovery: str
     assert "brownout" not in dns.tables()
     assert dns.lookup(NAME) == ADDRESS
     assert dns.answerers() == []
+
+
+def test_a_socket_that_already_talks_to_the_resolver_meets_the_answers_and_leaves_them(
+    agent: AgentProc, dns: Dns
+) -> None:
+    """One UDP socket throughout (as a long-lived client keeps): its redirected
+    flow would outlive the redirect, sending it to the dead answerer's port,
+    unless the revert forgets the flow."""
+    sock = in_ns(dns.bed.a, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    sock.settimeout(1.0)
+
+    def ask(name: str) -> str:
+        sock.sendto(DNSRecord.question(name).pack(), (dns.bed.b.v4, 53))
+        try:
+            return str(RCODE.get(DNSRecord.parse(sock.recv(4096)).header.rcode))
+        except TimeoutError:
+            return "timeout"
+
+    try:
+        assert ask(NAME) == "NOERROR"
+        with agent.client() as c:
+            lease = c.acquire_lease("test", 30).lease_id
+            spec = answer([NAME], pb.DNS_ANSWER_REFUSED)
+            fault = c.inject(lease, spec, 30, pb.Target(netns_name=dns.bed.a))
+            assert ask(NAME) == "REFUSED"
+            assert ask(OTHER) == "NOERROR"
+            c.revert(fault.id)
+            assert ask(NAME) == "NOERROR"
+            c.release_lease(lease)
+    finally:
+        sock.close()
 
 
 @pytest.mark.parametrize(

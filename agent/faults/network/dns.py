@@ -26,7 +26,7 @@ until the table is gone.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -42,6 +42,7 @@ from agent.faults.resource.workers import WorkerInjector, WorkerRecord
 from agent.kernel import procs
 from agent.kernel.errors import Gone
 from agent.kernel.net import netns, resolvconf
+from agent.kernel.net.conntrack import Conntrack, Flow
 from agent.kernel.net.netns import NetnsRef
 from agent.kernel.net.nftables import (
     HOOK_OUTPUT,
@@ -140,6 +141,31 @@ def redirect_messages(
             ]
             msgs.append(new_rule(table, "redirect", exprs, tag, head=False))
     return msgs
+
+
+def redirected(flow: Flow) -> bool:
+    """A DNS flow that a redirect sent to a loopback port (an answerer's)."""
+    return (
+        flow.original.dport == DNS_PORT
+        and flow.translated
+        and flow.reply.src.is_loopback
+        and flow.reply.sport != DNS_PORT
+    )
+
+
+def to_resolvers(resolvers: tuple[Network, ...]) -> Callable[[Flow], bool]:
+    def match(flow: Flow) -> bool:
+        end = flow.original
+        return end.dport == DNS_PORT and any(end.dst in r for r in resolvers)
+
+    return match
+
+
+def forget_flows(ref: NetnsRef, which: Callable[[Flow], bool]) -> int:
+    """Delete the namespace's conntrack flows that `which` picks, so their next
+    packet meets the nat chain as it is now; how many."""
+    with Conntrack.open(ref) as ct:
+        return sum(ct.delete(f) for f in ct.flows() if which(f))
 
 
 def build_messages(plan: DnsPlan, table: str, fault_id: str) -> list[Msg]:
@@ -261,6 +287,10 @@ class DnsInjector(WorkerInjector):
             }
         with Nft.open(plan.netns) as nft:
             nft.commit(msgs, f"dns {fault_id}")
+        if plan.names:
+            # Sockets already talking to a resolver would bypass the redirect
+            # until their flow expires: forget those flows.
+            forget_flows(plan.netns, to_resolvers(plan.resolvers))
         return Applied(undo, summary)
 
     def _start_answerer(
@@ -296,6 +326,8 @@ class DnsInjector(WorkerInjector):
         try:
             with Nft.open(ref) as nft:
                 dropped = nft.drop_table(str(undo["table"]))
+            if undo.get("workers"):
+                forget_flows(ref, redirected)  # their translation outlives the table
         finally:
             self.kill_workers(fault_id, undo)  # after the redirect is gone
         log.info("dns fault reverted", fault_id=fault_id, netns=ref.label, dropped=dropped)
@@ -306,6 +338,8 @@ class DnsInjector(WorkerInjector):
             try:
                 with Nft.open(ref) as nft:
                     mine = nft.drop_tables(self._prefix)
+                if mine:
+                    forget_flows(ref, redirected)
             except (OSError, Gone) as exc:
                 log.warning("dns sweep skipped a namespace", netns=ref.label, error=str(exc))
                 continue
