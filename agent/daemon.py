@@ -43,6 +43,7 @@ from agent.core.manager import FaultManager
 from agent.core.metrics import Metrics
 from agent.core.model import EndReason
 from agent.faults.registry import build_injectors
+from agent.faults.targetwatch import TargetWatcher
 from agent.kernel import libc, procs
 from agent.kernel.sysinfo import boot_id
 from brownout.addresses import is_loopback, parse_hostport
@@ -69,6 +70,7 @@ class Runtime:
     metrics: Metrics
     spawner: procs.Spawner
     lock_file: IO[str]
+    watcher: TargetWatcher
 
 
 def instance_marker(state_dir: Path) -> str:
@@ -94,6 +96,7 @@ def build_runtime(cfg: AgentConfig) -> Runtime:
     metrics = Metrics()
     instance = instance_marker(cfg.state_dir)
     spawner = procs.Spawner(instance)
+    watcher = TargetWatcher()
     ctx = InjectorContext(
         limits=cfg.limits,
         markers=Markers(instance=instance, state_dir=cfg.state_dir),
@@ -108,9 +111,11 @@ def build_runtime(cfg: AgentConfig) -> Runtime:
         metrics,
         ProtoCodec(),
         boot_id=boot_id(),
+        targets=watcher,
     )
     spawner.on_exit = lambda exit: manager.worker_died(exit.tag, exit.describe())
-    return Runtime(manager, metrics, spawner, lock_file)
+    watcher.on_gone = manager.target_gone
+    return Runtime(manager, metrics, spawner, lock_file, watcher)
 
 
 def _limit_malloc_arenas() -> None:
@@ -136,6 +141,7 @@ def sweep(cfg: AgentConfig) -> dict[str, object]:
         log.warning("swept leftover", item=item)
     rt.manager.shutdown()
     rt.spawner.shutdown()
+    rt.watcher.close()
     return {
         "reverted": [{"fault_id": f.id, "kind": f.kind, "state": str(f.state)} for f in recovered],
         "remaining_journal": rt.manager.journal_ids(),
@@ -251,6 +257,7 @@ def serve(cfg: AgentConfig) -> int:
     if not server.stop(grace=2).wait(timeout=STOP_WAIT_S):
         log.warning("gRPC server did not report stopped; exiting anyway", waited_s=STOP_WAIT_S)
     rt.spawner.shutdown()
+    rt.watcher.close()
     left = manager.journal_ids()
     log.info("agent stopped", reverted=len(reverted), journal_left=left)
     return 0 if not left else 1

@@ -8,9 +8,10 @@
 # prometheus: a real Prometheus scrapes agents for the PromQL stop-condition test.
 # systemd: systemd-analyze verifies the unit file.
 # chromium, chromium-driver: the console is tested in a real headless browser.
+# runc, busybox-static: real containers (an OCI bundle of busybox) as fault targets.
 set -euo pipefail
 pkgs=(iproute2 procps e2fsprogs nftables iputils-ping iperf3 prometheus systemd chromium
-    chromium-driver "$@")
+    chromium-driver runc busybox-static "$@")
 need=()
 for pkg in "${pkgs[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")

@@ -77,6 +77,39 @@ class Applied:
 Checkpoint = Callable[[Mapping[str, Any]], None]
 
 
+@dataclass(frozen=True)
+class WatchedTarget:
+    """A process whose end means a fault's target is gone (a container's init)."""
+
+    label: str  # for people, and the fault's applied summary
+    pid: int
+    start_time: int
+
+
+class TargetWatch(Protocol):
+    """Ends faults whose target ends: resolves a request's target to the process
+    that stands for it, and says when that process exits (see manager.target_gone)."""
+
+    def resolve(self, target: Target) -> WatchedTarget | None: ...
+
+    def watch(self, fault_id: str, target: WatchedTarget) -> None: ...
+
+    def unwatch(self, fault_id: str) -> None: ...
+
+
+class NoTargetWatch:
+    """For runtimes (tests, the sweep) that watch no target."""
+
+    def resolve(self, target: Target) -> WatchedTarget | None:
+        return None
+
+    def watch(self, fault_id: str, target: WatchedTarget) -> None:
+        pass
+
+    def unwatch(self, fault_id: str) -> None:
+        pass
+
+
 class Injector(Protocol[PlanT]):
     kind: str  # the row of brownout.kinds this injector serves
     # Whether the fault's effects outlive a reboot (files on disk). Only then

@@ -26,7 +26,7 @@ from agent.core.errors import (
     ResourceExhausted,
     TargetGone,
 )
-from agent.core.injector import Capability, Injector, RequestContext
+from agent.core.injector import Capability, Injector, RequestContext, WatchedTarget
 from agent.core.model import EndReason, Fault, State
 from agent.core.records import Phase, undo_json
 from agent.core.reverts import Reverts
@@ -85,12 +85,14 @@ class Injects:
         admitted = self._admit(req)
         if isinstance(admitted, Fault):
             return admitted  # an earlier call with the same request_id made it
-        injector, fault, plan = admitted
-        self._apply(injector, fault, plan, req.caller)
+        injector, fault, plan, watched = admitted
+        self._apply(injector, fault, plan, req.caller, watched)
         self._reconcile(fault)
         return fault.snapshot()
 
-    def _admit(self, req: InjectRequest) -> tuple[Injector[Any], Fault, Any] | Fault:
+    def _admit(
+        self, req: InjectRequest
+    ) -> tuple[Injector[Any], Fault, Any, WatchedTarget | None] | Fault:
         """Validate everything, then register the fault and journal its intent;
         or the fault an earlier call with this request_id made."""
         s = self._s
@@ -106,6 +108,7 @@ class Injects:
                 "duration", *req.duration, maximum=s.limits.max_fault_duration
             )
             plan = self._validate(injector, req, request)
+            watched = s.targets.resolve(req.target)
         except AgentError:
             s.metrics.faults_total.labels(req.kind, "rejected").inc()
             raise
@@ -146,7 +149,7 @@ class Injects:
             crash_point("after_intent")
             s.table.add(fault)
         s.publish(fault, None)
-        return injector, fault, plan
+        return injector, fault, plan, watched
 
     def _validate(
         self, injector: Injector[Any], req: InjectRequest, request: RequestContext
@@ -163,8 +166,16 @@ class Injects:
                 raise
             raise TargetGone(str(exc)) from exc
 
-    def _apply(self, injector: Injector[Any], fault: Fault, plan: Any, caller: str) -> None:
-        """Apply under the fault's lock; mark it active and arm its duration."""
+    def _apply(
+        self,
+        injector: Injector[Any],
+        fault: Fault,
+        plan: Any,
+        caller: str,
+        watched: WatchedTarget | None,
+    ) -> None:
+        """Apply under the fault's lock; mark it active, arm its duration and
+        watch its target."""
         s = self._s
         bound = log.bind(fault_id=fault.id, lease_id=fault.lease_id, kind=fault.kind, caller=caller)
         checkpoint = Checkpointer(fault, s.write)
@@ -174,6 +185,8 @@ class Injects:
                 crash_point("after_apply")
                 fault.undo = dict(applied.undo)
                 fault.applied = applied.summary
+                if watched is not None:
+                    fault.applied = {**applied.summary, "target": watched.label}
                 # Recovery needs only the undo record: write again only if the
                 # injector's final one differs from its last checkpoint.
                 if checkpoint.last != undo_json(applied.undo):
@@ -197,6 +210,8 @@ class Injects:
                 s.clock.monotonic() + fault.duration,
                 lambda: self._reverts.submit(fault.id, EndReason.DURATION_ELAPSED),
             )
+            if watched is not None:
+                s.targets.watch(fault.id, watched)  # an exit already happened reports at once
             bound.info("fault active", applied=fault.applied, duration=fault.duration)
             s.publish(fault, prev)
 

@@ -25,7 +25,7 @@ import structlog
 from agent.core.clock import Clock
 from agent.core.errors import InvalidArgument, NotFound
 from agent.core.events import Event, Watcher
-from agent.core.injector import Capability, Injector
+from agent.core.injector import Capability, Injector, TargetWatch
 from agent.core.injects import InjectRequest, Injects, Span
 from agent.core.journal import Journal
 from agent.core.leases import Lease, LeaseTable
@@ -52,8 +52,11 @@ class FaultManager:
         metrics: Metrics,
         codec: SpecCodec,
         boot_id: str = "",
+        targets: TargetWatch | None = None,
     ) -> None:
         self._s = Shared(dict(injectors), journal, clock, limits, metrics, codec, boot_id)
+        if targets is not None:
+            self._s.targets = targets
         self.limits = limits
         self._halted = False
         self.capabilities: dict[str, Capability] = {}
@@ -211,6 +214,9 @@ class FaultManager:
 
     def worker_died(self, fault_id: str, why: str) -> None:
         self._reverts.worker_died(fault_id, why)
+
+    def target_gone(self, fault_id: str, why: str) -> None:
+        self._reverts.target_gone(fault_id, why)
 
     def revert_all(self, reason: EndReason) -> list[Fault]:
         return self._reverts.revert_many(self._s.table.live(), reason)

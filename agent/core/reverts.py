@@ -102,6 +102,29 @@ class Reverts:
         if fault is not None and not self._s.closed.is_set():
             self._s.pool.submit(self._end_dead, fault, why)
 
+    def target_gone(self, fault_id: str, why: str) -> None:
+        """The process that stood for fault_id's target (a container's init)
+        exited: end the fault as target_gone, reverting what is left of it."""
+        fault = self._s.table.live_one(fault_id)
+        if fault is not None and not self._s.closed.is_set():
+            self._s.pool.submit(self._end_gone, fault, why)
+
+    def _end_gone(self, fault: Fault, why: str) -> None:
+        with fault.lock:
+            if fault.state != State.ACTIVE:
+                return
+            log.warning(
+                "target gone: ending its fault",
+                fault_id=fault.id,
+                lease_id=fault.lease_id,
+                kind=fault.kind,
+                detail=why,
+            )
+            with self._s.lock:
+                fault.end_reason = EndReason.TARGET_GONE
+                fault.error = why
+            self.revert(fault.id, EndReason.TARGET_GONE)
+
     def _end_dead(self, fault: Fault, why: str) -> None:
         with fault.lock:  # waits for an apply in progress to finish
             if fault.state != State.ACTIVE:
@@ -144,6 +167,7 @@ class Reverts:
 
     def _reverted(self, fault: Fault, note: str = "") -> None:
         s = self._s
+        s.targets.unwatch(fault.id)
         s.forget(fault)
         with s.lock:
             prev = fault.state
@@ -153,7 +177,8 @@ class Reverts:
             fault.state = State.FAILED if died else State.REVERTED
             s.table.ended(fault)
             fault.ended_at = s.clock.wall()
-            fault.error = "; ".join(filter(None, [fault.error if died else "", note]))
+            gone = fault.end_reason == EndReason.TARGET_GONE
+            fault.error = "; ".join(filter(None, [fault.error if died or gone else "", note]))
         s.metrics.fault_reverts_total.labels(fault.kind, str(fault.end_reason)).inc()
         s.publish(fault, prev)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from agent.core.clock import Clock
 from agent.core.events import Event, EventHub
-from agent.core.injector import Injector
+from agent.core.injector import Injector, NoTargetWatch, TargetWatch
 from agent.core.journal import Journal
 from agent.core.leases import LeaseTable
 from agent.core.limits import Limits
@@ -32,6 +32,7 @@ class Shared:
     metrics: Metrics
     codec: SpecCodec
     boot_id: str = ""
+    targets: TargetWatch = field(default_factory=NoTargetWatch)
     lock: threading.RLock = field(default_factory=threading.RLock)
     events: EventHub = field(default_factory=EventHub)
     closed: threading.Event = field(default_factory=threading.Event)

@@ -4,12 +4,30 @@ workers join, or the network namespace a network fault lands in."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from agent.core.errors import InvalidArgument
-from agent.kernel import cgroups
+from agent.core.injector import WatchedTarget
+from agent.kernel import cgroups, containers
 from agent.kernel.net import netns
 from agent.kernel.net.netns import NetnsRef
 from brownout.v1 import agent_pb2 as pb
+
+
+def container(target: pb.Target) -> containers.Container:
+    """The running container target.container names; InvalidArgument if none."""
+    try:
+        return containers.by_id(target.container)
+    except ValueError as exc:
+        raise InvalidArgument("target.container", str(exc)) from None
+
+
+def watched(target: pb.Target) -> WatchedTarget | None:
+    """The process whose end ends a fault on this target: a container's init."""
+    if target.WhichOneof("selector") != "container":
+        return None
+    c = container(target)
+    return WatchedTarget(c.label, c.pid, c.start_time)
 
 
 def locate(target: pb.Target, kind: str) -> tuple[str, cgroups.Placement] | None:
@@ -17,7 +35,13 @@ def locate(target: pb.Target, kind: str) -> tuple[str, cgroups.Placement] | None
     which = target.WhichOneof("selector")
     if which is None:
         return None
-    if which == "pid":
+    if which == "container":
+        field = "target.container"
+        try:
+            found = cgroups.of_pid(container(target).pid)
+        except ProcessLookupError:
+            raise InvalidArgument(field, f"container {target.container} just exited") from None
+    elif which == "pid":
         field = "target.pid"
         if target.pid <= 0:
             raise InvalidArgument(field, f"must be a positive process id, got {target.pid}")
@@ -35,7 +59,8 @@ def locate(target: pb.Target, kind: str) -> tuple[str, cgroups.Placement] | None
             raise InvalidArgument(field, str(exc)) from None
     else:
         raise InvalidArgument(
-            f"target.{which}", f"{kind} faults target a cgroup or a pid, not a network namespace"
+            f"target.{which}",
+            f"{kind} faults target a cgroup, a pid or a container, not a network namespace",
         )
     if not found:
         raise InvalidArgument(field, "is in no mounted cgroup hierarchy")
@@ -71,8 +96,13 @@ def network(target: pb.Target) -> NetnsRef:
     if selector == "cgroup":
         raise InvalidArgument(
             "target.cgroup",
-            "network faults target a network namespace: use pid, netns_path or netns_name",
+            "network faults target a network namespace: use pid, container, netns_path"
+            " or netns_name",
         )
+    if selector == "container":
+        c = container(target)
+        ref = _found("target.container", lambda: netns.of_pid(c.pid))
+        return replace(ref, label=f"container {c.id}")
     if selector == "pid":
         if target.pid <= 0:
             raise InvalidArgument("target.pid", f"must be a positive pid, got {target.pid}")

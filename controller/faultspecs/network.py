@@ -20,6 +20,8 @@ NET_TARGET = (
     Option("netns", v.text, "network namespace: a name under /var/run/netns or a path to its"
            " file", group="target"),
     Option("pid", v.pid, "the network namespace of this process", group="target"),
+    Option("container", v.container_id, "the network namespace of this container",
+           group="target"),
 )  # fmt: skip
 
 
@@ -45,6 +47,8 @@ FILTER = (
 
 
 def net_target(values: Values) -> pb.Target:
+    if values["container"]:
+        return pb.Target(container=values["container"])
     if values["pid"] is not None:
         return pb.Target(pid=values["pid"])
     netns = values["netns"]

@@ -109,7 +109,8 @@ def from_mapping(kind: Kind, raw: Mapping[str, Any], where: str) -> dict[str, An
             given[option.name] = _value(option, value, f"{where}.{key}")
     for group in sorted({o.group for o in kind.options if o.group}):
         chosen = [o.name for o in kind.group(group) if o.name in given]
-        listed = " or ".join(o.name.replace("_", "-") for o in kind.group(group))
+        names = [o.name.replace("_", "-") for o in kind.group(group)]
+        listed = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
         if len(chosen) > 1:
             raise ConfigError(where, f"give only one of {listed}")
         if not chosen and group in kind.required_groups:

@@ -63,6 +63,7 @@ PROCESS = Kind(
                group="target"),
         Option("cgroup", v.cgroup, "the processes of this cgroup and of the cgroups below it",
                group="target"),
+        Option("container", v.container_id, "the processes of this container", group="target"),
     ),
     _process,
 )  # fmt: skip
@@ -79,6 +80,7 @@ PAUSE = Kind(
     (
         Option("cgroup", v.cgroup, "this cgroup and every cgroup below it", group="target"),
         Option("pid", v.pid, "the cgroup of this process", group="target"),
+        Option("container", v.container_id, "this container's cgroup", group="target"),
         Option("allow_denylisted", None,
                "allow a cgroup holding a process on the agent's denylist"),
     ),

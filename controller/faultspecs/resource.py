@@ -11,10 +11,14 @@ PROCESS_TARGET = (
     Option("cgroup", v.cgroup, "run inside this cgroup (path under the cgroup mount)",
            group="target"),
     Option("pid", v.pid, "target the cgroup of this process", group="target"),
+    Option("container", v.container_id, "target this container's cgroup (an id or a unique"
+           " prefix of 12+)", group="target"),
 )  # fmt: skip
 
 
 def process_target(values: Values) -> pb.Target:
+    if values.get("container"):
+        return pb.Target(container=values["container"])
     if values["cgroup"]:
         return pb.Target(cgroup=values["cgroup"])
     if values["pid"]:

@@ -77,6 +77,15 @@ def cidr(value: str) -> str:
     return value.strip()
 
 
+CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+
+
+def container_id(value: str) -> str:
+    if not CONTAINER_ID.match(value.strip()):
+        raise ValueError(f"{value!r} is not a container id (letters, digits, '_.+-')")
+    return value.strip()
+
+
 def ip_address(value: str) -> str:
     try:
         ipaddress.ip_address(value.strip())

@@ -141,7 +141,7 @@ def test_what_a_pause_refuses(agent: AgentProc, box: Box) -> None:
     invalid, precondition = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION
     assert "root cgroup" in refused(agent, pb.Target(cgroup="/"), invalid)
     assert "root cgroup" in refused(agent, pb.Target(pid=agent.pid), invalid)
-    assert "give target.cgroup or target.pid" in refused(agent, pb.Target(), invalid)
+    assert "target.pid or target.container" in refused(agent, pb.Target(), invalid)
     (box.dir / "freezer.state").write_text("FROZEN")  # someone else's freeze
     assert wait_for(lambda: box.state() == "FROZEN", 5)
     assert "frozen already" in refused(agent, pb.Target(cgroup=box.name), precondition)

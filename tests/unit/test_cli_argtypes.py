@@ -121,6 +121,8 @@ CTL_BAD: list[tuple[str, str, list[str], str]] = [
     ("inject netem", "--netns", [""], f"--delay 1ms {C}"),
     ("inject netem", "--pid", [*INT, "0"], f"--delay 1ms {C}"),
     ("inject dns", "--resolver", CIDR, C),
+    ("inject dns", "--container", ["", "-x", "a b", "x/y"], C),
+    ("inject pause", "--container", ["", "-x", "a b"], C),
     ("inject dns", "--name", ["", "a b", "x.*.test", "-x.test", "a..b"], C),
     ("inject dns", "--answer", CHOICE, f"--name x.test {C}"),
     ("inject dns", "--spoof", ["", "10.0.0.0/8", "host"], f"--name x.test --answer spoof {C}"),

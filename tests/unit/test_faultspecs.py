@@ -49,6 +49,13 @@ SAME: list[tuple[list[str], dict[str, Any]]] = [
      {"name": ["db.example.com", "*.cache.internal"], "answer": "spoof",
       "spoof": ["192.0.2.9", "2001:db8::9"], "pid": 42}),
     (["clock", "--offset=-5m"], {"offset": "-5m"}),
+    (["cpu", "--cores", "1", "--load", "50", "--container", "web-1"],
+     {"cores": 1, "load": 50, "container": "web-1"}),
+    (["partition", "--to", "10.0.0.5", "--container", "0123456789ab"],
+     {"to": "10.0.0.5", "container": "0123456789ab"}),
+    (["process", "--action", "stop", "--comm", "nginx", "--container", "web-1"],
+     {"action": "stop", "comm": "nginx", "container": "web-1"}),
+    (["pause", "--container", "web-1"], {"container": "web-1"}),
 ]  # fmt: skip
 
 
@@ -94,7 +101,7 @@ def test_a_list_of_peers_becomes_every_peer() -> None:
         ("process", {"action": "pause"}, "a.action", "kill, stop"),
         ("process", {"action": "kill", "signal": "NOPE"}, "a.signal", "not a signal name"),
         ("process", {"action": "kill", "count": 1, "percent": 5}, "a", "give only one of count"),
-        ("pause", {}, "a", "one of cgroup or pid is required"),
+        ("pause", {}, "a", "one of cgroup, pid or container is required"),
     ],
 )  # fmt: skip
 def test_bad_mapping_names_the_key(kind: str, mapping: dict[str, Any], where: str,

@@ -218,10 +218,11 @@ def _upstreams(spec: pb.DnsSpec, target: pb.Target) -> tuple[Network, ...]:
     if given:
         return tuple(dict.fromkeys(given))
     which = target.WhichOneof("selector")
-    path = resolvconf.path_for(
-        netns_name=target.netns_name if which == "netns_name" else "",
-        pid=target.pid if which == "pid" else 0,
-    )
+    pid = target.pid if which == "pid" else 0
+    if which == "container":
+        pid = targets.container(target).pid
+    name = target.netns_name if which == "netns_name" else ""
+    path = resolvconf.path_for(netns_name=name, pid=pid)
     return tuple(ipaddress.ip_network(a) for a in resolvconf.nameservers(path))
 
 
@@ -234,6 +235,7 @@ class DnsInjector(WorkerInjector):
     def __init__(self, ctx: InjectorContext, spawner: procs.Spawner) -> None:
         super().__init__(ctx, spawner)
         self._prefix = table_prefix(ctx.markers.instance)
+        self._no_answers = ""  # why answers for names cannot run here (set by probe)
 
     def probe(self) -> Capability:
         plan = DnsPlan(netns.own(), EVERY_RESOLVER)
@@ -250,7 +252,9 @@ class DnsInjector(WorkerInjector):
                 msgs = redirect_messages("brownout_probe_dnsnat", resolver, [5353], "fault-probe")
                 nft.commit(msgs, "probe")
         except OSError as exc:
-            return Capability(True, f"blocks only: nftables nat (answers for names) failed: {exc}")
+            self._no_answers = f"nftables nat chains (answers for names) unavailable: {exc}"
+            return Capability(True, f"blocks only: {self._no_answers}")
+        self._no_answers = ""
         return Capability(True)
 
     def validate(self, spec: Message, target: pb.Target, request: RequestContext) -> DnsPlan:
@@ -260,6 +264,8 @@ class DnsInjector(WorkerInjector):
         if not names:
             resolvers = parse_cidrs("dns.resolvers", spec.resolvers) or EVERY_RESOLVER
             return DnsPlan(ref, resolvers)
+        if self._no_answers:
+            raise FailedPrecondition(self._no_answers)
         return DnsPlan(ref, _upstreams(spec, target), names, answer, spoof)
 
     def apply(self, fault_id: str, plan: DnsPlan, checkpoint: Checkpoint) -> Applied:

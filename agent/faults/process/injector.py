@@ -32,6 +32,7 @@ from google.protobuf.message import Message
 from agent.core.errors import ApplyError, FailedPrecondition, InvalidArgument
 from agent.core.injector import Applied, Capability, Checkpoint, InjectorContext, RequestContext
 from agent.core.validation import duration_seconds, number_in_range
+from agent.faults import targets
 from agent.faults.process import matching
 from agent.faults.process.guard import request_guard
 from agent.faults.process.matching import Filters, Guard
@@ -207,13 +208,13 @@ class ProcessInjector:
             if table.read(target.pid) is None:
                 raise InvalidArgument("target.pid", f"no process {target.pid} on this node")
             return Scope(pid=target.pid)
-        if which == "cgroup":
-            try:
-                return Scope(cgroup=cgroups.find(target.cgroup))
-            except ValueError as exc:
-                raise InvalidArgument("target.cgroup", str(exc)) from None
+        if which in ("cgroup", "container"):
+            located = targets.locate(target, "process")
+            assert located is not None
+            return Scope(cgroup=located[1])  # a container's processes: its cgroup's
         raise InvalidArgument(
-            f"target.{which}", "process faults target a pid or a cgroup, not a network namespace"
+            f"target.{which}",
+            "process faults target a pid, a cgroup or a container, not a network namespace",
         )
 
     @staticmethod

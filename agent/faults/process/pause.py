@@ -45,7 +45,8 @@ class PauseInjector:
         located = targets.locate(target, self.kind)
         if located is None:
             raise InvalidArgument(
-                "target", "a pause freezes a cgroup: give target.cgroup or target.pid"
+                "target",
+                "a pause freezes a cgroup: give target.cgroup, target.pid or target.container",
             )
         field, placement = located
         f = freezer.of(placement)

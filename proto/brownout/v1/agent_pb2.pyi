@@ -893,6 +893,7 @@ class Target(_message.Message):
     CGROUP_FIELD_NUMBER: _builtins.int
     NETNS_PATH_FIELD_NUMBER: _builtins.int
     NETNS_NAME_FIELD_NUMBER: _builtins.int
+    CONTAINER_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
     """A process: its cgroup for resource faults, its netns for network faults."""
     cgroup: _builtins.str
@@ -901,6 +902,13 @@ class Target(_message.Message):
     """A network namespace file, e.g. /var/run/netns/NAME or /proc/PID/ns/net."""
     netns_name: _builtins.str
     """A named network namespace under /var/run/netns."""
+    container: _builtins.str
+    """A container id (or a unique prefix of 12 or more characters): its
+    cgroups for resource, pause and process faults, its netns for network
+    faults. Found through runc or crun state, containerd tasks, or the
+    Docker, containerd, CRI-O and Podman cgroup layouts. A fault on a
+    container ends (target_gone) when the container does.
+    """
     def __init__(
         self,
         *,
@@ -908,12 +916,13 @@ class Target(_message.Message):
         cgroup: _builtins.str = ...,
         netns_path: _builtins.str = ...,
         netns_name: _builtins.str = ...,
+        container: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cgroup", b"cgroup", "netns_name", b"netns_name", "netns_path", b"netns_path", "pid", b"pid", "selector", b"selector"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cgroup", b"cgroup", "container", b"container", "netns_name", b"netns_name", "netns_path", b"netns_path", "pid", b"pid", "selector", b"selector"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cgroup", b"cgroup", "netns_name", b"netns_name", "netns_path", b"netns_path", "pid", b"pid", "selector", b"selector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cgroup", b"cgroup", "container", b"container", "netns_name", b"netns_name", "netns_path", b"netns_path", "pid", b"pid", "selector", b"selector"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_selector: _TypeAlias = _typing.Literal["pid", "cgroup", "netns_path", "netns_name"]  # noqa: Y015
+    _WhichOneofReturnType_selector: _TypeAlias = _typing.Literal["pid", "cgroup", "netns_path", "netns_name", "container"]  # noqa: Y015
     _WhichOneofArgType_selector: _TypeAlias = _typing.Literal["selector", b"selector"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_selector) -> _WhichOneofReturnType_selector | None: ...
 
