@@ -41,7 +41,9 @@ from agent.faults.clock import ClockInjector
 from agent.faults.network.netem import NetemInjector
 from agent.faults.network.shaping import Registry
 from agent.faults.process.pause import PauseInjector
-from agent.kernel import cgroups, realtime
+from agent.faults.resource.cpu import CpuInjector
+from agent.faults.resource.memory import MemoryInjector
+from agent.kernel import cgroups, procs, realtime
 from brownout.v1 import agent_pb2 as pb
 from tests.host.nethosts import NetBed, in_ns, net_bed, nsrun, run
 
@@ -422,6 +424,71 @@ def pause_v2() -> dict[str, Any]:
             box.rmdir()
 
 
+def usage_usec(box: Path) -> int:
+    stat = dict(line.split() for line in (box / "cpu.stat").read_text().splitlines())
+    return int(stat["usage_usec"])
+
+
+def resources_v2() -> dict[str, Any]:
+    """The CPU and memory injectors on v2 cgroups with the cpu and memory
+    controllers: one core at 50 % under a quota of 0.5 CPU (cpu.max) burns
+    0.25 CPU charged to the cgroup, and a 48 MiB leak is charged to
+    memory.current, both gone after the revert."""
+    mount = cgroup2_mount()
+    (mount / "cgroup.subtree_control").write_text("+cpu +memory")
+    ctx = InjectorContext(Limits(), Markers("kernelvm", Path("/tmp")), os.getpid())
+    spawner = procs.Spawner("kernelvm")
+    spawner.start()
+    out: dict[str, Any] = {}
+    boxes = [mount / "brownout-cpu", mount / "brownout-mem"]
+    try:
+        cpu_box, mem_box = boxes
+        for box in boxes:
+            box.mkdir()
+        (cpu_box / "cpu.max").write_text("50000 100000")
+        cpu = CpuInjector(ctx, spawner)
+        spec = pb.CpuSpec(cores=1, load_percent=50)
+        plan = cpu.validate(spec, pb.Target(cgroup="/brownout-cpu"), RequestContext())
+        applied = cpu.apply("cpu-v2", plan, lambda _undo: None)
+        time.sleep(1.0)  # past the worker's start
+        before, t0 = usage_usec(cpu_box), time.monotonic()
+        time.sleep(4.0)
+        burned = (usage_usec(cpu_box) - before) / 1e6 / (time.monotonic() - t0)
+        cpu.revert("cpu-v2", applied.undo)
+        time.sleep(0.3)
+        before = usage_usec(cpu_box)
+        time.sleep(1.0)
+        out["cpu"] = {
+            "summary": applied.summary,
+            "cpus_burned": burned,
+            "cpus_after_revert": (usage_usec(cpu_box) - before) / 1e6,
+            "procs_after_revert": (cpu_box / "cgroup.procs").read_text().split(),
+        }
+        memory = MemoryInjector(ctx, spawner)
+        current = mem_box / "memory.current"
+        baseline = int(current.read_text())
+        mspec = pb.MemorySpec(bytes=48 << 20)
+        mplan = memory.validate(mspec, pb.Target(cgroup="/brownout-mem"), RequestContext())
+        mapplied = memory.apply("mem-v2", mplan, lambda _undo: None)
+        deadline = time.monotonic() + 30
+        while int(current.read_text()) - baseline < 48 << 20 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        charged = int(current.read_text()) - baseline
+        memory.revert("mem-v2", mapplied.undo)
+        time.sleep(0.5)
+        out["memory"] = {
+            "summary": mapplied.summary,
+            "charged": charged,
+            "after_revert": int(current.read_text()) - baseline,
+        }
+        return out
+    finally:
+        spawner.shutdown()
+        for box in boxes:
+            with contextlib.suppress(OSError):
+                box.rmdir()
+
+
 def udp_send(addr: str, port: int) -> str:
     """What one datagram's send() meets: "sent", or the errno's name."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -523,6 +590,10 @@ def main() -> int:
     except Exception:
         # Its own verdict (test_cgroup2_vm.py): netem's stands apart.
         result["pause_v2"] = {"error": traceback.format_exc()}
+    try:
+        result["resources_v2"] = resources_v2()
+    except Exception:
+        result["resources_v2"] = {"error": traceback.format_exc()}
     try:
         result["clock"] = clock_skew()
     except Exception:
