@@ -50,10 +50,12 @@ def vng_command() -> list[str] | None:
     return [str(vng)] if vng.exists() else None
 
 
-def run_guest(vmlinuz: Path, vng: list[str]) -> GuestRun:
+def run_guest(vmlinuz: Path, vng: list[str], *args: str) -> GuestRun:
+    """Boot the guest and run tests.kernelvm.guest (with args) in it."""
     script = (
         f"cd {shlex.quote(str(ROOT))} && PYTHONDONTWRITEBYTECODE=1 "
-        f"{shlex.quote(sys.executable)} -m tests.kernelvm.guest; echo {SENTINEL}$?"
+        f"{shlex.quote(sys.executable)} -m tests.kernelvm.guest {shlex.join(args)};"
+        f" echo {SENTINEL}$?"
     )
     argv = [
         *vng,
