@@ -98,60 +98,51 @@ class Reverts:
     def worker_died(self, fault_id: str, why: str) -> None:
         """A worker of fault_id exited without being killed (called by the
         spawner's exit watch): end the fault as failed and revert the rest of it."""
-        fault = self._s.table.live_one(fault_id)
-        if fault is not None and not self._s.closed.is_set():
-            self._s.pool.submit(self._end_dead, fault, why)
+        self._end_early(fault_id, EndReason.WORKER_DIED, why)
 
     def target_gone(self, fault_id: str, why: str) -> None:
         """The process that stood for fault_id's target (a container's init)
         exited: end the fault as target_gone, reverting what is left of it."""
+        self._end_early(fault_id, EndReason.TARGET_GONE, why)
+
+    def _end_early(self, fault_id: str, reason: EndReason, why: str) -> None:
         fault = self._s.table.live_one(fault_id)
         if fault is not None and not self._s.closed.is_set():
-            self._s.pool.submit(self._end_gone, fault, why)
+            self._s.pool.submit(self._end, fault, reason, why)
 
-    def _end_gone(self, fault: Fault, why: str) -> None:
-        with fault.lock:
-            if fault.state != State.ACTIVE:
-                return
-            log.warning(
-                "target gone: ending its fault",
-                fault_id=fault.id,
-                lease_id=fault.lease_id,
-                kind=fault.kind,
-                detail=why,
-            )
-            with self._s.lock:
-                fault.end_reason = EndReason.TARGET_GONE
-                fault.error = why
-            self.revert(fault.id, EndReason.TARGET_GONE)
-
-    def _end_dead(self, fault: Fault, why: str) -> None:
+    def _end(self, fault: Fault, reason: EndReason, why: str) -> None:
+        """End an active fault for what happened to it, audited as the agent's act."""
+        died = reason == EndReason.WORKER_DIED
         with fault.lock:  # waits for an apply in progress to finish
             if fault.state != State.ACTIVE:
-                return  # already ending: its own revert killed the worker
-            log.error(
-                "worker died: ending its fault as failed",
+                return  # already ending: its own revert killed the worker, or so
+            (log.error if died else log.warning)(
+                "worker died: ending its fault as failed"
+                if died
+                else "target gone: ending its fault",
                 fault_id=fault.id,
                 lease_id=fault.lease_id,
                 kind=fault.kind,
                 error=why,
             )
             with self._s.lock:
-                fault.end_reason = EndReason.WORKER_DIED
+                fault.end_reason = reason
                 fault.error = why
-            ended = self.revert(fault.id, EndReason.WORKER_DIED)
-        result = "OK" if ended.state == State.FAILED else ended.state.upper()
+            ended = self.revert(fault.id, reason)
+        expected = State.FAILED if died else State.REVERTED
+        result = "OK" if ended.state == expected else ended.state.upper()
+        method = "WorkerDied" if died else "TargetGone"
         audit_log.warning(
             "audit",
             caller="brownout-agent",
-            method="WorkerDied",
+            method=method,
             result=result,
             detail=why,
             fault_id=fault.id,
             lease_id=fault.lease_id,
             kind=fault.kind,
         )
-        self._s.metrics.audit_total.labels("WorkerDied", result).inc()
+        self._s.metrics.audit_total.labels(method, result).inc()
 
     # ------------------------------------------------------------- internal
 

@@ -92,40 +92,41 @@ def _alive(pid: int, started: int | None) -> int | None:
     return now
 
 
+def _runc(d: Path) -> tuple[int, int | None]:
+    state = json.loads((d / "state.json").read_text())
+    return int(state["init_process_pid"]), int(state["init_process_start"])
+
+
+def _crun(d: Path) -> tuple[int, int | None]:
+    status = json.loads((d / "status").read_text())
+    started = status.get("process-start-time")
+    return int(status["pid"]), None if started is None else int(started)
+
+
+def _task(d: Path) -> tuple[int, int | None]:
+    return int((d / "init.pid").read_text().strip()), None
+
+
+# Where each runtime keeps a container's state: roots, the file read, its reader.
+STATES = (
+    (lambda: RUNC_ROOTS, "runc state", "state.json", _runc),
+    (lambda: CRUN_ROOTS, "crun state", "status", _crun),
+    (lambda: TASK_ROOTS, "containerd task", "init.pid", _task),
+)
+
+
 def _from_state(wanted: str) -> Container | None:
-    for root in _roots(RUNC_ROOTS):
-        d = _entry(root, wanted)
-        if d is None:
-            continue
-        try:
-            state = json.loads((d / "state.json").read_text())
-            pid, started = int(state["init_process_pid"]), int(state["init_process_start"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if (st := _alive(pid, started)) is not None:
-            return Container(d.name, pid, st, f"runc state {d / 'state.json'}")
-    for root in _roots(CRUN_ROOTS):
-        d = _entry(root, wanted)
-        if d is None:
-            continue
-        try:
-            status = json.loads((d / "status").read_text())
-            pid = int(status["pid"])
-            started = status.get("process-start-time")
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if (st := _alive(pid, int(started) if started is not None else None)) is not None:
-            return Container(d.name, pid, st, f"crun state {d / 'status'}")
-    for root in _roots(TASK_ROOTS):
-        d = _entry(root, wanted)
-        if d is None:
-            continue
-        try:
-            pid = int((d / "init.pid").read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if (st := _alive(pid, None)) is not None:
-            return Container(d.name, pid, st, f"containerd task {d / 'init.pid'}")
+    for roots, what, name, read in STATES:
+        for root in _roots(roots()):
+            d = _entry(root, wanted)
+            if d is None:
+                continue
+            try:
+                pid, started = read(d)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if (st := _alive(pid, started)) is not None:
+                return Container(d.name, pid, st, f"{what} {d / name}")
     return None
 
 
