@@ -146,6 +146,10 @@ def main(args: argparse.Namespace) -> int:
             return kill_switch(c, "engage", reason)
         if args.command == "kill-switch":
             return kill_switch(c, args.action, args.reason)
+        if args.command == "schedules":
+            from controller.cli import schedules  # it imports this module
+
+            return schedules.main(c, args)
     except RemoteError as exc:
         print(f"brownout: {exc}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+import yaml
 
 from controller.agents.connection import AgentConnection
 from controller.agents.tls import ClientTls
@@ -27,6 +28,7 @@ from controller.cli.progress import Console
 from controller.errors import ConfigError
 from controller.experiments import parse as exp
 from controller.experiments.metrics import ControllerMetrics
+from controller.schedules import model as schedules
 from controller.service import app, tls
 from controller.service.auth import Role, Tokens, new_token
 from controller.service.errors import Refused
@@ -90,6 +92,12 @@ def add_parsers(sub: Any, add_fleet_options: Any, data_dir_option: Any) -> None:
     )
     serve.add_argument(
         "--rounds", type=argtypes.int_in(0), default=0, help="stop after N rounds (0: never)"
+    )
+    serve.add_argument(
+        "--schedules",
+        type=argtypes.existing_file,
+        help="schedules declared in a file (YAML: schedules: [...]), loaded at start; the"
+        " file is their source of truth (the API may pause and resume them)",
     )
     serve.add_argument(
         "--ready-file",
@@ -157,16 +165,65 @@ def _rounds(svc: Service, args: argparse.Namespace, stop: threading.Event) -> No
         stop.wait(args.every)
 
 
+def read_schedules(path: Path) -> list[dict[str, Any]]:
+    """The schedules of a file, checked; experiment files named in them are
+    made absolute (relative to the file)."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(str(path), f"cannot read: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("schedules"), list):
+        raise ConfigError(str(path), "expected a mapping with schedules: [...]")
+    docs = []
+    for i, doc in enumerate(raw["schedules"]):
+        where = f"{path}: schedules[{i}]"
+        if isinstance(doc, dict) and isinstance(doc.get("experiments"), list | str):
+            names = (
+                doc["experiments"] if isinstance(doc["experiments"], list) else [doc["experiments"]]
+            )
+            doc = {**doc, "experiments": [_beside(path, n) for n in names]}
+        schedules.parse(doc, where)
+        docs.append(doc)
+    names = [d["name"] for d in docs]
+    if len(set(names)) != len(names):
+        raise ConfigError(str(path), "a schedule name appears twice")
+    return docs
+
+
+def _beside(path: Path, ref: object) -> object:
+    if isinstance(ref, str) and ref.endswith((".yaml", ".yml", ".json")):
+        return str((path.parent / ref).resolve())
+    return ref
+
+
+def load_schedules(svc: Service, path: Path, docs: list[dict[str, Any]]) -> None:
+    """Make the store's schedules from this file what the file says."""
+    source = str(path.resolve())
+    for doc in docs:
+        existing = svc.schedules.get(doc["name"])
+        if existing is not None and existing.source != source:
+            raise ConfigError(
+                str(path), f"schedule {doc['name']!r} already exists from {existing.source}"
+            )
+        svc.schedules.put(doc["name"], doc, source, "file")
+    for stored in svc.schedules.all():
+        if stored.source == source and stored.name not in {d["name"] for d in docs}:
+            svc.schedules.delete(stored.name)
+
+
 def cmd_serve(args: argparse.Namespace, refs: Any, agent_tls: ClientTls | None) -> int:
     ssl = _ssl(args)
     for p in args.experiments:
         exp.load(p)  # refuse a bad file before anything starts
+    declared = read_schedules(args.schedules) if args.schedules else None
     sock = app.bind(args.listen, tls=bool(ssl))
     metrics = ControllerMetrics()
     metrics_port = metrics.serve(args.metrics_listen)
     agents = AgentConnection.of(refs, args.timeout, agent_tls)
     svc = Service.build(agents, Path(args.data_dir), _tokens(args), metrics, _cert_roles(args))
     try:
+        if declared is not None:
+            load_schedules(svc, args.schedules, declared)
         interrupted = app.prepare(svc)
         api_port = sock.getsockname()[1]
         scheme = "https" if ssl else "http"
@@ -188,8 +245,9 @@ def cmd_serve(args: argparse.Namespace, refs: Any, agent_tls: ClientTls | None) 
                 )
             )
         stop = threading.Event()
-        scheduler = threading.Thread(target=_rounds, args=(svc, args, stop), daemon=True)
-        scheduler.start()
+        rounds = threading.Thread(target=_rounds, args=(svc, args, stop), daemon=True)
+        rounds.start()
+        svc.scheduler.start()
         app.serve(svc, sock, ssl)
         stop.set()
     finally:

@@ -36,6 +36,19 @@ class ControllerMetrics:
             "Faults reverted by the controller at the end of a run, plus rollback actions",
             registry=self.registry,
         )
+        self.runs_skipped_total = Counter(
+            "chaos_runs_skipped_total",
+            "Scheduled occurrences that did not run, by reason (paused, kill_switch, blackout,"
+            " window, max_runs, running, missed, experiment, refused)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.scheduled_runs_total = Counter(
+            "chaos_scheduled_runs_total",
+            "Runs started by a schedule",
+            ["schedule"],
+            registry=self.registry,
+        )
         for result in ("completed", "failed", "aborted", "interrupted"):
             self.experiments_total.labels(result)
 

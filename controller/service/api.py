@@ -198,6 +198,42 @@ async def history(ops: Operations, request: Request, caller: Caller, body: Any) 
     return {"runs": [r.__dict__ for r in await ops.history(limit, status)]}
 
 
+# ------------------------------------------------------------ schedules
+
+
+async def list_schedules(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return {"schedules": await ops.schedules()}
+
+
+async def get_schedule(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return await ops.schedule(_name(request), _query(request, OP["get_schedule"], "count"))
+
+
+async def put_schedule(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    name = _name(request)
+    s = await ops.put_schedule(name, body["schedule"], caller.identity)
+    return {"name": name, "trigger": s.describe(), "paused": s.paused}
+
+
+async def delete_schedule(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    name = _name(request)
+    await ops.delete_schedule(name)
+    return {"name": name, "deleted": True}
+
+
+async def pause_schedule(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return await ops.pause_schedule(_name(request), True, caller.identity)
+
+
+async def resume_schedule(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return await ops.pause_schedule(_name(request), False, caller.identity)
+
+
+async def schedule_next(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    count = _query(request, OP["schedule_next"], "count")
+    return {"name": _name(request), "next": await ops.schedule_next(_name(request), count)}
+
+
 # ----------------------------------------------------------- kill switch
 
 
@@ -247,6 +283,24 @@ OPS: list[Op] = [
        queries=(Query("after", 0, 0, 2**62, "resume after this event id"),), errors=(404,)),
     Op("GET", "/history", Role.VIEWER, "Past runs from the history", history,
        queries=(Query("limit", 20, 1, 100_000, LIMIT),)),
+    Op("GET", "/schedules", Role.VIEWER, "Every schedule with its next occurrence",
+       list_schedules),
+    Op("PUT", "/schedules/{name}", Role.OPERATOR, "Validate and store a schedule", put_schedule,
+       {"schedule": Field((dict,), True, "the schedule (as its YAML/JSON holds it)")},
+       errors=(409,)),
+    Op("GET", "/schedules/{name}", Role.VIEWER,
+       "A schedule, its next occurrences (would each run, and why not) and what became of"
+       " its past ones", get_schedule,
+       queries=(Query("count", 10, 1, 1000, "how many next occurrences"),), errors=(404,)),
+    Op("DELETE", "/schedules/{name}", Role.OPERATOR, "Remove a schedule", delete_schedule,
+       errors=(404, 409)),
+    Op("POST", "/schedules/{name}/pause", Role.OPERATOR, "Pause a schedule", pause_schedule,
+       errors=(404,)),
+    Op("POST", "/schedules/{name}/resume", Role.OPERATOR, "Resume a paused schedule",
+       resume_schedule, errors=(404,)),
+    Op("GET", "/schedules/{name}/next", Role.VIEWER,
+       "The next occurrences, and which would be skipped and why", schedule_next,
+       queries=(Query("count", 10, 1, 1000, "how many"),), errors=(404,)),
     Op("GET", "/kill-switch", Role.VIEWER, "Whether the kill switch is engaged", kill_switch),
     Op("POST", "/kill-switch", Role.OPERATOR,
        "Engage (reverts every fault on every agent, latched; aborts every run) or disengage",

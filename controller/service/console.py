@@ -226,6 +226,19 @@ class Console:
         )
         return RedirectResponse(f"/console/runs/{run_id}", status_code=303)
 
+    async def schedules(self, request: Request, who: Who) -> Response:
+        return await self.page(request, "schedules.html", who, schedules=await self.ops.schedules())
+
+    async def schedule(self, request: Request, who: Who) -> Response:
+        s = await self.ops.schedule(str(request.path_params["name"]), 20)
+        return await self.page(request, "schedule.html", who, s=s)
+
+    async def pause(self, request: Request, who: Who) -> Response:
+        name = str(request.path_params["name"])
+        paused = request.url.path.endswith("/pause")
+        await self.ops.pause_schedule(name, paused, who.caller.identity)
+        return RedirectResponse(f"/console/schedules/{name}", status_code=303)
+
     async def confirm(self, request: Request, who: Who) -> Response:
         reason = who.form.get("reason", "").strip()
         if not reason:
@@ -267,6 +280,10 @@ def routes(svc: Service) -> list[Route | Mount]:
         Route("/console/runs/{run_id}", c.signed_in(c.run, view)),
         Route("/console/runs/{run_id}/journal", c.signed_in(c.journal, view)),
         Route("/console/runs/{run_id}/abort", action(c.abort), methods=["POST"]),
+        Route("/console/schedules", c.signed_in(c.schedules, view)),
+        Route("/console/schedules/{name}", c.signed_in(c.schedule, view)),
+        Route("/console/schedules/{name}/pause", action(c.pause), methods=["POST"]),
+        Route("/console/schedules/{name}/resume", action(c.pause), methods=["POST"]),
         Route("/console/kill-switch/confirm", action(c.confirm), methods=["POST"]),
         Route("/console/kill-switch/engage", action(c.engage), methods=["POST"]),
         Route("/console/kill-switch/disengage", action(c.disengage), methods=["POST"]),

@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import re
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from controller.errors import ConfigError
 from controller.experiments import parse as exp
 from controller.experiments.model import Experiment
+from controller.schedules import model as schedule_model
+from controller.schedules.model import Schedule
 from controller.service.errors import Invalid, NotFound, Refused
 from controller.service.runs import ActiveRun
 from controller.service.state import Service
-from controller.store import KillSwitch, Run, StoredExperiment
+from controller.store import KillSwitch, Run, StoredExperiment, StoredSchedule
 from controller.store import NotFound as NoSuchRun
 
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -35,6 +38,27 @@ def parse_experiment(doc: Any, where: str = "experiment") -> Experiment:
         return exp.parse(doc, where)
     except ConfigError as exc:
         raise Invalid(str(exc), exc.where) from None
+
+
+def parse_schedule(doc: Any) -> Schedule:
+    try:
+        return schedule_model.parse(doc, "schedule")
+    except ConfigError as exc:
+        raise Invalid(str(exc), exc.where) from None
+
+
+def _summary(stored: StoredSchedule, s: Schedule | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": stored.name, "source": stored.source, "by": stored.by,
+                           "at": stored.at}  # fmt: skip
+    if s is not None:
+        out |= {
+            "trigger": s.describe(),
+            "experiments": list(s.experiments),
+            "paused": s.paused,
+            "concurrency": str(s.concurrency),
+            "blast_radius": s.blast_radius,
+        }
+    return out
 
 
 class Operations:
@@ -117,6 +141,84 @@ class Operations:
         if not await asyncio.to_thread(self.svc.runs.abort, run_id, why):
             raise Refused(f"run {run_id!r} is already ending")
         return why
+
+    # --------------------------------------------------------- schedules
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._schedule_list)
+
+    def _schedule_list(self) -> list[dict[str, Any]]:
+        out = []
+        for stored in self.svc.schedules.all():
+            try:
+                s = schedule_model.parse(stored.doc, f"schedule {stored.name}")
+            except ConfigError as exc:
+                out.append({**_summary(stored), "error": str(exc)})
+                continue
+            upcoming = self.svc.scheduler.plan(s, 1)
+            nxt = upcoming[0].as_dict(ZoneInfo(s.timezone)) if upcoming else None
+            out.append({**_summary(stored, s), "next": nxt})
+        return out
+
+    async def schedule(self, name: str, count: int = 10) -> dict[str, Any]:
+        stored = await self._stored_schedule(name)
+        s = parse_schedule(stored.doc)
+
+        def read() -> dict[str, Any]:
+            return {
+                **_summary(stored, s),
+                "schedule": stored.doc,
+                "next": [
+                    o.as_dict(ZoneInfo(s.timezone)) for o in self.svc.scheduler.plan(s, count)
+                ],
+                "occurrences": [
+                    o.as_dict() for o in self.svc.schedules.occurrences(name, s.history_limit)
+                ],
+            }
+
+        return await asyncio.to_thread(read)
+
+    async def schedule_next(self, name: str, count: int) -> list[dict[str, str]]:
+        s = parse_schedule((await self._stored_schedule(name)).doc)
+        planned = await asyncio.to_thread(self.svc.scheduler.plan, s, count)
+        return [o.as_dict(ZoneInfo(s.timezone)) for o in planned]
+
+    async def put_schedule(self, name: str, doc: Any, by: str, source: str = "api") -> Schedule:
+        check_name(name)
+        if not isinstance(doc, dict):
+            raise Invalid("schedule must be a mapping", "schedule")
+        doc = {**doc, "name": doc.get("name", name)}
+        if doc["name"] != name:
+            raise Invalid(f"schedule.name {doc['name']!r} is not {name!r} (the path's)", "name")
+        s = parse_schedule(doc)
+        existing = await asyncio.to_thread(self.svc.schedules.get, name)
+        if existing is not None and existing.source != source:
+            raise Refused(f"schedule {name!r} is declared in {existing.source}: change it there")
+        await asyncio.to_thread(self.svc.schedules.put, name, doc, source, by)
+        self.svc.scheduler.changed()
+        return s
+
+    async def delete_schedule(self, name: str) -> None:
+        stored = await self._stored_schedule(name)
+        if stored.source != "api":
+            raise Refused(f"schedule {name!r} is declared in {stored.source}: remove it there")
+        await asyncio.to_thread(self.svc.schedules.delete, name)
+        self.svc.scheduler.changed()
+
+    async def pause_schedule(self, name: str, paused: bool, by: str) -> dict[str, Any]:
+        """Pause or resume; also for a schedule declared in a file (until the file
+        is loaded again, which sets what it says)."""
+        stored = await self._stored_schedule(name)
+        doc = {**stored.doc, "paused": paused}
+        await asyncio.to_thread(self.svc.schedules.put, name, doc, stored.source, by)
+        self.svc.scheduler.changed()
+        return {"name": name, "paused": paused}
+
+    async def _stored_schedule(self, name: str) -> StoredSchedule:
+        stored = await asyncio.to_thread(self.svc.schedules.get, check_name(name))
+        if stored is None:
+            raise NotFound(f"no schedule {name!r}", "name")
+        return stored
 
     # ------------------------------------------------------- kill switch
 

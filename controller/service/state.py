@@ -16,8 +16,9 @@ from controller.experiments.runner import Runner, RunOptions
 from controller.service.auth import Tokens
 from controller.service.killswitch import KillSwitchLever
 from controller.service.runs import RunManager
+from controller.service.scheduler import Scheduler
 from controller.service.tls import CertRoles
-from controller.store import History, ServiceState, open_store
+from controller.store import History, Schedules, ServiceState, open_store
 
 
 @dataclass
@@ -30,6 +31,8 @@ class Service:
     runs: RunManager
     lever: KillSwitchLever
     fleet: Fleet
+    schedules: Schedules
+    scheduler: Scheduler
     cert_roles: CertRoles | None = None  # with mutual TLS: client identities' roles
 
     @staticmethod
@@ -48,9 +51,14 @@ class Service:
         runs = RunManager(fleet, data_dir, history, store, metrics)
         lever = KillSwitchLever(fleet, store, runs)
         refs = list(agents.refs)
-        return Service(refs, data_dir, tokens, store, history, runs, lever, fleet, cert_roles)
+        scheduler = Scheduler(opened.schedules, store, runs, metrics)
+        return Service(
+            refs, data_dir, tokens, store, history, runs, lever, fleet, opened.schedules,
+            scheduler, cert_roles,
+        )  # fmt: skip
 
     def close(self) -> None:
+        self.scheduler.stop()
         self.fleet.close()
 
     # --------------------------------------------------------------- reads

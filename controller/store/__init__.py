@@ -13,10 +13,18 @@ from controller.store.records import (
     LiveRun,
     NotFound,
     Run,
+    ScheduledOccurrence,
     StoredExperiment,
+    StoredSchedule,
     now_iso,
 )
-from controller.store.sqlite import Database, SqliteHistory, SqliteServiceState, open_database
+from controller.store.sqlite import (
+    Database,
+    SqliteHistory,
+    SqliteSchedules,
+    SqliteServiceState,
+    open_database,
+)
 
 
 class History(Protocol):
@@ -37,16 +45,28 @@ class ServiceState(Protocol):
     def live_runs(self) -> list[LiveRun]: ...
 
 
+class Schedules(Protocol):
+    def put(self, name: str, doc: dict[str, Any], source: str, by: str) -> None: ...
+    def get(self, name: str) -> StoredSchedule | None: ...
+    def all(self) -> list[StoredSchedule]: ...
+    def delete(self, name: str) -> bool: ...
+    def record(self, occ: ScheduledOccurrence, keep: int) -> None: ...
+    def occurrences(self, name: str, limit: int = 100) -> list[ScheduledOccurrence]: ...
+    def last_due(self, name: str) -> str | None: ...
+    def mark(self, name: str, due: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class Store:
     history: History
     state: ServiceState
+    schedules: Schedules
 
 
 def open_store(data_dir: Path) -> Store:
     """DATA_DIR/brownout.db, migrated to this release's schema."""
     db = open_database(data_dir)
-    return Store(SqliteHistory(db), SqliteServiceState(db))
+    return Store(SqliteHistory(db), SqliteServiceState(db), SqliteSchedules(db))
 
 
 __all__ = [
@@ -56,9 +76,12 @@ __all__ = [
     "LiveRun",
     "NotFound",
     "Run",
+    "ScheduledOccurrence",
+    "Schedules",
     "ServiceState",
     "Store",
     "StoredExperiment",
+    "StoredSchedule",
     "now_iso",
     "open_store",
 ]

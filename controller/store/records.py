@@ -55,6 +55,32 @@ class LiveRun:
 
 
 @dataclass(frozen=True)
+class StoredSchedule:
+    name: str
+    doc: dict[str, Any]
+    source: str  # "api" or the file it was declared in
+    by: str
+    at: str
+
+
+@dataclass(frozen=True)
+class ScheduledOccurrence:
+    """What became of one occurrence of a schedule: started (run_id) or skipped."""
+
+    schedule: str
+    due: str
+    at: str
+    outcome: str  # "started" or "skipped"
+    kind: str  # for a skip: paused, kill_switch, blackout, window, max_runs, running, missed, ...
+    detail: str  # the reason, for people; for a start, why this experiment was picked
+    run_id: str = ""
+    experiment: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
 class StoredExperiment:
     name: str
     title: str

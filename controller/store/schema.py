@@ -49,6 +49,33 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "schedules, their occurrences and where each left off",
+        """
+        CREATE TABLE IF NOT EXISTS schedules (
+            name     TEXT PRIMARY KEY,
+            doc      TEXT NOT NULL,
+            source   TEXT NOT NULL,
+            by       TEXT NOT NULL,
+            at       TEXT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS schedule_occurrences (
+            schedule   TEXT NOT NULL,
+            due        TEXT NOT NULL,
+            at         TEXT NOT NULL,
+            outcome    TEXT NOT NULL,
+            kind       TEXT NOT NULL,
+            detail     TEXT NOT NULL,
+            run_id     TEXT NOT NULL,
+            experiment TEXT NOT NULL,
+            PRIMARY KEY (schedule, due)
+        );
+        CREATE TABLE IF NOT EXISTS schedule_marks (
+            schedule TEXT PRIMARY KEY,
+            last_due TEXT NOT NULL
+        );
+        """,
+    ),
 ]
 
 VERSION = len(MIGRATIONS)

@@ -19,7 +19,9 @@ from controller.store.records import (
     LiveRun,
     NotFound,
     Run,
+    ScheduledOccurrence,
     StoredExperiment,
+    StoredSchedule,
     now_iso,
 )
 from controller.store.schema import LEGACY, MIGRATIONS, VERSION
@@ -222,6 +224,70 @@ class SqliteServiceState:
         with self.db.connect() as db:
             rows = db.execute("SELECT * FROM live_runs ORDER BY started").fetchall()
         return [LiveRun(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+
+class SqliteSchedules:
+    """Schedules, what became of each occurrence, and the last occurrence each
+    one handled (so a restart knows which it missed)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def put(self, name: str, doc: dict[str, Any], source: str, by: str) -> None:
+        with self.db.connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO schedules VALUES (?, ?, ?, ?, ?)",
+                (name, json.dumps(doc), source, by, now_iso()),
+            )
+
+    def get(self, name: str) -> StoredSchedule | None:
+        with self.db.connect() as db:
+            row = db.execute("SELECT * FROM schedules WHERE name = ?", (name,)).fetchone()
+        return None if row is None else StoredSchedule(row[0], json.loads(row[1]), *row[2:])
+
+    def all(self) -> list[StoredSchedule]:
+        with self.db.connect() as db:
+            rows = db.execute("SELECT * FROM schedules ORDER BY name").fetchall()
+        return [StoredSchedule(r[0], json.loads(r[1]), *r[2:]) for r in rows]
+
+    def delete(self, name: str) -> bool:
+        with self.db.connect() as db:
+            db.execute("DELETE FROM schedule_marks WHERE schedule = ?", (name,))
+            return db.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount > 0
+
+    def record(self, occ: ScheduledOccurrence, keep: int) -> None:
+        """Keep what became of an occurrence, and only the newest `keep` of the schedule."""
+        with self.db.connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO schedule_occurrences VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (occ.schedule, occ.due, occ.at, occ.outcome, occ.kind, occ.detail, occ.run_id,
+                 occ.experiment),
+            )  # fmt: skip
+            db.execute(
+                "DELETE FROM schedule_occurrences WHERE schedule = ? AND due NOT IN"
+                " (SELECT due FROM schedule_occurrences WHERE schedule = ?"
+                "  ORDER BY due DESC LIMIT ?)",
+                (occ.schedule, occ.schedule, keep),
+            )
+
+    def occurrences(self, name: str, limit: int = 100) -> list[ScheduledOccurrence]:
+        with self.db.connect() as db:
+            rows = db.execute(
+                "SELECT * FROM schedule_occurrences WHERE schedule = ? ORDER BY due DESC LIMIT ?",
+                (name, limit),
+            ).fetchall()
+        return [ScheduledOccurrence(*r) for r in rows]
+
+    def last_due(self, name: str) -> str | None:
+        with self.db.connect() as db:
+            row = db.execute(
+                "SELECT last_due FROM schedule_marks WHERE schedule = ?", (name,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def mark(self, name: str, due: str) -> None:
+        with self.db.connect() as db:
+            db.execute("INSERT OR REPLACE INTO schedule_marks VALUES (?, ?)", (name, due))
 
 
 def _stored(row: tuple[Any, ...]) -> StoredExperiment:

@@ -86,6 +86,11 @@ class ServeProc:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def metrics(self) -> str:
+        port = self.ready["metrics_port"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            return str(resp.read().decode())
+
     def logs(self) -> str:
         return (self.data_dir.parent / f"{self.data_dir.name}-serve.log").read_text()
 

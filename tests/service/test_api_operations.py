@@ -75,6 +75,20 @@ def test_every_operation_answers_its_documented_success(api: Api) -> None:
     refused = api.call("POST", "/api/v1/runs", {"experiment": "demo"})
     assert refused.status_code == 409 and "kill switch" in refused.json()["error"]
     call("set_kill_switch", "/kill-switch", {"engaged": False})
+    sched = {"experiments": ["demo"], "cron": "0 12 * * *", "timezone": "Europe/Berlin",
+             "blackouts": ["FREQ=WEEKLY;BYDAY=SA,SU"]}  # fmt: skip
+    put = call("put_schedule", "/schedules/noon", {"schedule": sched}).json()
+    assert put == {"name": "noon", "trigger": "cron '0 12 * * *' Europe/Berlin", "paused": False}
+    listed_s = call("list_schedules", "/schedules", token=VIEWER).json()["schedules"]
+    assert [x["name"] for x in listed_s] == ["noon"] and listed_s[0]["source"] == "api"
+    nxt = call("schedule_next", "/schedules/noon/next?count=7", token=VIEWER).json()["next"]
+    assert len(nxt) == 7 and sum(o["runs"] == "no" for o in nxt) == 2  # the weekend
+    assert call("pause_schedule", "/schedules/noon/pause").json()["paused"] is True
+    one = call("get_schedule", "/schedules/noon?count=3", token=VIEWER).json()
+    assert one["paused"] is True and {o["skip"] for o in one["next"]} == {"the schedule is paused"}
+    assert call("resume_schedule", "/schedules/noon/resume").json()["paused"] is False
+    call("delete_schedule", "/schedules/noon")
+    assert api.call("GET", "/api/v1/schedules/noon", token=VIEWER).status_code == 404
     call("delete_experiment", "/experiments/demo")
     assert api.call("GET", "/api/v1/experiments/demo", token=VIEWER).status_code == 404
     assert set(seen) | LIVE_ONLY == {o.handler.__name__ for o in OPS}

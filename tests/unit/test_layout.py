@@ -272,6 +272,18 @@ def test_rule_the_dns_answerer_stands_alone() -> None:
     assert not bad, "\n".join(bad)
 
 
+def test_rule_schedules_are_logic_on_a_given_clock() -> None:
+    """controller.schedules decides when and whether; the service's scheduler
+    acts. It reaches no service, store, agent client, CLI or HTTP code.
+    Fix: pass values in (the clock, the windows, the counts); act in controller/service."""
+    bad = transitive_violations(
+        "controller.schedules",
+        "controller.service", "controller.store", "controller.agents", "controller.cli",
+        "starlette", "uvicorn", "grpc",
+    )  # fmt: skip
+    assert not bad, "\n".join(bad)
+
+
 def test_rule_the_http_stack_stays_in_the_service() -> None:
     """The service (controller.service) is the only room that speaks HTTP; the runner
     and the agent clients know nothing of it, so `brownout run` needs no server.

@@ -1,0 +1,272 @@
+"""The service's scheduler: starts each schedule's occurrences through the
+RunManager, or records why it did not.
+
+One thread wakes at the next occurrence's start (or every TICK, to see new
+or changed schedules). For each occurrence due, in order: the starting
+deadline (a start later than it is a miss), then the plan's static reasons
+(paused, kill switch, blackout, run window, daily cap), then the concurrency
+policy against the schedule's runs still going, then the pick and the start.
+Whatever happens is recorded with the occurrence (started with its run id,
+or skipped with the reason), counted in chaos_runs_skipped_total{reason},
+and the schedule's mark moves to it, so a restarted service knows which
+occurrences it missed: the ones past their starting deadline are recorded
+as missed; the latest one still within it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import structlog
+
+from controller.errors import ConfigError
+from controller.experiments import parse as exp
+from controller.experiments.metrics import ControllerMetrics
+from controller.experiments.model import Experiment
+from controller.schedules import model, picking
+from controller.schedules.model import Concurrency, Schedule
+from controller.schedules.plan import Occurrence, local_day, occurrences, plan, static_skip
+from controller.service.errors import Refused
+from controller.service.runs import RunManager
+from controller.store import ScheduledOccurrence, Schedules, ServiceState
+
+log = structlog.get_logger("brownout.scheduler")
+
+TICK = 1.0  # the longest sleep: how soon a new or changed schedule is seen
+REPLACE_WAIT = 120.0  # how long a replaced run may take to revert before the next starts
+MAX_MISSED = 100_000  # occurrences looked at after a long downtime
+
+
+@dataclass
+class _Entry:
+    schedule: Schedule
+    doc: str  # the JSON it was parsed from: a changed doc is parsed again
+    next: Occurrence
+    runs: list[str] = field(default_factory=list)  # run ids it started, newest last
+
+
+class Scheduler:
+    def __init__(
+        self,
+        schedules: Schedules,
+        state: ServiceState,
+        runs: RunManager,
+        metrics: ControllerMetrics,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.schedules = schedules
+        self.state = state
+        self.runs = runs
+        self.metrics = metrics
+        self._now = now
+        self._entries: dict[str, _Entry] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def changed(self) -> None:
+        """A schedule was added, changed or removed: look again now."""
+        self._wake.set()
+
+    def plan(self, schedule: Schedule, count: int) -> list[Occurrence]:
+        """The next `count` occurrences and whether each would run, as the loop
+        would decide now (what only the moment knows, a run still going, aside)."""
+        loaded = {n: self._experiment(n) for n in schedule.experiments}
+        windows = {n: e.settings.window for n, e in loaded.items() if not isinstance(e, str)}
+        per_day = Counter(
+            local_day(schedule, datetime.fromisoformat(o.at)) for o in self._started(schedule)
+        )
+        ks = self.state.kill_switch()
+        reason = ks.reason if ks.engaged else ""
+        return plan(schedule, self._now(), count, windows, per_day, reason)
+
+    # ---------------------------------------------------------------- loop
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                wait = self.tick()
+            except Exception:  # one bad turn must not end the schedules
+                log.exception("scheduler turn failed")
+                wait = TICK
+            self._wake.wait(max(0.0, min(wait, TICK)))
+            self._wake.clear()
+
+    def tick(self) -> float:
+        """Handle every occurrence due by now; seconds until the next one."""
+        now = self._now()
+        stored = {s.name: s for s in self.schedules.all()}
+        for gone in set(self._entries) - set(stored):
+            del self._entries[gone]
+        wait = TICK
+        for name, s in stored.items():
+            doc = json.dumps(s.doc, sort_keys=True)
+            entry = self._entries.get(name)
+            if entry is None or entry.doc != doc:
+                try:
+                    schedule = model.parse(s.doc, f"schedule {name}")
+                except ConfigError as exc:
+                    log.error("schedule unreadable: skipped", schedule=name, error=str(exc))
+                    continue
+                entry = _Entry(schedule, doc, self._resume(schedule, now))
+                self._entries[name] = entry
+            while entry.next.at <= now and not self._stop.is_set():
+                self._handle(entry, entry.next, now)
+                entry.next = next(occurrences(entry.schedule, entry.next.due))
+                now = self._now()
+            wait = min(wait, (entry.next.at - now).total_seconds())
+        return wait
+
+    def _resume(self, schedule: Schedule, now: datetime) -> Occurrence:
+        """The first occurrence to handle: after the schedule's mark, recording
+        as missed the ones past their starting deadline; after now for a new one."""
+        mark = self.schedules.last_due(schedule.name)
+        if mark is None:
+            self.schedules.mark(schedule.name, now.isoformat())
+            return next(occurrences(schedule, now))
+        deadline = timedelta(seconds=schedule.starting_deadline)
+        it: Iterator[Occurrence] = occurrences(schedule, datetime.fromisoformat(mark))
+        missed: list[Occurrence] = []
+        for _ in range(MAX_MISSED):
+            occ = next(it)
+            if occ.at >= now - deadline:
+                break
+            missed.append(occ)
+        else:
+            occ = next(occurrences(schedule, now))
+        if missed:
+            self.metrics.runs_skipped_total.labels("missed").inc(len(missed))
+            keep = missed[-schedule.history_limit :]
+            for m in keep:
+                why = (
+                    f"missed: the controller was not running at {m.at.isoformat()} and its"
+                    f" starting deadline of {schedule.starting_deadline:g}s passed"
+                )
+                self._record(schedule, m, "skipped", "missed", why, count=False)
+            log.warning("missed occurrences", schedule=schedule.name, count=len(missed))
+            self.schedules.mark(schedule.name, missed[-1].due.isoformat())
+        return occ
+
+    # ----------------------------------------------------------- occurrence
+
+    def _handle(self, entry: _Entry, occ: Occurrence, now: datetime) -> None:
+        s = entry.schedule
+        late = (now - occ.at).total_seconds()
+        if late > s.starting_deadline:
+            why = (
+                f"missed: started {late:.0f}s late, past its starting deadline"
+                f" {s.starting_deadline:g}s"
+            )
+            self._record(s, occ, "skipped", "missed", why)
+            return
+        experiments: dict[str, Experiment | str] = {n: self._experiment(n) for n in s.experiments}
+        windows = {n: e.settings.window for n, e in experiments.items() if not isinstance(e, str)}
+        ks = self.state.kill_switch()
+        why, kind = static_skip(s, occ.at, windows, ks.reason if ks.engaged else "")
+        if not why and s.max_runs_per_day is not None:
+            day = local_day(s, occ.at)
+            today = sum(
+                1 for o in self._started(s) if local_day(s, datetime.fromisoformat(o.at)) == day
+            )
+            if today >= s.max_runs_per_day:
+                why, kind = f"max-runs-per-day {s.max_runs_per_day} reached on {day}", "max_runs"
+        if not why:
+            why, kind = self._concurrency(entry)
+        if why:
+            self._record(s, occ, "skipped", kind, why)
+            return
+        last = {}
+        for o in reversed(self._started(s)):
+            last[o.experiment] = o.at
+        name, because = picking.pick(s.experiments, last)
+        chosen = experiments[name]
+        if isinstance(chosen, str):
+            self._record(s, occ, "skipped", "experiment", chosen, experiment=name)
+            return
+        try:
+            run = self.runs.start(
+                picking.cap_blast_radius(chosen, s.blast_radius), f"schedule:{s.name}"
+            )
+        except Refused as exc:
+            self._record(s, occ, "skipped", "refused", str(exc), experiment=name)
+            return
+        entry.runs.append(run.run_id)
+        self.metrics.scheduled_runs_total.labels(s.name).inc()
+        log.info("scheduled run started", schedule=s.name, run_id=run.run_id, experiment=name)
+        self._record(s, occ, "started", "", because, run.run_id, name)
+
+    def _concurrency(self, entry: _Entry) -> tuple[str, str]:
+        live = [
+            r for r in entry.runs if (a := self.runs.get(r)) is not None and not a.done.is_set()
+        ]
+        entry.runs = live
+        if not live or entry.schedule.concurrency is Concurrency.ALLOW:
+            return "", ""
+        if entry.schedule.concurrency is Concurrency.FORBID:
+            return f"run {live[-1]} of this schedule is still going (concurrency forbid)", "running"
+        for run_id in live:  # replace: the old runs revert before the new one starts
+            self.runs.abort(run_id, "replaced by the schedule's next occurrence", "schedule")
+        for run_id in live:
+            active = self.runs.get(run_id)
+            if active is not None and not active.done.wait(REPLACE_WAIT):
+                return f"run {run_id} did not end within {REPLACE_WAIT:g}s of its abort", "running"
+        return "", ""
+
+    def _experiment(self, ref: str) -> Experiment | str:
+        """A stored experiment by name, or a file; else why not (a string)."""
+        stored = self.state.experiment(ref)
+        try:
+            if stored is not None:
+                return exp.parse(stored.doc, f"experiment {ref}")
+            if ref.endswith((".yaml", ".yml", ".json")):
+                return exp.load(Path(ref))
+        except ConfigError as exc:
+            return f"experiment {ref} is invalid: {exc}"
+        return f"no stored experiment {ref!r}"
+
+    def _started(self, s: Schedule) -> list[ScheduledOccurrence]:
+        """This schedule's recorded starts, newest first."""
+        limit = max(s.history_limit, (s.max_runs_per_day or 0) + 1)
+        return [o for o in self.schedules.occurrences(s.name, limit) if o.outcome == "started"]
+
+    def _record(
+        self,
+        s: Schedule,
+        occ: Occurrence,
+        outcome: str,
+        kind: str,
+        detail: str,
+        run_id: str = "",
+        experiment: str = "",
+        count: bool = True,
+    ) -> None:
+        if outcome == "skipped":
+            if count:
+                self.metrics.runs_skipped_total.labels(kind).inc()
+            log.info("scheduled occurrence skipped", schedule=s.name, due=occ.due.isoformat(),
+                     reason=kind, detail=detail)  # fmt: skip
+        record = ScheduledOccurrence(
+            s.name, occ.due.isoformat(), occ.at.isoformat(), outcome, kind, detail, run_id,
+            experiment,
+        )  # fmt: skip
+        keep = max(s.history_limit, (s.max_runs_per_day or 0) + 1)
+        self.schedules.record(record, keep)
+        self.schedules.mark(s.name, occ.due.isoformat())
