@@ -9,9 +9,10 @@
 # systemd: systemd-analyze verifies the unit file.
 # chromium, chromium-driver: the console is tested in a real headless browser.
 # runc, busybox-static: real containers (an OCI bundle of busybox) as fault targets.
+# prometheus-alertmanager: a real Alertmanager for the schedules' incident gate.
 set -euo pipefail
 pkgs=(iproute2 procps e2fsprogs nftables iputils-ping iperf3 prometheus systemd chromium
-    chromium-driver runc busybox-static "$@")
+    chromium-driver runc busybox-static prometheus-alertmanager "$@")
 need=()
 for pkg in "${pkgs[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")

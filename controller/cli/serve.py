@@ -26,7 +26,9 @@ from controller.agents.tls import ClientTls
 from controller.cli import argtypes, certs
 from controller.cli.progress import Console
 from controller.errors import ConfigError
+from controller.experiments import gates
 from controller.experiments import parse as exp
+from controller.experiments.gates import Gates
 from controller.experiments.metrics import ControllerMetrics
 from controller.schedules import model as schedules
 from controller.service import app, tls
@@ -98,6 +100,12 @@ def add_parsers(sub: Any, add_fleet_options: Any, data_dir_option: Any) -> None:
         type=argtypes.existing_file,
         help="schedules declared in a file (YAML: schedules: [...]), loaded at start; the"
         " file is their source of truth (the API may pause and resume them)",
+    )
+    serve.add_argument(
+        "--gates",
+        type=argtypes.existing_file,
+        help="safety gates before every scheduled run, besides each schedule's own (YAML:"
+        " alertmanager, probes, webhook)",
     )
     serve.add_argument(
         "--ready-file",
@@ -190,6 +198,14 @@ def read_schedules(path: Path) -> list[dict[str, Any]]:
     return docs
 
 
+def read_gates(path: Path) -> Gates:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(str(path), f"cannot read: {exc}") from None
+    return gates.parse(raw, str(path))
+
+
 def _beside(path: Path, ref: object) -> object:
     if isinstance(ref, str) and ref.endswith((".yaml", ".yml", ".json")):
         return str((path.parent / ref).resolve())
@@ -216,6 +232,7 @@ def cmd_serve(args: argparse.Namespace, refs: Any, agent_tls: ClientTls | None) 
     for p in args.experiments:
         exp.load(p)  # refuse a bad file before anything starts
     declared = read_schedules(args.schedules) if args.schedules else None
+    service_gates = read_gates(args.gates) if args.gates else None
     sock = app.bind(args.listen, tls=bool(ssl))
     metrics = ControllerMetrics()
     metrics_port = metrics.serve(args.metrics_listen)
@@ -224,6 +241,8 @@ def cmd_serve(args: argparse.Namespace, refs: Any, agent_tls: ClientTls | None) 
     try:
         if declared is not None:
             load_schedules(svc, args.schedules, declared)
+        if service_gates is not None:
+            svc.scheduler.gates = service_gates
         interrupted = app.prepare(svc)
         api_port = sock.getsockname()[1]
         scheme = "https" if ssl else "http"

@@ -144,6 +144,11 @@ def _provider(raw: object, where: str, activity_type: str) -> Provider:
     )
 
 
+def probe(raw: object, where: str) -> Activity:
+    """One probe, as a hypothesis (or a gate) holds it."""
+    return _activity(raw, where, ("probe",))
+
+
 def _activity(raw: object, where: str, allowed: tuple[str, ...] = ("probe", "action")) -> Activity:
     a = fields.mapping(raw, where)
     kind = a.get("type")

@@ -13,20 +13,22 @@ parsed from, so it round-trips).
     starting-deadline: 5m             # a run missed by more (controller down) is skipped
     history-limit: 100
     blackouts: ["12-20..01-03", {name: last Friday, rule: "FREQ=MONTHLY;BYDAY=-1FR"}]
+    gates: {alertmanager: {url: http://alertmanager:9093, matchers: [severity=critical]}}
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from brownout.units import parse_percent
 from controller.errors import ConfigError
-from controller.experiments import fields
+from controller.experiments import fields, gates
+from controller.experiments.gates import Gates
 from controller.schedules import blackouts as bl
 from controller.schedules.triggers import Cron, Interval, Trigger, zone
 
@@ -34,7 +36,7 @@ NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
 KEYS = {
     "name", "experiments", "cron", "every", "timezone", "blast-radius", "jitter", "spread",
     "max-runs-per-day", "concurrency", "starting-deadline", "history-limit", "blackouts",
-    "paused",
+    "paused", "gates",
 }  # fmt: skip
 DEFAULT_DEADLINE = 300.0
 DEFAULT_HISTORY = 100
@@ -63,6 +65,7 @@ class Schedule:
     blackouts: tuple[bl.Blackout, ...]
     paused: bool
     doc: Mapping[str, Any]
+    gates: Gates = field(default_factory=Gates)
 
     def describe(self) -> str:
         return self.trigger.describe()
@@ -152,4 +155,5 @@ def parse(raw: object, where: str = "schedule") -> Schedule:
         ),
         paused=paused,
         doc=dict(doc),
+        gates=gates.parse(doc["gates"], f"{where}.gates") if doc.get("gates") else Gates(),
     )

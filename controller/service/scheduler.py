@@ -22,11 +22,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from controller.errors import ConfigError
+from controller.experiments import gates
 from controller.experiments import parse as exp
+from controller.experiments.gates import Gates
 from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.model import Experiment
 from controller.schedules import model, picking
@@ -41,6 +44,22 @@ log = structlog.get_logger("brownout.scheduler")
 TICK = 1.0  # the longest sleep: how soon a new or changed schedule is seen
 REPLACE_WAIT = 120.0  # how long a replaced run may take to revert before the next starts
 MAX_MISSED = 100_000  # occurrences looked at after a long downtime
+
+
+def planned(s: Schedule, occ: Occurrence, name: str, experiment: Experiment) -> dict[str, Any]:
+    """The run a veto webhook is asked about."""
+    settings = experiment.settings
+    return {
+        "schedule": s.name,
+        "occurrence": occ.due.isoformat(),
+        "experiment": name,
+        "title": experiment.title,
+        "targets": settings.selector.text or "every agent",
+        "blast_radius_percent": max(step.percent for step in settings.ramp),
+        "max_fleet_percent": settings.max_fleet_percent,
+        "faults": [a.name for a in experiment.fault_actions],
+        "by": f"schedule:{s.name}",
+    }
 
 
 @dataclass
@@ -59,8 +78,10 @@ class Scheduler:
         runs: RunManager,
         metrics: ControllerMetrics,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        service_gates: Gates | None = None,
     ) -> None:
         self.schedules = schedules
+        self.gates = service_gates or Gates()  # before every scheduled run, with the schedule's
         self.state = state
         self.runs = runs
         self.metrics = metrics
@@ -188,8 +209,10 @@ class Scheduler:
             )
             if today >= s.max_runs_per_day:
                 why, kind = f"max-runs-per-day {s.max_runs_per_day} reached on {day}", "max_runs"
-        if not why:
-            why, kind = self._concurrency(entry)
+        live = self._still_going(entry)
+        if not why and live and s.concurrency is Concurrency.FORBID:
+            why = f"run {live[-1]} of this schedule is still going (concurrency forbid)"
+            kind = "running"
         if why:
             self._record(s, occ, "skipped", kind, why)
             return
@@ -201,10 +224,18 @@ class Scheduler:
         if isinstance(chosen, str):
             self._record(s, occ, "skipped", "experiment", chosen, experiment=name)
             return
+        chosen = picking.cap_blast_radius(chosen, s.blast_radius)
+        blocked = gates.check(s.gates.merged(self.gates), planned(s, occ, name, chosen))
+        if blocked is not None:
+            self._record(s, occ, "skipped", f"gate_{blocked.gate}", str(blocked), experiment=name)
+            return
+        if live and s.concurrency is Concurrency.REPLACE:
+            why = self._replace(live)
+            if why:
+                self._record(s, occ, "skipped", "running", why, experiment=name)
+                return
         try:
-            run = self.runs.start(
-                picking.cap_blast_radius(chosen, s.blast_radius), f"schedule:{s.name}"
-            )
+            run = self.runs.start(chosen, f"schedule:{s.name}")
         except Refused as exc:
             self._record(s, occ, "skipped", "refused", str(exc), experiment=name)
             return
@@ -213,22 +244,22 @@ class Scheduler:
         log.info("scheduled run started", schedule=s.name, run_id=run.run_id, experiment=name)
         self._record(s, occ, "started", "", because, run.run_id, name)
 
-    def _concurrency(self, entry: _Entry) -> tuple[str, str]:
-        live = [
+    def _still_going(self, entry: _Entry) -> list[str]:
+        """The schedule's runs that are still going, oldest first."""
+        entry.runs = [
             r for r in entry.runs if (a := self.runs.get(r)) is not None and not a.done.is_set()
         ]
-        entry.runs = live
-        if not live or entry.schedule.concurrency is Concurrency.ALLOW:
-            return "", ""
-        if entry.schedule.concurrency is Concurrency.FORBID:
-            return f"run {live[-1]} of this schedule is still going (concurrency forbid)", "running"
-        for run_id in live:  # replace: the old runs revert before the new one starts
+        return list(entry.runs)
+
+    def _replace(self, live: list[str]) -> str:
+        """Abort the runs (they revert) and wait for them; why not, if one hangs on."""
+        for run_id in live:
             self.runs.abort(run_id, "replaced by the schedule's next occurrence", "schedule")
         for run_id in live:
             active = self.runs.get(run_id)
             if active is not None and not active.done.wait(REPLACE_WAIT):
-                return f"run {run_id} did not end within {REPLACE_WAIT:g}s of its abort", "running"
-        return "", ""
+                return f"run {run_id} did not end within {REPLACE_WAIT:g}s of its abort"
+        return ""
 
     def _experiment(self, ref: str) -> Experiment | str:
         """A stored experiment by name, or a file; else why not (a string)."""

@@ -29,6 +29,13 @@ CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+def free_port() -> int:
+    """A loopback TCP port free right now (for a server the test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def run(*argv: str, check: bool = True) -> str:
     out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     if check and out.returncode != 0:

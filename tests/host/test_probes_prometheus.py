@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -30,18 +29,13 @@ from controller.experiments import parse as exp
 from controller.experiments.runner import Runner, RunOptions
 from tests.agentproc import AgentProc, wait_for
 from tests.controller_servers import Service, serving
+from tests.host.nethosts import free_port
 from tests.processes import all_gone
 
 pytestmark = [
     pytest.mark.host,
     pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def query(url: str, promql: str) -> list[dict[str, object]]:

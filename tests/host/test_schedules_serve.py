@@ -12,38 +12,23 @@ import sys
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.agentproc import AgentProc, wait_for
 from tests.host.fleet import doc
+from tests.host.schedules import EVERY_5S, occurrences, put, quick
 from tests.host.serveproc import OPERATOR, VIEWER, ServeProc
 
 pytestmark = pytest.mark.host
-
-EVERY_5S = "*/5 * * * * *"
-
-
-def quick() -> dict[str, Any]:
-    """A run of about 2 s: a CPU fault held 1 s."""
-    return doc(duration="3s", brownout={"lease-ttl": "3s", "ramp": {"steps": [100], "hold": "1s"}})
 
 
 def long() -> dict[str, Any]:
     return doc(
         duration="60s", brownout={"lease-ttl": "3s", "ramp": {"steps": [100], "hold": "30s"}}
     )
-
-
-def put(s: ServeProc, schedule: dict[str, Any]) -> None:
-    answer = s.call("PUT", f"/api/v1/schedules/{schedule['name']}", {"schedule": schedule})
-    assert answer.status == 200, answer.body
-
-
-def occurrences(s: ServeProc, name: str) -> list[dict[str, Any]]:
-    body = s.call("GET", f"/api/v1/schedules/{name}", token=VIEWER).body
-    return list(reversed(body["occurrences"]))  # oldest first
 
 
 def at_boundary(step: float, after: float) -> datetime:
@@ -153,7 +138,7 @@ def cli(s: ServeProc, *argv: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_cli_adds_lists_plans_pauses_and_removes(serve: ServeProc) -> None:
+def test_the_cli_adds_lists_plans_pauses_and_removes(serve: ServeProc, tmp_path: Path) -> None:
     assert serve.call("PUT", "/api/v1/experiments/tick", {"experiment": quick()}).status == 200
     added = cli(serve, "schedules", "add", "daily", "--experiment", "tick", "--cron",
                 "0 12 * * *", "--timezone", "Europe/Berlin", "--blackout", "12-20..01-03",
@@ -174,6 +159,10 @@ def test_the_cli_adds_lists_plans_pauses_and_removes(serve: ServeProc) -> None:
     assert "skipped: the schedule is paused" in cli(serve, "schedules", "next", "daily").stdout
     assert "paused" in console(serve, "/console/schedules")
     bad = cli(serve, "schedules", "add", "bad", "--experiment", "tick", "--cron", "* * *")
-    assert bad.returncode == 2 and "schedule.cron" in bad.stderr, bad.stderr
+    assert bad.returncode == 2 and "argument --cron" in bad.stderr, bad.stderr
+    odd = tmp_path / "odd.yaml"
+    odd.write_text("experiments: [tick]\nevery: 1m\ncolour: red\n")
+    refused = cli(serve, "schedules", "add", "odd", "--file", str(odd))
+    assert refused.returncode == 2 and "colour" in refused.stderr, refused.stderr
     assert cli(serve, "schedules", "remove", "daily").returncode == 0
     assert "daily" not in cli(serve, "schedules", "list").stdout

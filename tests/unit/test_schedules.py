@@ -200,3 +200,43 @@ def test_a_rotation_runs_new_experiments_first_then_the_least_recent() -> None:
     last = {"a": "2026-01-03", "b": "2026-01-01", "c": "2026-01-02"}
     assert picking.pick(names, last)[0] == "b"
     assert picking.pick(("a",), {})[1] == "the schedule's only experiment"
+
+
+@pytest.mark.parametrize(
+    ("gates", "where"),
+    [
+        ({"alertmanager": {"url": "ftp://x"}}, "schedule.gates.alertmanager.url"),
+        ({"alertmanager": {"url": "http://am:9093"}}, "schedule.gates.alertmanager.matchers"),
+        ({"alertmanager": {"url": "http://am:9093", "matchers": ["sev critical"]}},
+         "schedule.gates.alertmanager.matchers[0]"),
+        ({"alertmanager": {"url": "http://am:9093", "matchers": ["env=~(prod"]}},
+         "schedule.gates.alertmanager.matchers[0]"),
+        ({"webhook": {"url": "http://veto", "timeout": "0s"}}, "schedule.gates.webhook.timeout"),
+        ({"probes": [{"type": "probe", "name": "up",
+                      "provider": {"type": "http", "url": "http://x"}}]},
+         "schedule.gates.probes[0]"),
+        ({"pager": {}}, "schedule.gates"),
+    ],
+)  # fmt: skip
+def test_bad_gates_name_the_field(gates: dict[str, Any], where: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        schedule(every="1m", gates=gates)
+    assert err.value.where == where, err.value
+
+
+def test_gates_take_alertmanagers_matcher_syntax_and_merge_with_the_services() -> None:
+    mine = schedule(
+        every="1m",
+        gates={
+            "alertmanager": {
+                "url": "http://am:9093/",
+                "matchers": ["severity=critical", 'env=~"prod.*"', "team!=x"],
+            }
+        },
+    )
+    am = mine.gates.alertmanager
+    assert am is not None and am.url == "http://am:9093"
+    assert am.matchers == ('severity="critical"', 'env=~"prod.*"', 'team!="x"')
+    service = schedule(every="1m", gates={"webhook": {"url": "http://veto/x"}}).gates
+    both = mine.gates.merged(service)
+    assert both.alertmanager == am and both.webhook == service.webhook and bool(both)
