@@ -31,7 +31,8 @@ from controller.experiments.progress import Quiet
 from controller.experiments.records import RunStatus
 from controller.experiments.runner import Runner, RunOptions
 from controller.experiments.window import WindowClosed
-from controller.store import History, NotFound, open_store
+from controller.schedules.model import NAME as SCHEDULE_NAME
+from controller.store import History, NotFound, Store, open_store
 
 T = TypeVar("T")
 COMMANDS = ("agents", "run", "history", "show", "serve", "token", "halt")
@@ -137,6 +138,11 @@ def add_subcommands(sub: Any) -> None:
     history.add_argument("--limit", type=argtypes.int_in(1, 100_000), default=20)
     history.add_argument("--status", choices=[str(s) for s in EXIT])
     history.add_argument("--json", action="store_true")
+    history.add_argument(
+        "--schedule",
+        type=argtypes.checked(schedule_name),
+        help="what became of a schedule's occurrences: its rotation, and why each ran or not",
+    )
 
     show = sub.add_parser("show", help="one past run: summary, or its journal with --json")
     show.add_argument("run_id", type=argtypes.text, metavar="RUN")
@@ -265,7 +271,39 @@ def _dry_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def schedule_name(text: str) -> str:
+    if not SCHEDULE_NAME.match(text):
+        raise ValueError(f"{text!r} is not a schedule name (lower-case letters, digits, . _ -)")
+    return text
+
+
+def cmd_schedule_history(args: argparse.Namespace) -> int:
+    store = open_store(args.data_dir)
+    occs = store.schedules.occurrences(args.schedule, args.limit)
+    if args.status:
+        occs = [o for o in occs if o.run_id and _status(store, o.run_id) == args.status]
+    if args.json:
+        print(json.dumps([o.as_dict() for o in occs], indent=2))
+        return 0
+    rows = [["DUE", "OUTCOME", "EXPERIMENT", "RUN", "STATUS", "WHY"]]
+    for o in occs:
+        outcome = o.outcome + (f" ({o.kind})" if o.kind else "")
+        status = _status(store, o.run_id) if o.run_id else "-"
+        rows.append([o.due[:19], outcome, o.experiment or "-", o.run_id or "-", status, o.detail])
+    print(table(rows))
+    return 0
+
+
+def _status(store: Store, run_id: str) -> str:
+    try:
+        return store.history.get(run_id)[0].status
+    except NotFound:
+        return "running or lost"
+
+
 def cmd_history(args: argparse.Namespace) -> int:
+    if args.schedule:
+        return cmd_schedule_history(args)
     runs = open_store(args.data_dir).history.runs(args.limit, args.status)
     if args.json:
         print(json.dumps([r.__dict__ for r in runs], indent=2))

@@ -7,6 +7,7 @@ parsed from, so it round-trips).
     cron: "*/30 * * * *"              # or `every: 30m`
     timezone: Europe/Berlin
     blast-radius: 5%                  # the cap on this schedule's runs
+    exploration: 20%                  # with several experiments: random picks among them
     jitter: 2m                        # or `spread: true`: anywhere before the next one
     max-runs-per-day: 10
     concurrency: forbid               # forbid | allow | replace
@@ -36,7 +37,7 @@ NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
 KEYS = {
     "name", "experiments", "cron", "every", "timezone", "blast-radius", "jitter", "spread",
     "max-runs-per-day", "concurrency", "starting-deadline", "history-limit", "blackouts",
-    "paused", "gates",
+    "paused", "gates", "exploration",
 }  # fmt: skip
 DEFAULT_DEADLINE = 300.0
 DEFAULT_HISTORY = 100
@@ -66,6 +67,7 @@ class Schedule:
     paused: bool
     doc: Mapping[str, Any]
     gates: Gates = field(default_factory=Gates)
+    exploration: float = 0.0  # the share of random picks among several experiments
 
     def describe(self) -> str:
         return self.trigger.describe()
@@ -156,4 +158,14 @@ def parse(raw: object, where: str = "schedule") -> Schedule:
         paused=paused,
         doc=dict(doc),
         gates=gates.parse(doc["gates"], f"{where}.gates") if doc.get("gates") else Gates(),
+        exploration=_share(doc.get("exploration"), f"{where}.exploration"),
     )
+
+
+def _share(raw: object, where: str) -> float:
+    if raw is None:
+        return 0.0
+    try:
+        return parse_percent(str(raw)) / 100
+    except ValueError as exc:
+        raise ConfigError(where, str(exc)) from None

@@ -1,7 +1,9 @@
 """Which experiment a schedule runs next, and the schedule's cap on it.
 
 A schedule of several experiments rotates: one never run by this schedule
-goes first, then the least recently run. Each pick says why.
+goes first, then the least recently run; an exploration share of the picks
+is random instead (drawn per occurrence, so the plan can show it). Each pick
+says why.
 """
 
 from __future__ import annotations
@@ -12,10 +14,20 @@ from dataclasses import replace
 from controller.experiments.model import Experiment, RampStep
 
 
-def pick(experiments: tuple[str, ...], last_started: Mapping[str, str]) -> tuple[str, str]:
-    """(experiment, why) given when each last started (ISO times) under this schedule."""
+def pick(
+    experiments: tuple[str, ...],
+    last_started: Mapping[str, str],
+    exploration: float = 0.0,
+    draws: tuple[float, float] = (1.0, 0.0),
+) -> tuple[str, str]:
+    """(experiment, why) given when each last started (ISO times) under this
+    schedule; exploration is the share (0..1) of random picks, draws two
+    fractions in [0, 1) fixed for the occurrence."""
     if len(experiments) == 1:
         return experiments[0], "the schedule's only experiment"
+    if draws[0] < exploration:
+        chosen = experiments[int(draws[1] * len(experiments))]
+        return chosen, f"exploration: a random pick ({exploration:.0%} of picks are)"
     never = [e for e in experiments if e not in last_started]
     if never:
         return never[0], "never run by this schedule"

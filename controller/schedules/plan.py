@@ -44,9 +44,9 @@ class Occurrence:
         }
 
 
-def draw(name: str, due: datetime) -> float:
-    """A fraction in [0, 1) fixed by the schedule and the occurrence."""
-    digest = hashlib.sha256(f"{name}|{due.isoformat()}".encode()).digest()
+def draw(name: str, due: datetime, purpose: str = "") -> float:
+    """A fraction in [0, 1) fixed by the schedule, the occurrence and what it is for."""
+    digest = hashlib.sha256(f"{name}|{due.isoformat()}|{purpose}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 

@@ -34,7 +34,14 @@ from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.model import Experiment
 from controller.schedules import model, picking
 from controller.schedules.model import Concurrency, Schedule
-from controller.schedules.plan import Occurrence, local_day, occurrences, plan, static_skip
+from controller.schedules.plan import (
+    Occurrence,
+    draw,
+    local_day,
+    occurrences,
+    plan,
+    static_skip,
+)
 from controller.service.errors import Refused
 from controller.service.runs import RunManager
 from controller.store import ScheduledOccurrence, Schedules, ServiceState
@@ -219,7 +226,8 @@ class Scheduler:
         last = {}
         for o in reversed(self._started(s)):
             last[o.experiment] = o.at
-        name, because = picking.pick(s.experiments, last)
+        draws = (draw(s.name, occ.due, "explore"), draw(s.name, occ.due, "which"))
+        name, because = picking.pick(s.experiments, last, s.exploration, draws)
         chosen = experiments[name]
         if isinstance(chosen, str):
             self._record(s, occ, "skipped", "experiment", chosen, experiment=name)

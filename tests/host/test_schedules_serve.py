@@ -97,6 +97,37 @@ def test_concurrency_policies_against_a_run_still_going(
         serve.call("POST", f"/api/v1/runs/{run_id}/abort", {"reason": "test over"})
 
 
+def test_a_rotation_runs_each_experiment_then_the_least_recent_and_history_shows_it(
+    serve: ServeProc, fleet: list[AgentProc]
+) -> None:
+    for name in ("one", "two", "three"):
+        assert (
+            serve.call("PUT", f"/api/v1/experiments/{name}", {"experiment": quick()}).status == 200
+        )
+    rot = {"name": "rot", "experiments": ["one", "two", "three"], "cron": EVERY_5S}
+    put(serve, rot)
+
+    def started() -> list[dict[str, Any]]:
+        return [o for o in occurrences(serve, "rot") if o["outcome"] == "started"]
+
+    assert wait_for(lambda: len(started()) >= 4, 40, 0.2), occurrences(serve, "rot")
+    put(serve, {**rot, "paused": True})
+    picks = [(o["experiment"], o["detail"]) for o in started()[:4]]
+    assert [p[0] for p in picks] == ["one", "two", "three", "one"], picks
+    assert [p[1].split(" (")[0] for p in picks] == [
+        *["never run by this schedule"] * 3, "least recently run",
+    ]  # fmt: skip
+    shown = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "history", "--schedule", "rot",
+         "--data-dir", str(serve.data_dir)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    lines = [line for line in shown.stdout.splitlines() if "started" in line]
+    assert len(lines) >= 4 and "never run by this schedule" in shown.stdout
+    assert all(("completed" in line) or ("running" in line) for line in lines[-4:]), lines
+
+
 def test_occurrences_missed_while_the_server_was_down_are_recorded(
     serve: ServeProc, fleet: list[AgentProc]
 ) -> None:

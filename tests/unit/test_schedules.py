@@ -15,7 +15,7 @@ import pytest
 from controller.errors import ConfigError
 from controller.experiments import window
 from controller.schedules import blackouts, model, picking
-from controller.schedules.plan import occurrences, plan
+from controller.schedules.plan import draw, occurrences, plan
 
 pytestmark = pytest.mark.unit
 
@@ -240,3 +240,20 @@ def test_gates_take_alertmanagers_matcher_syntax_and_merge_with_the_services() -
     service = schedule(every="1m", gates={"webhook": {"url": "http://veto/x"}}).gates
     both = mine.gates.merged(service)
     assert both.alertmanager == am and both.webhook == service.webhook and bool(both)
+
+
+def test_an_exploration_share_of_picks_is_random_and_fixed_per_occurrence() -> None:
+    names = ("a", "b", "c")
+    last = {"a": "2026-01-03", "b": "2026-01-01", "c": "2026-01-02"}
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    picks = []
+    for k in range(2000):
+        due = start + timedelta(minutes=k)
+        draws = (draw("s", due, "explore"), draw("s", due, "which"))
+        picks.append(picking.pick(names, last, 0.2, draws))
+    explored = [name for name, why in picks if why.startswith("exploration")]
+    assert 0.17 < len(explored) / len(picks) < 0.23
+    assert min(explored.count(n) for n in names) > len(explored) / 3 * 0.7  # all three, evenly
+    rest = {name for name, why in picks if not why.startswith("exploration")}
+    assert rest == {"b"}  # otherwise the least recently run
+    assert picking.pick(names, last, 0.0, (0.0, 0.9))[0] == "b"  # no exploration asked
