@@ -31,9 +31,10 @@ from controller.experiments import parse as exp
 from controller.experiments.gates import Gates
 from controller.experiments.metrics import ControllerMetrics
 from controller.schedules import model as schedules
-from controller.service import app, tls
+from controller.service import app, notify, tls
 from controller.service.auth import Role, Tokens, new_token
 from controller.service.errors import Refused
+from controller.service.notify import Notifier
 from controller.service.state import Service
 from controller.service.tls import CertRoles
 
@@ -106,6 +107,12 @@ def add_parsers(sub: Any, add_fleet_options: Any, data_dir_option: Any) -> None:
         type=argtypes.existing_file,
         help="safety gates before every scheduled run, besides each schedule's own (YAML:"
         " alertmanager, probes, webhook)",
+    )
+    serve.add_argument(
+        "--notify",
+        type=argtypes.existing_file,
+        help="webhooks told of runs, steps, aborts, ends, gate skips and the kill switch"
+        " (YAML: notifications: [...]; URLs from the environment or files)",
     )
     serve.add_argument(
         "--ready-file",
@@ -233,11 +240,14 @@ def cmd_serve(args: argparse.Namespace, refs: Any, agent_tls: ClientTls | None) 
         exp.load(p)  # refuse a bad file before anything starts
     declared = read_schedules(args.schedules) if args.schedules else None
     service_gates = read_gates(args.gates) if args.gates else None
+    notifier = Notifier(notify.load(args.notify)) if args.notify else None
     sock = app.bind(args.listen, tls=bool(ssl))
     metrics = ControllerMetrics()
     metrics_port = metrics.serve(args.metrics_listen)
     agents = AgentConnection.of(refs, args.timeout, agent_tls)
-    svc = Service.build(agents, Path(args.data_dir), _tokens(args), metrics, _cert_roles(args))
+    svc = Service.build(
+        agents, Path(args.data_dir), _tokens(args), metrics, _cert_roles(args), notifier
+    )
     try:
         if declared is not None:
             load_schedules(svc, args.schedules, declared)

@@ -73,6 +73,8 @@ class RunOptions:
     journal_path: Path | None = None
     history: History | None = None
     clock: Callable[[], datetime] = utcnow
+    # Told of milestones ("step", "aborted") with their fields: notifications.
+    on_milestone: Callable[..., None] | None = None
 
 
 @dataclass(frozen=True)
@@ -130,8 +132,13 @@ class Runner:
             self.faults.expect(pb.END_REASON_HALT)
         if self._end_with(RunStatus.ABORTED, reason, label):
             self.report.event(f"ABORT {reason}: reverting everything")
+            self._milestone("aborted", reason=reason, label=label)
             return True
         return False
+
+    def _milestone(self, kind: str, **data: object) -> None:
+        if self.options.on_milestone is not None:
+            self.options.on_milestone(kind, **data)
 
     def _end_with(self, status: RunStatus, reason: str, label: str) -> bool:
         with self._lock:
@@ -151,6 +158,7 @@ class Runner:
     def _on_breach(self, breach: Breach) -> None:
         if self._end_with(RunStatus.ABORTED, breach.reason, breach.condition):
             self.report.event(f"ABORT {breach.reason}: reverting everything")
+            self._milestone("aborted", reason=breach.reason, label=breach.condition)
 
     def _stopping(self) -> bool:
         end = self._end
@@ -402,6 +410,10 @@ class Runner:
                 f"step {step.index + 1}/{len(plan.steps)}: {step.percent:g}% -> {len(live)}"
                 f" agent(s), {len(added)} new: {', '.join(added) or '-'}"
             )
+            self._milestone(
+                "step", step=step.index + 1, steps=len(plan.steps), percent=step.percent,
+                agents=len(live),
+            )  # fmt: skip
             for index, activity in enumerate(self.experiment.method):
                 if await self._sleep(activity.pause_before):
                     break

@@ -50,6 +50,7 @@ class KillSwitchLever:
         with self._runs.gate:  # no start slips between the store and the aborts
             state = self._store.set_kill_switch(True, reason, by)
             aborted = self._runs.abort_all(f"kill switch: {reason}", "kill_switch")
+        self._runs.notifier.send("kill_switch", engaged=True, reason=reason, by=by)
         outcomes = self.fleet.halt(latch=True, reason=f"kill switch: {reason} (by {by})")
         seconds = time.monotonic() - t0
         reverted = sum(len(o.value.faults) for o in outcomes.values() if o.value is not None)
@@ -76,6 +77,7 @@ class KillSwitchLever:
         outcomes = self.fleet.resume()
         failed = [a for a, o in outcomes.items() if not o.ok]
         state = self._store.set_kill_switch(False, "", by)
+        self._runs.notifier.send("kill_switch", engaged=False, reason="disengaged", by=by)
         log.warning("kill switch disengaged", by=by, agents_failed=failed)
         return {**state.as_dict(), "agents": _agents(outcomes), "agents_failed": failed}
 

@@ -23,6 +23,7 @@ from controller.experiments.model import Experiment
 from controller.experiments.runner import Runner, RunOptions
 from controller.service.errors import KillSwitchEngaged, WindowClosed
 from controller.service.events import RunEvents
+from controller.service.notify import Notifier
 from controller.store import History
 
 
@@ -62,8 +63,10 @@ class RunManager:
         history: History,
         store: st.ServiceState,
         metrics: ControllerMetrics,
+        notifier: Notifier | None = None,
     ) -> None:
         self.fleet = fleet
+        self.notifier = notifier or Notifier([])
         self.data_dir = data_dir
         self.history = history
         self.store = store
@@ -98,6 +101,8 @@ class RunManager:
         options = RunOptions(seed=seed, override_window=override_window, history=self.history)
         options.holder = f"brownout-serve:{by}"
         options.journal_path = self.data_dir / "journals" / f"{options.run_id}.json"
+        about = {"run_id": options.run_id, "title": experiment.title, "by": by}
+        options.on_milestone = lambda kind, **data: self.notifier.send(kind, **about, **data)
         events = RunEvents(options.run_id)
         fleet = self.fleet.borrow()
         runner = Runner(experiment, fleet, options, events, self.metrics)
@@ -121,6 +126,7 @@ class RunManager:
         )
         with self._lock:
             self._runs[run.run_id] = run
+        self.notifier.send("run_started", **about)
         run.task = self.fleet.loop.submit(self._drive(run, fleet))
         return run
 
@@ -130,6 +136,13 @@ class RunManager:
         finally:
             await fleet.aclose()
             await asyncio.to_thread(self.store.run_ended, run.run_id)
+            j = run.journal()
+            reason = next((e.get("reason", "") for e in j.get("extensions", [])
+                           if e.get("name") == "brownout"), "")  # fmt: skip
+            self.notifier.send(
+                "ended", run_id=run.run_id, title=run.title, by=run.by, status=j["status"],
+                summary=reason or j["status"], duration=j.get("duration"),
+            )  # fmt: skip
             run.done.set()
             run.events.close()
 

@@ -236,6 +236,10 @@ class Scheduler:
         blocked = gates.check(s.gates.merged(self.gates), planned(s, occ, name, chosen))
         if blocked is not None:
             self._record(s, occ, "skipped", f"gate_{blocked.gate}", str(blocked), experiment=name)
+            self.runs.notifier.send(
+                "gate_skipped", schedule=s.name, occurrence=occ.due.isoformat(),
+                experiment=name, gate=blocked.gate, reason=str(blocked),
+            )  # fmt: skip
             return
         if live and s.concurrency is Concurrency.REPLACE:
             why = self._replace(live)

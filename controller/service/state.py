@@ -15,6 +15,7 @@ from controller.experiments.model import Experiment
 from controller.experiments.runner import Runner, RunOptions
 from controller.service.auth import Tokens
 from controller.service.killswitch import KillSwitchLever
+from controller.service.notify import Notifier
 from controller.service.runs import RunManager
 from controller.service.scheduler import Scheduler
 from controller.service.tls import CertRoles
@@ -42,13 +43,14 @@ class Service:
         tokens: Tokens,
         metrics: ControllerMetrics,
         cert_roles: CertRoles | None = None,
+        notifier: Notifier | None = None,
     ) -> Service:
         opened = open_store(data_dir)  # DATA_DIR/brownout.db, migrated
         store, history = opened.state, opened.history
         # The service's one fleet: one loop and one channel per agent, lent to
         # every run, dry run, the kill switch, recovery and the fleet page.
         fleet = Fleet.connect(agents)
-        runs = RunManager(fleet, data_dir, history, store, metrics)
+        runs = RunManager(fleet, data_dir, history, store, metrics, notifier)
         lever = KillSwitchLever(fleet, store, runs)
         refs = list(agents.refs)
         scheduler = Scheduler(opened.schedules, store, runs, metrics)
@@ -60,6 +62,7 @@ class Service:
     def close(self) -> None:
         self.scheduler.stop()
         self.fleet.close()
+        self.runs.notifier.close()  # what is queued still goes out, within its bound
 
     # --------------------------------------------------------------- reads
 
