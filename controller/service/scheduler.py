@@ -94,6 +94,7 @@ class Scheduler:
         self.metrics = metrics
         self._now = now
         self._entries: dict[str, _Entry] = {}
+        self._parsed: dict[str, tuple[str, Experiment]] = {}  # stored experiments by name
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -167,8 +168,7 @@ class Scheduler:
         """The first occurrence to handle: after the schedule's mark, recording
         as missed the ones past their starting deadline; after now for a new one."""
         mark = self.schedules.last_due(schedule.name)
-        if mark is None:
-            self.schedules.mark(schedule.name, now.isoformat())
+        if mark is None:  # new: nothing to catch up on (its first record marks it)
             return next(occurrences(schedule, now))
         deadline = timedelta(seconds=schedule.starting_deadline)
         it: Iterator[Occurrence] = occurrences(schedule, datetime.fromisoformat(mark))
@@ -278,7 +278,12 @@ class Scheduler:
         stored = self.state.experiment(ref)
         try:
             if stored is not None:
-                return exp.parse(stored.doc, f"experiment {ref}")
+                key = json.dumps(stored.doc, sort_keys=True)
+                cached = self._parsed.get(ref)
+                if cached is None or cached[0] != key:
+                    cached = key, exp.parse(stored.doc, f"experiment {ref}")
+                    self._parsed[ref] = cached
+                return cached[1]
             if ref.endswith((".yaml", ".yml", ".json")):
                 return exp.load(Path(ref))
         except ConfigError as exc:
@@ -311,5 +316,4 @@ class Scheduler:
             experiment,
         )  # fmt: skip
         keep = max(s.history_limit, (s.max_runs_per_day or 0) + 1)
-        self.schedules.record(record, keep)
-        self.schedules.mark(s.name, occ.due.isoformat())
+        self.schedules.record(record, keep)  # and marks the schedule, in one transaction

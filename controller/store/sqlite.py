@@ -256,7 +256,8 @@ class SqliteSchedules:
             return db.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount > 0
 
     def record(self, occ: ScheduledOccurrence, keep: int) -> None:
-        """Keep what became of an occurrence, and only the newest `keep` of the schedule."""
+        """Keep what became of an occurrence, and only the newest `keep` of the
+        schedule; the schedule's mark moves to it."""
         with self.db.connect() as db:
             db.execute(
                 "INSERT OR REPLACE INTO schedule_occurrences VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -268,6 +269,9 @@ class SqliteSchedules:
                 " (SELECT due FROM schedule_occurrences WHERE schedule = ?"
                 "  ORDER BY due DESC LIMIT ?)",
                 (occ.schedule, occ.schedule, keep),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO schedule_marks VALUES (?, ?)", (occ.schedule, occ.due)
             )
 
     def occurrences(self, name: str, limit: int = 100) -> list[ScheduledOccurrence]:
