@@ -32,6 +32,7 @@ from controller.experiments import parse as exp
 from controller.experiments.gates import Gates
 from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.model import Experiment
+from controller.experiments.window import RunWindow
 from controller.schedules import model, picking
 from controller.schedules.model import Concurrency, Schedule
 from controller.schedules.plan import (
@@ -67,6 +68,15 @@ def planned(s: Schedule, occ: Occurrence, name: str, experiment: Experiment) -> 
         "faults": [a.name for a in experiment.fault_actions],
         "by": f"schedule:{s.name}",
     }
+
+
+@dataclass(frozen=True)
+class _Context:
+    experiments: dict[str, Experiment | str]  # loaded, or why not
+    windows: dict[str, RunWindow | None]
+    per_day: Counter[str]  # runs started, by local day
+    kill_switch: str  # its reason if engaged
+    last_started: dict[str, str]  # by experiment
 
 
 @dataclass
@@ -118,14 +128,21 @@ class Scheduler:
     def plan(self, schedule: Schedule, count: int) -> list[Occurrence]:
         """The next `count` occurrences and whether each would run, as the loop
         would decide now (what only the moment knows, a run still going, aside)."""
-        loaded = {n: self._experiment(n) for n in schedule.experiments}
-        windows = {n: e.settings.window for n, e in loaded.items() if not isinstance(e, str)}
-        per_day = Counter(
-            local_day(schedule, datetime.fromisoformat(o.at)) for o in self._started(schedule)
-        )
+        c = self._context(schedule)
+        return plan(schedule, self._now(), count, c.windows, c.per_day, c.kill_switch)
+
+    def _context(self, s: Schedule) -> _Context:
+        """What the rules need to judge an occurrence of s, read once."""
+        loaded = {n: self._experiment(n) for n in s.experiments}
+        started = self._started(s)
         ks = self.state.kill_switch()
-        reason = ks.reason if ks.engaged else ""
-        return plan(schedule, self._now(), count, windows, per_day, reason)
+        return _Context(
+            loaded,
+            {n: e.settings.window for n, e in loaded.items() if not isinstance(e, str)},
+            Counter(local_day(s, datetime.fromisoformat(o.at)) for o in started),
+            ks.reason if ks.engaged else "",
+            {o.experiment: o.at for o in reversed(started)},  # the newest start wins
+        )
 
     # ---------------------------------------------------------------- loop
 
@@ -190,7 +207,6 @@ class Scheduler:
                 )
                 self._record(schedule, m, "skipped", "missed", why, count=False)
             log.warning("missed occurrences", schedule=schedule.name, count=len(missed))
-            self.schedules.mark(schedule.name, missed[-1].due.isoformat())
         return occ
 
     # ----------------------------------------------------------- occurrence
@@ -205,17 +221,11 @@ class Scheduler:
             )
             self._record(s, occ, "skipped", "missed", why)
             return
-        experiments: dict[str, Experiment | str] = {n: self._experiment(n) for n in s.experiments}
-        windows = {n: e.settings.window for n, e in experiments.items() if not isinstance(e, str)}
-        ks = self.state.kill_switch()
-        why, kind = static_skip(s, occ.at, windows, ks.reason if ks.engaged else "")
-        if not why and s.max_runs_per_day is not None:
-            day = local_day(s, occ.at)
-            today = sum(
-                1 for o in self._started(s) if local_day(s, datetime.fromisoformat(o.at)) == day
-            )
-            if today >= s.max_runs_per_day:
-                why, kind = f"max-runs-per-day {s.max_runs_per_day} reached on {day}", "max_runs"
+        c = self._context(s)
+        why, kind = static_skip(s, occ.at, c.windows, c.kill_switch)
+        day = local_day(s, occ.at)
+        if not why and s.max_runs_per_day is not None and c.per_day[day] >= s.max_runs_per_day:
+            why, kind = f"max-runs-per-day {s.max_runs_per_day} reached on {day}", "max_runs"
         live = self._still_going(entry)
         if not why and live and s.concurrency is Concurrency.FORBID:
             why = f"run {live[-1]} of this schedule is still going (concurrency forbid)"
@@ -223,12 +233,9 @@ class Scheduler:
         if why:
             self._record(s, occ, "skipped", kind, why)
             return
-        last = {}
-        for o in reversed(self._started(s)):
-            last[o.experiment] = o.at
         draws = (draw(s.name, occ.due, "explore"), draw(s.name, occ.due, "which"))
-        name, because = picking.pick(s.experiments, last, s.exploration, draws)
-        chosen = experiments[name]
+        name, because = picking.pick(s.experiments, c.last_started, s.exploration, draws)
+        chosen = c.experiments[name]
         if isinstance(chosen, str):
             self._record(s, occ, "skipped", "experiment", chosen, experiment=name)
             return

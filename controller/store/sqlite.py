@@ -289,10 +289,6 @@ class SqliteSchedules:
             ).fetchone()
         return None if row is None else str(row[0])
 
-    def mark(self, name: str, due: str) -> None:
-        with self.db.connect() as db:
-            db.execute("INSERT OR REPLACE INTO schedule_marks VALUES (?, ?)", (name, due))
-
 
 def _stored(row: tuple[Any, ...]) -> StoredExperiment:
     return StoredExperiment(row[0], row[1], json.loads(row[2]), row[3], row[4])
