@@ -10,9 +10,11 @@
 # chromium, chromium-driver: the console is tested in a real headless browser.
 # runc, busybox-static: real containers (an OCI bundle of busybox) as fault targets.
 # prometheus-alertmanager: a real Alertmanager for the schedules' incident gate.
+# postgresql: a real PostgreSQL for the shared store (tests/postgres.py starts its own
+#   server in a temp dir; the package's default cluster is not created).
 set -euo pipefail
 pkgs=(iproute2 procps e2fsprogs nftables iputils-ping iperf3 prometheus systemd chromium
-    chromium-driver runc busybox-static prometheus-alertmanager "$@")
+    chromium-driver runc busybox-static prometheus-alertmanager postgresql "$@")
 need=()
 for pkg in "${pkgs[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
@@ -23,5 +25,8 @@ if [ "$(id -u)" != 0 ]; then
     exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
+# No default cluster (and no server on port 5432) when postgresql is installed.
+mkdir -p /etc/postgresql-common/createcluster.d
+echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/brownout-tests.conf
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

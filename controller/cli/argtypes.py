@@ -131,3 +131,20 @@ interface = checked(values.interface)
 
 cgroup = checked(values.cgroup)
 pid = checked(values.pid)
+
+
+def _database(text: str) -> str:
+    """A postgresql:// DSN, checked for form only (the server is asked at open)."""
+    from controller.store import postgres  # psycopg, only for a command that has a DSN
+
+    dsn = text.strip()
+    if not postgres.is_dsn(dsn):
+        raise ValueError(
+            "give a postgresql://USER@HOST:PORT/DBNAME DSN (SQLite in --data-dir is the default;"
+            " put a password in PGPASSWORD or ~/.pgpass, not on the command line)"
+        )
+    postgres.check_dsn(dsn)
+    return dsn
+
+
+database = checked(_database)

@@ -102,6 +102,15 @@ def _data_dir_option(p: argparse.ArgumentParser) -> None:
         default=None,
         help="journals and brownout.db (env BROWNOUT_DATA_DIR, default ~/.local/state/brownout)",
     )
+    p.add_argument(
+        "--database",
+        type=argtypes.database,
+        default=None,
+        metavar="DSN",
+        help="keep the history and the service's state in PostgreSQL instead of"
+        " DATA_DIR/brownout.db: postgresql://USER@HOST:PORT/DBNAME (env BROWNOUT_DATABASE;"
+        " the password from PGPASSWORD or ~/.pgpass)",
+    )
 
 
 def add_subcommands(sub: Any) -> None:
@@ -158,6 +167,8 @@ def resolve_env(args: argparse.Namespace) -> None:
         args.inventory = _from_env("BROWNOUT_INVENTORY", argtypes.existing_file)
     if "data_dir" in args and args.data_dir is None:
         args.data_dir = default_data_dir()
+    if "database" in args and args.database is None and "BROWNOUT_DATABASE" in os.environ:
+        args.database = _from_env("BROWNOUT_DATABASE", argtypes.database)
 
 
 def _refs(args: argparse.Namespace) -> list[inventory.AgentRef]:
@@ -224,7 +235,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     metrics = ControllerMetrics()
     if args.metrics:
         reporter.event(f"metrics on {args.metrics} (port {metrics.serve(args.metrics)})")
-    history = open_store(args.data_dir).history
+    history = open_store(args.data_dir, args.database).history
     with _fleet(args) as fleet:
         options = _options(args, history)
         runner = Runner(experiment, fleet, options, reporter, metrics)
@@ -278,7 +289,7 @@ def schedule_name(text: str) -> str:
 
 
 def cmd_schedule_history(args: argparse.Namespace) -> int:
-    store = open_store(args.data_dir)
+    store = open_store(args.data_dir, args.database)
     occs = store.schedules.occurrences(args.schedule, args.limit)
     if args.status:
         occs = [o for o in occs if o.run_id and _status(store, o.run_id) == args.status]
@@ -304,7 +315,7 @@ def _status(store: Store, run_id: str) -> str:
 def cmd_history(args: argparse.Namespace) -> int:
     if args.schedule:
         return cmd_schedule_history(args)
-    runs = open_store(args.data_dir).history.runs(args.limit, args.status)
+    runs = open_store(args.data_dir, args.database).history.runs(args.limit, args.status)
     if args.json:
         print(json.dumps([r.__dict__ for r in runs], indent=2))
         return 0
@@ -327,7 +338,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     try:
-        run, journal = open_store(args.data_dir).history.get(args.run_id)
+        run, journal = open_store(args.data_dir, args.database).history.get(args.run_id)
     except NotFound as exc:
         print(f"brownout: {exc}", file=sys.stderr)
         return 2

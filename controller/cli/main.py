@@ -32,6 +32,7 @@ from controller.cli import argtypes, certs, faultflags, remote, schedules
 from controller.cli import commands as fleet_commands
 from controller.cli.render import describe_fault, fault_table, info_text
 from controller.errors import ConfigError
+from controller.store import NewerDatabase, StoreUnavailable
 
 T = TypeVar("T")
 DEFAULT_AGENT = "127.0.0.1:7070"
@@ -280,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"brownout: {exc}", file=sys.stderr)
         return 2
+    except (StoreUnavailable, NewerDatabase) as exc:
+        print(f"brownout: {exc}", file=sys.stderr)
+        return 1
     try:
         with Fleet(inventory.build(agents=[args.agent]), timeout=args.timeout, tls=tls) as fleet:
             return agent_command(fleet, args)

@@ -246,8 +246,9 @@ def cmd_serve(args: argparse.Namespace, refs: Any, agent_tls: ClientTls | None) 
     metrics_port = metrics.serve(args.metrics_listen)
     agents = AgentConnection.of(refs, args.timeout, agent_tls)
     svc = Service.build(
-        agents, Path(args.data_dir), _tokens(args), metrics, _cert_roles(args), notifier
-    )
+        agents, Path(args.data_dir), _tokens(args), metrics, _cert_roles(args), notifier,
+        args.database,
+    )  # fmt: skip
     try:
         if declared is not None:
             load_schedules(svc, args.schedules, declared)

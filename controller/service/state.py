@@ -19,7 +19,7 @@ from controller.service.notify import Notifier
 from controller.service.runs import RunManager
 from controller.service.scheduler import Scheduler
 from controller.service.tls import CertRoles
-from controller.store import History, Schedules, ServiceState, open_store
+from controller.store import History, Schedules, ServiceState, Store, open_store
 
 
 @dataclass
@@ -34,6 +34,7 @@ class Service:
     fleet: Fleet
     schedules: Schedules
     scheduler: Scheduler
+    opened: Store  # the database behind store, history and schedules
     cert_roles: CertRoles | None = None  # with mutual TLS: client identities' roles
 
     @staticmethod
@@ -44,8 +45,9 @@ class Service:
         metrics: ControllerMetrics,
         cert_roles: CertRoles | None = None,
         notifier: Notifier | None = None,
+        database: str | None = None,
     ) -> Service:
-        opened = open_store(data_dir)  # DATA_DIR/brownout.db, migrated
+        opened = open_store(data_dir, database)  # migrated
         store, history = opened.state, opened.history
         # The service's one fleet: one loop and one channel per agent, lent to
         # every run, dry run, the kill switch, recovery and the fleet page.
@@ -56,13 +58,14 @@ class Service:
         scheduler = Scheduler(opened.schedules, store, runs, metrics)
         return Service(
             refs, data_dir, tokens, store, history, runs, lever, fleet, opened.schedules,
-            scheduler, cert_roles,
+            scheduler, opened, cert_roles,
         )  # fmt: skip
 
     def close(self) -> None:
         self.scheduler.stop()
         self.fleet.close()
         self.runs.notifier.close()  # what is queued still goes out, within its bound
+        self.opened.close()
 
     # --------------------------------------------------------------- reads
 

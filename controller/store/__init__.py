@@ -1,6 +1,7 @@
-"""The controller's one store: the run history and the service's state, in one
-database with a versioned schema (schema.py), behind two interfaces that a
-second backend (PostgreSQL, for several controllers) implements as well."""
+"""The controller's one store: the run history, the service's state and the
+schedules, in one database with a versioned schema (schema.py), queried in
+the SQL both backends share (sql.py): SQLite in the data dir, the embedded
+default, or PostgreSQL by DSN, for several controllers on one history."""
 
 from __future__ import annotations
 
@@ -18,13 +19,9 @@ from controller.store.records import (
     StoredSchedule,
     now_iso,
 )
-from controller.store.sqlite import (
-    Database,
-    SqliteHistory,
-    SqliteSchedules,
-    SqliteServiceState,
-    open_database,
-)
+from controller.store.schema import NewerDatabase, StoreUnavailable
+from controller.store.sql import Database, SqlHistory, SqlSchedules, SqlServiceState
+from controller.store.sqlite import open_database
 
 
 class History(Protocol):
@@ -60,12 +57,26 @@ class Store:
     history: History
     state: ServiceState
     schedules: Schedules
+    db: Database
+
+    @property
+    def where(self) -> str:
+        return self.db.where
+
+    def close(self) -> None:
+        self.db.close()
 
 
-def open_store(data_dir: Path) -> Store:
-    """DATA_DIR/brownout.db, migrated to this release's schema."""
-    db = open_database(data_dir)
-    return Store(SqliteHistory(db), SqliteServiceState(db), SqliteSchedules(db))
+def open_store(data_dir: Path, database: str | None = None) -> Store:
+    """PostgreSQL if a DSN is given, else DATA_DIR/brownout.db; migrated to this
+    release's schema either way."""
+    if database:
+        from controller.store.postgres import PostgresDatabase  # psycopg only when asked
+
+        db: Database = PostgresDatabase(database)
+    else:
+        db = open_database(data_dir)
+    return Store(SqlHistory(db), SqlServiceState(db), SqlSchedules(db), db)
 
 
 __all__ = [
@@ -73,12 +84,14 @@ __all__ = [
     "History",
     "KillSwitch",
     "LiveRun",
+    "NewerDatabase",
     "NotFound",
     "Run",
     "ScheduledOccurrence",
     "Schedules",
     "ServiceState",
     "Store",
+    "StoreUnavailable",
     "StoredExperiment",
     "StoredSchedule",
     "now_iso",

@@ -3,9 +3,19 @@
 A database records the last one applied (SQLite: PRAGMA user_version), so a
 new release adds a migration and never edits an old one. The SQL is the
 common subset of SQLite and PostgreSQL (TEXT, INTEGER, REAL; no AUTOINCREMENT)
-so a second backend can apply the same list."""
+so both backends apply the same list ("by" is quoted: PostgreSQL reserves it;
+quoting it changed nothing in a SQLite database made before)."""
 
 from __future__ import annotations
+
+
+class NewerDatabase(RuntimeError):
+    """The database was written by a newer release: refuse rather than guess."""
+
+
+class StoreUnavailable(RuntimeError):
+    """The database cannot be reached or opened: the message says which and why."""
+
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -29,21 +39,21 @@ MIGRATIONS: list[tuple[str, str]] = [
             id       INTEGER PRIMARY KEY CHECK (id = 1),
             engaged  INTEGER NOT NULL,
             reason   TEXT NOT NULL,
-            by       TEXT NOT NULL,
+            "by"     TEXT NOT NULL,
             at       TEXT NOT NULL
         );
         CREATE TABLE IF NOT EXISTS experiments (
             name     TEXT PRIMARY KEY,
             title    TEXT NOT NULL,
             doc      TEXT NOT NULL,
-            by       TEXT NOT NULL,
+            "by"     TEXT NOT NULL,
             at       TEXT NOT NULL
         );
         CREATE TABLE IF NOT EXISTS live_runs (
             run_id       TEXT PRIMARY KEY,
             title        TEXT NOT NULL,
             journal_path TEXT NOT NULL,
-            by           TEXT NOT NULL,
+            "by"         TEXT NOT NULL,
             started      TEXT NOT NULL,
             agents       TEXT NOT NULL
         );
@@ -56,7 +66,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             name     TEXT PRIMARY KEY,
             doc      TEXT NOT NULL,
             source   TEXT NOT NULL,
-            by       TEXT NOT NULL,
+            "by"     TEXT NOT NULL,
             at       TEXT NOT NULL
         );
         CREATE TABLE IF NOT EXISTS schedule_occurrences (

@@ -63,6 +63,8 @@ ADDR = ["", "nohost", "127.0.0.1:99999", "::1:80"]
 # (command words before the flag, the flag, bad values, words after it)
 INJECT = ["inject"]
 C = "--duration 10s"
+# Not PostgreSQL, and a DSN libpq cannot parse.
+DSN = ["", "sqlite:///x.db", "/var/lib/brownout.db", "postgresql://h/db?sslmode=bogus x"]
 CTL_BAD: list[tuple[str, str, list[str], str]] = [
     ("", "--agent", ADDR, "info"),
     ("", "--timeout", DUR, "info"),
@@ -165,6 +167,10 @@ CTL_BAD: list[tuple[str, str, list[str], str]] = [
     ("history", "--limit", [*INT, "0"], ""),
     ("history", "--status", CHOICE, ""),
     ("history", "--data-dir", [""], ""),
+    ("history", "--database", DSN, ""),
+    ("run EXP", "--database", DSN, ""),
+    ("show", "--database", DSN, "RUN"),
+    ("serve EXP", "--database", DSN, ""),
     ("show", "--data-dir", [""], "RUN"),
     ("serve EXP", "--metrics-listen", ADDR, ""),
     ("serve EXP", "--every", DUR, ""),
@@ -218,6 +224,7 @@ CTL_ENV: list[tuple[str, list[str], str]] = [
     ("BROWNOUT_AGENT", ADDR, "info"),
     ("BROWNOUT_INVENTORY", ["", "/nonexistent/inv.yaml"], "agents"),
     ("BROWNOUT_DATA_DIR", ["", "/etc/hostname"], "history"),
+    ("BROWNOUT_DATABASE", DSN, "history"),
     ("BROWNOUT_TLS_CA", ["", "/nonexistent/ca.pem"], "info"),
     ("BROWNOUT_TLS_CERT", ["", "/nonexistent/c.pem"], "info"),
     ("BROWNOUT_TLS_KEY", ["", "/nonexistent/k.pem"], "info"),

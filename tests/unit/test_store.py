@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from controller.store import LiveRun, open_store
-from controller.store.schema import VERSION
-from controller.store.sqlite import FILE, Database, NewerDatabase
+from controller.store.schema import VERSION, NewerDatabase
+from controller.store.sqlite import FILE, SqliteDatabase
 
 pytestmark = pytest.mark.unit
 
@@ -35,7 +35,7 @@ INSERT INTO experiments VALUES ('cpu', 'CPU', '{"title": "CPU"}', 'token:alice',
 
 def test_a_new_database_is_at_this_release_and_reopening_changes_nothing(tmp_path: Path) -> None:
     store = open_store(tmp_path)
-    db = Database(tmp_path / FILE)
+    db = SqliteDatabase(tmp_path / FILE)
     assert db.version() == VERSION >= 1
     store.state.run_started(LiveRun("r1", "t", "/j", "me", "2026", ["a:1"]))
     again = open_store(tmp_path)

@@ -1,0 +1,251 @@
+"""The store's queries, in the SQL SQLite and PostgreSQL share (upserts with
+ON CONFLICT, `?` placeholders that the PostgreSQL backend turns into its own,
+"by" quoted because PostgreSQL reserves it). A backend gives connections, each
+one transaction: committed when its block ends, rolled back on an error."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from controller.store.records import (
+    KillSwitch,
+    LiveRun,
+    NotFound,
+    Run,
+    ScheduledOccurrence,
+    StoredExperiment,
+    StoredSchedule,
+    now_iso,
+)
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Connection(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
+
+
+class Database(Protocol):
+    @property
+    def where(self) -> str:
+        """The file, or the server and database (never a password), for messages."""
+        ...
+
+    def connect(self) -> AbstractContextManager[Connection]: ...
+    def close(self) -> None: ...
+
+
+def _brownout(journal: dict[str, Any]) -> dict[str, Any]:
+    return next((dict(e) for e in journal.get("extensions", []) if e.get("name") == "brownout"), {})
+
+
+class SqlHistory:
+    """The runs, one row each with its whole journal."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def record(self, journal: dict[str, Any], journal_path: Any) -> None:
+        b = _brownout(journal)
+        sel = b.get("selection") or {}
+        row = (
+            b["run_id"],
+            journal["experiment"].get("title", ""),
+            journal["status"],
+            int(bool(journal.get("deviated"))),
+            b.get("reason", ""),
+            journal["start"],
+            journal.get("end"),
+            journal.get("duration"),
+            len(sel.get("targets", [])),
+            str(journal_path),
+            json.dumps(journal, default=str),
+        )
+        with self.db.connect() as db:
+            db.execute(
+                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (run_id) DO UPDATE"
+                " SET title = excluded.title, status = excluded.status,"
+                " deviated = excluded.deviated, reason = excluded.reason,"
+                " started = excluded.started, ended = excluded.ended,"
+                " duration = excluded.duration, targets = excluded.targets,"
+                " journal_path = excluded.journal_path, journal = excluded.journal",
+                row,
+            )
+
+    def runs(self, limit: int = 20, status: str | None = None) -> list[Run]:
+        query = "SELECT * FROM runs"
+        params: tuple[Any, ...] = ()
+        if status:
+            query += " WHERE status = ?"
+            params = (status,)
+        query += " ORDER BY started DESC LIMIT ?"
+        with self.db.connect() as db:
+            rows = db.execute(query, (*params, limit)).fetchall()
+        return [_run(r) for r in rows]
+
+    def get(self, run_id: str) -> tuple[Run, dict[str, Any]]:
+        """A run by id or unique id prefix, with its journal."""
+        prefix = run_id.replace("\\", "").replace("%", "").replace("_", r"\_") + "%"
+        with self.db.connect() as db:
+            rows = db.execute(
+                "SELECT * FROM runs WHERE run_id = ? OR run_id LIKE ? ESCAPE '\\'", (run_id, prefix)
+            ).fetchall()
+        exact = [r for r in rows if r[0] == run_id]
+        if exact:
+            rows = exact
+        if not rows:
+            raise NotFound(f"no run {run_id!r} in {self.db.where}")
+        if len(rows) > 1:
+            raise NotFound(f"{run_id!r} matches {len(rows)} runs; give more of the id")
+        return _run(rows[0]), json.loads(rows[0][10])
+
+
+def _run(r: Sequence[Any]) -> Run:
+    return Run(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7], r[8], r[9])
+
+
+class SqlServiceState:
+    """What `brownout serve` keeps across restarts: the kill switch, stored
+    experiments, and the runs that are live."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def kill_switch(self) -> KillSwitch:
+        with self.db.connect() as db:
+            row = db.execute('SELECT engaged, reason, "by", at FROM kill_switch').fetchone()
+        return KillSwitch(False) if row is None else KillSwitch(bool(row[0]), *row[1:])
+
+    def set_kill_switch(self, engaged: bool, reason: str, by: str) -> KillSwitch:
+        state = KillSwitch(engaged, reason, by, now_iso())
+        with self.db.connect() as db:
+            db.execute(
+                "INSERT INTO kill_switch VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
+                ' SET engaged = excluded.engaged, reason = excluded.reason, "by" = excluded."by",'
+                " at = excluded.at",
+                (int(engaged), reason, by, state.at),
+            )
+        return state
+
+    def put_experiment(self, name: str, title: str, doc: dict[str, Any], by: str) -> None:
+        with self.db.connect() as db:
+            db.execute(
+                "INSERT INTO experiments VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE"
+                ' SET title = excluded.title, doc = excluded.doc, "by" = excluded."by",'
+                " at = excluded.at",
+                (name, title, json.dumps(doc), by, now_iso()),
+            )
+
+    def experiment(self, name: str) -> StoredExperiment | None:
+        with self.db.connect() as db:
+            row = db.execute("SELECT * FROM experiments WHERE name = ?", (name,)).fetchone()
+        return None if row is None else _stored(row)
+
+    def experiments(self) -> list[StoredExperiment]:
+        with self.db.connect() as db:
+            rows = db.execute("SELECT * FROM experiments ORDER BY name").fetchall()
+        return [_stored(r) for r in rows]
+
+    def delete_experiment(self, name: str) -> bool:
+        with self.db.connect() as db:
+            return db.execute("DELETE FROM experiments WHERE name = ?", (name,)).rowcount > 0
+
+    def run_started(self, run: LiveRun) -> None:
+        with self.db.connect() as db:
+            db.execute(
+                "INSERT INTO live_runs VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING",
+                (run.run_id, run.title, run.journal_path, run.by, run.started,
+                 json.dumps(run.agents)),
+            )  # fmt: skip
+
+    def run_ended(self, run_id: str) -> None:
+        with self.db.connect() as db:
+            db.execute("DELETE FROM live_runs WHERE run_id = ?", (run_id,))
+
+    def live_runs(self) -> list[LiveRun]:
+        with self.db.connect() as db:
+            rows = db.execute("SELECT * FROM live_runs ORDER BY started").fetchall()
+        return [LiveRun(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+
+def _stored(row: Sequence[Any]) -> StoredExperiment:
+    return StoredExperiment(row[0], row[1], json.loads(row[2]), row[3], row[4])
+
+
+class SqlSchedules:
+    """Schedules, what became of each occurrence, and the last occurrence each
+    one handled (so a restart knows which it missed)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def put(self, name: str, doc: dict[str, Any], source: str, by: str) -> None:
+        with self.db.connect() as db:
+            db.execute(
+                "INSERT INTO schedules VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE"
+                ' SET doc = excluded.doc, source = excluded.source, "by" = excluded."by",'
+                " at = excluded.at",
+                (name, json.dumps(doc), source, by, now_iso()),
+            )
+
+    def get(self, name: str) -> StoredSchedule | None:
+        with self.db.connect() as db:
+            row = db.execute("SELECT * FROM schedules WHERE name = ?", (name,)).fetchone()
+        return None if row is None else StoredSchedule(row[0], json.loads(row[1]), *row[2:])
+
+    def all(self) -> list[StoredSchedule]:
+        with self.db.connect() as db:
+            rows = db.execute("SELECT * FROM schedules ORDER BY name").fetchall()
+        return [StoredSchedule(r[0], json.loads(r[1]), *r[2:]) for r in rows]
+
+    def delete(self, name: str) -> bool:
+        with self.db.connect() as db:
+            db.execute("DELETE FROM schedule_marks WHERE schedule = ?", (name,))
+            return db.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount > 0
+
+    def record(self, occ: ScheduledOccurrence, keep: int) -> None:
+        """Keep what became of an occurrence, and only the newest `keep` of the
+        schedule; the schedule's mark moves to it."""
+        with self.db.connect() as db:
+            db.execute(
+                "INSERT INTO schedule_occurrences VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (schedule, due) DO UPDATE SET at = excluded.at,"
+                " outcome = excluded.outcome, kind = excluded.kind, detail = excluded.detail,"
+                " run_id = excluded.run_id, experiment = excluded.experiment",
+                (occ.schedule, occ.due, occ.at, occ.outcome, occ.kind, occ.detail, occ.run_id,
+                 occ.experiment),
+            )  # fmt: skip
+            db.execute(
+                "DELETE FROM schedule_occurrences WHERE schedule = ? AND due NOT IN"
+                " (SELECT due FROM schedule_occurrences WHERE schedule = ?"
+                "  ORDER BY due DESC LIMIT ?)",
+                (occ.schedule, occ.schedule, keep),
+            )
+            db.execute(
+                "INSERT INTO schedule_marks VALUES (?, ?)"
+                " ON CONFLICT (schedule) DO UPDATE SET last_due = excluded.last_due",
+                (occ.schedule, occ.due),
+            )
+
+    def occurrences(self, name: str, limit: int = 100) -> list[ScheduledOccurrence]:
+        with self.db.connect() as db:
+            rows = db.execute(
+                "SELECT * FROM schedule_occurrences WHERE schedule = ? ORDER BY due DESC LIMIT ?",
+                (name, limit),
+            ).fetchall()
+        return [ScheduledOccurrence(*r) for r in rows]
+
+    def last_due(self, name: str) -> str | None:
+        with self.db.connect() as db:
+            row = db.execute(
+                "SELECT last_due FROM schedule_marks WHERE schedule = ?", (name,)
+            ).fetchone()
+        return None if row is None else str(row[0])
