@@ -40,6 +40,14 @@ def int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
 
 duration = checked(values.duration)
 positive_duration = checked(values.positive_duration)
+
+
+def duration_at_least(seconds: float) -> Callable[[str], float]:
+    return checked(
+        values.bounded(values.duration, lambda v: v >= seconds, f"at least {seconds:g}s")
+    )
+
+
 size = checked(values.size)
 positive_size = checked(values.positive_size)
 percent = checked(values.percent)

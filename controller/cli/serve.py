@@ -31,7 +31,7 @@ from controller.experiments import parse as exp
 from controller.experiments.gates import Gates
 from controller.experiments.metrics import ControllerMetrics
 from controller.schedules import model as schedules
-from controller.service import app, notify, tls
+from controller.service import app, notify, replicas, tls
 from controller.service.auth import Role, Tokens, new_token
 from controller.service.errors import Refused
 from controller.service.notify import Notifier
@@ -113,6 +113,13 @@ def add_parsers(sub: Any, add_fleet_options: Any, data_dir_option: Any) -> None:
         type=argtypes.existing_file,
         help="webhooks told of runs, steps, aborts, ends, gate skips and the kill switch"
         " (YAML: notifications: [...]; URLs from the environment or files)",
+    )
+    serve.add_argument(
+        "--replica-timeout",
+        type=argtypes.duration_at_least(3.0),
+        default=replicas.TIMEOUT,
+        help="with several replicas on one --database: how long one may go without a"
+        " heartbeat before another marks its runs interrupted and takes over (default 10s)",
     )
     serve.add_argument(
         "--ready-file",
@@ -247,7 +254,7 @@ def cmd_serve(args: argparse.Namespace, refs: Any, agent_tls: ClientTls | None) 
     agents = AgentConnection.of(refs, args.timeout, agent_tls)
     svc = Service.build(
         agents, Path(args.data_dir), _tokens(args), metrics, _cert_roles(args), notifier,
-        args.database,
+        args.database, args.replica_timeout,
     )  # fmt: skip
     try:
         if declared is not None:
@@ -271,6 +278,7 @@ def cmd_serve(args: argparse.Namespace, refs: Any, agent_tls: ClientTls | None) 
                         "metrics_port": metrics_port,
                         "pid": os.getpid(),
                         "interrupted": interrupted,
+                        "replica": svc.sync.me.replica,
                     }
                 )
             )

@@ -45,12 +45,14 @@ class RunFaults:
         metrics: ControllerMetrics,
         end_run: Callable[[str, str], None],
         on_fault_error: str,
+        on_halt: Callable[[str, str], None] = lambda agent, fault_id: None,
     ) -> None:
         self._fleet = fleet
         self._j = journal
         self._report = report
         self._metrics = metrics
         self._end_run = end_run  # (reason, label) -> the run ends failed
+        self._on_halt = on_halt  # (agent, fault id): someone halted the agent under the run
         self._abort = on_fault_error == "abort"
         self._lock = threading.Lock()
         self._reverting = False  # from here on, fault ends are the run's own
@@ -88,6 +90,9 @@ class RunFaults:
             return
         if f.end_reason == pb.END_REASON_APPLY_FAILED:
             return  # the inject reply says so, as a failed injection
+        if f.end_reason == pb.END_REASON_HALT:  # an operator's act, not a fault going wrong
+            self._on_halt(agent, f.id)
+            return
         with self._lock:
             if f.id in self._ended_early:
                 return

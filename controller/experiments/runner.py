@@ -75,6 +75,10 @@ class RunOptions:
     clock: Callable[[], datetime] = utcnow
     # Told of milestones ("step", "aborted") with their fields: notifications.
     on_milestone: Callable[..., None] | None = None
+    # Why the agents were halted, if the caller knows (a service: its kill
+    # switch, engaged maybe by another replica); asked off the loop when a
+    # halt it did not expect ends one of the run's faults.
+    halted: Callable[[], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,9 @@ class Runner:
             self.metrics,
             lambda reason, label: self._fault_error(reason, label),
             experiment.settings.on_fault_error,
+            self._halt_seen,
         )
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ control
 
@@ -128,13 +134,29 @@ class Runner:
     def abort(self, reason: str, label: str) -> bool:
         """From any thread (an API call, the kill switch): end the run aborted
         and revert everything. False if it was already ending."""
-        if label == "kill_switch":
+        if label in ("kill_switch", "halt"):
             self.faults.expect(pb.END_REASON_HALT)
         if self._end_with(RunStatus.ABORTED, reason, label):
             self.report.event(f"ABORT {reason}: reverting everything")
             self._milestone("aborted", reason=reason, label=label)
             return True
         return False
+
+    def _halt_seen(self, agent: str, fault_id: str) -> None:
+        """On the fleet's loop: a halt ended one of the run's faults. The run
+        is aborted (the hypothesis can no longer be tested), with the kill
+        switch's reason if the caller can tell it."""
+        task = asyncio.get_running_loop().create_task(self._halted(agent, fault_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _halted(self, agent: str, fault_id: str) -> None:
+        why = await asyncio.to_thread(self.options.halted) if self.options.halted else ""
+        if why:
+            self.abort(why, "kill_switch")
+        else:
+            self.abort(f"agent {agent} was halted under the run (fault {fault_id} reverted):"
+                       " brownout halt, or another controller's kill switch", "halt")  # fmt: skip
 
     def _milestone(self, kind: str, **data: object) -> None:
         if self.options.on_milestone is not None:

@@ -102,6 +102,10 @@ async def fleet(ops: Operations, request: Request, caller: Caller, body: Any) ->
     return {"agents": await ops.fleet()}
 
 
+async def replicas(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return await ops.replicas()
+
+
 # ----------------------------------------------------------- experiments
 
 
@@ -251,6 +255,9 @@ EXPERIMENT = Field((dict,), True, "the experiment document (as its YAML/JSON fil
 LIMIT = "how many runs, newest first"
 OPS: list[Op] = [
     Op("GET", "/fleet", Role.VIEWER, "Every agent of the inventory with its GetInfo", fleet),
+    Op("GET", "/replicas", Role.VIEWER,
+       "The controller replicas on this store: heartbeat age, lost or not, and the runs each"
+       " drives", replicas),
     Op("GET", "/experiments", Role.VIEWER, "Stored experiments", list_experiments),
     Op("POST", "/experiments/validate", Role.VIEWER, "Validate an experiment, store nothing",
        validate, {"experiment": EXPERIMENT}),

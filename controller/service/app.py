@@ -23,7 +23,6 @@ from controller.errors import ConfigError
 from controller.service import api, console
 from controller.service.errors import ServiceError
 from controller.service.http import error_response
-from controller.service.recovery import recover
 from controller.service.state import Service
 
 log = structlog.get_logger("brownout.serve")
@@ -61,10 +60,10 @@ def app(svc: Service) -> Starlette:
 
 
 def prepare(svc: Service) -> list[str]:
-    """Before serving: runs cut off by the last process, and the kill switch."""
-    interrupted = recover(svc.store, svc.history, svc.fleet)
-    for run_id in interrupted:
-        log.warning("run cut off by a controller restart marked interrupted", run_id=run_id)
+    """Before serving: this replica on the store, the runs cut off by the last
+    process (or by a replica gone meanwhile), and the kill switch."""
+    svc.sync.start()
+    interrupted = svc.sync.take_over()
     svc.lever.reassert()
     return interrupted
 

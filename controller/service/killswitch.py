@@ -5,7 +5,8 @@ every live run (status aborted, reason "kill switch: REASON") and sends a
 latched Halt to every agent at once, which reverts every fault there, this
 service's or anyone's, and refuses new ones until Resume. New runs are
 refused while it is engaged. Disengaging is explicit: it resumes the agents
-and clears the store.
+and clears the store. The other replicas on the store follow within a
+heartbeat (follow): they abort their runs and halt (or resume) their agents.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class KillSwitchLever:
         # The service's fleet; halts and resumes pass through its urgent
         # slots, so they never wait behind a run's calls.
         self.fleet = fleet
+        self._seen: tuple[bool, str] | None = None  # the switch as this replica last acted on it
 
     def state(self) -> KillSwitch:
         return self._store.kill_switch()
@@ -49,6 +51,7 @@ class KillSwitchLever:
         t0 = time.monotonic()
         with self._runs.gate:  # no start slips between the store and the aborts
             state = self._store.set_kill_switch(True, reason, by)
+            self._seen = (True, state.at)
             aborted = self._runs.abort_all(f"kill switch: {reason}", "kill_switch")
         self._runs.notifier.send("kill_switch", engaged=True, reason=reason, by=by)
         outcomes = self.fleet.halt(latch=True, reason=f"kill switch: {reason} (by {by})")
@@ -76,7 +79,9 @@ class KillSwitchLever:
     def disengage(self, by: str) -> dict[str, Any]:
         outcomes = self.fleet.resume()
         failed = [a for a, o in outcomes.items() if not o.ok]
-        state = self._store.set_kill_switch(False, "", by)
+        with self._runs.gate:
+            state = self._store.set_kill_switch(False, "", by)
+            self._seen = (False, state.at)
         self._runs.notifier.send("kill_switch", engaged=False, reason="disengaged", by=by)
         log.warning("kill switch disengaged", by=by, agents_failed=failed)
         return {**state.as_dict(), "agents": _agents(outcomes), "agents_failed": failed}
@@ -85,5 +90,27 @@ class KillSwitchLever:
         """At startup: an engaged switch is latched again on every agent (an
         agent that restarted meanwhile forgot its latch)."""
         state = self.state()
+        self._seen = (state.engaged, state.at)
         if state.engaged:
             self.fleet.halt(latch=True, reason=f"kill switch: {state.reason} (by {state.by})")
+
+    def follow(self) -> None:
+        """Do what another replica did to the switch since this one last acted:
+        abort this replica's runs and halt its agents, or resume them."""
+        with self._runs.gate:  # against this replica's own engage and disengage
+            state = self.state()
+            seen, self._seen = self._seen, (state.engaged, state.at)
+            if seen is None or seen == self._seen:  # nothing to follow (reassert() is the start)
+                return
+            why = f"kill switch: {state.reason}"
+            aborted = self._runs.abort_all(why, "kill_switch") if state.engaged else []
+        if not state.engaged:
+            failed = [a for a, o in self.fleet.resume().items() if not o.ok]
+            log.warning("kill switch disengaged by another replica", by=state.by,
+                        agents_failed=failed)  # fmt: skip
+            return
+        outcomes = self.fleet.halt(latch=True, reason=f"{why} (by {state.by})")
+        log.warning(
+            "kill switch engaged by another replica", reason=state.reason, by=state.by,
+            runs_aborted=aborted, agents_failed=[a for a, o in outcomes.items() if not o.ok],
+        )  # fmt: skip

@@ -70,6 +70,9 @@ class Operations:
     async def fleet(self) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.svc.fleet_status)
 
+    async def replicas(self) -> dict[str, Any]:
+        return await asyncio.to_thread(self.svc.replica_status)
+
     async def experiments(self) -> list[StoredExperiment]:
         return await asyncio.to_thread(self.svc.store.experiments)
 

@@ -1,7 +1,9 @@
-"""At startup: the runs a previous service process left live were cut off by
-its end. Each is marked interrupted in the history, and each of its faults is
-looked up on its agent, so the journal says per agent what became of them
-(reverted by lease expiry, normally) rather than assuming it."""
+"""A run whose replica is gone (a previous service process, or another
+replica that stopped heartbeating) was cut off. It is marked interrupted in
+the history, and each of its faults is looked up on its agent, so the journal
+says per agent what became of them (reverted by lease expiry, normally)
+rather than assuming it. The journal is the run's file if this replica can
+read it, else the snapshot its replica last heartbeat into the store."""
 
 from __future__ import annotations
 
@@ -18,11 +20,15 @@ from controller.agents.fleet import Fleet, Outcome
 from controller.agents.names import reason_name, state_name
 from controller.experiments import journal as jr
 from controller.experiments.probes import now_iso
-from controller.store import History, LiveRun, ServiceState
+from controller.store import History, LiveRun
 
-REASON = (
-    "interrupted: the controller stopped mid-run (restarted at {at}); each agent reverted"
-    " this run's faults by itself when its lease expired"
+ENDED = (
+    "interrupted: the controller stopped mid-run (its process {replica} ended; replica {me}"
+    " marked it at {at}); each agent reverted this run's faults by itself when its lease expired"
+)
+SILENT = (
+    "interrupted: replica {replica} driving it stopped heartbeating ({silent}); replica {me}"
+    " marked it at {at}; each agent reverted this run's faults by itself when its lease expired"
 )
 
 
@@ -41,18 +47,6 @@ async def _check(c: AsyncAgentClient, fault_ids: list[str]) -> dict[str, dict[st
     return out
 
 
-def recover(store: ServiceState, history: History, fleet: Fleet) -> list[str]:
-    """Mark every run left live as interrupted; the run ids. Faults are looked
-    up through the service's fleet (and agents since dropped from the
-    inventory through channels opened for the purpose)."""
-    done = []
-    for live in store.live_runs():
-        _recover_one(live, history, fleet)
-        store.run_ended(live.run_id)
-        done.append(live.run_id)
-    return done
-
-
 def _lookup(fleet: Fleet, faults: dict[str, list[str]]) -> dict[str, Outcome[Any]]:
     def check(c: AsyncAgentClient) -> Awaitable[dict[str, dict[str, str]]]:
         return _check(c, faults[c.address])
@@ -66,17 +60,34 @@ def _lookup(fleet: Fleet, faults: dict[str, list[str]]) -> dict[str, Outcome[Any
     return seen
 
 
-def _recover_one(live: LiveRun, history: History, fleet: Fleet) -> None:
-    path = Path(live.journal_path)
+def _journal(live: LiveRun) -> dict[str, Any]:
+    for text in (_read(Path(live.journal_path)), live.journal):
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(doc, dict):
+            return doc
+    return {
+        "status": "running",
+        "experiment": {"title": live.title},
+        "start": live.started,
+        "extensions": [{"name": "brownout", "run_id": live.run_id, "agents": {}}],
+    }
+
+
+def _read(path: Path) -> str:
     try:
-        journal: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
-        journal = {
-            "status": "running",
-            "experiment": {"title": live.title},
-            "start": live.started,
-            "extensions": [{"name": "brownout", "run_id": live.run_id, "agents": {}}],
-        }
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def interrupt(live: LiveRun, history: History, fleet: Fleet, reason: str, journals: Path) -> None:
+    """Mark a cut-off run interrupted (reason's {at} is now), with what its
+    agents say of its faults; its journal is rewritten where it was, or into
+    `journals` if that file is not on this host."""
+    journal = _journal(live)
     b = jr.brownout(journal)
     agents: dict[str, Any] = b.get("agents") or {}
     faults = {
@@ -92,12 +103,17 @@ def _recover_one(live: LiveRun, history: History, fleet: Fleet) -> None:
                 if fid:
                     f["after_restart"] = found.get(fid) or {"error": o.error}
     at = now_iso()
-    b["reason"] = REASON.format(at=at)
+    b["reason"] = reason.format(at=at)
     b["interrupted_by_restart"] = True
+    if live.replica:
+        b["replica"] = live.replica
     journal["status"] = "interrupted"
     journal["end"] = journal.get("end") or at
     journal["extensions"] = [
         b if e.get("name") == "brownout" else e for e in journal.get("extensions", [])
     ]
+    path = Path(live.journal_path)
+    if not path.parent.is_dir():
+        path = journals / path.name
     jr.write(journal, path)
     history.record(journal, path)

@@ -64,8 +64,10 @@ class RunManager:
         store: st.ServiceState,
         metrics: ControllerMetrics,
         notifier: Notifier | None = None,
+        replica: str = "",
     ) -> None:
         self.fleet = fleet
+        self.replica = replica  # this service process, on the store its live runs are kept in
         self.notifier = notifier or Notifier([])
         self.data_dir = data_dir
         self.history = history
@@ -103,6 +105,7 @@ class RunManager:
         options.journal_path = self.data_dir / "journals" / f"{options.run_id}.json"
         about = {"run_id": options.run_id, "title": experiment.title, "by": by}
         options.on_milestone = lambda kind, **data: self.notifier.send(kind, **about, **data)
+        options.halted = self._kill_switch_reason
         events = RunEvents(options.run_id)
         fleet = self.fleet.borrow()
         runner = Runner(experiment, fleet, options, events, self.metrics)
@@ -122,6 +125,7 @@ class RunManager:
                 by,
                 run.started,
                 list(self.fleet.refs),
+                self.replica,
             )
         )
         with self._lock:
@@ -129,6 +133,10 @@ class RunManager:
         self.notifier.send("run_started", **about)
         run.task = self.fleet.loop.submit(self._drive(run, fleet))
         return run
+
+    def _kill_switch_reason(self) -> str:
+        ks = self.store.kill_switch()
+        return f"kill switch: {ks.reason}" if ks.engaged else ""
 
     async def _drive(self, run: ActiveRun, fleet: Fleet) -> None:
         try:

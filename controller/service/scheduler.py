@@ -7,16 +7,22 @@ deadline (a start later than it is a miss), then the plan's static reasons
 (paused, kill switch, blackout, run window, daily cap), then the concurrency
 policy against the schedule's runs still going, then the pick and the start.
 Whatever happens is recorded with the occurrence (started with its run id,
-or skipped with the reason), counted in chaos_runs_skipped_total{reason},
-and the schedule's mark moves to it, so a restarted service knows which
-occurrences it missed: the ones past their starting deadline are recorded
-as missed; the latest one still within it runs.
+or skipped with the reason) and counted in chaos_runs_skipped_total{reason}.
+
+Each occurrence is first claimed in the store (SqlSchedules.claim: a row
+lock on the schedule, and its mark moved to the occurrence), so with several
+replicas on one store exactly one handles it, and a restarted service knows
+which it missed: the ones past their starting deadline are recorded as
+missed; the latest one still within it runs. A schedule's runs still going
+are counted across replicas (the store's live runs), and Replace asks the
+replica driving one to abort it.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -45,11 +51,12 @@ from controller.schedules.plan import (
 )
 from controller.service.errors import Refused
 from controller.service.runs import RunManager
-from controller.store import ScheduledOccurrence, Schedules, ServiceState
+from controller.store import Claim, ScheduledOccurrence, Schedules, ServiceState
 
 log = structlog.get_logger("brownout.scheduler")
 
 TICK = 1.0  # the longest sleep: how soon a new or changed schedule is seen
+BUSY = 0.2  # another replica holds an occurrence's claim: ask again this soon
 REPLACE_WAIT = 120.0  # how long a replaced run may take to revert before the next starts
 MAX_MISSED = 100_000  # occurrences looked at after a long downtime
 
@@ -96,8 +103,10 @@ class Scheduler:
         metrics: ControllerMetrics,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         service_gates: Gates | None = None,
+        replica: str = "",
     ) -> None:
         self.schedules = schedules
+        self.replica = replica or "this controller"
         self.gates = service_gates or Gates()  # before every scheduled run, with the schedule's
         self.state = state
         self.runs = runs
@@ -175,7 +184,12 @@ class Scheduler:
                 entry = _Entry(schedule, doc, self._resume(schedule, now))
                 self._entries[name] = entry
             while entry.next.at <= now and not self._stop.is_set():
-                self._handle(entry, entry.next, now)
+                got = self.schedules.claim(name, entry.next.due.isoformat(), self.replica)
+                if got is Claim.BUSY:  # another replica is at it: see what it made of it
+                    wait = min(wait, BUSY)
+                    break
+                if got is Claim.CLAIMED:
+                    self._handle(entry, entry.next, now)
                 entry.next = next(occurrences(entry.schedule, entry.next.due))
                 now = self._now()
             wait = min(wait, (entry.next.at - now).total_seconds())
@@ -201,6 +215,10 @@ class Scheduler:
             self.metrics.runs_skipped_total.labels("missed").inc(len(missed))
             keep = missed[-schedule.history_limit :]
             for m in keep:
+                if self.schedules.claim(schedule.name, m.due.isoformat(), self.replica) is not (
+                    Claim.CLAIMED
+                ):
+                    continue  # another replica recorded it
                 why = (
                     f"missed: the controller was not running at {m.at.isoformat()} and its"
                     f" starting deadline of {schedule.starting_deadline:g}s passed"
@@ -226,7 +244,7 @@ class Scheduler:
         day = local_day(s, occ.at)
         if not why and s.max_runs_per_day is not None and c.per_day[day] >= s.max_runs_per_day:
             why, kind = f"max-runs-per-day {s.max_runs_per_day} reached on {day}", "max_runs"
-        live = self._still_going(entry)
+        live = self._still_going(entry, f"schedule:{s.name}")
         if not why and live and s.concurrency is Concurrency.FORBID:
             why = f"run {live[-1]} of this schedule is still going (concurrency forbid)"
             kind = "running"
@@ -263,22 +281,46 @@ class Scheduler:
         log.info("scheduled run started", schedule=s.name, run_id=run.run_id, experiment=name)
         self._record(s, occ, "started", "", because, run.run_id, name)
 
-    def _still_going(self, entry: _Entry) -> list[str]:
-        """The schedule's runs that are still going, oldest first."""
+    def _still_going(self, entry: _Entry, by: str) -> list[str]:
+        """The schedule's runs still going, on any replica, oldest first."""
         entry.runs = [
             r for r in entry.runs if (a := self.runs.get(r)) is not None and not a.done.is_set()
         ]
-        return list(entry.runs)
+        mine = set(entry.runs)
+        others = [
+            r.run_id
+            for r in self.state.live_runs()
+            if r.by == by and r.run_id not in mine and r.replica != self.replica
+        ]
+        return others + entry.runs
 
     def _replace(self, live: list[str]) -> str:
-        """Abort the runs (they revert) and wait for them; why not, if one hangs on."""
+        """Abort the runs (they revert) and wait for them; why not, if one hangs
+        on. Another replica's run is aborted by it, asked through the store."""
+        reason = "replaced by the schedule's next occurrence"
         for run_id in live:
-            self.runs.abort(run_id, "replaced by the schedule's next occurrence", "schedule")
+            if self.runs.get(run_id) is not None:
+                self.runs.abort(run_id, reason, "schedule")
+            else:
+                self.state.request_abort(run_id, reason)
+        deadline = time.monotonic() + REPLACE_WAIT
         for run_id in live:
             active = self.runs.get(run_id)
-            if active is not None and not active.done.wait(REPLACE_WAIT):
+            if active is not None:
+                ended = active.done.wait(max(0.0, deadline - time.monotonic()))
+            else:
+                ended = self._gone_by(run_id, deadline)
+            if not ended:
                 return f"run {run_id} did not end within {REPLACE_WAIT:g}s of its abort"
         return ""
+
+    def _gone_by(self, run_id: str, deadline: float) -> bool:
+        """Whether another replica's run leaves the store's live runs in time."""
+        while run_id in {r.run_id for r in self.state.live_runs()}:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(BUSY)
+        return True
 
     def _experiment(self, ref: str) -> Experiment | str:
         """A stored experiment by name, or a file; else why not (a string)."""

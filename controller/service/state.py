@@ -13,9 +13,11 @@ from controller.agents.inventory import AgentRef
 from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.model import Experiment
 from controller.experiments.runner import Runner, RunOptions
+from controller.service import replicas
 from controller.service.auth import Tokens
 from controller.service.killswitch import KillSwitchLever
 from controller.service.notify import Notifier
+from controller.service.replicas import ReplicaSync
 from controller.service.runs import RunManager
 from controller.service.scheduler import Scheduler
 from controller.service.tls import CertRoles
@@ -35,6 +37,7 @@ class Service:
     schedules: Schedules
     scheduler: Scheduler
     opened: Store  # the database behind store, history and schedules
+    sync: ReplicaSync
     cert_roles: CertRoles | None = None  # with mutual TLS: client identities' roles
 
     @staticmethod
@@ -46,28 +49,50 @@ class Service:
         cert_roles: CertRoles | None = None,
         notifier: Notifier | None = None,
         database: str | None = None,
+        replica_timeout: float = replicas.TIMEOUT,
     ) -> Service:
         opened = open_store(data_dir, database)  # migrated
         store, history = opened.state, opened.history
         # The service's one fleet: one loop and one channel per agent, lent to
         # every run, dry run, the kill switch, recovery and the fleet page.
         fleet = Fleet.connect(agents)
-        runs = RunManager(fleet, data_dir, history, store, metrics, notifier)
+        me = replicas.identity()
+        runs = RunManager(fleet, data_dir, history, store, metrics, notifier, me.replica)
         lever = KillSwitchLever(fleet, store, runs)
         refs = list(agents.refs)
-        scheduler = Scheduler(opened.schedules, store, runs, metrics)
+        scheduler = Scheduler(opened.schedules, store, runs, metrics, replica=me.replica)
+        sync = ReplicaSync(me, store, history, runs, lever, replica_timeout)
         return Service(
             refs, data_dir, tokens, store, history, runs, lever, fleet, opened.schedules,
-            scheduler, opened, cert_roles,
+            scheduler, opened, sync, cert_roles,
         )  # fmt: skip
 
     def close(self) -> None:
         self.scheduler.stop()
+        self.sync.stop()  # after the drain: its runs have ended
         self.fleet.close()
         self.runs.notifier.close()  # what is queued still goes out, within its bound
         self.opened.close()
 
     # --------------------------------------------------------------- reads
+
+    def replica_status(self) -> dict[str, Any]:
+        """The replicas on the store, this one first; a lost one is past the
+        replica timeout (its runs are marked interrupted as it is noticed)."""
+        runs: dict[str, list[str]] = {}
+        for live in self.store.live_runs():
+            runs.setdefault(live.replica, []).append(live.run_id)
+        me = self.sync.me.replica
+        listed = sorted(self.store.replicas(), key=lambda r: r.replica != me)
+        return {
+            "replica": me,
+            "timeout": self.sync.timeout,
+            "replicas": [
+                {**r.as_dict(), "age": round(r.age, 3), "lost": r.age > self.sync.timeout,
+                 "runs": runs.get(r.replica, [])}
+                for r in listed
+            ],
+        }  # fmt: skip
 
     def fleet_status(self) -> list[dict[str, Any]]:
         return [s.as_dict() for s in self.fleet.statuses().values()]

@@ -13,6 +13,7 @@ from controller.store.records import (
     KillSwitch,
     LiveRun,
     NotFound,
+    Replica,
     Run,
     ScheduledOccurrence,
     StoredExperiment,
@@ -20,7 +21,7 @@ from controller.store.records import (
     now_iso,
 )
 from controller.store.schema import NewerDatabase, StoreUnavailable
-from controller.store.sql import Database, SqlHistory, SqlSchedules, SqlServiceState
+from controller.store.sql import Claim, Database, SqlHistory, SqlSchedules, SqlServiceState
 from controller.store.sqlite import open_database
 
 
@@ -40,6 +41,11 @@ class ServiceState(Protocol):
     def run_started(self, run: LiveRun) -> None: ...
     def run_ended(self, run_id: str) -> None: ...
     def live_runs(self) -> list[LiveRun]: ...
+    def request_abort(self, run_id: str, reason: str) -> bool: ...
+    def take_run(self, run: LiveRun, replica: str, stale: float | None) -> bool: ...
+    def replica_beat(self, replica: Replica, journals: dict[str, str]) -> list[tuple[str, str]]: ...
+    def replicas(self) -> list[Replica]: ...
+    def replica_gone(self, replica: str, stale: float | None = None) -> None: ...
 
 
 class Schedules(Protocol):
@@ -47,6 +53,7 @@ class Schedules(Protocol):
     def get(self, name: str) -> StoredSchedule | None: ...
     def all(self) -> list[StoredSchedule]: ...
     def delete(self, name: str) -> bool: ...
+    def claim(self, name: str, due: str, by: str) -> Claim: ...
     def record(self, occ: ScheduledOccurrence, keep: int) -> None: ...
     def occurrences(self, name: str, limit: int = 100) -> list[ScheduledOccurrence]: ...
     def last_due(self, name: str) -> str | None: ...
@@ -80,12 +87,14 @@ def open_store(data_dir: Path, database: str | None = None) -> Store:
 
 
 __all__ = [
+    "Claim",
     "Database",
     "History",
     "KillSwitch",
     "LiveRun",
     "NewerDatabase",
     "NotFound",
+    "Replica",
     "Run",
     "ScheduledOccurrence",
     "Schedules",

@@ -100,6 +100,12 @@ class PostgresDatabase:
         with self._pool.connection() as conn:
             yield _Connection(conn)
 
+    now = "extract(epoch from clock_timestamp())::float8"
+    lock_rows = " FOR UPDATE SKIP LOCKED"
+
+    def transaction(self) -> contextlib.AbstractContextManager[_Connection]:
+        return self.connect()  # row locks are taken by the statements
+
     def close(self) -> None:
         self._pool.close()
 

@@ -44,7 +44,8 @@ class KillSwitch:
 
 @dataclass(frozen=True)
 class LiveRun:
-    """A run the service is driving; one still listed at start was cut off."""
+    """A run a service replica is driving; one whose replica stopped
+    heartbeating it was cut off."""
 
     run_id: str
     title: str
@@ -52,6 +53,29 @@ class LiveRun:
     by: str
     started: str
     agents: list[str]
+    replica: str = ""
+    heartbeat: float = 0.0  # the database's clock, epoch seconds
+    journal: str = ""  # the journal as of the last heartbeat (JSON), for another replica
+    abort_reason: str = ""  # another replica asked its replica to abort it
+
+    def summary(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "title": self.title, "by": self.by,
+                "started": self.started, "replica": self.replica}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One `brownout serve` process on the store, as it last reported itself."""
+
+    replica: str
+    host: str
+    pid: int
+    started: str
+    heartbeat: float = 0.0  # the database's clock, epoch seconds
+    age: float = 0.0  # seconds since that heartbeat, by the same clock
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,22 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "replicas: which one drives each live run, and their heartbeats",
+        """
+        ALTER TABLE live_runs ADD COLUMN replica TEXT NOT NULL DEFAULT '';
+        ALTER TABLE live_runs ADD COLUMN heartbeat REAL NOT NULL DEFAULT 0;
+        ALTER TABLE live_runs ADD COLUMN journal TEXT NOT NULL DEFAULT '';
+        ALTER TABLE live_runs ADD COLUMN abort_reason TEXT NOT NULL DEFAULT '';
+        CREATE TABLE IF NOT EXISTS replicas (
+            replica   TEXT PRIMARY KEY,
+            host      TEXT NOT NULL,
+            pid       INTEGER NOT NULL,
+            started   TEXT NOT NULL,
+            heartbeat REAL NOT NULL
+        );
+        """,
+    ),
 ]
 
 VERSION = len(MIGRATIONS)

@@ -5,21 +5,30 @@ one transaction: committed when its block ends, rolled back on an error."""
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Any, Protocol
 
 from controller.store.records import (
     KillSwitch,
     LiveRun,
     NotFound,
+    Replica,
     Run,
     ScheduledOccurrence,
     StoredExperiment,
     StoredSchedule,
     now_iso,
 )
+
+
+class Claim(enum.Enum):
+    CLAIMED = "claimed"
+    TAKEN = "taken"
+    BUSY = "busy"
 
 
 class Cursor(Protocol):
@@ -39,7 +48,23 @@ class Database(Protocol):
         """The file, or the server and database (never a password), for messages."""
         ...
 
+    @property
+    def now(self) -> str:
+        """SQL for the database's clock in epoch seconds: replicas judge each
+        other's heartbeats by it, not by their own clocks."""
+        ...
+
+    @property
+    def lock_rows(self) -> str:
+        """What makes a SELECT lock its rows against other replicas, skipping
+        rows another holds (PostgreSQL); '' where transaction() locks it all."""
+        ...
+
     def connect(self) -> AbstractContextManager[Connection]: ...
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """A transaction that writes, its write lock taken at the start."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -161,9 +186,11 @@ class SqlServiceState:
     def run_started(self, run: LiveRun) -> None:
         with self.db.connect() as db:
             db.execute(
-                "INSERT INTO live_runs VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING",
+                "INSERT INTO live_runs (run_id, title, journal_path, \"by\", started, agents,"
+                f" replica, heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?, {self.db.now})"
+                " ON CONFLICT (run_id) DO NOTHING",
                 (run.run_id, run.title, run.journal_path, run.by, run.started,
-                 json.dumps(run.agents)),
+                 json.dumps(run.agents), run.replica),
             )  # fmt: skip
 
     def run_ended(self, run_id: str) -> None:
@@ -172,8 +199,78 @@ class SqlServiceState:
 
     def live_runs(self) -> list[LiveRun]:
         with self.db.connect() as db:
-            rows = db.execute("SELECT * FROM live_runs ORDER BY started").fetchall()
-        return [LiveRun(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+            rows = db.execute(f"SELECT {_LIVE} FROM live_runs ORDER BY started").fetchall()
+        return [_live(r) for r in rows]
+
+    def request_abort(self, run_id: str, reason: str) -> bool:
+        """Ask the replica driving a run to abort it (at its next heartbeat)."""
+        with self.db.connect() as db:
+            sql = "UPDATE live_runs SET abort_reason = ? WHERE run_id = ?"
+            return db.execute(sql, (reason, run_id)).rowcount > 0
+
+    def take_run(self, run: LiveRun, replica: str, stale: float | None) -> bool:
+        """Make `replica` the owner of a run whose replica is gone: dead (stale
+        None) or silent for `stale` seconds. Exactly one replica wins."""
+        where = "run_id = ? AND replica = ?"
+        if stale is not None:
+            where += f" AND heartbeat < {self.db.now} - ?"
+        with self.db.connect() as db:
+            sql = f"UPDATE live_runs SET replica = ?, heartbeat = {self.db.now} WHERE {where}"
+            params = (replica, run.run_id, run.replica, *(() if stale is None else (stale,)))
+            return db.execute(sql, params).rowcount > 0
+
+    def replica_beat(self, replica: Replica, journals: dict[str, str]) -> list[tuple[str, str]]:
+        """The replica's heartbeat, and its live runs' with their journals as
+        they stand; the aborts other replicas asked of it: (run_id, reason)."""
+        now = self.db.now
+        with self.db.connect() as db:
+            db.execute(
+                f"INSERT INTO replicas VALUES (?, ?, ?, ?, {now}) ON CONFLICT (replica)"
+                " DO UPDATE SET heartbeat = excluded.heartbeat",
+                (replica.replica, replica.host, replica.pid, replica.started),
+            )
+            for run_id, journal in journals.items():
+                db.execute(
+                    f"UPDATE live_runs SET heartbeat = {now}, journal = ?"
+                    " WHERE run_id = ? AND replica = ?",
+                    (journal, run_id, replica.replica),
+                )
+            rows = db.execute(
+                "SELECT run_id, abort_reason FROM live_runs WHERE replica = ?"
+                " AND abort_reason != ''",
+                (replica.replica,),
+            ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def replicas(self) -> list[Replica]:
+        with self.db.connect() as db:
+            rows = db.execute(
+                f"SELECT replica, host, pid, started, heartbeat, {self.db.now} - heartbeat"
+                " FROM replicas ORDER BY started"
+            ).fetchall()
+        return [Replica(r[0], r[1], int(r[2]), r[3], float(r[4]), float(r[5])) for r in rows]
+
+    def replica_gone(self, replica: str, stale: float | None = None) -> None:
+        """Forget a replica that stopped (stale None), or that is silent for
+        `stale` seconds and drives no run any more."""
+        with self.db.connect() as db:
+            if stale is None:
+                db.execute("DELETE FROM replicas WHERE replica = ?", (replica,))
+            else:
+                db.execute(
+                    f"DELETE FROM replicas WHERE replica = ? AND heartbeat < {self.db.now} - ?"
+                    " AND replica NOT IN (SELECT replica FROM live_runs)",
+                    (replica, stale),
+                )
+
+
+_LIVE = (
+    'run_id, title, journal_path, "by", started, agents, replica, heartbeat, journal, abort_reason'
+)
+
+
+def _live(r: Sequence[Any]) -> LiveRun:
+    return LiveRun(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], float(r[7]), r[8], r[9])
 
 
 def _stored(row: Sequence[Any]) -> StoredExperiment:
@@ -212,8 +309,8 @@ class SqlSchedules:
             return db.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount > 0
 
     def record(self, occ: ScheduledOccurrence, keep: int) -> None:
-        """Keep what became of an occurrence, and only the newest `keep` of the
-        schedule; the schedule's mark moves to it."""
+        """Keep what became of a claimed occurrence, and only the newest `keep`
+        of the schedule."""
         with self.db.connect() as db:
             db.execute(
                 "INSERT INTO schedule_occurrences VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -229,11 +326,33 @@ class SqlSchedules:
                 "  ORDER BY due DESC LIMIT ?)",
                 (occ.schedule, occ.schedule, keep),
             )
+
+    def claim(self, name: str, due: str, by: str) -> Claim:
+        """Take an occurrence for one replica, exactly once: under the
+        schedule's row lock, an occurrence after the schedule's mark moves the
+        mark to it and is recorded as claimed. BUSY: another replica holds the
+        lock now (ask again shortly); TAKEN: handled already, or the schedule
+        is gone."""
+        with self.db.transaction() as db:
+            sql = f"SELECT name FROM schedules WHERE name = ?{self.db.lock_rows}"
+            if db.execute(sql, (name,)).fetchone() is None:
+                there = db.execute("SELECT 1 FROM schedules WHERE name = ?", (name,)).fetchone()
+                return Claim.BUSY if there else Claim.TAKEN
+            sql = "SELECT last_due FROM schedule_marks WHERE schedule = ?"
+            mark = db.execute(sql, (name,)).fetchone()
+            if mark is not None and datetime.fromisoformat(mark[0]) >= datetime.fromisoformat(due):
+                return Claim.TAKEN
+            db.execute(
+                "INSERT INTO schedule_occurrences VALUES (?, ?, ?, 'claimed', '', ?, '', '')"
+                " ON CONFLICT (schedule, due) DO NOTHING",
+                (name, due, now_iso(), f"claimed by {by}"),
+            )
             db.execute(
                 "INSERT INTO schedule_marks VALUES (?, ?)"
                 " ON CONFLICT (schedule) DO UPDATE SET last_due = excluded.last_due",
-                (occ.schedule, occ.due),
+                (name, due),
             )
+        return Claim.CLAIMED
 
     def occurrences(self, name: str, limit: int = 100) -> list[ScheduledOccurrence]:
         with self.db.connect() as db:

@@ -29,6 +29,15 @@ class SqliteDatabase:
     def where(self) -> str:
         return str(self.path)
 
+    now = "((julianday('now') - 2440587.5) * 86400.0)"
+    lock_rows = ""  # transaction() holds the file's write lock instead
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self.connect() as db:
+            db.execute("BEGIN IMMEDIATE")  # writers queue here (up to the timeout)
+            yield db
+
     def close(self) -> None:
         pass  # connections are per operation
 

@@ -43,6 +43,7 @@ class ServeProc:
     data_dir: Path
     agents: list[AgentProc]
     extra: list[str] = field(default_factory=list)
+    prefix: list[str] = field(default_factory=list)  # e.g. unshare, to seem another host
     proc: subprocess.Popen[str] | None = None
     port: int = 0
     ready: dict[str, Any] = field(default_factory=dict)
@@ -53,6 +54,7 @@ class ServeProc:
         ready = self.data_dir.parent / f"{self.data_dir.name}-ready.json"
         ready.unlink(missing_ok=True)
         argv = [
+            *self.prefix,
             sys.executable,
             "-m",
             "controller.cli",

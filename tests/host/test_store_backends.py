@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,9 +13,11 @@ import psycopg
 import pytest
 
 from controller.store import (
+    Claim,
     LiveRun,
     NewerDatabase,
     NotFound,
+    Replica,
     ScheduledOccurrence,
     Store,
     StoreUnavailable,
@@ -91,16 +94,61 @@ def test_service_state_round_trips(store: Store) -> None:
     assert st.live_runs() == []
 
 
-def test_schedules_keep_their_newest_occurrences_and_mark(store: Store) -> None:
+def test_schedules_claim_each_occurrence_once_and_keep_the_newest(store: Store) -> None:
     sc = store.schedules
     sc.put("nightly", {"cron": "0 3 * * *"}, "api", "token:alice")
     assert sc.get("nightly") is not None and sc.last_due("nightly") is None
     for hour in range(5):
         due = f"2026-12-06T0{hour}:00:00+00:00"
+        assert sc.claim("nightly", due, "replica-a") is Claim.CLAIMED
+        assert sc.claim("nightly", due, "replica-b") is Claim.TAKEN  # once
         sc.record(ScheduledOccurrence("nightly", due, due, "skipped", "blackout", "freeze"), keep=3)
     assert [o.due[11:13] for o in sc.occurrences("nightly")] == ["04", "03", "02"]
     assert sc.last_due("nightly") == "2026-12-06T04:00:00+00:00"
+    # Compared as instants: 04:30+01:00 is 03:30 UTC, before the mark.
+    assert sc.claim("nightly", "2026-12-06T04:30:00+01:00", "replica-b") is Claim.TAKEN
+    assert sc.claim("nightly", "2026-12-06T05:00:00+00:00", "replica-b") is Claim.CLAIMED
+    [claimed] = [o for o in sc.occurrences("nightly") if o.outcome == "claimed"]
+    assert claimed.detail == "claimed by replica-b"  # visible if replica-b dies before recording
     assert sc.delete("nightly") and sc.get("nightly") is None and sc.last_due("nightly") is None
+    assert sc.claim("nightly", "2026-12-06T06:00:00+00:00", "replica-a") is Claim.TAKEN
+
+
+def test_postgres_skips_an_occurrence_another_replica_is_claiming(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    store = open_store(tmp_path, pg_dsn)
+    store.schedules.put("s", {"every": "1s"}, "api", "me")
+    with psycopg.connect(pg_dsn) as other:  # a replica inside its claim: the row locked
+        other.execute("SELECT name FROM schedules WHERE name = 's' FOR UPDATE")
+        t0 = time.monotonic()
+        assert store.schedules.claim("s", "2026-12-06T00:00:00+00:00", "me") is Claim.BUSY
+        assert time.monotonic() - t0 < 1.0  # skipped, not waited for
+    assert store.schedules.claim("s", "2026-12-06T00:00:00+00:00", "me") is Claim.CLAIMED
+    store.close()
+
+
+def test_a_run_is_taken_over_by_one_replica_only_once_silent(store: Store) -> None:
+    st = store.state
+    st.replica_beat(Replica("host/1/aa", "host", 1, "t0"), {})
+    st.run_started(LiveRun("r1", "t", "/j.json", "me", "t0", ["a:1"], "host/1/aa"))
+    [live] = st.live_runs()
+    assert live.heartbeat > 0 and live.replica == "host/1/aa"
+    assert not st.take_run(live, "host/2/bb", stale=5.0)  # it beat just now
+    assert st.request_abort("r1", "replaced")
+    asks = st.replica_beat(Replica("host/1/aa", "host", 1, "t0"), {"r1": '{"status": "running"}'})
+    assert asks == [("r1", "replaced")]
+    assert st.live_runs()[0].journal == '{"status": "running"}'
+    time.sleep(0.3)
+    assert st.take_run(live, "host/2/bb", stale=0.2)
+    assert not st.take_run(live, "host/3/cc", stale=0.2)  # the old owner is no longer on it
+    assert st.live_runs()[0].replica == "host/2/bb"
+    [rep] = st.replicas()
+    assert rep.replica == "host/1/aa" and rep.age >= 0.3
+    st.replica_beat(Replica("host/2/bb", "host", 2, "t1"), {})
+    st.replica_gone("host/1/aa", stale=0.2)  # silent, and drives no run any more
+    st.replica_gone("host/2/bb", stale=0.2)  # drives r1: kept
+    assert [r.replica for r in st.replicas()] == ["host/2/bb"]
 
 
 def test_postgres_migrates_once_when_replicas_open_together(pg_dsn: str, tmp_path: Path) -> None:

@@ -74,6 +74,7 @@ def serving(address: str, tmp_path: Path) -> Iterator[Api]:
     agents = AgentConnection.of(inventory.build(agents=[address]), 1.0)
     svc = Service.build(agents, tmp_path / "data", tokens, ControllerMetrics())
     try:
+        app.prepare(svc)  # as serve does: this replica on the store, cut-off runs recovered
         with TestClient(app.app(svc), follow_redirects=False) as client:
             yield Api(client, svc)
     finally:

@@ -4,6 +4,7 @@ the answer's status declared in the served OpenAPI description."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -46,6 +47,9 @@ def test_every_operation_answers_its_documented_success(api: Api) -> None:
         return answer
 
     assert call("fleet", "/fleet", token=VIEWER).json()["agents"][0]["reachable"] is False
+    reps = call("replicas", "/replicas", token=VIEWER).json()
+    assert [r["replica"] for r in reps["replicas"]] == [reps["replica"]]
+    assert reps["replicas"][0]["pid"] == os.getpid() and not reps["replicas"][0]["lost"]
     assert call("validate", "/experiments/validate", {"experiment": pure_doc()}).json() == {
         "valid": True,
         "title": "no faults",

@@ -27,14 +27,14 @@ from controller.service.auth import Tokens
 from controller.service.console import csrf
 from controller.service.runs import RunManager
 from controller.service.state import Service
-from controller.store import Database
+from controller.store.sqlite import SqliteDatabase
 from tests.host.serveproc import write_tokens
 from tests.service.conftest import DEAD_AGENT, OPERATOR, Api, pure_doc
 
 pytestmark = pytest.mark.unit
 
 BLOCKING: list[tuple[type, str]] = [
-    (Database, "connect"),
+    (SqliteDatabase, "connect"),
     (LoopThread, "run"),
     (RunManager, "wait_all"),
 ]
@@ -66,7 +66,7 @@ def watched(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str]]]:
 
         monkeypatch.setattr(cls, name, functools.wraps(original)(wrapper))
     yield bad
-    assert {c.split(".")[0] for c in calls} >= {"Database", "LoopThread", "RunManager"}
+    assert {c.split(".")[0] for c in calls} >= {"SqliteDatabase", "LoopThread", "RunManager"}
 
 
 def slow_loop(inner: Any) -> Any:

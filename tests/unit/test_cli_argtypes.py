@@ -171,6 +171,7 @@ CTL_BAD: list[tuple[str, str, list[str], str]] = [
     ("run EXP", "--database", DSN, ""),
     ("show", "--database", DSN, "RUN"),
     ("serve EXP", "--database", DSN, ""),
+    ("serve EXP", "--replica-timeout", [*DUR, "2s"], ""),
     ("show", "--data-dir", [""], "RUN"),
     ("serve EXP", "--metrics-listen", ADDR, ""),
     ("serve EXP", "--every", DUR, ""),
