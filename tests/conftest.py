@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import residue
+from tests import postgres, residue
 from tests.agentproc import AgentProc, is_root
 
 _BEFORE: residue.Snapshot | None = None
@@ -78,3 +78,19 @@ def agent(
     a = AgentProc(tmp_path / "state", extra_args=args).start()
     agent_factory.append(a)
     return a
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[postgres.PostgresServer]:
+    """One real PostgreSQL for the session (see tests/postgres.py)."""
+    why = postgres.available()
+    if why:
+        pytest.fail(f"PostgreSQL tests cannot run: {why}")
+    with postgres.server() as pg:
+        yield pg
+
+
+@pytest.fixture
+def pg_dsn(postgres_server: postgres.PostgresServer) -> str:
+    """A fresh database of the session's server."""
+    return postgres_server.create_database()

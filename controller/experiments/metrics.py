@@ -49,6 +49,23 @@ class ControllerMetrics:
             ["schedule"],
             registry=self.registry,
         )
+        self.replicas = Gauge(
+            "chaos_controller_replicas",
+            "Controller replicas on the store, by state (live, or lost: silent past the"
+            " replica timeout)",
+            ["state"],
+            registry=self.registry,
+        )
+        self.runs_taken_over_total = Counter(
+            "chaos_runs_taken_over_total",
+            "Runs of a lost replica that this one marked interrupted",
+            registry=self.registry,
+        )
+        self.store_heartbeat_failures_total = Counter(
+            "chaos_store_heartbeat_failures_total",
+            "Heartbeats of this replica that the store did not take",
+            registry=self.registry,
+        )
         for result in ("completed", "failed", "aborted", "interrupted"):
             self.experiments_total.labels(result)
 

@@ -177,7 +177,8 @@ class Console:
         return response
 
     async def fleet(self, request: Request, who: Who) -> Response:
-        return await self.page(request, "fleet.html", who, agents=await self.ops.fleet())
+        agents, replicas = await self.ops.fleet(), await self.ops.replicas()
+        return await self.page(request, "fleet.html", who, agents=agents, replicas=replicas)
 
     async def runs(self, request: Request, who: Who) -> Response:
         runs = await self.ops.runs(50)

@@ -34,6 +34,7 @@ log = structlog.get_logger("brownout.replicas")
 
 BEAT = 1.0
 TIMEOUT = 10.0  # the default replica timeout (serve --replica-timeout)
+FORGET = 3600.0  # a lost replica stays listed (and counted lost) this long
 
 
 def identity() -> Replica:
@@ -71,6 +72,7 @@ class ReplicaSync:
         self.lever = lever
         self.timeout = timeout
         self._last_beat = time.monotonic()
+        self._sent: dict[str, str] = {}  # the journals in the store, by run: rewritten on change
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -101,16 +103,22 @@ class ReplicaSync:
             return
         self.lever.follow()
         self.take_over()
-        for r in self.state.replicas():
-            if r.replica != self.me.replica and r.age > self.timeout:
-                self.state.replica_gone(r.replica, self.timeout)
+        listed = self.state.replicas()
+        lost = [r for r in listed if r.replica != self.me.replica and r.age > self.timeout]
+        for r in lost:
+            if r.age > FORGET:
+                self.state.replica_gone(r.replica, FORGET)
+        self.runs.metrics.replicas.labels("live").set(len(listed) - len(lost))
+        self.runs.metrics.replicas.labels("lost").set(len(lost))
 
     def beat(self) -> bool:
         """Heartbeat this replica and its runs; False if the store did not answer."""
         journals = self.runs.fleet.loop.run(self._journals(), timeout=10)
+        changed = {k: (v if self._sent.get(k) != v else None) for k, v in journals.items()}
         try:
-            asks = self.state.replica_beat(self.me, journals)
+            asks = self.state.replica_beat(self.me, changed)
         except Exception as exc:
+            self.runs.metrics.store_heartbeat_failures_total.inc()
             silent = time.monotonic() - self._last_beat
             log.error("replica heartbeat failed", error=str(exc), silent_s=round(silent, 1))
             if silent > self.timeout / 2:
@@ -121,6 +129,7 @@ class ReplicaSync:
                 self.runs.abort_all(why, "store_lost")
             return False
         self._last_beat = time.monotonic()
+        self._sent = journals
         for run_id, reason in asks:
             if self.runs.abort(run_id, reason, "replica"):
                 log.warning("run aborted at another replica's request", run_id=run_id,
@@ -156,6 +165,7 @@ class ReplicaSync:
                 continue  # another replica took it, or it beat just now
             interrupt(live, self.history, self.runs.fleet, reason, self.runs.data_dir / "journals")
             self.state.run_ended(live.run_id)
+            self.runs.metrics.runs_taken_over_total.inc()
             log.warning("run cut off by a lost replica marked interrupted", run_id=live.run_id,
                         replica=live.replica, by=self.me.replica)  # fmt: skip
             done.append(live.run_id)

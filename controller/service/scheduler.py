@@ -51,7 +51,14 @@ from controller.schedules.plan import (
 )
 from controller.service.errors import Refused
 from controller.service.runs import RunManager
-from controller.store import Claim, ScheduledOccurrence, Schedules, ServiceState
+from controller.store import (
+    Claim,
+    LiveRun,
+    ScheduledOccurrence,
+    Schedules,
+    ServiceState,
+    StoredExperiment,
+)
 
 log = structlog.get_logger("brownout.scheduler")
 
@@ -84,6 +91,16 @@ class _Context:
     per_day: Counter[str]  # runs started, by local day
     kill_switch: str  # its reason if engaged
     last_started: dict[str, str]  # by experiment
+
+
+@dataclass
+class _Turn:
+    """What one turn of the loop reads once for every occurrence it handles:
+    a turn lasts a second or two, and a start checks the kill switch anyway."""
+
+    kill_switch: str | None = None
+    live: list[LiveRun] | None = None
+    experiments: dict[str, StoredExperiment | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -140,16 +157,22 @@ class Scheduler:
         c = self._context(schedule)
         return plan(schedule, self._now(), count, c.windows, c.per_day, c.kill_switch)
 
-    def _context(self, s: Schedule) -> _Context:
-        """What the rules need to judge an occurrence of s, read once."""
-        loaded = {n: self._experiment(n) for n in s.experiments}
-        started = self._started(s)
-        ks = self.state.kill_switch()
+    def _context(self, s: Schedule, turn: _Turn | None = None) -> _Context:
+        """What the rules need to judge an occurrence of s, read once (and what
+        every schedule shares, once per turn of the loop)."""
+        turn = turn or _Turn()
+        loaded = {n: self._experiment(n, turn) for n in s.experiments}
+        # The starts so far matter to a daily cap and to a rotation only.
+        needed = s.max_runs_per_day is not None or len(s.experiments) > 1
+        started = self._started(s) if needed else []
+        if turn.kill_switch is None:
+            ks = self.state.kill_switch()
+            turn.kill_switch = ks.reason if ks.engaged else ""
         return _Context(
             loaded,
             {n: e.settings.window for n, e in loaded.items() if not isinstance(e, str)},
             Counter(local_day(s, datetime.fromisoformat(o.at)) for o in started),
-            ks.reason if ks.engaged else "",
+            turn.kill_switch,
             {o.experiment: o.at for o in reversed(started)},  # the newest start wins
         )
 
@@ -172,6 +195,7 @@ class Scheduler:
         for gone in set(self._entries) - set(stored):
             del self._entries[gone]
         wait = TICK
+        turn = _Turn()
         for name, s in stored.items():
             doc = json.dumps(s.doc, sort_keys=True)
             entry = self._entries.get(name)
@@ -189,7 +213,7 @@ class Scheduler:
                     wait = min(wait, BUSY)
                     break
                 if got is Claim.CLAIMED:
-                    self._handle(entry, entry.next, now)
+                    self._handle(entry, entry.next, now, turn)
                 entry.next = next(occurrences(entry.schedule, entry.next.due))
                 now = self._now()
             wait = min(wait, (entry.next.at - now).total_seconds())
@@ -229,7 +253,10 @@ class Scheduler:
 
     # ----------------------------------------------------------- occurrence
 
-    def _handle(self, entry: _Entry, occ: Occurrence, now: datetime) -> None:
+    def _handle(
+        self, entry: _Entry, occ: Occurrence, now: datetime, turn: _Turn | None = None
+    ) -> None:
+        turn = turn or _Turn()
         s = entry.schedule
         late = (now - occ.at).total_seconds()
         if late > s.starting_deadline:
@@ -239,12 +266,12 @@ class Scheduler:
             )
             self._record(s, occ, "skipped", "missed", why)
             return
-        c = self._context(s)
+        c = self._context(s, turn)
         why, kind = static_skip(s, occ.at, c.windows, c.kill_switch)
         day = local_day(s, occ.at)
         if not why and s.max_runs_per_day is not None and c.per_day[day] >= s.max_runs_per_day:
             why, kind = f"max-runs-per-day {s.max_runs_per_day} reached on {day}", "max_runs"
-        live = self._still_going(entry, f"schedule:{s.name}")
+        live = self._still_going(entry, f"schedule:{s.name}", turn)
         if not why and live and s.concurrency is Concurrency.FORBID:
             why = f"run {live[-1]} of this schedule is still going (concurrency forbid)"
             kind = "running"
@@ -281,15 +308,18 @@ class Scheduler:
         log.info("scheduled run started", schedule=s.name, run_id=run.run_id, experiment=name)
         self._record(s, occ, "started", "", because, run.run_id, name)
 
-    def _still_going(self, entry: _Entry, by: str) -> list[str]:
-        """The schedule's runs still going, on any replica, oldest first."""
+    def _still_going(self, entry: _Entry, by: str, turn: _Turn) -> list[str]:
+        """The schedule's runs still going, on any replica, oldest first (the
+        other replicas' as the turn began: one occurrence of a schedule a turn)."""
         entry.runs = [
             r for r in entry.runs if (a := self.runs.get(r)) is not None and not a.done.is_set()
         ]
         mine = set(entry.runs)
+        if turn.live is None:
+            turn.live = self.state.live_runs()
         others = [
             r.run_id
-            for r in self.state.live_runs()
+            for r in turn.live
             if r.by == by and r.run_id not in mine and r.replica != self.replica
         ]
         return others + entry.runs
@@ -322,9 +352,11 @@ class Scheduler:
             time.sleep(BUSY)
         return True
 
-    def _experiment(self, ref: str) -> Experiment | str:
+    def _experiment(self, ref: str, turn: _Turn) -> Experiment | str:
         """A stored experiment by name, or a file; else why not (a string)."""
-        stored = self.state.experiment(ref)
+        if ref not in turn.experiments:
+            turn.experiments[ref] = self.state.experiment(ref)
+        stored = turn.experiments[ref]
         try:
             if stored is not None:
                 key = json.dumps(stored.doc, sort_keys=True)

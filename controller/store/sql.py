@@ -219,9 +219,12 @@ class SqlServiceState:
             params = (replica, run.run_id, run.replica, *(() if stale is None else (stale,)))
             return db.execute(sql, params).rowcount > 0
 
-    def replica_beat(self, replica: Replica, journals: dict[str, str]) -> list[tuple[str, str]]:
+    def replica_beat(
+        self, replica: Replica, journals: dict[str, str | None]
+    ) -> list[tuple[str, str]]:
         """The replica's heartbeat, and its live runs' with their journals as
-        they stand; the aborts other replicas asked of it: (run_id, reason)."""
+        they stand (None: unchanged); the aborts other replicas asked of it:
+        (run_id, reason)."""
         now = self.db.now
         with self.db.connect() as db:
             db.execute(
@@ -231,7 +234,7 @@ class SqlServiceState:
             )
             for run_id, journal in journals.items():
                 db.execute(
-                    f"UPDATE live_runs SET heartbeat = {now}, journal = ?"
+                    f"UPDATE live_runs SET heartbeat = {now}, journal = COALESCE(?, journal)"
                     " WHERE run_id = ? AND replica = ?",
                     (journal, run_id, replica.replica),
                 )

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from agent.kernel import procs
-from tests import postgres
 from tests.agentproc import AgentProc, wait_for
 from tests.controller_servers import FakePrometheus, Service, serving
 from tests.host.fleet import N, live_faults
@@ -92,19 +91,3 @@ def serve(fleet: list[AgentProc], tmp_path: Path) -> Iterator[ServeProc]:
     for a in fleet:
         with a.client() as c:
             c.resume()
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[postgres.PostgresServer]:
-    """One real PostgreSQL for the session (see tests/postgres.py)."""
-    why = postgres.available()
-    if why:
-        pytest.fail(f"PostgreSQL tests cannot run: {why}")
-    with postgres.server() as pg:
-        yield pg
-
-
-@pytest.fixture
-def pg_dsn(postgres_server: postgres.PostgresServer) -> str:
-    """A fresh database of the session's server."""
-    return postgres_server.create_database()

@@ -20,7 +20,8 @@ def put(s: ServeProc, schedule: dict[str, Any]) -> None:
     assert answer.status == 200, answer.body
 
 
-def occurrences(s: ServeProc, name: str) -> list[dict[str, Any]]:
-    """What became of the schedule's occurrences, oldest first."""
+def occurrences(s: ServeProc, name: str, claimed: bool = False) -> list[dict[str, Any]]:
+    """What became of the schedule's occurrences, oldest first; those still
+    being decided (claimed: a gate is asked, a replaced run reverts) only if asked."""
     body = s.call("GET", f"/api/v1/schedules/{name}", token=VIEWER).body
-    return list(reversed(body["occurrences"]))
+    return [o for o in reversed(body["occurrences"]) if claimed or o["outcome"] != "claimed"]

@@ -82,6 +82,9 @@ def test_the_fleet_page_lists_the_five_agents(
     assert listed == sorted(a.address for a in fleet)
     assert all("serving" in r.text for r in rows)
     assert browser.find_element(By.ID, "fleet-count").text == "5 agent(s), 5 reachable."
+    [replica] = browser.find_elements(By.CSS_SELECTOR, "#replicas tbody tr.replica")
+    assert replica.find_element(By.TAG_NAME, "th").text == f"{serve.ready['replica']} (this one)"
+    assert "lost" not in replica.text and f"pid {serve.ready['pid']}" in replica.text
     shot(browser, tmp_path, "fleet")
 
 

@@ -11,8 +11,11 @@ judge it by its heartbeat alone, as across machines."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -108,7 +111,7 @@ def test_each_occurrence_runs_exactly_once_across_three_replicas(
     for i in range(5):
         put(r[0], {"name": f"s{i}", "experiments": ["light"], "cron": "*/2 * * * * *",
                    "paused": True})  # fmt: skip
-    every = [o for i in range(5) for o in occurrences(r[i % 3], f"s{i}")]
+    every = [o for i in range(5) for o in occurrences(r[i % 3], f"s{i}", claimed=True)]
     rows = [o for o in every if first <= datetime.fromisoformat(o["due"]) <= last]
     assert len(rows) == 50, rows
     assert [o for o in rows if o["outcome"] != "started"] == []
@@ -124,6 +127,13 @@ def test_each_occurrence_runs_exactly_once_across_three_replicas(
                                         list(run_ids))) == len(run_ids), 30, 0.5)  # fmt: skip
     statuses = db_rows(pg_dsn, "SELECT status, count(*) FROM runs GROUP BY status")
     assert statuses == [("completed", len(run_ids))], statuses
+    # The CLI reads the same history from the database.
+    cli = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "history", "--database", pg_dsn, "--json",
+         "--limit", "1000"], capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert {r["run_id"] for r in json.loads(cli.stdout)} == run_ids
     assert wait_for(lambda: not live_faults(fleet), 10)
 
 
@@ -174,7 +184,15 @@ def test_a_sigkilled_replica_loses_its_run_to_a_survivor_by_heartbeat(
     assert later and all(o["outcome"] == "started" for o in later[:3]), later
     put(b, {"name": "tick", "experiments": ["light"], "cron": "*/2 * * * * *", "paused": True})
     listed = b.call("GET", "/api/v1/replicas", token=VIEWER).body["replicas"]
-    assert a.ready["replica"] not in [x["replica"] for x in listed]  # forgotten: no runs left
+    [lost] = [x for x in listed if x["replica"] == a.ready["replica"]]
+    assert lost["lost"] and lost["runs"] == [] and lost["age"] > TIMEOUT, lost
+    metrics = b.metrics()
+    assert 'chaos_controller_replicas{state="lost"} 1.0' in metrics
+    # The held run and any of the schedule's that a was driving: each taken once.
+    taken = re.search(r"^chaos_runs_taken_over_total (\S+)$", metrics, re.M)
+    assert taken is not None and float(taken.group(1)) >= 1
+    [(interrupted,)] = db_rows(pg_dsn, "SELECT count(*) FROM runs WHERE status = 'interrupted'")
+    assert interrupted == float(taken.group(1))
     left = db_rows(pg_dsn, "SELECT run_id FROM live_runs WHERE replica = %s", a.ready["replica"])
     assert left == []
 

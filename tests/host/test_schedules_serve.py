@@ -77,7 +77,8 @@ def test_concurrency_policies_against_a_run_still_going(
 ) -> None:
     assert serve.call("PUT", "/api/v1/experiments/long", {"experiment": long()}).status == 200
     put(serve, {"name": "c", "experiments": ["long"], "cron": EVERY_5S, "concurrency": policy})
-    assert wait_for(lambda: len(occurrences(serve, "c")) >= 2, 20, 0.2)
+    # Decided ones: a replace waits for the old run's revert while its occurrence is claimed.
+    assert wait_for(lambda: len(occurrences(serve, "c")) >= 2, 30, 0.2)
     put(serve, {"name": "c", "experiments": ["long"], "cron": EVERY_5S, "paused": True})
     first, second = occurrences(serve, "c")[:2]
     assert first["outcome"] == "started"

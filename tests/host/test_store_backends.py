@@ -139,6 +139,8 @@ def test_a_run_is_taken_over_by_one_replica_only_once_silent(store: Store) -> No
     asks = st.replica_beat(Replica("host/1/aa", "host", 1, "t0"), {"r1": '{"status": "running"}'})
     assert asks == [("r1", "replaced")]
     assert st.live_runs()[0].journal == '{"status": "running"}'
+    st.replica_beat(Replica("host/1/aa", "host", 1, "t0"), {"r1": None})  # unchanged
+    assert st.live_runs()[0].journal == '{"status": "running"}'
     time.sleep(0.3)
     assert st.take_run(live, "host/2/bb", stale=0.2)
     assert not st.take_run(live, "host/3/cc", stale=0.2)  # the old owner is no longer on it
