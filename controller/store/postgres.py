@@ -14,7 +14,7 @@ import structlog
 from psycopg import conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from controller.store.schema import MIGRATIONS, VERSION, NewerDatabase, StoreUnavailable
+from controller.store.schema import StoreUnavailable, pending
 from controller.store.sql import Cursor
 
 log = structlog.get_logger("brownout.store")
@@ -123,13 +123,8 @@ class PostgresDatabase:
             )
             row = db.execute("SELECT max(version) FROM brownout_schema").fetchone()
             current = int(row[0] or 0)
-            if current > VERSION:
-                raise NewerDatabase(
-                    f"{self.where} has schema version {current}; this release knows up to"
-                    f" {VERSION}: upgrade Brownout, or give another database"
-                )
-            for number, (what, sql) in enumerate(MIGRATIONS[current:], start=current + 1):
-                for statement in filter(str.strip, sql.split(";")):
+            for number, what, statements in pending(current, self.where, "give another database"):
+                for statement in statements:
                     db.execute(_ddl(statement))
                 db.execute("INSERT INTO brownout_schema VALUES (?, ?, now()::text)", (number, what))
                 log.info("database migrated", database=self.where, version=number, what=what)

@@ -8,6 +8,8 @@ quoting it changed nothing in a SQLite database made before)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class NewerDatabase(RuntimeError):
     """The database was written by a newer release: refuse rather than guess."""
@@ -107,3 +109,15 @@ MIGRATIONS: list[tuple[str, str]] = [
 VERSION = len(MIGRATIONS)
 # Tables a database of the two-file layout (history.db, service.db) held, by file.
 LEGACY = {"history.db": ["runs"], "service.db": ["kill_switch", "experiments", "live_runs"]}
+
+
+def pending(current: int, where: str, elsewhere: str) -> Iterator[tuple[int, str, list[str]]]:
+    """The migrations a database at version `current` still needs, in order:
+    (number, what, statements). A newer database is refused, saying what to do."""
+    if current > VERSION:
+        raise NewerDatabase(
+            f"{where} has schema version {current}; this release knows up to {VERSION}:"
+            f" upgrade Brownout, or {elsewhere}"
+        )
+    for number, (what, sql) in enumerate(MIGRATIONS[current:], start=current + 1):
+        yield number, what, [statement for statement in sql.split(";") if statement.strip()]

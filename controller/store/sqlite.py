@@ -13,7 +13,7 @@ from pathlib import Path
 
 import structlog
 
-from controller.store.schema import LEGACY, MIGRATIONS, VERSION, NewerDatabase
+from controller.store.schema import LEGACY, pending
 
 log = structlog.get_logger("brownout.store")
 FILE = "brownout.db"
@@ -58,13 +58,10 @@ class SqliteDatabase:
         with self.connect() as db:
             db.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait
             current = int(db.execute("PRAGMA user_version").fetchone()[0])
-            if current > VERSION:
-                raise NewerDatabase(
-                    f"{self.path} has schema version {current}; this release knows up to"
-                    f" {VERSION}: upgrade Brownout, or point --data-dir elsewhere"
-                )
-            for number, (what, sql) in enumerate(MIGRATIONS[current:], start=current + 1):
-                for statement in filter(str.strip, sql.split(";")):
+            for number, what, statements in pending(
+                current, self.where, "point --data-dir elsewhere"
+            ):
+                for statement in statements:
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number}")
                 log.info("database migrated", path=str(self.path), version=number, what=what)

@@ -191,8 +191,8 @@ def test_a_sigkilled_replica_loses_its_run_to_a_survivor_by_heartbeat(
     # The held run and any of the schedule's that a was driving: each taken once.
     taken = re.search(r"^chaos_runs_taken_over_total (\S+)$", metrics, re.M)
     assert taken is not None and float(taken.group(1)) >= 1
-    [(interrupted,)] = db_rows(pg_dsn, "SELECT count(*) FROM runs WHERE status = 'interrupted'")
-    assert interrupted == float(taken.group(1))
+    [(cut_off,)] = db_rows(pg_dsn, "SELECT count(*) FROM runs WHERE status = 'interrupted'")
+    assert cut_off == float(taken.group(1))
     left = db_rows(pg_dsn, "SELECT run_id FROM live_runs WHERE replica = %s", a.ready["replica"])
     assert left == []
 
