@@ -47,7 +47,8 @@ from controller.experiments.selection import parse_mode, parse_selector
 # --------------------------------------------------------------- providers
 
 
-def _fault_provider(raw: Mapping[str, Any], where: str) -> FaultProvider:
+def fault_provider(raw: Mapping[str, Any], where: str) -> FaultProvider:
+    """A `type: brownout` provider (fault, arguments or spec, target, duration)."""
     fields.no_unknown(raw, {"type", "fault", "arguments", "spec", "target", "duration"}, where)
     fault = fields.string(raw, "fault", where)
     if fault not in FAULT_KINDS:
@@ -137,7 +138,7 @@ def _provider(raw: object, where: str, activity_type: str) -> Provider:
     if kind == "brownout":
         if activity_type != "action":
             raise ConfigError(f"{where}.type", "brownout faults are actions, not probes")
-        return _fault_provider(p, where)
+        return fault_provider(p, where)
     raise ConfigError(
         f"{where}.type",
         f"unsupported provider {kind!r}: use http, prometheus, process or (actions) brownout",

@@ -284,6 +284,18 @@ def test_rule_schedules_are_logic_on_a_given_clock() -> None:
     assert not bad, "\n".join(bad)
 
 
+def test_rule_the_monkey_is_logic_on_a_given_clock() -> None:
+    """controller.monkey decides which groups lose a member and when; the service
+    acts. Like the schedules, it reaches no service, store, agent client, CLI or HTTP.
+    Fix: pass the groups, the last kills and the clock in; act in controller/service."""
+    bad = transitive_violations(
+        "controller.monkey",
+        "controller.service", "controller.store", "controller.agents", "controller.cli",
+        "starlette", "uvicorn", "grpc",
+    )  # fmt: skip
+    assert not bad, "\n".join(bad)
+
+
 def test_rule_the_http_stack_stays_in_the_service() -> None:
     """The service (controller.service) is the only room that speaks HTTP; the runner
     and the agent clients know nothing of it, so `brownout run` needs no server.
