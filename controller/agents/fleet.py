@@ -144,12 +144,15 @@ class Fleet:
     def connection(self) -> AgentConnection:
         return AgentConnection(tuple(self.refs.values()), self.timeout, self.tls)
 
-    def borrow(self) -> Fleet:
+    def borrow(self, only: Iterable[str] | None = None) -> Fleet:
         """A view for one user (a run, a dry run): this fleet's loop, channels,
-        call slots and agent infos, with leases and watches of its own. Closing
-        it stops those, and leaves the channels open."""
+        call slots and agent infos, with leases and watches of its own, of
+        every agent or `only` those. Closing it stops those, and leaves the
+        channels open."""
         view = copy.copy(self)  # shares the loop, channels, slots and infos
         view.keepers, view._watches, view._owner = {}, [], False
+        if only is not None:
+            view.refs = {a: self.refs[a] for a in only}
         return view
 
     @property

@@ -23,14 +23,13 @@ import yaml
 
 from controller.agents.connection import AgentConnection
 from controller.agents.tls import ClientTls
-from controller.cli import argtypes, certs
+from controller.cli import argtypes, certs, declared_file
 from controller.cli.progress import Console
 from controller.errors import ConfigError
 from controller.experiments import gates
 from controller.experiments import parse as exp
 from controller.experiments.gates import Gates
 from controller.experiments.metrics import ControllerMetrics
-from controller.schedules import model as schedules
 from controller.service import app, notify, replicas, tls
 from controller.service.auth import Role, Tokens, new_token
 from controller.service.errors import Refused
@@ -101,6 +100,12 @@ def add_parsers(sub: Any, add_fleet_options: Any, data_dir_option: Any) -> None:
         type=argtypes.existing_file,
         help="schedules declared in a file (YAML: schedules: [...]), loaded at start; the"
         " file is their source of truth (the API may pause and resume them)",
+    )
+    serve.add_argument(
+        "--monkeys",
+        type=argtypes.existing_file,
+        help="monkeys declared in a file (YAML: monkeys: [...]), loaded at start; the file is"
+        " their source of truth",
     )
     serve.add_argument(
         "--gates",
@@ -187,31 +192,6 @@ def _rounds(svc: Service, args: argparse.Namespace, stop: threading.Event) -> No
         stop.wait(args.every)
 
 
-def read_schedules(path: Path) -> list[dict[str, Any]]:
-    """The schedules of a file, checked; experiment files named in them are
-    made absolute (relative to the file)."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(str(path), f"cannot read: {exc}") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("schedules"), list):
-        raise ConfigError(str(path), "expected a mapping with schedules: [...]")
-    docs = []
-    for i, doc in enumerate(raw["schedules"]):
-        where = f"{path}: schedules[{i}]"
-        if isinstance(doc, dict) and isinstance(doc.get("experiments"), list | str):
-            names = (
-                doc["experiments"] if isinstance(doc["experiments"], list) else [doc["experiments"]]
-            )
-            doc = {**doc, "experiments": [_beside(path, n) for n in names]}
-        schedules.parse(doc, where)
-        docs.append(doc)
-    names = [d["name"] for d in docs]
-    if len(set(names)) != len(names):
-        raise ConfigError(str(path), "a schedule name appears twice")
-    return docs
-
-
 def read_gates(path: Path) -> Gates:
     try:
         raw = yaml.safe_load(path.read_text())
@@ -220,32 +200,12 @@ def read_gates(path: Path) -> Gates:
     return gates.parse(raw, str(path))
 
 
-def _beside(path: Path, ref: object) -> object:
-    if isinstance(ref, str) and ref.endswith((".yaml", ".yml", ".json")):
-        return str((path.parent / ref).resolve())
-    return ref
-
-
-def load_schedules(svc: Service, path: Path, docs: list[dict[str, Any]]) -> None:
-    """Make the store's schedules from this file what the file says."""
-    source = str(path.resolve())
-    for doc in docs:
-        existing = svc.schedules.get(doc["name"])
-        if existing is not None and existing.source != source:
-            raise ConfigError(
-                str(path), f"schedule {doc['name']!r} already exists from {existing.source}"
-            )
-        svc.schedules.put(doc["name"], doc, source, "file")
-    for stored in svc.schedules.all():
-        if stored.source == source and stored.name not in {d["name"] for d in docs}:
-            svc.schedules.delete(stored.name)
-
-
 def cmd_serve(args: argparse.Namespace, refs: Any, agent_tls: ClientTls | None) -> int:
     ssl = _ssl(args)
     for p in args.experiments:
         exp.load(p)  # refuse a bad file before anything starts
-    declared = read_schedules(args.schedules) if args.schedules else None
+    declared = declared_file.read_schedules(args.schedules) if args.schedules else None
+    monkeys = declared_file.read_monkeys(args.monkeys) if args.monkeys else None
     service_gates = read_gates(args.gates) if args.gates else None
     notifier = Notifier(notify.load(args.notify)) if args.notify else None
     sock = app.bind(args.listen, tls=bool(ssl))
@@ -258,9 +218,12 @@ def cmd_serve(args: argparse.Namespace, refs: Any, agent_tls: ClientTls | None) 
     )  # fmt: skip
     try:
         if declared is not None:
-            load_schedules(svc, args.schedules, declared)
+            declared_file.load(svc.schedules, args.schedules, declared, "schedule")
+        if monkeys is not None:
+            declared_file.load(svc.monkeys, args.monkeys, monkeys, "monkey")
         if service_gates is not None:
             svc.scheduler.gates = service_gates
+            svc.keeper.gates = service_gates
         interrupted = app.prepare(svc)
         api_port = sock.getsockname()[1]
         scheme = "https" if ssl else "http"
@@ -286,6 +249,7 @@ def cmd_serve(args: argparse.Namespace, refs: Any, agent_tls: ClientTls | None) 
         rounds = threading.Thread(target=_rounds, args=(svc, args, stop), daemon=True)
         rounds.start()
         svc.scheduler.start()
+        svc.keeper.start()
         app.serve(svc, sock, ssl)
         stop.set()
     finally:

@@ -7,7 +7,8 @@ a group at a time, under the schedules' calendar and gates.
     group-by: app                             # the unit of every limit
     zone-label: zone                          # with regions: independent, a group per zone
     regions: independent                      # or together
-    actions:                                  # one, or weighted (the seed's random pick)
+    actions:                                  # one, or weighted (the seed's random pick);
+                                              # ${label_KEY}: the victim's label KEY
       - {weight: 3, fault: process, arguments: {action: kill, comm: nginx, signal: KILL}}
       - {weight: 1, fault: process, arguments: {action: stop, comm: nginx}, duration: 30s}
     mean-work-days-between-kills: 2           # each group's daily chance is 1/mean
@@ -15,7 +16,7 @@ a group at a time, under the schedules' calendar and gates.
     max-kills-per-day: 1                      # per group
     timezone: Europe/Berlin
     workdays: [mon, tue, wed, thu, fri]
-    window: "10:00-16:00"                     # kill times are drawn inside it
+    window: "10:00-16:00"                     # kill times are drawn inside it (HH:MM[:SS])
     planning-hour: "08:00"                    # the day's draw is made (and shown) then
     blackouts: ["12-20..01-03"]               # as schedules'
     exceptions: {groups: [payments], labels: ["tier=critical"]}
@@ -52,7 +53,7 @@ KEYS = {
     "probe", "probe-backoff", "gates", "paused",
 }  # fmt: skip
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
 
 
 class Regions(StrEnum):
@@ -111,8 +112,8 @@ class Monkey:
 def _clock(raw: object, where: str) -> time:
     m = CLOCK.match(str(raw).strip()) if isinstance(raw, str) else None
     if m is None:
-        raise ConfigError(where, f"expected a time of day like 10:00, got {raw!r}")
-    return time(int(m.group(1)), int(m.group(2)))
+        raise ConfigError(where, f"expected a time of day like 10:00 (or 10:00:30), got {raw!r}")
+    return time(int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
 
 
 def _window(raw: object, where: str) -> tuple[time, time]:
@@ -142,8 +143,22 @@ def _actions(raw: object, where: str) -> tuple[Action, ...]:
         doc.pop("weight", None)
         if weight <= 0:
             raise ConfigError(f"{at}.weight", "must be more than 0")
-        out.append(Action(weight, exp.fault_provider(doc, at)))
+        # Checked with every ${label_KEY} standing for a label's value.
+        out.append(Action(weight, exp.fault_provider(fields.substitute(doc, _AnyLabel()), at)))
     return tuple(out)
+
+
+def label_values(labels: Mapping[str, str]) -> dict[str, str]:
+    """An agent's labels as ${label_KEY} values (KEY's other characters as _)."""
+    return {"label_" + re.sub(r"\W", "_", k): v for k, v in labels.items()}
+
+
+class _AnyLabel(dict[str, str]):
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.startswith("label_")
+
+    def __getitem__(self, key: str) -> str:
+        return "label"
 
 
 def _workdays(raw: object, where: str) -> frozenset[int]:

@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from starlette.requests import Request
@@ -37,10 +38,12 @@ from controller.service.http import (
     json_type,
     read_body,
 )
+from controller.service.monkey_ops import MonkeyOps
 from controller.service.operations import NAME, SEED_MAX, Operations, check_name
 from controller.service.state import Service
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 Handler = Callable[[Operations, Request, Caller, dict[str, Any]], Awaitable[Any]]
 
 
@@ -238,6 +241,40 @@ async def schedule_next(ops: Operations, request: Request, caller: Caller, body:
     return {"name": _name(request), "next": await ops.schedule_next(_name(request), count)}
 
 
+# ---------------------------------------------------------------- monkeys
+
+
+async def list_monkeys(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return {"monkeys": await MonkeyOps(ops.svc).list()}
+
+
+async def get_monkey(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return await MonkeyOps(ops.svc).get(_name(request))
+
+
+async def monkey_plan(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    raw = str(request.path_params["day"])
+    try:
+        day = date.fromisoformat(raw) if DAY.fullmatch(raw) else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise Invalid(f"day must be a date YYYY-MM-DD, got {raw[:40]!r}", "day")
+    return (await MonkeyOps(ops.svc).get(_name(request), day, kills=0))["plan"]
+
+
+async def put_monkey(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    name = _name(request)
+    m = await MonkeyOps(ops.svc).put(name, body["monkey"], caller.identity)
+    return {"name": name, "paused": m.paused, "actions": [a.describe() for a in m.actions]}
+
+
+async def delete_monkey(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    name = _name(request)
+    await MonkeyOps(ops.svc).delete(name)
+    return {"name": name, "deleted": True}
+
+
 # ----------------------------------------------------------- kill switch
 
 
@@ -259,6 +296,18 @@ OPS: list[Op] = [
        "The controller replicas on this store: heartbeat age, lost or not, and the runs each"
        " drives", replicas),
     Op("GET", "/experiments", Role.VIEWER, "Stored experiments", list_experiments),
+    Op("GET", "/monkeys", Role.VIEWER, "Every monkey", list_monkeys),
+    Op("PUT", "/monkeys/{name}", Role.OPERATOR, "Validate and store a monkey", put_monkey,
+       {"monkey": Field((dict,), True, "the monkey (as its YAML/JSON holds it)")},
+       errors=(409,)),
+    Op("GET", "/monkeys/{name}", Role.VIEWER,
+       "A monkey, today's draw (groups, kill times, usable members and why not) and its"
+       " tracker", get_monkey, errors=(404,)),
+    Op("GET", "/monkeys/{name}/plan/{day}", Role.VIEWER,
+       "A day's draw, touching nothing (brownout monkey plan --day)", monkey_plan,
+       errors=(404,)),
+    Op("DELETE", "/monkeys/{name}", Role.OPERATOR, "Remove a monkey", delete_monkey,
+       errors=(404, 409)),
     Op("POST", "/experiments/validate", Role.VIEWER, "Validate an experiment, store nothing",
        validate, {"experiment": EXPERIMENT}),
     Op("PUT", "/experiments/{name}", Role.OPERATOR, "Validate and store an experiment",
@@ -369,7 +418,7 @@ def endpoint(ops: Operations, op: Op) -> Callable[[Request], Awaitable[Response]
 
 
 def _param_schema(name: str) -> dict[str, Any]:
-    pattern = NAME.pattern if name == "name" else RUN_ID.pattern
+    pattern = {"name": NAME.pattern, "day": DAY.pattern}.get(name, RUN_ID.pattern)
     return {"type": "string", "pattern": f"^{pattern}$"}
 
 

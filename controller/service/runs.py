@@ -87,12 +87,19 @@ class RunManager:
         by: str,
         seed: int | None = None,
         override_window: bool = False,
+        only: list[str] | None = None,
     ) -> ActiveRun:
+        """Start a run over the fleet, or `only` those agents of it."""
         with self.gate:
-            return self._start(experiment, by, seed, override_window)
+            return self._start(experiment, by, seed, override_window, only)
 
     def _start(
-        self, experiment: Experiment, by: str, seed: int | None, override_window: bool
+        self,
+        experiment: Experiment,
+        by: str,
+        seed: int | None,
+        override_window: bool,
+        only: list[str] | None,
     ) -> ActiveRun:
         ks = self.store.kill_switch()
         if ks.engaged:
@@ -107,7 +114,7 @@ class RunManager:
         options.on_milestone = lambda kind, **data: self.notifier.send(kind, **about, **data)
         options.halted = self._kill_switch_reason
         events = RunEvents(options.run_id)
-        fleet = self.fleet.borrow()
+        fleet = self.fleet.borrow(only)
         runner = Runner(experiment, fleet, options, events, self.metrics)
         try:
             events.event(runner.check_window())
@@ -124,7 +131,7 @@ class RunManager:
                 str(run.journal_path),
                 by,
                 run.started,
-                list(self.fleet.refs),
+                list(fleet.refs),
                 self.replica,
             )
         )

@@ -16,12 +16,13 @@ from controller.experiments.runner import Runner, RunOptions
 from controller.service import replicas
 from controller.service.auth import Tokens
 from controller.service.killswitch import KillSwitchLever
+from controller.service.monkeys import MonkeyKeeper
 from controller.service.notify import Notifier
 from controller.service.replicas import ReplicaSync
 from controller.service.runs import RunManager
 from controller.service.scheduler import Scheduler
 from controller.service.tls import CertRoles
-from controller.store import History, Schedules, ServiceState, Store, open_store
+from controller.store import History, Monkeys, Schedules, ServiceState, Store, open_store
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Service:
     scheduler: Scheduler
     opened: Store  # the database behind store, history and schedules
     sync: ReplicaSync
+    keeper: MonkeyKeeper
     cert_roles: CertRoles | None = None  # with mutual TLS: client identities' roles
 
     @staticmethod
@@ -62,13 +64,19 @@ class Service:
         refs = list(agents.refs)
         scheduler = Scheduler(opened.schedules, store, runs, metrics, replica=me.replica)
         sync = ReplicaSync(me, store, history, runs, lever, replica_timeout)
+        keeper = MonkeyKeeper(opened.monkeys, store, runs, me.replica)
         return Service(
             refs, data_dir, tokens, store, history, runs, lever, fleet, opened.schedules,
-            scheduler, opened, sync, cert_roles,
+            scheduler, opened, sync, keeper, cert_roles,
         )  # fmt: skip
+
+    @property
+    def monkeys(self) -> Monkeys:
+        return self.opened.monkeys
 
     def close(self) -> None:
         self.scheduler.stop()
+        self.keeper.stop()
         self.sync.stop()  # after the drain: its runs have ended
         self.fleet.close()
         self.runs.notifier.close()  # what is queued still goes out, within its bound

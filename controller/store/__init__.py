@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from controller.store.records import (
     KillSwitch,
     LiveRun,
+    MonkeyKill,
     NotFound,
     Replica,
     Run,
@@ -21,7 +22,14 @@ from controller.store.records import (
     now_iso,
 )
 from controller.store.schema import NewerDatabase, StoreUnavailable
-from controller.store.sql import Claim, Database, SqlHistory, SqlSchedules, SqlServiceState
+from controller.store.sql import (
+    Claim,
+    Database,
+    SqlHistory,
+    SqlMonkeys,
+    SqlSchedules,
+    SqlServiceState,
+)
 from controller.store.sqlite import open_database
 
 
@@ -61,12 +69,24 @@ class Schedules(Protocol):
     def last_due(self, name: str) -> str | None: ...
 
 
+class Monkeys(Protocol):
+    def put(self, name: str, doc: dict[str, Any], source: str, by: str) -> None: ...
+    def get(self, name: str) -> StoredSchedule | None: ...
+    def all(self) -> list[StoredSchedule]: ...
+    def delete(self, name: str) -> bool: ...
+    def claim(self, kill: MonkeyKill) -> bool: ...
+    def update(self, kill: MonkeyKill) -> None: ...
+    def kills(self, name: str, limit: int = 1000) -> list[MonkeyKill]: ...
+    def last_kills(self, name: str) -> dict[str, str]: ...
+
+
 @dataclass(frozen=True)
 class Store:
     history: History
     state: ServiceState
     schedules: Schedules
     db: Database
+    monkeys: Monkeys
 
     @property
     def where(self) -> str:
@@ -85,7 +105,7 @@ def open_store(data_dir: Path, database: str | None = None) -> Store:
         db: Database = PostgresDatabase(database)
     else:
         db = open_database(data_dir)
-    return Store(SqlHistory(db), SqlServiceState(db), SqlSchedules(db), db)
+    return Store(SqlHistory(db), SqlServiceState(db), SqlSchedules(db), db, SqlMonkeys(db))
 
 
 __all__ = [
@@ -94,6 +114,8 @@ __all__ = [
     "History",
     "KillSwitch",
     "LiveRun",
+    "MonkeyKill",
+    "Monkeys",
     "NewerDatabase",
     "NotFound",
     "Replica",

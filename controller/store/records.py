@@ -114,3 +114,26 @@ class StoredExperiment:
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "by": self.by, "at": self.at}
+
+
+@dataclass(frozen=True)
+class MonkeyKill:
+    """The tracker's record of one planned kill slot: claimed, then killed,
+    skipped (with why) or failed; `record` holds the process, the gates'
+    answers and the probe values (JSON)."""
+
+    monkey: str
+    slot: str  # DAY/GROUP/INDEX
+    group: str
+    day: str
+    due: str
+    at: str
+    outcome: str  # claimed, started, killed, skipped, failed
+    detail: str
+    agent: str = ""
+    action: str = ""
+    run_id: str = ""
+    record: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "record": self.record or {}}

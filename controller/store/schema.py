@@ -104,6 +104,34 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "monkeys and their tracker: every planned kill slot, claimed once",
+        """
+        CREATE TABLE IF NOT EXISTS monkeys (
+            name     TEXT PRIMARY KEY,
+            doc      TEXT NOT NULL,
+            source   TEXT NOT NULL,
+            "by"     TEXT NOT NULL,
+            at       TEXT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS monkey_kills (
+            monkey   TEXT NOT NULL,
+            slot     TEXT NOT NULL,
+            grp      TEXT NOT NULL,
+            day      TEXT NOT NULL,
+            due      TEXT NOT NULL,
+            at       TEXT NOT NULL,
+            outcome  TEXT NOT NULL,
+            detail   TEXT NOT NULL,
+            agent    TEXT NOT NULL,
+            action   TEXT NOT NULL,
+            run_id   TEXT NOT NULL,
+            record   TEXT NOT NULL,
+            PRIMARY KEY (monkey, slot)
+        );
+        CREATE INDEX IF NOT EXISTS monkey_kills_due ON monkey_kills (monkey, due);
+        """,
+    ),
 ]
 
 VERSION = len(MIGRATIONS)

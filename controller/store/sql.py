@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from controller.store.records import (
     KillSwitch,
     LiveRun,
+    MonkeyKill,
     NotFound,
     Replica,
     Run,
@@ -371,3 +372,85 @@ class SqlSchedules:
                 "SELECT last_due FROM schedule_marks WHERE schedule = ?", (name,)
             ).fetchone()
         return None if row is None else str(row[0])
+
+
+class SqlMonkeys:
+    """Monkeys, and the tracker: one row per planned kill slot. A slot is
+    claimed by inserting its row, so across replicas and restarts exactly one
+    controller acts on it."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def put(self, name: str, doc: dict[str, Any], source: str, by: str) -> None:
+        with self.db.connect() as db:
+            db.execute(
+                "INSERT INTO monkeys VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE"
+                ' SET doc = excluded.doc, source = excluded.source, "by" = excluded."by",'
+                " at = excluded.at",
+                (name, json.dumps(doc), source, by, now_iso()),
+            )
+
+    def get(self, name: str) -> StoredSchedule | None:
+        with self.db.connect() as db:
+            row = db.execute("SELECT * FROM monkeys WHERE name = ?", (name,)).fetchone()
+        return None if row is None else StoredSchedule(row[0], json.loads(row[1]), *row[2:])
+
+    def all(self) -> list[StoredSchedule]:
+        with self.db.connect() as db:
+            rows = db.execute("SELECT * FROM monkeys ORDER BY name").fetchall()
+        return [StoredSchedule(r[0], json.loads(r[1]), *r[2:]) for r in rows]
+
+    def delete(self, name: str) -> bool:
+        with self.db.connect() as db:
+            return db.execute("DELETE FROM monkeys WHERE name = ?", (name,)).rowcount > 0
+
+    def claim(self, kill: MonkeyKill) -> bool:
+        """Take a slot (its row, outcome claimed); False if it was taken before."""
+        with self.db.connect() as db:
+            return (
+                db.execute(
+                    "INSERT INTO monkey_kills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (monkey, slot) DO NOTHING",
+                    _kill_row(kill),
+                ).rowcount
+                > 0
+            )
+
+    def update(self, kill: MonkeyKill) -> None:
+        with self.db.connect() as db:
+            db.execute(
+                "UPDATE monkey_kills SET at = ?, outcome = ?, detail = ?, agent = ?, action = ?,"
+                " run_id = ?, record = ? WHERE monkey = ? AND slot = ?",
+                (kill.at, kill.outcome, kill.detail, kill.agent, kill.action, kill.run_id,
+                 json.dumps(kill.record or {}, default=str), kill.monkey, kill.slot),
+            )  # fmt: skip
+
+    def kills(self, name: str, limit: int = 1000) -> list[MonkeyKill]:
+        """The tracker's rows, newest slot first."""
+        with self.db.connect() as db:
+            rows = db.execute(
+                "SELECT * FROM monkey_kills WHERE monkey = ? ORDER BY due DESC LIMIT ?",
+                (name, limit),
+            ).fetchall()
+        return [_kill(r) for r in rows]
+
+    def last_kills(self, name: str) -> dict[str, str]:
+        """Each group's last day with a kill (or a kill under way)."""
+        with self.db.connect() as db:
+            rows = db.execute(
+                "SELECT grp, max(day) FROM monkey_kills WHERE monkey = ?"
+                " AND outcome IN ('started', 'killed') GROUP BY grp",
+                (name,),
+            ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+
+def _kill(r: Sequence[Any]) -> MonkeyKill:
+    return MonkeyKill(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10],
+                      json.loads(r[11]))  # fmt: skip
+
+
+def _kill_row(k: MonkeyKill) -> tuple[Any, ...]:
+    return (k.monkey, k.slot, k.group, k.day, k.due, k.at, k.outcome, k.detail, k.agent,
+            k.action, k.run_id, json.dumps(k.record or {}, default=str))  # fmt: skip

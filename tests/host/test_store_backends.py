@@ -15,6 +15,7 @@ import pytest
 from controller.store import (
     Claim,
     LiveRun,
+    MonkeyKill,
     NewerDatabase,
     NotFound,
     Replica,
@@ -193,3 +194,27 @@ def test_an_unreachable_postgres_is_a_clear_error_without_the_password(tmp_path:
         open_store(tmp_path, dsn)
     message = str(info.value)
     assert f"127.0.0.1:{port}/db" in message and "s3cret" not in message
+
+
+def test_the_monkey_tracker_claims_each_slot_once_and_keeps_the_last_kill(store: Store) -> None:
+    mk = store.monkeys
+    mk.put("web", {"name": "web"}, "api", "token:alice")
+    assert [m.name for m in mk.all()] == ["web"]
+    slot = MonkeyKill("web", "2026-12-07/web0/0", "web0", "2026-12-07",
+                      "2026-12-07T10:00:00+00:00", "t", "claimed", "claimed by a")  # fmt: skip
+    assert mk.claim(slot)
+    assert not mk.claim(slot)  # once, whoever asks again
+    mk.update(MonkeyKill(**{**slot.__dict__, "outcome": "killed", "agent": "a:1",
+                            "record": {"process": {"signalled": "42"}}}))  # fmt: skip
+    [row] = mk.kills("web")
+    assert (row.outcome, row.agent, row.record) == (
+        "killed",
+        "a:1",
+        {"process": {"signalled": "42"}},
+    )
+    assert mk.last_kills("web") == {"web0": "2026-12-07"}
+    skipped = MonkeyKill("web", "2026-12-08/web0/0", "web0", "2026-12-08",
+                         "2026-12-08T10:00:00+00:00", "t", "skipped", "gate")  # fmt: skip
+    assert mk.claim(skipped)
+    assert mk.last_kills("web") == {"web0": "2026-12-07"}  # a skip is no kill
+    assert mk.delete("web") and mk.get("web") is None

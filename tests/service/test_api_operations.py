@@ -95,6 +95,24 @@ def test_every_operation_answers_its_documented_success(api: Api) -> None:
     assert api.call("GET", "/api/v1/schedules/noon", token=VIEWER).status_code == 404
     call("delete_experiment", "/experiments/demo")
     assert api.call("GET", "/api/v1/experiments/demo", token=VIEWER).status_code == 404
+    monkey = {
+        "opt-in": "monkey=yes",
+        "group-by": "app",
+        "window": "10:00-16:00",
+        "actions": [{"fault": "process", "arguments": {"action": "kill", "comm": "x"}}],
+    }
+    assert call("put_monkey", "/monkeys/m1", {"monkey": monkey}).json()["actions"] == ["process"]
+    assert [
+        m["name"] for m in call("list_monkeys", "/monkeys", token=VIEWER).json()["monkeys"]
+    ] == ["m1"]
+    got = call("get_monkey", "/monkeys/m1", token=VIEWER).json()
+    assert got["monkey"]["group-by"] == "app" and got["kills"] == []
+    sunday = call("monkey_plan", "/monkeys/m1/plan/2026-12-06", token=VIEWER).json()
+    assert sunday == {"day": "2026-12-06", "closed": "Sunday is not a workday", "groups": [],
+                      "unusable": {}}  # fmt: skip
+    bad = api.call("GET", "/api/v1/monkeys/m1/plan/2026-13-45", token=VIEWER)
+    assert bad.status_code == 400 and bad.json()["field"] == "day"
+    call("delete_monkey", "/monkeys/m1")
     assert set(seen) | LIVE_ONLY == {o.handler.__name__ for o in OPS}
 
 

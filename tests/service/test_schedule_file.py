@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli.serve import load_schedules, read_schedules
+from controller.cli.declared_file import load, read_schedules
 from controller.errors import ConfigError
 from tests.service.conftest import Api, pure_doc
 
@@ -34,7 +34,7 @@ def test_a_file_is_the_source_of_its_schedules(api: Api, tmp_path: Path) -> None
     path.write_text(FILE)
     docs = read_schedules(path)
     assert docs[0]["experiments"] == ["stored-one", str(tmp_path / "exp" / "web.yaml")]
-    load_schedules(api.svc, path, docs)
+    load(api.svc.schedules, path, docs, "schedule")
     listed = api.call("GET", "/api/v1/schedules").json()["schedules"]
     assert [(s["name"], s["source"]) for s in listed] == [
         ("daily", str(path)), ("small", str(path)),
@@ -45,7 +45,7 @@ def test_a_file_is_the_source_of_its_schedules(api: Api, tmp_path: Path) -> None
     assert api.call("DELETE", "/api/v1/schedules/small").status_code == 409
     assert api.call("POST", "/api/v1/schedules/small/pause").json()["paused"] is True
     path.write_text(FILE.split("  - name: daily")[0])
-    load_schedules(api.svc, path, read_schedules(path))
+    load(api.svc.schedules, path, read_schedules(path), "schedule")
     names = [s["name"] for s in api.call("GET", "/api/v1/schedules").json()["schedules"]]
     assert names == ["small"]
     # The plan says what a missing experiment means only when it would run.
