@@ -43,8 +43,7 @@ from controller.experiments.gates import Gates
 from controller.experiments.model import Activity, FaultProvider
 from controller.experiments.selection import Selector, parse_selector
 from controller.schedules import blackouts as bl
-from controller.schedules.model import NAME
-from controller.schedules.triggers import zone
+from controller.schedules.model import named_in_zone
 
 KEYS = {
     "name", "opt-in", "group-by", "zone-label", "regions", "actions",
@@ -187,18 +186,10 @@ def _exceptions(raw: object, where: str) -> tuple[frozenset[str], tuple[Selector
 def parse(raw: object, where: str = "monkey") -> Monkey:
     doc = fields.mapping(raw, where)
     fields.no_unknown(doc, KEYS, where)
-    name = fields.string(doc, "name", where)
-    if not NAME.match(name):
-        raise ConfigError(
-            f"{where}.name", f"{name!r}: lower-case letters, digits, '.', '_', '-' (1-63)"
-        )
+    name, tz = named_in_zone(doc, where)
     if not doc.get("opt-in"):
         raise ConfigError(f"{where}.opt-in", "a label selector is required: no label, no kills")
     opt_in = parse_selector(doc["opt-in"], f"{where}.opt-in")
-    tz = doc.get("timezone", "UTC")
-    if not isinstance(tz, str):
-        raise ConfigError(f"{where}.timezone", f"expected a zone name, got {tz!r}")
-    zone(tz, f"{where}.timezone")
     try:
         regions = Regions(str(doc.get("regions", "independent")).lower())
     except ValueError:

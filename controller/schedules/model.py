@@ -91,9 +91,8 @@ def _experiments(raw: object, where: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def parse(raw: object, where: str = "schedule") -> Schedule:
-    doc = fields.mapping(raw, where)
-    fields.no_unknown(doc, KEYS, where)
+def named_in_zone(doc: Mapping[str, Any], where: str) -> tuple[str, str]:
+    """The name and time zone of a schedule (or a monkey), checked."""
     name = fields.string(doc, "name", where)
     if not NAME.match(name):
         raise ConfigError(
@@ -103,6 +102,13 @@ def parse(raw: object, where: str = "schedule") -> Schedule:
     if not isinstance(tz, str):
         raise ConfigError(f"{where}.timezone", f"expected a zone name, got {tz!r}")
     zone(tz, f"{where}.timezone")
+    return name, tz
+
+
+def parse(raw: object, where: str = "schedule") -> Schedule:
+    doc = fields.mapping(raw, where)
+    fields.no_unknown(doc, KEYS, where)
+    name, tz = named_in_zone(doc, where)
     trigger: Trigger
     if ("cron" in doc) == ("every" in doc):
         raise ConfigError(where, "give either cron (5 or 6 fields) or every (an interval)")

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 from controller.errors import ConfigError
 from controller.monkey import model
 from controller.monkey.model import Monkey
-from controller.service.errors import Invalid, NotFound, Refused
-from controller.service.operations import check_name
+from controller.service.errors import Invalid, NotFound
+from controller.service.operations import check_name, named_doc, same_source
 from controller.service.state import Service
 from controller.store import StoredSchedule
 
@@ -62,23 +62,16 @@ class MonkeyOps:
         return await asyncio.to_thread(read)
 
     async def put(self, name: str, doc: Any, by: str, source: str = "api") -> Monkey:
-        check_name(name)
-        if not isinstance(doc, dict):
-            raise Invalid("monkey must be a mapping", "monkey")
-        doc = {**doc, "name": doc.get("name", name)}
-        if doc["name"] != name:
-            raise Invalid(f"monkey.name {doc['name']!r} is not {name!r} (the path's)", "name")
+        doc = named_doc(name, doc, "monkey")
         m = parse_monkey(doc)
         existing = await asyncio.to_thread(self.svc.monkeys.get, name)
-        if existing is not None and existing.source != source:
-            raise Refused(f"monkey {name!r} is declared in {existing.source}: change it there")
+        same_source(existing, source, "monkey", "change")
         await asyncio.to_thread(self.svc.monkeys.put, name, doc, source, by)
         return m
 
     async def delete(self, name: str) -> None:
         stored = await self._stored(name)
-        if stored.source != "api":
-            raise Refused(f"monkey {name!r} is declared in {stored.source}: remove it there")
+        same_source(stored, "api", "monkey", "remove")
         await asyncio.to_thread(self.svc.monkeys.delete, name)
 
     async def _stored(self, name: str) -> StoredSchedule:

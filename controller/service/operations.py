@@ -40,6 +40,24 @@ def parse_experiment(doc: Any, where: str = "experiment") -> Experiment:
         raise Invalid(str(exc), exc.where) from None
 
 
+def named_doc(name: str, doc: Any, what: str) -> dict[str, Any]:
+    """A declared document (schedule, monkey) for PUT .../NAME: a mapping, its
+    name the path's (filled in if absent)."""
+    check_name(name)
+    if not isinstance(doc, dict):
+        raise Invalid(f"{what} must be a mapping", what)
+    named: dict[str, Any] = {**doc, "name": doc.get("name", name)}
+    if named["name"] != name:
+        raise Invalid(f"{what}.name {named['name']!r} is not {name!r} (the path's)", "name")
+    return named
+
+
+def same_source(stored: StoredSchedule | None, source: str, what: str, verb: str) -> None:
+    """A document declared in a file is changed there, not through the API."""
+    if stored is not None and stored.source != source:
+        raise Refused(f"{what} {stored.name!r} is declared in {stored.source}: {verb} it there")
+
+
 def parse_schedule(doc: Any) -> Schedule:
     try:
         return schedule_model.parse(doc, "schedule")
@@ -187,24 +205,17 @@ class Operations:
         return [o.as_dict(ZoneInfo(s.timezone)) for o in planned]
 
     async def put_schedule(self, name: str, doc: Any, by: str, source: str = "api") -> Schedule:
-        check_name(name)
-        if not isinstance(doc, dict):
-            raise Invalid("schedule must be a mapping", "schedule")
-        doc = {**doc, "name": doc.get("name", name)}
-        if doc["name"] != name:
-            raise Invalid(f"schedule.name {doc['name']!r} is not {name!r} (the path's)", "name")
+        doc = named_doc(name, doc, "schedule")
         s = parse_schedule(doc)
         existing = await asyncio.to_thread(self.svc.schedules.get, name)
-        if existing is not None and existing.source != source:
-            raise Refused(f"schedule {name!r} is declared in {existing.source}: change it there")
+        same_source(existing, source, "schedule", "change")
         await asyncio.to_thread(self.svc.schedules.put, name, doc, source, by)
         self.svc.scheduler.changed()
         return s
 
     async def delete_schedule(self, name: str) -> None:
         stored = await self._stored_schedule(name)
-        if stored.source != "api":
-            raise Refused(f"schedule {name!r} is declared in {stored.source}: remove it there")
+        same_source(stored, "api", "schedule", "remove")
         await asyncio.to_thread(self.svc.schedules.delete, name)
         self.svc.scheduler.changed()
 

@@ -281,9 +281,11 @@ def _stored(row: Sequence[Any]) -> StoredExperiment:
     return StoredExperiment(row[0], row[1], json.loads(row[2]), row[3], row[4])
 
 
-class SqlSchedules:
-    """Schedules, what became of each occurrence, and the last occurrence each
-    one handled (so a restart knows which it missed)."""
+class _SqlDeclared:
+    """Documents people declare (schedules, monkeys): by name, with where each
+    came from (the API, or the file it is declared in)."""
+
+    table = ""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -291,7 +293,7 @@ class SqlSchedules:
     def put(self, name: str, doc: dict[str, Any], source: str, by: str) -> None:
         with self.db.connect() as db:
             db.execute(
-                "INSERT INTO schedules VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE"
+                f"INSERT INTO {self.table} VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE"
                 ' SET doc = excluded.doc, source = excluded.source, "by" = excluded."by",'
                 " at = excluded.at",
                 (name, json.dumps(doc), source, by, now_iso()),
@@ -299,18 +301,29 @@ class SqlSchedules:
 
     def get(self, name: str) -> StoredSchedule | None:
         with self.db.connect() as db:
-            row = db.execute("SELECT * FROM schedules WHERE name = ?", (name,)).fetchone()
+            row = db.execute(f"SELECT * FROM {self.table} WHERE name = ?", (name,)).fetchone()
         return None if row is None else StoredSchedule(row[0], json.loads(row[1]), *row[2:])
 
     def all(self) -> list[StoredSchedule]:
         with self.db.connect() as db:
-            rows = db.execute("SELECT * FROM schedules ORDER BY name").fetchall()
+            rows = db.execute(f"SELECT * FROM {self.table} ORDER BY name").fetchall()
         return [StoredSchedule(r[0], json.loads(r[1]), *r[2:]) for r in rows]
 
     def delete(self, name: str) -> bool:
         with self.db.connect() as db:
+            return db.execute(f"DELETE FROM {self.table} WHERE name = ?", (name,)).rowcount > 0
+
+
+class SqlSchedules(_SqlDeclared):
+    """Schedules, what became of each occurrence, and the last occurrence each
+    one handled (so a restart knows which it missed)."""
+
+    table = "schedules"
+
+    def delete(self, name: str) -> bool:
+        with self.db.connect() as db:
             db.execute("DELETE FROM schedule_marks WHERE schedule = ?", (name,))
-            return db.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount > 0
+        return super().delete(name)
 
     def record(self, occ: ScheduledOccurrence, keep: int) -> None:
         """Keep what became of a claimed occurrence, and only the newest `keep`
@@ -374,36 +387,12 @@ class SqlSchedules:
         return None if row is None else str(row[0])
 
 
-class SqlMonkeys:
+class SqlMonkeys(_SqlDeclared):
     """Monkeys, and the tracker: one row per planned kill slot. A slot is
     claimed by inserting its row, so across replicas and restarts exactly one
     controller acts on it."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    def put(self, name: str, doc: dict[str, Any], source: str, by: str) -> None:
-        with self.db.connect() as db:
-            db.execute(
-                "INSERT INTO monkeys VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE"
-                ' SET doc = excluded.doc, source = excluded.source, "by" = excluded."by",'
-                " at = excluded.at",
-                (name, json.dumps(doc), source, by, now_iso()),
-            )
-
-    def get(self, name: str) -> StoredSchedule | None:
-        with self.db.connect() as db:
-            row = db.execute("SELECT * FROM monkeys WHERE name = ?", (name,)).fetchone()
-        return None if row is None else StoredSchedule(row[0], json.loads(row[1]), *row[2:])
-
-    def all(self) -> list[StoredSchedule]:
-        with self.db.connect() as db:
-            rows = db.execute("SELECT * FROM monkeys ORDER BY name").fetchall()
-        return [StoredSchedule(r[0], json.loads(r[1]), *r[2:]) for r in rows]
-
-    def delete(self, name: str) -> bool:
-        with self.db.connect() as db:
-            return db.execute("DELETE FROM monkeys WHERE name = ?", (name,)).rowcount > 0
+    table = "monkeys"
 
     def claim(self, kill: MonkeyKill) -> bool:
         """Take a slot (its row, outcome claimed); False if it was taken before."""
