@@ -28,7 +28,7 @@ from controller.agents import inventory
 from controller.agents.aioclient import retrying
 from controller.agents.fleet import Fleet, Outcome
 from controller.agents.tls import from_values
-from controller.cli import argtypes, certs, faultflags, remote, schedules
+from controller.cli import argtypes, certs, faultflags, monkeys, remote, schedules
 from controller.cli import commands as fleet_commands
 from controller.cli.render import describe_fault, fault_table, info_text
 from controller.errors import ConfigError
@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     lever.add_argument("action", choices=["status", "engage", "disengage"])
     lever.add_argument("--reason", default="", help="required to engage")
     schedules.add_parser(sub)
+    monkeys.add_parser(sub)
 
     inject = sub.add_parser("inject", help="inject a fault and hold it in the foreground")
     kind_parsers = inject.add_subparsers(dest="kind", required=True)
@@ -268,12 +269,12 @@ def main(argv: list[str] | None = None) -> int:
         return run_certs_init(args.dir)
     try:
         from_env(args)
-        if args.server and args.command in ("run", "halt", "kill-switch", "schedules"):
+        if args.server and args.command in ("run", "halt", "kill-switch", "schedules", "monkey"):
             fleet_commands.resolve_env(args)
             if "data_dir" not in args or args.data_dir is None:
                 args.data_dir = fleet_commands.default_data_dir()
             return remote.main(args)
-        if args.command in ("kill-switch", "schedules"):
+        if args.command in ("kill-switch", "schedules", "monkey"):
             raise ConfigError(args.command, "needs --server URL (or BROWNOUT_SERVER)")
         if args.command in fleet_commands.COMMANDS:
             return fleet_commands.main(args)

@@ -150,6 +150,10 @@ def main(args: argparse.Namespace) -> int:
             from controller.cli import schedules  # it imports this module
 
             return schedules.main(c, args)
+        if args.command == "monkey":
+            from controller.cli import monkeys  # it imports this module
+
+            return monkeys.main(c, args)
     except RemoteError as exc:
         print(f"brownout: {exc}", file=sys.stderr)
         return 2

@@ -49,6 +49,7 @@ log = structlog.get_logger("brownout.monkey")
 TICK = 1.0
 DEADLINE = timedelta(minutes=5)  # a slot missed by more (controller down) is skipped
 LEASE_TTL = "5s"  # a stop is resumed this soon after its controller dies
+REPLAN = timedelta(seconds=60)  # how stale the day's draw (the fleet's groups) may get
 
 
 def by(m: Monkey) -> str:
@@ -59,8 +60,9 @@ def experiment_doc(m: Monkey, slot: Slot, victim: str, labels: dict[str, str]) -
     """The kill as an experiment on one agent: the slot's action (its
     ${label_KEY} the victim's labels), and the group's probe as the steady
     state before and after."""
+    values = model.label_values(labels)
     raw = {k: v for k, v in m.doc["actions"][slot.action].items() if k != "weight"}
-    action = fields.substitute(raw, model.label_values(labels))
+    action = fields.substitute(raw, values)
     doc: dict[str, Any] = {
         "version": "1.0.0",
         "title": f"monkey {m.name}: {slot.group}",
@@ -74,9 +76,11 @@ def experiment_doc(m: Monkey, slot: Slot, victim: str, labels: dict[str, str]) -
         ],
         "extensions": [{"name": "brownout", "lease-ttl": LEASE_TTL}],
     }
+    if "duration" in action:  # a stop (or any fault with a duration) is held that long
+        doc["extensions"][0]["ramp"] = {"steps": [100], "hold": action["duration"]}
     if m.doc.get("probe"):
-        doc["steady-state-hypothesis"] = {"title": f"{slot.group} healthy",
-                                          "probes": [m.doc["probe"]]}  # fmt: skip
+        probe = fields.substitute(m.doc["probe"], values)
+        doc["steady-state-hypothesis"] = {"title": f"{slot.group} healthy", "probes": [probe]}
     return doc
 
 
@@ -98,6 +102,9 @@ class MonkeyKeeper:
         self._now = now
         self._parsed: dict[str, tuple[str, Monkey]] = {}
         self._logged: set[tuple[str, date]] = set()  # plans logged, by monkey and day
+        # The day's draw, as of when (the fleet is asked again every REPLAN, and
+        # whenever a slot is due).
+        self._plans: dict[tuple[str, date], tuple[datetime, DayPlan, dict[str, str]]] = {}
         self._backoff: dict[tuple[str, str], datetime] = {}  # (monkey, group) -> until
         self._running: dict[str, MonkeyKill] = {}  # run id -> its tracker row
         self._labels: dict[str, dict[str, str]] = {}  # member address -> labels, as last seen
@@ -178,14 +185,29 @@ class MonkeyKeeper:
     def _due(
         self, m: Monkey, day: date, now: datetime
     ) -> list[tuple[Slot, DayPlan, dict[str, str]]]:
+        """The day's slots due now and not yet claimed, with the plan (the
+        fleet asked again every REPLAN, and whenever a slot is due)."""
         if m.paused:
             return []
-        plan, unusable = self.plan(m, day)
+        cached = self._plans.get((m.name, day))
+        if cached is None or now - cached[0] > REPLAN:
+            cached = (now, *self.plan(m, day))
+            self._plans = {k: v for k, v in self._plans.items() if k[1] >= day}
+            self._plans[(m.name, day)] = cached
         if (m.name, day) not in self._logged:
             self._logged.add((m.name, day))
-            log.info("monkey day drawn", monkey=m.name, day=day.isoformat(), closed=plan.closed,
-                     kills=[f"{s.key}@{s.at.isoformat()}" for s in plan.slots])  # fmt: skip
+            log.info("monkey day drawn", monkey=m.name, day=day.isoformat(),
+                     closed=cached[1].closed,
+                     kills=[f"{s.key}@{s.at.isoformat()}" for s in cached[1].slots])  # fmt: skip
+        if not [s for s in cached[1].slots if s.at <= now]:
+            return []
         seen = {k.slot for k in self.monkeys.kills(m.name, 1000) if k.day == day.isoformat()}
+        if not [s for s in cached[1].slots if s.at <= now and s.key not in seen]:
+            return []
+        if cached[0] != now:  # a slot is due: the members as they are now
+            cached = (now, *self.plan(m, day))
+            self._plans[(m.name, day)] = cached
+        _, plan, unusable = cached
         return [(s, plan, unusable) for s in plan.slots
                 if s.at <= now and s.key not in seen]  # fmt: skip
 

@@ -186,6 +186,7 @@ CTL_BAD: list[tuple[str, str, list[str], str]] = [
     ("serve", "--notify", ["", "/nonexistent/notify.yaml"], ""),
     ("history", "--schedule", ["", "Bad Name"], ""),
     ("schedules add s", "--experiment", ["", "Bad Name"], ""),
+    ("monkey plan web", "--day", ["", "2026-13-01", "tomorrow"], ""),
     ("schedules add s", "--cron", ["", "* * *", "99 * * * *"], ""),
     ("schedules add s", "--every", DUR, ""),
     ("schedules add s", "--timezone", ["", "Mars/Olympus"], ""),
@@ -218,6 +219,8 @@ CTL_POSITIONAL: list[tuple[str, str, list[str]]] = [
     ("kill-switch", "action", ["", "explode"]),
     ("schedules", "action", ["", "explode"]),
     ("schedules pause", "name", ["", "Bad Name", "x/y"]),
+    ("monkey add", "file", ["", "/nonexistent/monkey.yaml"]),
+    ("monkey plan", "name", ["", "Bad Name"]),
     ("certs init", "dir", ["", "/etc/hostname"]),
 ]
 # Flags whose every value is valid: free text, or switches.
