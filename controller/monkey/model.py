@@ -200,9 +200,6 @@ def parse(raw: object, where: str = "monkey") -> Monkey:
     if least > mean:
         raise ConfigError(where, "min-work-days-between-kills is more than the mean")
     except_groups, except_labels = _exceptions(doc.get("exceptions"), f"{where}.exceptions")
-    raw_blackouts = doc.get("blackouts", [])
-    if not isinstance(raw_blackouts, list):
-        raise ConfigError(f"{where}.blackouts", "expected a list")
     paused = doc.get("paused", False)
     if not isinstance(paused, bool):
         raise ConfigError(f"{where}.paused", f"expected true or false, got {paused!r}")
@@ -222,9 +219,7 @@ def parse(raw: object, where: str = "monkey") -> Monkey:
         workdays=_workdays(doc.get("workdays", list(DAYS[:5])), f"{where}.workdays"),
         window=_window(doc.get("window", "10:00-16:00"), f"{where}.window"),
         planning=_clock(doc.get("planning-hour", "08:00"), f"{where}.planning-hour"),
-        blackouts=tuple(
-            bl.parse(b, f"{where}.blackouts[{i}]") for i, b in enumerate(raw_blackouts)
-        ),
+        blackouts=bl.parse_all(doc.get("blackouts", []), f"{where}.blackouts"),
         except_groups=except_groups,
         except_labels=except_labels,
         max_down=max_down,

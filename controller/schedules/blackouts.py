@@ -141,6 +141,13 @@ def parse(raw: object, where: str) -> Blackout:
     return Blackout(spec, name or spec, rule=rule)
 
 
+def parse_all(raw: object, where: str) -> tuple[Blackout, ...]:
+    """A schedule's (or a monkey's) `blackouts:` list."""
+    if not isinstance(raw, list):
+        raise ConfigError(where, "expected a list")
+    return tuple(parse(b, f"{where}[{i}]") for i, b in enumerate(raw))
+
+
 def blocking(blackouts: tuple[Blackout, ...], moment: datetime, tz: ZoneInfo) -> Blackout | None:
     """The first blackout that holds at moment (days in tz), if any."""
     return next((b for b in blackouts if b.holds(moment, tz)), None)

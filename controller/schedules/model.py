@@ -141,9 +141,6 @@ def parse(raw: object, where: str = "schedule") -> Schedule:
         raise ConfigError(
             f"{where}.concurrency", f"{doc['concurrency']!r}: use forbid, allow or replace"
         ) from None
-    raw_blackouts = doc.get("blackouts", [])
-    if not isinstance(raw_blackouts, list):
-        raise ConfigError(f"{where}.blackouts", "expected a list")
     return Schedule(
         name=name,
         experiments=_experiments(doc.get("experiments"), f"{where}.experiments"),
@@ -158,9 +155,7 @@ def parse(raw: object, where: str = "schedule") -> Schedule:
             doc.get("starting-deadline", DEFAULT_DEADLINE), f"{where}.starting-deadline"
         ),
         history_limit=_int(doc, "history-limit", where, 1) or DEFAULT_HISTORY,
-        blackouts=tuple(
-            bl.parse(b, f"{where}.blackouts[{i}]") for i, b in enumerate(raw_blackouts)
-        ),
+        blackouts=bl.parse_all(doc.get("blackouts", []), f"{where}.blackouts"),
         paused=paused,
         doc=dict(doc),
         gates=gates.parse(doc["gates"], f"{where}.gates") if doc.get("gates") else Gates(),

@@ -102,8 +102,8 @@ class ReplicaSync:
         if not self.beat():
             return
         self.lever.follow()
-        self.take_over()
         listed = self.state.replicas()
+        self.take_over(listed)
         lost = [r for r in listed if r.replica != self.me.replica and r.age > self.timeout]
         for r in lost:
             if r.age > FORGET:
@@ -141,10 +141,11 @@ class ReplicaSync:
         await asyncio.sleep(0)
         return {r.run_id: json.dumps(r.journal(), default=str) for r in self.runs.active()}
 
-    def take_over(self) -> list[str]:
-        """Mark interrupted the runs of replicas that are gone; the run ids.
-        Taking a run is one conditional update, so one replica wins it."""
-        ages = {r.replica: r.age for r in self.state.replicas()}
+    def take_over(self, listed: list[Replica] | None = None) -> list[str]:
+        """Mark interrupted the runs of replicas that are gone (as `listed`, or
+        the store says now); the run ids. Taking a run is one conditional
+        update, so one replica wins it."""
+        ages = {r.replica: r.age for r in (self.state.replicas() if listed is None else listed)}
         done = []
         for live in self.state.live_runs():
             if live.replica == self.me.replica:

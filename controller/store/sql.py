@@ -286,6 +286,7 @@ class _SqlDeclared:
     came from (the API, or the file it is declared in)."""
 
     table = ""
+    cascade: tuple[str, ...] = ()  # statements deleting what the document leaves behind
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -310,7 +311,9 @@ class _SqlDeclared:
         return [StoredSchedule(r[0], json.loads(r[1]), *r[2:]) for r in rows]
 
     def delete(self, name: str) -> bool:
-        with self.db.connect() as db:
+        with self.db.connect() as db:  # with what hangs on it, in one transaction
+            for sql in self.cascade:
+                db.execute(sql, (name,))
             return db.execute(f"DELETE FROM {self.table} WHERE name = ?", (name,)).rowcount > 0
 
 
@@ -319,11 +322,7 @@ class SqlSchedules(_SqlDeclared):
     one handled (so a restart knows which it missed)."""
 
     table = "schedules"
-
-    def delete(self, name: str) -> bool:
-        with self.db.connect() as db:
-            db.execute("DELETE FROM schedule_marks WHERE schedule = ?", (name,))
-        return super().delete(name)
+    cascade = ("DELETE FROM schedule_marks WHERE schedule = ?",)
 
     def record(self, occ: ScheduledOccurrence, keep: int) -> None:
         """Keep what became of a claimed occurrence, and only the newest `keep`
