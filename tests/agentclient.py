@@ -59,6 +59,7 @@ class AgentClient:
         duration: float,
         target: pb.Target | None = None,
         request_id: str = "",
+        validate_only: bool = False,
     ) -> pb.Fault:
         return self.stub.InjectFault(
             pb.InjectFaultRequest(
@@ -67,6 +68,7 @@ class AgentClient:
                 duration=to_duration(duration),
                 target=target or pb.Target(),
                 request_id=request_id,
+                validate_only=validate_only,
             ),
             timeout=self.timeout,
         )

@@ -215,13 +215,18 @@ class AgentServicer(pb_grpc.AgentServicer):
     def InjectFault(
         self, request: pb.InjectFaultRequest, context: grpc.ServicerContext
     ) -> pb.Fault:
-        if not request.lease_id:
+        if not request.lease_id and not request.validate_only:
             raise InvalidArgument("lease_id", "is required: acquire a lease first")
         if len(request.request_id) > 128:
             raise InvalidArgument("request_id", "must be at most 128 characters")
         req = inject_request(
             request, self.manager.kinds, caller=caller_identity(context), caller_peer=context.peer()
         )
+        if request.validate_only:
+            reach = self.manager.check_inject(req)
+            return pb.Fault(kind=kinds.by_name(req.kind).value, lease_id=request.lease_id,
+                            spec=request.spec, target=request.target, duration=request.duration,
+                            applied=reach, request_id=request.request_id)  # fmt: skip
         return fault_to_pb(self.manager.inject(req))
 
     @rpc(mutating=True)

@@ -90,11 +90,22 @@ class Injects:
         self._reconcile(fault)
         return fault.snapshot()
 
-    def _admit(
-        self, req: InjectRequest
-    ) -> tuple[Injector[Any], Fault, Any, WatchedTarget | None] | Fault:
-        """Validate everything, then register the fault and journal its intent;
-        or the fault an earlier call with this request_id made."""
+    def check(self, req: InjectRequest) -> dict[str, str]:
+        """validate_only: every check an inject makes, and what it would reach
+        now (the injector's preview); nothing is journaled or touched. The
+        lease is checked only when one is named."""
+        injector, _, plan, _ = self._checked(req, lease=bool(req.lease_id))
+        if self._halted():
+            raise FailedPrecondition(
+                "agent is halted (Halt with latch); call Resume before injecting new faults"
+            )
+        preview: Callable[[Any], dict[str, str]] | None = getattr(injector, "preview", None)
+        return preview(plan) if preview is not None else {}
+
+    def _checked(
+        self, req: InjectRequest, lease: bool = True
+    ) -> tuple[Injector[Any], float, Any, WatchedTarget | None]:
+        """The injector, the duration in seconds, the plan and the watched target."""
         s = self._s
         injector = s.injectors.get(req.kind)
         if injector is None:
@@ -102,7 +113,7 @@ class Injects:
                 f"fault kind {req.kind!r} is not supported by this agent version"
             )
         try:
-            lease_peer = s.leases.get_live(req.lease_id).peer
+            lease_peer = s.leases.get_live(req.lease_id).peer if lease else ""
             request = RequestContext(caller_peer=req.caller_peer, lease_peer=lease_peer)
             seconds = duration_seconds(
                 "duration", *req.duration, maximum=s.limits.max_fault_duration
@@ -112,6 +123,15 @@ class Injects:
         except AgentError:
             s.metrics.faults_total.labels(req.kind, "rejected").inc()
             raise
+        return injector, seconds, plan, watched
+
+    def _admit(
+        self, req: InjectRequest
+    ) -> tuple[Injector[Any], Fault, Any, WatchedTarget | None] | Fault:
+        """Validate everything, then register the fault and journal its intent;
+        or the fault an earlier call with this request_id made."""
+        s = self._s
+        injector, seconds, plan, watched = self._checked(req)
         with s.lock:
             if self._halted():
                 raise FailedPrecondition(

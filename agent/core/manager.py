@@ -209,6 +209,9 @@ class FaultManager:
     def inject(self, req: InjectRequest) -> Fault:
         return self._injects.inject(req)
 
+    def check_inject(self, req: InjectRequest) -> dict[str, str]:
+        return self._injects.check(req)
+
     def revert(self, fault_id: str, reason: EndReason) -> Fault:
         return self._reverts.revert(fault_id, reason)
 

@@ -100,6 +100,7 @@ class AsyncAgentClient:
         duration: float,
         target: pb.Target | None = None,
         request_id: str = "",
+        validate_only: bool = False,
     ) -> pb.Fault:
         request = pb.InjectFaultRequest(
             lease_id=lease_id,
@@ -107,6 +108,7 @@ class AsyncAgentClient:
             duration=to_duration(duration),
             target=target or pb.Target(),
             request_id=request_id,
+            validate_only=validate_only,
         )
         return await self.stub.InjectFault(request, timeout=self.timeout)
 

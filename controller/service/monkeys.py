@@ -9,7 +9,9 @@ across replicas and restarts), and then, in order:
 - the kill switch and the gates (the monkey's, and the service's);
 - the group's back-off after a failed probe;
 - never the last healthy member: the group needs two reachable, unhalted
-  members, and fewer than max-down of them under this monkey's faults;
+  members where the action's target is present (each agent checks the
+  action without making it), and fewer than max-down of them under this
+  monkey's faults;
 - the victim is drawn among the rest, and the kill is a run of its own on
   that agent alone (leases, journal, revert, report), with the group's probe
   as the steady state before and after.
@@ -30,11 +32,15 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from brownout import features
+from brownout.v1 import agent_pb2 as pb
+from controller.agents.aioclient import AsyncAgentClient
 from controller.errors import ConfigError
 from controller.experiments import fields, gates
 from controller.experiments import journal as jr
 from controller.experiments import parse as exp
 from controller.experiments.gates import Gates
+from controller.experiments.model import FaultProvider
 from controller.experiments.records import RunStatus
 from controller.monkey import model
 from controller.monkey.model import Monkey
@@ -231,8 +237,10 @@ class MonkeyKeeper:
             self._skip(kill, "probe", f"backing off after a failed probe until {until.isoformat()}")
             return
         members = next(g.members for g in plan.groups if g.group == slot.group)
-        healthy = [a for a in members if a not in unusable]
         down = {a for r in self.state.live_runs() if r.by == by(m) for a in r.agents}
+        unusable = {**unusable, **self._unreachable_target(
+            m, slot, [a for a in members if a not in unusable and a not in down])}  # fmt: skip
+        healthy = [a for a in members if a not in unusable]
         busy = [a for a in healthy if a in down]
         free = [a for a in healthy if a not in down]
         if len(healthy) < 2:
@@ -267,6 +275,33 @@ class MonkeyKeeper:
         self._running[run.run_id] = started
         log.warning("monkey kill started", monkey=m.name, group=slot.group, slot=slot.key,
                     agent=victim, run_id=run.run_id)  # fmt: skip
+
+    def _unreachable_target(self, m: Monkey, slot: Slot, members: list[str]) -> dict[str, str]:
+        """Why each of members could not take the slot's action now (the target
+        process absent, already held, refused by the agent's safety rules), as
+        its own agent answers a validate-only inject. Agents too old to check
+        are taken as they are."""
+        providers: dict[str, FaultProvider] = {}
+        bad: dict[str, str] = {}
+        for a in members:
+            info = self.runs.fleet.infos.get(a)
+            if info is None or features.VALIDATE_ONLY not in info.features:
+                continue
+            doc = experiment_doc(m, slot, a, self._labels.get(a, {}))
+            try:
+                provider = exp.parse(doc, f"monkey {m.name}").fault_actions[0].provider
+            except ConfigError as exc:  # e.g. a ${label_KEY} this member lacks
+                bad[a] = f"action: {exc}"
+                continue
+            assert isinstance(provider, FaultProvider)
+            providers[a] = provider
+
+        async def check(c: AsyncAgentClient) -> pb.Fault:
+            p = providers[c.address]
+            return await c.inject("", p.spec, p.duration or 1.0, p.target, validate_only=True)
+
+        outcomes = self.runs.fleet.map(check, providers) if providers else {}
+        return bad | {a: f"target: {o.error}" for a, o in outcomes.items() if o.value is None}
 
     def _skip(self, kill: MonkeyKill, kind: str, why: str) -> None:
         self.monkeys.update(_with(kill, outcome="skipped", detail=why, record={"reason": kind}))

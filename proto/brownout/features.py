@@ -6,4 +6,7 @@ from __future__ import annotations
 # The KeepLeases stream; without it, keep leases with RenewLease.
 KEEP_LEASES = "keep_leases"
 
-ALL = (KEEP_LEASES,)
+# InjectFaultRequest.validate_only: check an inject without making it.
+VALIDATE_ONLY = "validate_only"
+
+ALL = (KEEP_LEASES, VALIDATE_ONLY)

@@ -5,7 +5,8 @@ each group's health endpoint named by its `health` label:
 
 - one monkey day compressed into a 40-second window kills exactly one
   process in each healthy group, never both of a group of two; the group
-  whose probe fails is skipped with the reason and keeps both; the tracker
+  whose probe fails is skipped with the reason and keeps both; so is the
+  group whose other member's process is gone (its agent checks); the tracker
   and the CLI say which, as psutil sees it from outside;
 - a stop instead of a kill: with the controller SIGKILLed mid-fault, the
   stopped process runs again within the lease TTL + 1 s."""
@@ -126,8 +127,14 @@ def test_a_compressed_monkey_day_kills_exactly_one_member_per_healthy_group(
     tmp_path: Path,
 ) -> None:
     ok, sick = health
-    members = start_members(agent_factory, tmp_path, GROUPS + 1, {0: ok, 1: ok, 2: ok, 3: sick})
+    members = start_members(
+        agent_factory, tmp_path, GROUPS + 2, {0: ok, 1: ok, 2: ok, 3: sick, 4: ok}
+    )
     services.append(members)
+    # web4's first member has lost its service: its agent says the target is
+    # absent, and the other member is the group's last healthy one.
+    members["services"]["g4-n0"].kill()
+    members["services"]["g4-n0"].wait(10)
     start, end = window(40)
     path = tmp_path / "monkeys.yaml"
     path.write_text(yaml.safe_dump({"monkeys": [monkey(start, end)]}))
@@ -136,7 +143,7 @@ def test_a_compressed_monkey_day_kills_exactly_one_member_per_healthy_group(
     serve = ServeProc(tmp_path / "data", list(agents.values()), ["--monkeys", str(path)]).start()
     try:
         plan = serve.call("GET", "/api/v1/monkeys/web", token=VIEWER).body["plan"]
-        assert [g["group"] for g in plan["groups"]] == ["web0", "web1", "web2", "web3"], plan
+        assert [g["group"] for g in plan["groups"]] == [f"web{g}" for g in range(5)], plan
         assert all(len(g["kills"]) == 1 and len(g["members"]) == 2 for g in plan["groups"]), plan
         assert wait_for(lambda: datetime.now(UTC) > end + timedelta(seconds=5), 90, 0.5)
 
@@ -144,28 +151,37 @@ def test_a_compressed_monkey_day_kills_exactly_one_member_per_healthy_group(
             kills = serve.call("GET", "/api/v1/monkeys/web", token=VIEWER).body["kills"]
             return [k for k in kills if k["outcome"] not in ("claimed", "started")]
 
-        assert wait_for(lambda: len(settled()) == GROUPS + 1, 20, 0.5), settled()
+        assert wait_for(lambda: len(settled()) == GROUPS + 2, 20, 0.5), settled()
         [skipped] = [k for k in settled() if k["group"] == "web3"]
-        kills = [k for k in settled() if k["group"] != "web3"]
+        [absent] = [k for k in settled() if k["group"] == "web4"]
+        kills = [k for k in settled() if k["group"] not in ("web3", "web4")]
         # The CLI shows the same tracker, and any day's draw without touching anything.
         history = cli(serve, "monkey", "history", "web")
         assert history.returncode == 0 and history.stdout.count(" killed ") == GROUPS, history
         sunday = cli(serve, "monkey", "plan", "web", "--day", "2026-12-06")
         assert "2026-12-06: a workday" in sunday.stdout, sunday  # every day is one here
-        assert sunday.stdout.count("members: 127.0.0.1:") == GROUPS + 1, sunday.stdout
+        assert sunday.stdout.count("members: 127.0.0.1:") == GROUPS + 2, sunday.stdout
         plan_json = json.loads(cli(serve, "monkey", "plan", "web", "--json").stdout)
-        assert {g["group"] for g in plan_json["groups"]} == {"web0", "web1", "web2", "web3"}
+        assert {g["group"] for g in plan_json["groups"]} == {f"web{g}" for g in range(5)}
     finally:
         assert serve.stop() == 0, serve.logs()[-3000:]
     # From outside: exactly one of each healthy group's two service processes is gone.
-    dead = {tag for tag, p in procs.items() if p.poll() is not None}
+    dead = {tag for tag, p in procs.items() if p.poll() is not None} - {"g4-n0"}
     assert len(dead) == GROUPS, dead
     assert {tag.split("-")[0] for tag in dead} == {f"g{g}" for g in range(GROUPS)}
-    for tag in set(procs) - dead:
+    for tag in set(procs) - dead - {"g4-n0"}:
         assert psutil.pid_exists(procs[tag].pid)
     # The group whose probe failed kept both, and the tracker says why.
     assert skipped["outcome"] == "skipped" and skipped["detail"].startswith("probe failed")
     assert skipped["record"]["probes_before"]["steady_state_met"] is False, skipped
+    # The group whose other member lost its process kept its last one.
+    assert absent["outcome"] == "skipped", absent
+    assert "never the last healthy member: 1 of 2" in absent["detail"], absent
+    assert (
+        f"{agents['g4-n0'].address} target: FAILED_PRECONDITION: no process on this node"
+        in absent["detail"]
+    ), absent
+    assert procs["g4-n1"].poll() is None
     # The tracker agrees: each group's kill, on the agent whose service died, by pid.
     assert {k["outcome"] for k in kills} == {"killed"}, kills
     by_agent = {a.address: tag for tag, a in agents.items()}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -117,6 +118,37 @@ def test_kill_the_oldest_two_of_three_by_command_line(agent: AgentProc, victims:
         assert wait_for(lambda: not running(pids[0]) and not running(pids[1]), 5)
         assert running(pids[2])
         c.release_lease(lease)
+
+
+def test_validate_only_names_what_an_inject_would_reach_and_touches_nothing(
+    agent: AgentProc, victims: Victims
+) -> None:
+    pids = sorted(victims.start() for _ in range(2))
+    with agent.client() as c:
+        journal_before = agent.journal_files()
+        # No lease needed: nothing happens.
+        check = c.inject("", process(STOP, cmdline=victims.token), 30, validate_only=True)
+        assert check.id == "" and check.state == pb.FAULT_STATE_UNSPECIFIED
+        assert check.kind == pb.FAULT_KIND_PROCESS
+        assert check.applied["matched"] == "2" and check.applied["action"] == "stop"
+        assert sorted(map(int, re.findall(r"(\d+) start=", check.applied["processes"]))) == pids
+        assert "validate_only" in c.info().features
+        # Every refusal an inject gives, validate_only gives too.
+        with pytest.raises(grpc.RpcError) as err:
+            c.inject("", process(KILL, cmdline="no-such-process-x"), 30, validate_only=True)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "no process on" in (err.value.details() or "")
+        with pytest.raises(grpc.RpcError) as err:
+            c.inject("no-such-lease", process(KILL, cmdline=victims.token), 30,
+                     validate_only=True)  # fmt: skip
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        assert c.list_faults() == [] and agent.journal_files() == journal_before
+        c.halt(latch=True, reason="test")
+        with pytest.raises(grpc.RpcError) as err:
+            c.inject("", process(KILL, cmdline=victims.token), 30, validate_only=True)
+        assert "halted" in (err.value.details() or "")
+        c.resume()
+    assert all(running(p) and not stopped(p) for p in pids)
 
 
 def test_kill_with_a_signal_and_the_children(agent: AgentProc, victims: Victims) -> None:

@@ -229,14 +229,18 @@ class ProcessInjector:
 
     # -------------------------------------------------------------- apply
 
-    def apply(self, fault_id: str, plan: ProcessPlan, checkpoint: Checkpoint) -> Applied:
-        summary = {
+    def preview(self, plan: ProcessPlan) -> dict[str, str]:
+        """What an inject of plan would reach now (validate_only's answer)."""
+        return {
             "action": plan.action,
             "matched": str(len(plan.matched)),
             "processes": "; ".join(
                 f"{p.pid} start={p.start_time} {p.command[:120]}" for p in plan.chosen
             ),
         }
+
+    def apply(self, fault_id: str, plan: ProcessPlan, checkpoint: Checkpoint) -> Applied:
+        summary = self.preview(plan)
         if plan.action == "stop":
             return self._stop(fault_id, plan, checkpoint, summary)
         hit = _signal(plan.chosen, plan.signal)

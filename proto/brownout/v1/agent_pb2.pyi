@@ -407,10 +407,19 @@ class InjectFaultRequest(_message.Message):
     DURATION_FIELD_NUMBER: _builtins.int
     TARGET_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
     lease_id: _builtins.str
     request_id: _builtins.str
     """Optional idempotency key: a retried request with the same lease and
     request_id returns the fault created by the first one.
+    """
+    validate_only: _builtins.bool
+    """Check only: validate the request and resolve its target as an inject
+    would (the spec, the agent's limits and capabilities, halt, the process
+    match and its safety rules), then answer without journaling or touching
+    anything. The answer is an unregistered Fault (empty id, state
+    unspecified) whose `applied` says what an inject would reach now, e.g.
+    the processes a process fault would signal. lease_id may be empty.
     """
     @_builtins.property
     def spec(self) -> Global___FaultSpec: ...
@@ -430,10 +439,11 @@ class InjectFaultRequest(_message.Message):
         duration: _duration_pb2.Duration | None = ...,
         target: Global___Target | None = ...,
         request_id: _builtins.str = ...,
+        validate_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "spec", b"spec", "target", b"target"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "lease_id", b"lease_id", "request_id", b"request_id", "spec", b"spec", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "lease_id", b"lease_id", "request_id", b"request_id", "spec", b"spec", "target", b"target", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
