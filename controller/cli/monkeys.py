@@ -1,4 +1,4 @@
-"""`brownout monkey list|add|remove|plan|history`, against a server (--server
+"""`brownout monkey list|add|remove|pause|resume|plan|history`, against a server (--server
 or BROWNOUT_SERVER): the monkeys `brownout serve` keeps, a day's draw (which
 groups, at what times, which members are usable and why not) without
 touching anything, and the tracker."""
@@ -32,8 +32,9 @@ def add_parser(sub: Any) -> None:
     actions.add_parser("list", help="every monkey")
     add = actions.add_parser("add", help="add or replace a monkey from a file")
     add.add_argument("file", type=argtypes.existing_file, help="a monkey in YAML or JSON")
-    rm = actions.add_parser("remove", help="remove a monkey")
-    rm.add_argument("name", type=NAME)
+    for action, what in (("remove", "remove a monkey"), ("pause", "pause a monkey: no kills"),
+                         ("resume", "resume a paused monkey")):  # fmt: skip
+        actions.add_parser(action, help=what).add_argument("name", type=NAME)
     plan = actions.add_parser("plan", help="a day's draw, touching nothing")
     plan.add_argument("name", type=NAME)
     plan.add_argument("--day", type=argtypes.checked(_day), help="YYYY-MM-DD (default today)")
@@ -78,6 +79,9 @@ def main(c: Client, args: argparse.Namespace) -> int:
     elif args.action == "remove":
         out = c.call("DELETE", f"{API}/{args.name}")
         lines = [f"removed monkey {out['name']}"]
+    elif args.action in ("pause", "resume"):
+        out = c.call("POST", f"{API}/{args.name}/{args.action}")
+        lines = [f"monkey {out['name']} {'paused' if out['paused'] else 'resumed'}"]
     elif args.action == "plan":
         if args.day:
             out = c.call("GET", f"{API}/{args.name}/plan/{args.day}")

@@ -269,6 +269,14 @@ async def put_monkey(ops: Operations, request: Request, caller: Caller, body: An
     return {"name": name, "paused": m.paused, "actions": [a.describe() for a in m.actions]}
 
 
+async def pause_monkey(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return await MonkeyOps(ops.svc).pause(_name(request), True, caller.identity)
+
+
+async def resume_monkey(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return await MonkeyOps(ops.svc).pause(_name(request), False, caller.identity)
+
+
 async def delete_monkey(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
     name = _name(request)
     await MonkeyOps(ops.svc).delete(name)
@@ -306,6 +314,10 @@ OPS: list[Op] = [
     Op("GET", "/monkeys/{name}/plan/{day}", Role.VIEWER,
        "A day's draw, touching nothing (brownout monkey plan --day)", monkey_plan,
        errors=(404,)),
+    Op("POST", "/monkeys/{name}/pause", Role.OPERATOR, "Pause a monkey: it draws no kills",
+       pause_monkey, errors=(404,)),
+    Op("POST", "/monkeys/{name}/resume", Role.OPERATOR, "Resume a paused monkey",
+       resume_monkey, errors=(404,)),
     Op("DELETE", "/monkeys/{name}", Role.OPERATOR, "Remove a monkey", delete_monkey,
        errors=(404, 409)),
     Op("POST", "/experiments/validate", Role.VIEWER, "Validate an experiment, store nothing",

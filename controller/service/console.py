@@ -31,6 +31,7 @@ from controller.service.audit import audit
 from controller.service.auth import Caller, Role
 from controller.service.errors import Invalid, ServiceError, status_of
 from controller.service.http import read_body
+from controller.service.monkey_ops import MonkeyOps
 from controller.service.operations import SEED_MAX, Operations
 from controller.service.state import Service
 
@@ -240,6 +241,20 @@ class Console:
         await self.ops.pause_schedule(name, paused, who.caller.identity)
         return RedirectResponse(f"/console/schedules/{name}", status_code=303)
 
+    async def monkeys(self, request: Request, who: Who) -> Response:
+        monkeys = await MonkeyOps(self.svc).list()
+        return await self.page(request, "monkeys.html", who, monkeys=monkeys)
+
+    async def monkey(self, request: Request, who: Who) -> Response:
+        m = await MonkeyOps(self.svc).get(str(request.path_params["name"]), kills=50)
+        return await self.page(request, "monkey.html", who, m=m)
+
+    async def pause_monkey(self, request: Request, who: Who) -> Response:
+        name = str(request.path_params["name"])
+        paused = request.url.path.endswith("/pause")
+        await MonkeyOps(self.svc).pause(name, paused, who.caller.identity)
+        return RedirectResponse(f"/console/monkeys/{name}", status_code=303)
+
     async def confirm(self, request: Request, who: Who) -> Response:
         reason = who.form.get("reason", "").strip()
         if not reason:
@@ -285,6 +300,10 @@ def routes(svc: Service) -> list[Route | Mount]:
         Route("/console/schedules/{name}", c.signed_in(c.schedule, view)),
         Route("/console/schedules/{name}/pause", action(c.pause), methods=["POST"]),
         Route("/console/schedules/{name}/resume", action(c.pause), methods=["POST"]),
+        Route("/console/monkeys", c.signed_in(c.monkeys, view)),
+        Route("/console/monkeys/{name}", c.signed_in(c.monkey, view)),
+        Route("/console/monkeys/{name}/pause", action(c.pause_monkey), methods=["POST"]),
+        Route("/console/monkeys/{name}/resume", action(c.pause_monkey), methods=["POST"]),
         Route("/console/kill-switch/confirm", action(c.confirm), methods=["POST"]),
         Route("/console/kill-switch/engage", action(c.engage), methods=["POST"]),
         Route("/console/kill-switch/disengage", action(c.disengage), methods=["POST"]),

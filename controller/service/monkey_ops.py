@@ -30,6 +30,24 @@ def _summary(stored: StoredSchedule) -> dict[str, Any]:
             "paused": bool(stored.doc.get("paused", False))}  # fmt: skip
 
 
+def _settings(m: Monkey) -> dict[str, Any]:
+    """The parsed monkey as a person reads it (defaults filled in)."""
+    return {
+        "opt_in": m.doc.get("opt-in", ""),
+        "group_by": m.group_by,
+        "mean_work_days": m.mean_days,
+        "min_work_days": m.min_days,
+        "max_kills_per_day": m.max_per_day,
+        "max_down": m.max_down,
+        "workdays": [model.DAYS[d] for d in sorted(m.workdays)],
+        "window": f"{m.window[0].isoformat()}-{m.window[1].isoformat()}",
+        "timezone": m.timezone,
+        "planning_hour": m.planning.isoformat(),
+        "actions": [a.describe() for a in m.actions],
+        "probe": m.probe.name if m.probe is not None else "",
+    }
+
+
 class MonkeyOps:
     def __init__(self, svc: Service) -> None:
         self.svc = svc
@@ -50,6 +68,7 @@ class MonkeyOps:
             return {
                 **_summary(stored),
                 "monkey": stored.doc,
+                "settings": _settings(m),
                 "plan": {
                     "day": when.isoformat(),
                     "closed": plan.closed,
@@ -68,6 +87,14 @@ class MonkeyOps:
         same_source(existing, source, "monkey", "change")
         await asyncio.to_thread(self.svc.monkeys.put, name, doc, source, by)
         return m
+
+    async def pause(self, name: str, paused: bool, by: str) -> dict[str, Any]:
+        """Pause or resume; also a monkey declared in a file (until the file is
+        loaded again, which sets what it says). A paused monkey draws no kills."""
+        stored = await self._stored(name)
+        doc = {**stored.doc, "paused": paused}
+        await asyncio.to_thread(self.svc.monkeys.put, name, doc, stored.source, by)
+        return {"name": name, "paused": paused}
 
     async def delete(self, name: str) -> None:
         stored = await self._stored(name)

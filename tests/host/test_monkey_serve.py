@@ -29,7 +29,7 @@ import yaml
 from tests.agentproc import AgentProc, wait_for
 from tests.controller_servers import Service, serving
 from tests.host.serveproc import VIEWER, ServeProc
-from tests.host.test_schedules_serve import cli
+from tests.host.test_schedules_serve import cli, console
 
 pytestmark = pytest.mark.host
 
@@ -163,6 +163,16 @@ def test_a_compressed_monkey_day_kills_exactly_one_member_per_healthy_group(
         assert sunday.stdout.count("members: 127.0.0.1:") == GROUPS + 2, sunday.stdout
         plan_json = json.loads(cli(serve, "monkey", "plan", "web", "--json").stdout)
         assert {g["group"] for g in plan_json["groups"]} == {f"web{g}" for g in range(5)}
+        # The console shows the same draw and tracker, and a pause.
+        page = console(serve, "/console/monkeys/web")
+        assert page.count('class="kill outcome-killed"') == GROUPS, page
+        assert page.count('class="kill outcome-skipped"') == 2, page
+        assert all(k["run_id"] in page for k in kills) and "never the last healthy member" in page
+        assert page.count('class="group"') == 5 and "Pause this monkey" in page
+        assert cli(serve, "monkey", "pause", "web").returncode == 0
+        assert "paused" in console(serve, "/console/monkeys")
+        assert "paused: no kills are drawn" in console(serve, "/console/monkeys/web")
+        assert "[paused]" in cli(serve, "monkey", "list").stdout
     finally:
         assert serve.stop() == 0, serve.logs()[-3000:]
     # From outside: exactly one of each healthy group's two service processes is gone.

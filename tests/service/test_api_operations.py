@@ -112,6 +112,9 @@ def test_every_operation_answers_its_documented_success(api: Api) -> None:
                       "unusable": {}}  # fmt: skip
     bad = api.call("GET", "/api/v1/monkeys/m1/plan/2026-13-45", token=VIEWER)
     assert bad.status_code == 400 and bad.json()["field"] == "day"
+    assert call("pause_monkey", "/monkeys/m1/pause").json() == {"name": "m1", "paused": True}
+    assert call("get_monkey", "/monkeys/m1", token=VIEWER).json()["paused"] is True
+    assert call("resume_monkey", "/monkeys/m1/resume").json()["paused"] is False
     call("delete_monkey", "/monkeys/m1")
     assert set(seen) | LIVE_ONLY == {o.handler.__name__ for o in OPS}
 

@@ -221,6 +221,9 @@ CTL_POSITIONAL: list[tuple[str, str, list[str]]] = [
     ("schedules pause", "name", ["", "Bad Name", "x/y"]),
     ("monkey add", "file", ["", "/nonexistent/monkey.yaml"]),
     ("monkey plan", "name", ["", "Bad Name"]),
+    ("monkey pause", "name", ["", "Bad Name"]),
+    ("monkey resume", "name", ["", "Bad Name"]),
+    ("monkey remove", "name", ["", "Bad Name"]),
     ("certs init", "dir", ["", "/etc/hostname"]),
 ]
 # Flags whose every value is valid: free text, or switches.
