@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from controller.agents import inventory
 from controller.agents import tls as tls_config
 from controller.agents.fleet import Fleet
-from controller.cli import argtypes, serve
+from controller.cli import argtypes, maturity, serve
 from controller.cli.progress import Console
 from controller.cli.render import agents_table, halt_table, table
 from controller.errors import ConfigError
@@ -35,7 +35,7 @@ from controller.schedules.model import NAME as SCHEDULE_NAME
 from controller.store import History, NotFound, Store, open_store
 
 T = TypeVar("T")
-COMMANDS = ("agents", "run", "history", "show", "serve", "token", "halt")
+COMMANDS = ("agents", "run", "history", "show", "serve", "token", "halt", "maturity")
 EXIT = {
     RunStatus.COMPLETED: 0,
     RunStatus.FAILED: 1,
@@ -158,6 +158,7 @@ def add_subcommands(sub: Any) -> None:
     _data_dir_option(show)
     show.add_argument("--json", action="store_true")
 
+    maturity.add_parser(sub, _data_dir_option)
     serve.add_parsers(sub, add_fleet_options, _data_dir_option)
 
 
@@ -359,6 +360,7 @@ def main(args: argparse.Namespace) -> int:
         "show": cmd_show,
         "serve": lambda a: serve.cmd_serve(a, _refs(a), client_tls(a)),
         "token": serve.cmd_token,
+        "maturity": maturity.main,
     }
     try:
         resolve_env(args)

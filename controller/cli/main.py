@@ -269,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_certs_init(args.dir)
     try:
         from_env(args)
-        if args.server and args.command in ("run", "halt", "kill-switch", "schedules", "monkey"):
+        remote_ok = ("run", "halt", "kill-switch", "schedules", "monkey", "maturity")
+        if args.server and args.command in remote_ok:
             fleet_commands.resolve_env(args)
             if "data_dir" not in args or args.data_dir is None:
                 args.data_dir = fleet_commands.default_data_dir()

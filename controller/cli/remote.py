@@ -154,6 +154,10 @@ def main(args: argparse.Namespace) -> int:
             from controller.cli import monkeys  # it imports this module
 
             return monkeys.main(c, args)
+        if args.command == "maturity":
+            from controller.cli import maturity  # it imports this module
+
+            return maturity.remote(c, args)
     except RemoteError as exc:
         print(f"brownout: {exc}", file=sys.stderr)
         return 2

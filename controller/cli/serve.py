@@ -24,6 +24,7 @@ import yaml
 from controller.agents.connection import AgentConnection
 from controller.agents.tls import ClientTls
 from controller.cli import argtypes, certs, declared_file
+from controller.cli.maturity import add_practice_options
 from controller.cli.progress import Console
 from controller.errors import ConfigError
 from controller.experiments import gates
@@ -34,6 +35,7 @@ from controller.service import app, notify, replicas, tls
 from controller.service.auth import Role, Tokens, new_token
 from controller.service.errors import Refused
 from controller.service.notify import Notifier
+from controller.service.practice import read_practice
 from controller.service.state import Service
 from controller.service.tls import CertRoles
 
@@ -107,6 +109,7 @@ def add_parsers(sub: Any, add_fleet_options: Any, data_dir_option: Any) -> None:
         help="monkeys declared in a file (YAML: monkeys: [...]), loaded at start; the file is"
         " their source of truth",
     )
+    add_practice_options(serve)
     serve.add_argument(
         "--gates",
         type=argtypes.existing_file,
@@ -207,6 +210,7 @@ def cmd_serve(args: argparse.Namespace, refs: Any, agent_tls: ClientTls | None) 
     declared = declared_file.read_schedules(args.schedules) if args.schedules else None
     monkeys = declared_file.read_monkeys(args.monkeys) if args.monkeys else None
     service_gates = read_gates(args.gates) if args.gates else None
+    practice_file = read_practice(args.practice)
     notifier = Notifier(notify.load(args.notify)) if args.notify else None
     sock = app.bind(args.listen, tls=bool(ssl))
     metrics = ControllerMetrics()
@@ -221,6 +225,7 @@ def cmd_serve(args: argparse.Namespace, refs: Any, agent_tls: ClientTls | None) 
             declared_file.load(svc.schedules, args.schedules, declared, "schedule")
         if monkeys is not None:
             declared_file.load(svc.monkeys, args.monkeys, monkeys, "monkey")
+        svc.practice, svc.production = practice_file, args.production
         if service_gates is not None:
             svc.scheduler.gates = service_gates
             svc.keeper.gates = service_gates

@@ -132,6 +132,7 @@ def make_plan(
         eligible, s.mode, chosen_seed, len(statuses), s.max_fleet_percent, s.selector.text
     )
     selection.skipped = skipped
+    selection.target_labels = {a: statuses[a].labels for a in selection.targets}
     counts = ramp_counts([r.percent for r in s.ramp], len(selection.targets))
     steps = [
         Step(i, r.percent, r.hold, selection.targets[:n])

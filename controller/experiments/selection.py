@@ -165,6 +165,9 @@ class Selection:
     max_fleet_percent: float
     capped: bool = False
     skipped: dict[str, str] = field(default_factory=dict)
+    # Each target's labels as it announced them: where the run happened
+    # (production or not), read later by `brownout maturity`.
+    target_labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -177,6 +180,7 @@ class Selection:
             "targets": self.targets,
             "capped": self.capped,
             "skipped": self.skipped,
+            "target_labels": self.target_labels,
         }
 
 

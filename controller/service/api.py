@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from controller.experiments.records import RunStatus
+from controller.practice.maturity import WINDOW_DAYS
 from controller.service.audit import audit
 from controller.service.auth import Caller, Role
 from controller.service.errors import Forbidden, Invalid, ServiceError
@@ -269,6 +270,10 @@ async def put_monkey(ops: Operations, request: Request, caller: Caller, body: An
     return {"name": name, "paused": m.paused, "actions": [a.describe() for a in m.actions]}
 
 
+async def maturity(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return await ops.maturity(_query(request, OP["maturity"], "days"))
+
+
 async def pause_monkey(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
     return await MonkeyOps(ops.svc).pause(_name(request), True, caller.identity)
 
@@ -369,6 +374,10 @@ OPS: list[Op] = [
     Op("GET", "/schedules/{name}/next", Role.VIEWER,
        "The next occurrences, and which would be skipped and why", schedule_next,
        queries=(Query("count", 10, 1, 1000, "how many"),), errors=(404,)),
+    Op("GET", "/maturity", Role.VIEWER,
+       "The team's level on the practice's maturity model, each level's evidence and the"
+       " next step (brownout maturity)", maturity,
+       queries=(Query("days", WINDOW_DAYS, 1, 3660, "the window weighed, in days"),)),
     Op("GET", "/kill-switch", Role.VIEWER, "Whether the kill switch is engaged", kill_switch),
     Op("POST", "/kill-switch", Role.OPERATOR,
        "Engage (reverts every fault on every agent, latched; aborts every run) or disengage",

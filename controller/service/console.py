@@ -27,6 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from controller.practice.maturity import WINDOW_DAYS
 from controller.service.audit import audit
 from controller.service.auth import Caller, Role
 from controller.service.errors import Invalid, ServiceError, status_of
@@ -241,6 +242,11 @@ class Console:
         await self.ops.pause_schedule(name, paused, who.caller.identity)
         return RedirectResponse(f"/console/schedules/{name}", status_code=303)
 
+    async def maturity(self, request: Request, who: Who) -> Response:
+        return await self.page(
+            request, "maturity.html", who, m=await self.ops.maturity(WINDOW_DAYS)
+        )
+
     async def monkeys(self, request: Request, who: Who) -> Response:
         monkeys = await MonkeyOps(self.svc).list()
         return await self.page(request, "monkeys.html", who, monkeys=monkeys)
@@ -300,6 +306,7 @@ def routes(svc: Service) -> list[Route | Mount]:
         Route("/console/schedules/{name}", c.signed_in(c.schedule, view)),
         Route("/console/schedules/{name}/pause", action(c.pause), methods=["POST"]),
         Route("/console/schedules/{name}/resume", action(c.pause), methods=["POST"]),
+        Route("/console/maturity", c.signed_in(c.maturity, view)),
         Route("/console/monkeys", c.signed_in(c.monkeys, view)),
         Route("/console/monkeys/{name}", c.signed_in(c.monkey, view)),
         Route("/console/monkeys/{name}/pause", action(c.pause_monkey), methods=["POST"]),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,6 +17,7 @@ from controller.experiments import parse as exp
 from controller.experiments.model import Experiment
 from controller.schedules import model as schedule_model
 from controller.schedules.model import Schedule
+from controller.service import practice
 from controller.service.errors import Invalid, NotFound, Refused
 from controller.service.runs import ActiveRun
 from controller.service.state import Service
@@ -111,6 +113,13 @@ class Operations:
 
     async def history(self, limit: int, status: str | None) -> list[Run]:
         return await asyncio.to_thread(self.svc.history.runs, limit, status)
+
+    async def maturity(self, days: int) -> dict[str, Any]:
+        today = datetime.now(UTC).date()
+        svc = self.svc
+        return await asyncio.to_thread(
+            practice.assess, svc.opened, today, svc.practice, svc.production, days
+        )
 
     async def kill_switch(self) -> KillSwitch:
         return await asyncio.to_thread(self.svc.lever.state)

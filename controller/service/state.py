@@ -3,7 +3,7 @@ the read-side queries its API and console share."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +13,13 @@ from controller.agents.inventory import AgentRef
 from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.model import Experiment
 from controller.experiments.runner import Runner, RunOptions
+from controller.practice.declared import Practice
 from controller.service import replicas
 from controller.service.auth import Tokens
 from controller.service.killswitch import KillSwitchLever
 from controller.service.monkeys import MonkeyKeeper
 from controller.service.notify import Notifier
+from controller.service.practice import PRODUCTION
 from controller.service.replicas import ReplicaSync
 from controller.service.runs import RunManager
 from controller.service.scheduler import Scheduler
@@ -41,6 +43,9 @@ class Service:
     sync: ReplicaSync
     keeper: MonkeyKeeper
     cert_roles: CertRoles | None = None  # with mutual TLS: client identities' roles
+    # How `brownout maturity` weighs the history here (serve --production, --practice).
+    practice: Practice = field(default_factory=Practice)
+    production: str = PRODUCTION
 
     @staticmethod
     def build(

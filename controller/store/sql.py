@@ -117,6 +117,14 @@ class SqlHistory:
             rows = db.execute(query, (*params, limit)).fetchall()
         return [_run(r) for r in rows]
 
+    def since(self, started: str) -> list[tuple[Run, dict[str, Any]]]:
+        """Every run started at or after `started` (ISO), oldest first, with its journal."""
+        with self.db.connect() as db:
+            rows = db.execute(
+                "SELECT * FROM runs WHERE started >= ? ORDER BY started", (started,)
+            ).fetchall()
+        return [(_run(r), json.loads(r[10])) for r in rows]
+
     def get(self, run_id: str) -> tuple[Run, dict[str, Any]]:
         """A run by id or unique id prefix, with its journal."""
         prefix = run_id.replace("\\", "").replace("%", "").replace("_", r"\_") + "%"

@@ -173,6 +173,17 @@ def test_a_compressed_monkey_day_kills_exactly_one_member_per_healthy_group(
         assert "paused" in console(serve, "/console/monkeys")
         assert "paused: no kills are drawn" in console(serve, "/console/monkeys/web")
         assert "[paused]" in cli(serve, "monkey", "list").stdout
+        # The practice, from this controller's own history: the monkey's runs
+        # (outside production: no env label) and kills.
+        mat = json.loads(cli(serve, "maturity", "--json").stdout)
+        assert [lv["met"] for lv in mat["levels"]] == [True, False, False, True, False], mat
+        runs = GROUPS + 1  # and web3's, ended by its probe
+        assert mat["levels"][0]["evidence"][1] == f"{runs} outside production, 0 in production"
+        assert mat["levels"][3]["evidence"][0].endswith(") by web") and mat["level"] == 1
+        assert mat["levels"][3]["evidence"][0].startswith(f"{GROUPS} monkey kill(s)")
+        practice_page = console(serve, "/console/maturity")
+        assert "Level 1: experiments in CI or staging" in practice_page
+        assert practice_page.count('class="level met"') == 2, practice_page
     finally:
         assert serve.stop() == 0, serve.logs()[-3000:]
     # From outside: exactly one of each healthy group's two service processes is gone.

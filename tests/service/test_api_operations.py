@@ -72,6 +72,10 @@ def test_every_operation_answers_its_documented_success(api: Api) -> None:
     events = call("run_events", f"/runs/{run_id}/events", token=VIEWER).text
     assert "event: end" in events
     rows = call("history", f"/history?limit=5&status={journal['status']}", token=VIEWER).json()
+    mat = call("maturity", "/maturity?days=30", token=VIEWER).json()
+    assert mat["level"] == 1 and mat["levels"][0]["evidence"][0].startswith("1 run(s)"), mat
+    bad_days = api.call("GET", "/api/v1/maturity?days=0", token=VIEWER)
+    assert bad_days.status_code == 400 and bad_days.json()["field"] == "days"
     assert [r["run_id"] for r in rows["runs"]] == [run_id]
     assert call("kill_switch", "/kill-switch", token=VIEWER).json()["engaged"] is False
     engaged = call("set_kill_switch", "/kill-switch", {"engaged": True, "reason": "drill"})

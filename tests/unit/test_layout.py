@@ -296,6 +296,18 @@ def test_rule_the_monkey_is_logic_on_a_given_clock() -> None:
     assert not bad, "\n".join(bad)
 
 
+def test_rule_the_maturity_model_weighs_facts_it_is_given() -> None:
+    """controller.practice places the team on the maturity model from plain
+    facts on a given day; controller.service.practice reads them from the store.
+    Fix: pass the runs, kills and game days in; read the store in controller/service."""
+    bad = transitive_violations(
+        "controller.practice",
+        "controller.service", "controller.store", "controller.agents", "controller.cli",
+        "starlette", "uvicorn", "grpc",
+    )  # fmt: skip
+    assert not bad, "\n".join(bad)
+
+
 def test_rule_the_http_stack_stays_in_the_service() -> None:
     """The service (controller.service) is the only room that speaks HTTP; the runner
     and the agent clients know nothing of it, so `brownout run` needs no server.

@@ -1,0 +1,1 @@
+"""The practice at a glance: the maturity model, from facts passed in."""
