@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from controller.agents import inventory
 from controller.agents import tls as tls_config
 from controller.agents.fleet import Fleet
-from controller.cli import argtypes, maturity, serve
+from controller.cli import argtypes, maturity, report, serve
 from controller.cli.progress import Console
 from controller.cli.render import agents_table, halt_table, table
 from controller.errors import ConfigError
@@ -35,7 +35,7 @@ from controller.schedules.model import NAME as SCHEDULE_NAME
 from controller.store import History, NotFound, Store, open_store
 
 T = TypeVar("T")
-COMMANDS = ("agents", "run", "history", "show", "serve", "token", "halt", "maturity")
+COMMANDS = ("agents", "run", "history", "show", "serve", "token", "halt", "maturity", "report")
 EXIT = {
     RunStatus.COMPLETED: 0,
     RunStatus.FAILED: 1,
@@ -159,6 +159,7 @@ def add_subcommands(sub: Any) -> None:
     show.add_argument("--json", action="store_true")
 
     maturity.add_parser(sub, _data_dir_option)
+    report.add_parser(sub, _data_dir_option)
     serve.add_parsers(sub, add_fleet_options, _data_dir_option)
 
 
@@ -361,6 +362,7 @@ def main(args: argparse.Namespace) -> int:
         "serve": lambda a: serve.cmd_serve(a, _refs(a), client_tls(a)),
         "token": serve.cmd_token,
         "maturity": maturity.main,
+        "report": report.main,
     }
     try:
         resolve_env(args)

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     lever.add_argument("--reason", default="", help="required to engage")
     schedules.add_parser(sub)
     monkeys.add_parser(sub)
+    note = sub.add_parser("note", help="add a timestamped note to a live run (needs --server)")
+    note.add_argument("run_id", type=argtypes.text, metavar="RUN")
+    note.add_argument("text", type=argtypes.text, help="the observation")
 
     inject = sub.add_parser("inject", help="inject a fault and hold it in the foreground")
     kind_parsers = inject.add_subparsers(dest="kind", required=True)
@@ -269,13 +272,14 @@ def main(argv: list[str] | None = None) -> int:
         return run_certs_init(args.dir)
     try:
         from_env(args)
-        remote_ok = ("run", "halt", "kill-switch", "schedules", "monkey", "maturity")
+        remote_ok = ("run", "halt", "kill-switch", "schedules", "monkey", "maturity", "note",
+                     "report")  # fmt: skip
         if args.server and args.command in remote_ok:
             fleet_commands.resolve_env(args)
             if "data_dir" not in args or args.data_dir is None:
                 args.data_dir = fleet_commands.default_data_dir()
             return remote.main(args)
-        if args.command in ("kill-switch", "schedules", "monkey"):
+        if args.command in ("kill-switch", "schedules", "monkey", "note"):
             raise ConfigError(args.command, "needs --server URL (or BROWNOUT_SERVER)")
         if args.command in fleet_commands.COMMANDS:
             return fleet_commands.main(args)

@@ -154,6 +154,14 @@ def main(args: argparse.Namespace) -> int:
             from controller.cli import monkeys  # it imports this module
 
             return monkeys.main(c, args)
+        if args.command == "note":
+            out = c.call("POST", f"/api/v1/runs/{args.run_id}/notes", {"text": args.text})
+            print(f"noted in run {out['run_id']} at {out['at']}")
+            return 0
+        if args.command == "report":
+            from controller.cli import report  # it imports this module
+
+            return report.remote(c, args)
         if args.command == "maturity":
             from controller.cli import maturity  # it imports this module
 

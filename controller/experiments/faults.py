@@ -15,6 +15,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC
 from typing import Any
 
 import grpc
@@ -22,7 +23,7 @@ import grpc
 from brownout.v1 import agent_pb2 as pb
 from controller.agents.aioclient import AsyncAgentClient, retrying, rpc_error
 from controller.agents.fleet import Fleet
-from controller.agents.names import reason_name, state_name
+from controller.agents.names import kind_name, reason_name, state_name
 from controller.experiments import probes
 from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.model import Activity, FaultProvider
@@ -58,6 +59,7 @@ class RunFaults:
         self._reverting = False  # from here on, fault ends are the run's own
         self._ended_early: dict[str, dict[str, str]] = {}  # fault id -> how
         self._expected = set(EXPECTED_ENDS)
+        self._activity: dict[str, tuple[str, int]] = {}  # fault id -> (activity, step index)
 
     def expect(self, reason: pb.EndReason.ValueType) -> None:
         """Ends for this reason are the run's own doing from now on (the kill
@@ -82,10 +84,23 @@ class RunFaults:
         if not self._reverting:
             self.problem(agent, "lease lost", reason)
 
+    def _timeline(self, agent: str, f: pb.Fault) -> None:
+        """A fault's state as the agent timed it, into the run's timeline."""
+        tl = self._j.timeline
+        if tl is None or not f.id or f.state == pb.FAULT_STATE_UNSPECIFIED:
+            return
+        stamp = f.ended_at if f.state in ENDED else f.activated_at
+        at = stamp.ToDatetime(tzinfo=UTC).isoformat() if stamp.seconds else probes.now_iso()
+        activity, step = self._activity.get(f.id, ("", -1))
+        tl.fault(agent, f.id, state_name(f.state), at=at, fault=kind_name(f.kind),
+                 activity=activity, step=step,
+                 reason=reason_name(f.end_reason) if f.end_reason else "")  # fmt: skip
+
     def _on_event(self, agent: str, event: pb.FaultEvent) -> None:
         """On the fleet's loop: a fault that ends before the run reverts it,
         for a reason other than its own duration, ended early."""
         f = event.fault
+        self._timeline(agent, f)
         if self._reverting or f.state not in ENDED or f.end_reason in self._expected:
             return
         if f.end_reason == pb.END_REASON_APPLY_FAILED:
@@ -139,6 +154,8 @@ class RunFaults:
                 f = o.value
                 rec.fault_id, rec.state, rec.applied = f.id, state_name(f.state), dict(f.applied)
                 rec.error = f.error
+                self._activity[f.id] = (activity.name, len(self._j.steps) - 1)
+                self._timeline(a, f)
             else:
                 rec.error = o.error
             self._j.agent(a).faults.append(rec)
@@ -225,6 +242,7 @@ class RunFaults:
             }
             if fault.state == pb.FAULT_STATE_REVERTED:
                 self._metrics.rollbacks_total.inc()
+            self._timeline(c.address, fault)
             self._note_revert(c.address, f, fault)
         if c.address in self._fleet.keepers:
             try:

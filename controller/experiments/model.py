@@ -107,6 +107,11 @@ class Settings:
     stop_conditions: tuple[StopCondition, ...] = ()
     lease_ttl: float = 15.0
     window: win.RunWindow | None = None
+    # The timeline: the hypothesis's probes sampled this often while the
+    # faults are on, and after the revert for at most `recovery` seconds
+    # until they meet their tolerance again (0: not at all).
+    sample_interval: float = 5.0
+    recovery: float = 60.0
 
 
 @dataclass(frozen=True)

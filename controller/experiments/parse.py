@@ -4,7 +4,8 @@
     steady-state-hypothesis: {title, probes: [probe...]}
     method: [action | probe ...]        each may have pauses: {before, after}
     rollbacks: [action ...]
-    extensions: [{name: brownout, targets, ramp, stop-conditions, lease-ttl, run-window}]
+    extensions: [{name: brownout, targets, ramp, stop-conditions, lease-ttl, run-window,
+                  timeline}]
 
 Probes and actions name a provider: http, prometheus or process, or (actions
 only) brownout, which injects a fault on every target. Everything is checked
@@ -248,7 +249,16 @@ def _settings(raw: object) -> Settings:
     b = found[0]
     fields.no_unknown(
         b,
-        {"name", "targets", "ramp", "stop-conditions", "lease-ttl", "run-window", "on-fault-error"},
+        {
+            "name",
+            "targets",
+            "ramp",
+            "stop-conditions",
+            "lease-ttl",
+            "run-window",
+            "on-fault-error",
+            "timeline",
+        },
         where,
     )
     t = fields.mapping(b.get("targets") or {}, f"{where}.targets")
@@ -270,6 +280,12 @@ def _settings(raw: object) -> Settings:
             f"{where}.on-fault-error", f"must be abort or continue, got {on_fault_error!r}"
         )
     ttl = fields.duration(b.get("lease-ttl", 15), f"{where}.lease-ttl", False)
+    tl = fields.mapping(b.get("timeline") or {}, f"{where}.timeline")
+    fields.no_unknown(tl, {"interval", "recovery"}, f"{where}.timeline")
+    interval = fields.duration(tl.get("interval", 5), f"{where}.timeline.interval", False)
+    if interval < 0.1:
+        raise ConfigError(f"{where}.timeline.interval", f"must be at least 0.1s, got {interval:g}s")
+    recovery = fields.duration(tl.get("recovery", 60), f"{where}.timeline.recovery")
     conditions = tuple(
         _stop_condition(c, f"{where}.stop-conditions[{i}]")
         for i, c in enumerate(b.get("stop-conditions") or [])
@@ -287,6 +303,8 @@ def _settings(raw: object) -> Settings:
         ramp=_ramp(b["ramp"], f"{where}.ramp") if b.get("ramp") else Settings().ramp,
         stop_conditions=conditions,
         lease_ttl=ttl,
+        sample_interval=interval,
+        recovery=recovery,
         window=win.parse(b["run-window"], f"{where}.run-window") if b.get("run-window") else None,
     )
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from brownout.version import __version__
 from controller.experiments.model import Experiment
+from controller.experiments.timeline import Timeline
 
 
 class RunStatus(StrEnum):
@@ -153,6 +154,7 @@ class RunJournal:
     on_fault_error: str = ""
     signals_ignored: int = 0
     ended: bool = False  # the run's end fields below are set
+    timeline: Timeline | None = None
 
     def agent(self, address: str) -> AgentRecord:
         return self.agents.setdefault(address, AgentRecord())
@@ -173,6 +175,8 @@ class RunJournal:
         }
         if self.window:
             ext["window"] = self.window
+        if self.timeline is not None:
+            ext["timeline"] = self.timeline.to_dict()
         if self.planned_steps is not None:
             ext["planned_steps"] = self.planned_steps
         if self.ended:

@@ -43,11 +43,13 @@ from controller.experiments import dryrun, probes
 from controller.experiments import journal as jr
 from controller.experiments.faults import RunFaults
 from controller.experiments.metrics import ControllerMetrics
-from controller.experiments.model import Experiment, FaultProvider, StopCondition
+from controller.experiments.model import Activity, Experiment, FaultProvider, StopCondition
 from controller.experiments.planning import Plan, PreflightAbort, make_plan
 from controller.experiments.progress import Quiet, Reporter
 from controller.experiments.records import RunJournal, RunStatus, StepRecord
+from controller.experiments.sampler import Sampler, record_run, recover
 from controller.experiments.stopconditions import Breach, StopMonitor
+from controller.experiments.timeline import Timeline
 from controller.experiments.window import WindowClosed
 from controller.store import History
 
@@ -112,6 +114,13 @@ class Runner:
         self.signals_ignored = 0
         self._affected: list[str] = []
         self.journal = RunJournal(experiment, self.options.run_id, "")
+        settings = experiment.settings
+        self.timeline = Timeline(settings.sample_interval, settings.recovery)
+        self.journal.timeline = self.timeline
+        for probe in experiment.hypothesis.probes if experiment.hypothesis else ():
+            self.timeline.probe(probe.name, "hypothesis", probe.tolerance)
+        for c in settings.stop_conditions:
+            self.timeline.probe(c.name, "stop_condition", c.probe.tolerance)
         self.log = structlog.get_logger("brownout.run").bind(run_id=self.options.run_id)
         self.faults = RunFaults(
             fleet,
@@ -158,6 +167,13 @@ class Runner:
             self.abort(f"agent {agent} was halted under the run (fault {fault_id} reverted):"
                        " brownout halt, or another controller's kill switch", "halt")  # fmt: skip
 
+    def note(self, text: str, by: str) -> dict[str, Any]:
+        """A person's timestamped observation, from any thread (ValueError if
+        empty, too long, or one too many)."""
+        note = self.timeline.note(text, by)
+        self.log.info("note", by=by, text=note["text"])
+        return note
+
     def _milestone(self, kind: str, **data: object) -> None:
         if self.options.on_milestone is not None:
             self.options.on_milestone(kind, **data)
@@ -167,6 +183,8 @@ class Runner:
             if self._end is not None:
                 return False
             self._end = _End(status, reason, label)
+        kind = "kill_switch" if label == "kill_switch" else str(status)
+        self.timeline.event(kind, reason=reason, label=label)
         self._stop.set()
         loop, wake = self._loop, self._wake
         if loop is not None and wake is not None and not loop.is_closed():
@@ -214,6 +232,7 @@ class Runner:
                     f"agent {address}: lease lost ({reason}); the agent reverts its faults itself"
                 )
                 self.faults.lease_lost(address, reason)
+                self.timeline.event("lease_lost", agent=address, reason=reason)
 
     # ------------------------------------------------------------- window
 
@@ -241,6 +260,7 @@ class Runner:
         records, met = [], True
         for probe in h.probes:
             run = probes.execute(probe)
+            record_run(self.timeline, run, phase)
             records.append(run.record())
             met = met and run.tolerance_met
             detail = run.verdict.detail if run.verdict else run.error
@@ -265,6 +285,8 @@ class Runner:
             self._wake.set()
         j = self.journal
         j.start, t0 = probes.now_iso(), time.monotonic()
+        self.timeline.begin(j.start)
+        sampler: Sampler | None = None
         self.log.info("run started", title=self.experiment.title, holder=self.options.holder)
         monitor: StopMonitor | None = None
         try:
@@ -275,7 +297,10 @@ class Runner:
                 if (j.before is None or j.before["steady_state_met"]) and not self._stopping():
                     await self._acquire(plan)
                     monitor = self._start_monitor()
+                    sampler = Sampler(self._probes(), self.timeline).start()
+                    self.timeline.event("method", phase="start")
                     await self._execute(plan)
+                    self.timeline.event("method", phase="end")
                     if not self._stopping():
                         j.after = await asyncio.to_thread(self.hypothesis, "after")
         except Exception as exc:  # a bug must still end in reverts and a journal
@@ -287,6 +312,13 @@ class Runner:
                 j.stop_conditions = monitor.report()
             self._note_lost()
             await self.faults.revert_all()
+            if sampler is not None:
+                await asyncio.to_thread(sampler.stop)
+                self.timeline.event("reverted")
+                # How long until the service is itself again (a second signal cuts it).
+                await asyncio.to_thread(
+                    recover, self._probes(), self.timeline, lambda: self.signals_ignored > 0
+                )
             await asyncio.to_thread(self._rollbacks)
         j.status, j.reason = self._verdict()
         j.end, j.duration = probes.now_iso(), round(time.monotonic() - t0, 3)
@@ -405,12 +437,17 @@ class Runner:
             self._end_with(RunStatus.ABORTED, "no target agent granted a lease", "unreachable")
         await self.faults.watch()
 
+    def _probes(self) -> tuple[Activity, ...]:
+        h = self.experiment.hypothesis
+        return h.probes if h is not None else ()
+
     def _start_monitor(self) -> StopMonitor | None:
         conditions = self.experiment.settings.stop_conditions
         if not conditions:
             return None
 
         def seen(c: StopCondition, run: probes.ProbeRun) -> None:
+            record_run(self.timeline, run, "during")
             detail = run.verdict.detail if run.verdict else run.error
             self.report.event(f"stop condition {c.name}: {detail}")
 
@@ -428,6 +465,8 @@ class Runner:
             added = [a for a in live if a not in self._affected]
             record = StepRecord(step.index, step.percent, step.hold, live, added, probes.now_iso())
             self.journal.steps.append(record)
+            self.timeline.event("step", step=step.index, percent=step.percent, agents=len(live),
+                                added=len(added))  # fmt: skip
             self.report.event(
                 f"step {step.index + 1}/{len(plan.steps)}: {step.percent:g}% -> {len(live)}"
                 f" agent(s), {len(added)} new: {', '.join(added) or '-'}"
@@ -437,6 +476,9 @@ class Runner:
                 agents=len(live),
             )  # fmt: skip
             for index, activity in enumerate(self.experiment.method):
+                if activity.pause_before:
+                    self.timeline.event("pause", seconds=activity.pause_before,
+                                        activity=activity.name, when="before")  # fmt: skip
                 if await self._sleep(activity.pause_before):
                     break
                 if isinstance(activity.provider, FaultProvider):
@@ -451,10 +493,15 @@ class Runner:
                 else:
                     run = await asyncio.to_thread(probes.execute, activity)
                     self.journal.run.append(run.record())
+                    self.timeline.event("activity", name=activity.name, type=activity.type,
+                                        status=run.status)  # fmt: skip
                     self.report.event(
                         f"{activity.type} {activity.name}: {run.status}"
                         f"{f' ({run.error})' if run.error else ''}"
                     )
+                if activity.pause_after:
+                    self.timeline.event("pause", seconds=activity.pause_after,
+                                        activity=activity.name, when="after")  # fmt: skip
                 if await self._sleep(activity.pause_after):
                     break
             self._affected += [a for a in added if a not in self._affected]
@@ -463,6 +510,7 @@ class Runner:
             self.metrics.blast_radius_percentage.set(radius)
             stopped = self._stopping() or await self._sleep(step.hold)
             record.end = probes.now_iso()
+            self.timeline.event("step_end", step=step.index)
             if stopped:
                 return
 

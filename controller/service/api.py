@@ -167,6 +167,14 @@ async def abort_run(ops: Operations, request: Request, caller: Caller, body: Any
     return {"run_id": run_id, "aborting": True, "reason": reason}
 
 
+async def run_report(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return (await ops.report(_run_id(request))).as_dict()
+
+
+async def note_run(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return await ops.note(_run_id(request), str(body["text"]), caller.identity)
+
+
 async def run_events(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
     after = _query(request, OP["run_events"], "after")
     run = ops.live_run(_run_id(request))
@@ -350,6 +358,13 @@ OPS: list[Op] = [
        errors=(404,)),
     Op("POST", "/runs/{run_id}/abort", Role.OPERATOR, "Abort a live run: revert everything",
        abort_run, {"reason": Field((str,), False, "recorded in the journal")},
+       errors=(404, 409)),
+    Op("GET", "/runs/{run_id}/report", Role.VIEWER,
+       "A run's report as figures: recovery, availability, resilience score, findings"
+       " (the console serves it as HTML)", run_report, errors=(404,)),
+    Op("POST", "/runs/{run_id}/notes", Role.OPERATOR,
+       "Add a timestamped note to a live run's timeline (brownout note)", note_run,
+       {"text": Field((str,), True, "the observation, at most 2000 characters")},
        errors=(404, 409)),
     Op("GET", "/runs/{run_id}/events", Role.VIEWER,
        "The run's progress as server-sent events (ends with event: end)", run_events,

@@ -12,6 +12,7 @@ form also carries a CSRF value derived from the token, checked on POST.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -22,12 +23,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from controller.practice.maturity import WINDOW_DAYS
+from controller.reports import render
 from controller.service.audit import audit
 from controller.service.auth import Caller, Role
 from controller.service.errors import Invalid, ServiceError, status_of
@@ -222,11 +224,21 @@ class Console:
         text = json.dumps(journal, indent=2, default=str)
         return await self.page(request, "journal.html", who, run_id=run_id, text=text)
 
+    async def report(self, request: Request, who: Who) -> Response:
+        """The run's report: the same self-contained file `brownout report` writes."""
+        report = await self.ops.report(str(request.path_params["run_id"]))
+        return HTMLResponse(await asyncio.to_thread(render.html, report))
+
     async def abort(self, request: Request, who: Who) -> Response:
         run_id = str(request.path_params["run_id"])
         await self.ops.abort(
             run_id, who.caller.identity, who.form.get("reason") or "from the console"
         )
+        return RedirectResponse(f"/console/runs/{run_id}", status_code=303)
+
+    async def note(self, request: Request, who: Who) -> Response:
+        run_id = str(request.path_params["run_id"])
+        await self.ops.note(run_id, who.form.get("text", ""), who.caller.identity)
         return RedirectResponse(f"/console/runs/{run_id}", status_code=303)
 
     async def schedules(self, request: Request, who: Who) -> Response:
@@ -302,6 +314,8 @@ def routes(svc: Service) -> list[Route | Mount]:
         Route("/console/runs/{run_id}", c.signed_in(c.run, view)),
         Route("/console/runs/{run_id}/journal", c.signed_in(c.journal, view)),
         Route("/console/runs/{run_id}/abort", action(c.abort), methods=["POST"]),
+        Route("/console/runs/{run_id}/notes", action(c.note), methods=["POST"]),
+        Route("/console/runs/{run_id}/report", c.signed_in(c.report, view)),
         Route("/console/schedules", c.signed_in(c.schedules, view)),
         Route("/console/schedules/{name}", c.signed_in(c.schedule, view)),
         Route("/console/schedules/{name}/pause", action(c.pause), methods=["POST"]),

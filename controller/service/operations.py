@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 from controller.errors import ConfigError
 from controller.experiments import parse as exp
 from controller.experiments.model import Experiment
+from controller.reports import figures
+from controller.reports.figures import Report
 from controller.schedules import model as schedule_model
 from controller.schedules.model import Schedule
 from controller.service import practice
@@ -111,6 +113,10 @@ class Operations:
         except NoSuchRun as exc:
             raise NotFound(str(exc), "run_id") from None
 
+    async def report(self, run_id: str) -> Report:
+        journal = await self.journal(run_id)
+        return await asyncio.to_thread(figures.build, journal)
+
     async def history(self, limit: int, status: str | None) -> list[Run]:
         return await asyncio.to_thread(self.svc.history.runs, limit, status)
 
@@ -171,6 +177,18 @@ class Operations:
         if not await asyncio.to_thread(self.svc.runs.abort, run_id, why):
             raise Refused(f"run {run_id!r} is already ending")
         return why
+
+    async def note(self, run_id: str, text: str, by: str) -> dict[str, Any]:
+        """A timestamped observation in a live run's timeline (the scribe's log)."""
+        run = self.svc.runs.get(run_id)
+        if run is None:
+            raise NotFound(f"no live run {run_id!r} on this controller", "run_id")
+        if run.done.is_set():
+            raise Refused(f"run {run_id!r} has ended: notes go into a live run's timeline")
+        try:
+            return {"run_id": run_id, **run.runner.note(text, by)}
+        except ValueError as exc:
+            raise Invalid(str(exc), "text") from None
 
     # --------------------------------------------------------- schedules
 

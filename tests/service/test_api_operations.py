@@ -16,7 +16,7 @@ from tests.service.conftest import OPERATOR, VIEWER, Api, pure_doc
 pytestmark = pytest.mark.unit
 
 # Needs a run that is still live: below, against the fleet simulator.
-LIVE_ONLY = {"abort_run"}
+LIVE_ONLY = {"abort_run", "note_run"}  # note_run: tests/service/test_timeline_run.py
 
 
 def documented(api: Api, op: Op, status: int) -> None:
@@ -66,6 +66,8 @@ def test_every_operation_answers_its_documented_success(api: Api) -> None:
     assert started["url"] == f"/api/v1/runs/{run_id}"
     journal = wait_ended(api, run_id)
     call("get_run", f"/runs/{run_id}", token=VIEWER)
+    report = call("run_report", f"/runs/{run_id}/report", token=VIEWER).json()
+    assert report["run_id"] == run_id and report["title"] == "stored" and report["probes"] == []
     assert journal["experiment"]["title"] == "stored"
     runs = call("list_runs", "/runs?limit=5", token=VIEWER).json()["runs"]
     assert runs[0]["run_id"] == run_id

@@ -186,6 +186,9 @@ CTL_BAD: list[tuple[str, str, list[str], str]] = [
     ("serve", "--notify", ["", "/nonexistent/notify.yaml"], ""),
     ("history", "--schedule", ["", "Bad Name"], ""),
     ("maturity", "--days", [*INT, "0", "3661"], ""),
+    ("report", "--format", [*CHOICE, "pdf"], "RUN"),
+    ("report", "-o", ["", "/nonexistent-dir/r.html"], "RUN"),
+    ("report", "--data-dir", [""], "RUN"),
     ("maturity", "--production", ["env in (", "=x"], ""),
     ("maturity", "--practice", ["", "/nonexistent/practice.yaml"], ""),
     ("maturity", "--data-dir", [""], ""),
@@ -220,6 +223,7 @@ CTL_BAD: list[tuple[str, str, list[str], str]] = [
 CTL_POSITIONAL: list[tuple[str, str, list[str]]] = [
     ("revert", "fault_id", [""]),
     ("show", "RUN", [""]),
+    ("report", "RUN", [""]),
     ("run", "experiment", [""]),
     ("serve", "EXPERIMENT", [""]),
     ("kill-switch", "action", ["", "explode"]),
@@ -231,6 +235,7 @@ CTL_POSITIONAL: list[tuple[str, str, list[str]]] = [
     ("monkey resume", "name", ["", "Bad Name"]),
     ("monkey remove", "name", ["", "Bad Name"]),
     ("certs init", "dir", ["", "/etc/hostname"]),
+    ("note run-1", "text", [""]),
 ]
 # Flags whose every value is valid: free text, or switches.
 CTL_FREE = {"--reason"}

@@ -308,6 +308,19 @@ def test_rule_the_maturity_model_weighs_facts_it_is_given() -> None:
     assert not bad, "\n".join(bad)
 
 
+def test_rule_reports_are_built_from_a_journal_alone() -> None:
+    """controller.reports turns a journal into figures, charts and files; it
+    reaches no service, store, agent client, CLI or HTTP, so the CLI, the
+    console and a saved journal give the same report.
+    Fix: pass the journal in; fetch it in controller/cli or controller/service."""
+    bad = transitive_violations(
+        "controller.reports",
+        "controller.service", "controller.store", "controller.agents", "controller.cli",
+        "starlette", "uvicorn", "grpc",
+    )  # fmt: skip
+    assert not bad, "\n".join(bad)
+
+
 def test_rule_the_http_stack_stays_in_the_service() -> None:
     """The service (controller.service) is the only room that speaks HTTP; the runner
     and the agent clients know nothing of it, so `brownout run` needs no server.

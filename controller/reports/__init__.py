@@ -1,0 +1,1 @@
+"""Run reports: figures from a journal and its timeline, charts, renderers."""
