@@ -28,7 +28,7 @@ from controller.agents import inventory
 from controller.agents.aioclient import retrying
 from controller.agents.fleet import Fleet, Outcome
 from controller.agents.tls import from_values
-from controller.cli import argtypes, certs, faultflags, monkeys, remote, schedules
+from controller.cli import argtypes, certs, faultflags, gamedays, monkeys, remote, schedules
 from controller.cli import commands as fleet_commands
 from controller.cli.render import describe_fault, fault_table, info_text
 from controller.errors import ConfigError
@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     lever.add_argument("--reason", default="", help="required to engage")
     schedules.add_parser(sub)
     monkeys.add_parser(sub)
+    gamedays.add_parser(sub)
     note = sub.add_parser("note", help="add a timestamped note to a live run (needs --server)")
     note.add_argument("run_id", type=argtypes.text, metavar="RUN")
     note.add_argument("text", type=argtypes.text, help="the observation")
@@ -273,13 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from_env(args)
         remote_ok = ("run", "halt", "kill-switch", "schedules", "monkey", "maturity", "note",
-                     "report")  # fmt: skip
+                     "report", "gameday")  # fmt: skip
         if args.server and args.command in remote_ok:
             fleet_commands.resolve_env(args)
             if "data_dir" not in args or args.data_dir is None:
                 args.data_dir = fleet_commands.default_data_dir()
             return remote.main(args)
-        if args.command in ("kill-switch", "schedules", "monkey", "note"):
+        if args.command in ("kill-switch", "schedules", "monkey", "note", "gameday"):
             raise ConfigError(args.command, "needs --server URL (or BROWNOUT_SERVER)")
         if args.command in fleet_commands.COMMANDS:
             return fleet_commands.main(args)

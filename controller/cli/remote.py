@@ -158,6 +158,10 @@ def main(args: argparse.Namespace) -> int:
             out = c.call("POST", f"/api/v1/runs/{args.run_id}/notes", {"text": args.text})
             print(f"noted in run {out['run_id']} at {out['at']}")
             return 0
+        if args.command == "gameday":
+            from controller.cli import gamedays  # it imports this module
+
+            return gamedays.main(c, args)
         if args.command == "report":
             from controller.cli import report  # it imports this module
 

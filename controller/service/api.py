@@ -30,6 +30,7 @@ from controller.practice.maturity import WINDOW_DAYS
 from controller.service.audit import audit
 from controller.service.auth import Caller, Role
 from controller.service.errors import Forbidden, Invalid, ServiceError
+from controller.service.gameday_ops import GameDayOps
 from controller.service.http import (
     Field,
     Schema,
@@ -87,6 +88,15 @@ def _run_id(request: Request) -> str:
     if not RUN_ID.fullmatch(run_id):
         raise Invalid(f"run_id must be 1-64 of A-Z a-z 0-9 . _ -, got {run_id[:80]!r}", "run_id")
     return run_id
+
+
+def _gameday_id(request: Request) -> str:
+    gid = str(request.path_params["gameday_id"])
+    if not RUN_ID.fullmatch(gid):
+        raise Invalid(
+            f"gameday_id must be 1-64 of A-Z a-z 0-9 . _ -, got {gid[:80]!r}", "gameday_id"
+        )
+    return gid
 
 
 def _query(request: Request, op: Op, name: str) -> int:
@@ -278,6 +288,34 @@ async def put_monkey(ops: Operations, request: Request, caller: Caller, body: An
     return {"name": name, "paused": m.paused, "actions": [a.describe() for a in m.actions]}
 
 
+# -------------------------------------------------------------- game days
+
+
+async def start_gameday(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return await GameDayOps(ops.svc).start(body["plan"], caller.identity)
+
+
+async def gameday_dry_run(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return await GameDayOps(ops.svc).dry_run(body["plan"])
+
+
+async def list_gamedays(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return {"gamedays": await GameDayOps(ops.svc).list()}
+
+
+async def get_gameday(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return await GameDayOps(ops.svc).get(_gameday_id(request))
+
+
+async def control_gameday(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    action = str(request.path_params["action"])
+    return await GameDayOps(ops.svc).control(_gameday_id(request), action, caller.identity)
+
+
+async def gameday_report(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    return (await GameDayOps(ops.svc).report(_gameday_id(request))).as_dict()
+
+
 async def maturity(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
     return await ops.maturity(_query(request, OP["maturity"], "days"))
 
@@ -389,6 +427,24 @@ OPS: list[Op] = [
     Op("GET", "/schedules/{name}/next", Role.VIEWER,
        "The next occurrences, and which would be skipped and why", schedule_next,
        queries=(Query("count", 10, 1, 1000, "how many"),), errors=(404,)),
+    Op("POST", "/gamedays", Role.OPERATOR,
+       "Start a game day from its plan: the scenarios run in order at their offsets",
+       start_gameday, {"plan": Field((dict,), True, "the game-day plan (as its YAML holds it)")},
+       status=201, errors=(409,)),
+    Op("POST", "/gamedays/dry-run", Role.VIEWER,
+       "A plan's schedule in wall-clock time, each experiment and criterion checked, and each"
+       " experiment's dry run on the fleet; nothing runs", gameday_dry_run,
+       {"plan": Field((dict,), True, "the game-day plan")}),
+    Op("GET", "/gamedays", Role.VIEWER, "The game days, newest first", list_gamedays),
+    Op("GET", "/gamedays/{gameday_id}", Role.VIEWER,
+       "A game day and each scenario's live state, run and verdicts", get_gameday,
+       errors=(404,)),
+    Op("POST", "/gamedays/{gameday_id}/{action}", Role.OPERATOR,
+       "The commander's controls: pause, resume, advance, skip, abort", control_gameday,
+       errors=(404, 409)),
+    Op("GET", "/gamedays/{gameday_id}/report", Role.VIEWER,
+       "The game day's report as figures: criteria, timeline, MTTR, availability, findings"
+       " (the console serves it as HTML)", gameday_report, errors=(404,)),
     Op("GET", "/maturity", Role.VIEWER,
        "The team's level on the practice's maturity model, each level's evidence and the"
        " next step (brownout maturity)", maturity,

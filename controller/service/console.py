@@ -28,11 +28,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from controller.gamedays import report as gd_report
 from controller.practice.maturity import WINDOW_DAYS
 from controller.reports import render
 from controller.service.audit import audit
 from controller.service.auth import Caller, Role
 from controller.service.errors import Invalid, ServiceError, status_of
+from controller.service.gameday_ops import GameDayOps
 from controller.service.http import read_body
 from controller.service.monkey_ops import MonkeyOps
 from controller.service.operations import SEED_MAX, Operations
@@ -254,6 +256,23 @@ class Console:
         await self.ops.pause_schedule(name, paused, who.caller.identity)
         return RedirectResponse(f"/console/schedules/{name}", status_code=303)
 
+    async def gamedays(self, request: Request, who: Who) -> Response:
+        days = await GameDayOps(self.svc).list()
+        return await self.page(request, "gamedays.html", who, gamedays=days)
+
+    async def gameday(self, request: Request, who: Who) -> Response:
+        g = await GameDayOps(self.svc).get(str(request.path_params["gameday_id"]))
+        return await self.page(request, "gameday.html", who, g=g)
+
+    async def gameday_control(self, request: Request, who: Who) -> Response:
+        gid, action = str(request.path_params["gameday_id"]), str(request.path_params["action"])
+        await GameDayOps(self.svc).control(gid, action, who.caller.identity)
+        return RedirectResponse(f"/console/gamedays/{gid}", status_code=303)
+
+    async def gameday_report(self, request: Request, who: Who) -> Response:
+        d = await GameDayOps(self.svc).report(str(request.path_params["gameday_id"]))
+        return HTMLResponse(await asyncio.to_thread(gd_report.html, d))
+
     async def maturity(self, request: Request, who: Who) -> Response:
         return await self.page(
             request, "maturity.html", who, m=await self.ops.maturity(WINDOW_DAYS)
@@ -321,6 +340,12 @@ def routes(svc: Service) -> list[Route | Mount]:
         Route("/console/schedules/{name}/pause", action(c.pause), methods=["POST"]),
         Route("/console/schedules/{name}/resume", action(c.pause), methods=["POST"]),
         Route("/console/maturity", c.signed_in(c.maturity, view)),
+        Route("/console/gamedays", c.signed_in(c.gamedays, view)),
+        Route("/console/gamedays/{gameday_id}", c.signed_in(c.gameday, view)),
+        Route("/console/gamedays/{gameday_id}/report", c.signed_in(c.gameday_report, view)),
+        Route(
+            "/console/gamedays/{gameday_id}/{action}", action(c.gameday_control), methods=["POST"]
+        ),
         Route("/console/monkeys", c.signed_in(c.monkeys, view)),
         Route("/console/monkeys/{name}", c.signed_in(c.monkey, view)),
         Route("/console/monkeys/{name}/pause", action(c.pause_monkey), methods=["POST"]),

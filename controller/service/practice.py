@@ -1,7 +1,8 @@
 """The facts `brownout maturity` and the console's practice panel weigh,
 read from the store: the runs of the window (each one's source from the
 schedules' and the monkeys' records, its environment from the labels its
-targets announced), the monkeys' tracker, and what the team declared."""
+targets announced), the monkeys' tracker, the game days held (recorded by
+`brownout gameday`, or declared), and what the team declared."""
 
 from __future__ import annotations
 
@@ -84,7 +85,9 @@ def facts(
         for k in store.monkeys.kills(m.name, 100_000)
         if k.day >= since.isoformat()
     ]
-    return Facts(today, runs, kills, practice.gamedays, practice.declared, days)
+    held = [datetime.fromisoformat(g.started).date() for g in store.gamedays.all(10_000)
+            if g.started >= since.isoformat()]  # fmt: skip
+    return Facts(today, runs, kills, [*practice.gamedays, *held], practice.declared, days)
 
 
 def assess(

@@ -16,6 +16,7 @@ from controller.experiments.runner import Runner, RunOptions
 from controller.practice.declared import Practice
 from controller.service import replicas
 from controller.service.auth import Tokens
+from controller.service.gamedays import GameDayHost
 from controller.service.killswitch import KillSwitchLever
 from controller.service.monkeys import MonkeyKeeper
 from controller.service.notify import Notifier
@@ -43,6 +44,7 @@ class Service:
     sync: ReplicaSync
     keeper: MonkeyKeeper
     cert_roles: CertRoles | None = None  # with mutual TLS: client identities' roles
+    gamedays: GameDayHost = field(default_factory=GameDayHost)
     # How `brownout maturity` weighs the history here (serve --production, --practice).
     practice: Practice = field(default_factory=Practice)
     production: str = PRODUCTION
@@ -82,6 +84,7 @@ class Service:
     def close(self) -> None:
         self.scheduler.stop()
         self.keeper.stop()
+        self.gamedays.stop_all("the controller stopped")
         self.sync.stop()  # after the drain: its runs have ended
         self.fleet.close()
         self.runs.notifier.close()  # what is queued still goes out, within its bound

@@ -18,6 +18,7 @@ from controller.store.records import (
     Run,
     ScheduledOccurrence,
     StoredExperiment,
+    StoredGameDay,
     StoredSchedule,
     now_iso,
 )
@@ -25,6 +26,7 @@ from controller.store.schema import NewerDatabase, StoreUnavailable
 from controller.store.sql import (
     Claim,
     Database,
+    SqlGameDays,
     SqlHistory,
     SqlMonkeys,
     SqlSchedules,
@@ -81,6 +83,12 @@ class Monkeys(Protocol):
     def last_kills(self, name: str) -> dict[str, str]: ...
 
 
+class GameDays(Protocol):
+    def put(self, g: StoredGameDay) -> None: ...
+    def get(self, gameday_id: str) -> StoredGameDay | None: ...
+    def all(self, limit: int = 100) -> list[StoredGameDay]: ...
+
+
 @dataclass(frozen=True)
 class Store:
     history: History
@@ -88,6 +96,7 @@ class Store:
     schedules: Schedules
     db: Database
     monkeys: Monkeys
+    gamedays: GameDays
 
     @property
     def where(self) -> str:
@@ -106,12 +115,15 @@ def open_store(data_dir: Path, database: str | None = None) -> Store:
         db: Database = PostgresDatabase(database)
     else:
         db = open_database(data_dir)
-    return Store(SqlHistory(db), SqlServiceState(db), SqlSchedules(db), db, SqlMonkeys(db))
+    return Store(
+        SqlHistory(db), SqlServiceState(db), SqlSchedules(db), db, SqlMonkeys(db), SqlGameDays(db)
+    )
 
 
 __all__ = [
     "Claim",
     "Database",
+    "GameDays",
     "History",
     "KillSwitch",
     "LiveRun",
@@ -127,6 +139,7 @@ __all__ = [
     "Store",
     "StoreUnavailable",
     "StoredExperiment",
+    "StoredGameDay",
     "StoredSchedule",
     "now_iso",
     "open_store",

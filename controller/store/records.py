@@ -79,6 +79,24 @@ class Replica:
 
 
 @dataclass(frozen=True)
+class StoredGameDay:
+    """A game day as held: its plan, state (running, paused, ended, aborted)
+    and each scenario's outcome (JSON: state, run id, verdicts)."""
+
+    id: str
+    title: str
+    plan: dict[str, Any]
+    state: str
+    by: str
+    started: str
+    ended: str
+    scenarios: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
 class StoredSchedule:
     name: str
     doc: dict[str, Any]

@@ -132,6 +132,22 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX IF NOT EXISTS monkey_kills_due ON monkey_kills (monkey, due);
         """,
     ),
+    (
+        "game days: the plan, its state and each scenario's outcome",
+        """
+        CREATE TABLE IF NOT EXISTS gamedays (
+            id        TEXT PRIMARY KEY,
+            title     TEXT NOT NULL,
+            plan      TEXT NOT NULL,
+            state     TEXT NOT NULL,
+            "by"      TEXT NOT NULL,
+            started   TEXT NOT NULL,
+            ended     TEXT NOT NULL,
+            scenarios TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS gamedays_started ON gamedays (started);
+        """,
+    ),
 ]
 
 VERSION = len(MIGRATIONS)

@@ -21,6 +21,7 @@ from controller.store.records import (
     Run,
     ScheduledOccurrence,
     StoredExperiment,
+    StoredGameDay,
     StoredSchedule,
     now_iso,
 )
@@ -392,6 +393,41 @@ class SqlSchedules(_SqlDeclared):
                 "SELECT last_due FROM schedule_marks WHERE schedule = ?", (name,)
             ).fetchone()
         return None if row is None else str(row[0])
+
+
+class SqlGameDays:
+    """Game days, one row each, rewritten as the day goes."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def put(self, g: StoredGameDay) -> None:
+        row = (g.id, g.title, json.dumps(g.plan, default=str), g.state, g.by, g.started, g.ended,
+               json.dumps(g.scenarios, default=str))  # fmt: skip
+        with self.db.connect() as db:
+            db.execute(
+                "INSERT INTO gamedays VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
+                " SET state = excluded.state, ended = excluded.ended,"
+                " scenarios = excluded.scenarios",
+                row,
+            )
+
+    def get(self, gameday_id: str) -> StoredGameDay | None:
+        with self.db.connect() as db:
+            row = db.execute("SELECT * FROM gamedays WHERE id = ?", (gameday_id,)).fetchone()
+        return _gameday(row) if row else None
+
+    def all(self, limit: int = 100) -> list[StoredGameDay]:
+        """Newest first."""
+        with self.db.connect() as db:
+            rows = db.execute(
+                "SELECT * FROM gamedays ORDER BY started DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [_gameday(r) for r in rows]
+
+
+def _gameday(r: Any) -> StoredGameDay:
+    return StoredGameDay(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6], json.loads(r[7]))
 
 
 class SqlMonkeys(_SqlDeclared):

@@ -17,6 +17,9 @@ pytestmark = pytest.mark.unit
 
 # Needs a run that is still live: below, against the fleet simulator.
 LIVE_ONLY = {"abort_run", "note_run"}  # note_run: tests/service/test_timeline_run.py
+# Game days need the fleet simulator: tests/service/test_gamedays.py.
+LIVE_ONLY |= {"start_gameday", "gameday_dry_run", "list_gamedays", "get_gameday",
+              "control_gameday", "gameday_report"}  # fmt: skip
 
 
 def documented(api: Api, op: Op, status: int) -> None:
@@ -155,7 +158,8 @@ def test_abort_answers_200_for_a_live_run_then_409(sim_api: Api) -> None:
 
 
 def _path(op: Op) -> str:
-    return "/api/v1" + op.path.replace("{name}", "demo").replace("{run_id}", "no-such-run")
+    path = op.path.replace("{name}", "demo").replace("{run_id}", "no-such-run")
+    return "/api/v1" + path.replace("{gameday_id}", "no-such-day").replace("{action}", "pause")
 
 
 def _cases(op: Op) -> list[tuple[str, dict[str, Any], int, str]]:

@@ -187,6 +187,8 @@ CTL_BAD: list[tuple[str, str, list[str], str]] = [
     ("history", "--schedule", ["", "Bad Name"], ""),
     ("maturity", "--days", [*INT, "0", "3661"], ""),
     ("report", "--format", [*CHOICE, "pdf"], "RUN"),
+    ("gameday report", "--format", [*CHOICE, "pdf"], "gd-1"),
+    ("gameday report", "-o", ["", "/nonexistent-dir/r.html"], "gd-1"),
     ("report", "-o", ["", "/nonexistent-dir/r.html"], "RUN"),
     ("report", "--data-dir", [""], "RUN"),
     ("maturity", "--production", ["env in (", "=x"], ""),
@@ -236,6 +238,15 @@ CTL_POSITIONAL: list[tuple[str, str, list[str]]] = [
     ("monkey remove", "name", ["", "Bad Name"]),
     ("certs init", "dir", ["", "/etc/hostname"]),
     ("note run-1", "text", [""]),
+    ("gameday run", "plan", ["", "/nonexistent/plan.yaml"]),
+    ("gameday dry-run", "plan", ["", "/nonexistent/plan.yaml"]),
+    ("gameday status", "ID", [""]),
+    ("gameday pause", "ID", [""]),
+    ("gameday resume", "ID", [""]),
+    ("gameday advance", "ID", [""]),
+    ("gameday skip", "ID", [""]),
+    ("gameday abort", "ID", [""]),
+    ("gameday report", "ID", [""]),
 ]
 # Flags whose every value is valid: free text, or switches.
 CTL_FREE = {"--reason"}

@@ -321,6 +321,18 @@ def test_rule_reports_are_built_from_a_journal_alone() -> None:
     assert not bad, "\n".join(bad)
 
 
+def test_rule_a_game_day_plan_and_report_are_logic() -> None:
+    """controller.gamedays parses the plan, judges the criteria and builds the
+    day's report from values passed in; the service runs the day.
+    Fix: pass the figures and journals in; act in controller/service."""
+    bad = transitive_violations(
+        "controller.gamedays",
+        "controller.service", "controller.agents", "controller.cli",
+        "starlette", "uvicorn", "grpc",
+    )  # fmt: skip
+    assert not bad, "\n".join(bad)
+
+
 def test_rule_the_http_stack_stays_in_the_service() -> None:
     """The service (controller.service) is the only room that speaks HTTP; the runner
     and the agent clients know nothing of it, so `brownout run` needs no server.

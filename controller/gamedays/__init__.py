@@ -1,0 +1,1 @@
+"""Game days: the plan, its criteria, and the day's report."""
