@@ -39,7 +39,7 @@ typecheck: setup
 # first installs the Debian packages and prepares the kernel-VM tier.
 test: lint typecheck system-deps
 	@if [ "$$(id -u)" = 0 ]; then PY=$(PY) bash tests/kernelvm/prepare.sh >/dev/null; fi
-	$(PY) -m pytest -m "not bench" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not bench" --durations=25 $(PYTEST_ARGS)
 
 unit: setup
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
