@@ -11,6 +11,7 @@ Everything here runs on the fleet's loop, as part of the run's task.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
@@ -60,6 +61,8 @@ class RunFaults:
         self._ended_early: dict[str, dict[str, str]] = {}  # fault id -> how
         self._expected = set(EXPECTED_ENDS)
         self._activity: dict[str, tuple[str, int]] = {}  # fault id -> (activity, step index)
+        self._run_id = ""
+        self._ended: set[str] = set()  # fault ids heard ended
 
     def expect(self, reason: pb.EndReason.ValueType) -> None:
         """Ends for this reason are the run's own doing from now on (the kill
@@ -92,6 +95,13 @@ class RunFaults:
         stamp = f.ended_at if f.state in ENDED else f.activated_at
         at = stamp.ToDatetime(tzinfo=UTC).isoformat() if stamp.seconds else probes.now_iso()
         activity, step = self._activity.get(f.id, ("", -1))
+        series = (kind_name(f.kind), agent, self._run_id)
+        if f.state in ENDED:
+            self._ended.add(f.id)
+            with contextlib.suppress(KeyError):
+                self._metrics.fault_active.remove(*series)
+        elif f.state == pb.FAULT_STATE_ACTIVE and f.id not in self._ended:  # not a late event
+            self._metrics.fault_active.labels(*series).set(1)
         tl.fault(agent, f.id, state_name(f.state), at=at, fault=kind_name(f.kind),
                  activity=activity, step=step,
                  reason=reason_name(f.end_reason) if f.end_reason else "")  # fmt: skip
@@ -136,6 +146,7 @@ class RunFaults:
         p = activity.provider
         assert isinstance(p, FaultProvider)
         request_id = f"{run_id}/{index}"
+        self._run_id = run_id
         start, t0 = probes.now_iso(), time.monotonic()
 
         async def call(c: AsyncAgentClient) -> pb.Fault:
@@ -241,7 +252,7 @@ class RunFaults:
                 "at": probes.now_iso(),
             }
             if fault.state == pb.FAULT_STATE_REVERTED:
-                self._metrics.rollbacks_total.inc()
+                self._metrics.rollbacks_total.labels("fault_revert").inc()
             self._timeline(c.address, fault)
             self._note_revert(c.address, f, fault)
         if c.address in self._fleet.keepers:

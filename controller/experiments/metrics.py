@@ -33,7 +33,34 @@ class ControllerMetrics:
         )
         self.rollbacks_total = Counter(
             "chaos_rollbacks_total",
-            "Faults reverted by the controller at the end of a run, plus rollback actions",
+            "Rollbacks by type: fault_revert (a fault the controller reverted at the end of a"
+            " run) or action (an experiment's rollback action)",
+            ["rollback_type"],
+            registry=self.registry,
+        )
+        self.fault_active = Gauge(
+            "chaos_fault_active",
+            "1 while a run's fault is active on an agent (for Grafana annotations)",
+            ["kind", "agent", "run"],
+            registry=self.registry,
+        )
+        self.impact_error_rate = Gauge(
+            "chaos_impact_error_rate",
+            "Share of an impact probe's last 20 samples out of tolerance",
+            ["probe"],
+            registry=self.registry,
+        )
+        self.impact_latency_seconds = Histogram(
+            "chaos_impact_latency_seconds",
+            "Latency an impact probe measured (HTTP probes)",
+            ["probe"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.impact_availability = Gauge(
+            "chaos_impact_availability",
+            "Share of an impact probe's samples in tolerance while the current run's faults are on",
+            ["probe"],
             registry=self.registry,
         )
         self.runs_skipped_total = Counter(
@@ -68,6 +95,8 @@ class ControllerMetrics:
         )
         for result in ("completed", "failed", "aborted", "interrupted"):
             self.experiments_total.labels(result)
+        for kind in ("fault_revert", "action"):
+            self.rollbacks_total.labels(kind)
 
     def serve(self, listen: str) -> int:
         """Serve /metrics on host:port (port 0 picks one); returns the bound port."""

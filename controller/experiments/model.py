@@ -70,6 +70,8 @@ class Activity:
     pause_before: float = 0.0
     pause_after: float = 0.0
     raw: Mapping[str, Any] = field(default_factory=dict)
+    weight: float = 1.0  # in the resilience score
+    impact: bool = False  # feeds the chaos_impact_* metrics while sampled
 
 
 @dataclass(frozen=True)

@@ -157,8 +157,30 @@ def _activity(raw: object, where: str, allowed: tuple[str, ...] = ("probe", "act
     if kind not in allowed:
         raise ConfigError(f"{where}.type", f"must be {' or '.join(allowed)}, got {kind!r}")
     fields.no_unknown(
-        a, {"type", "name", "provider", "tolerance", "pauses", "background", "ref"}, where
+        a,
+        {
+            "type",
+            "name",
+            "provider",
+            "tolerance",
+            "pauses",
+            "background",
+            "ref",
+            "weight",
+            "impact",
+        },
+        where,
     )
+    weight = a.get("weight", 1)
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
+        raise ConfigError(
+            f"{where}.weight", f"must be a number > 0 (the resilience score's), got {weight!r}"
+        )
+    impact = a.get("impact", False)
+    if not isinstance(impact, bool):
+        raise ConfigError(f"{where}.impact", f"must be true or false, got {impact!r}")
+    if impact and kind != "probe":
+        raise ConfigError(f"{where}.impact", "marks a probe whose samples feed the impact metrics")
     if a.get("background"):
         raise ConfigError(f"{where}.background", "background activities are not supported")
     provider = _provider(a.get("provider"), f"{where}.provider", kind)
@@ -175,6 +197,8 @@ def _activity(raw: object, where: str, allowed: tuple[str, ...] = ("probe", "act
         pause_before=fields.duration(pauses.get("before", 0), f"{where}.pauses.before"),
         pause_after=fields.duration(pauses.get("after", 0), f"{where}.pauses.after"),
         raw=dict(a),
+        weight=float(weight),
+        impact=impact,
     )
 
 

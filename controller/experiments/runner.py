@@ -42,6 +42,7 @@ from controller.agents.fleet import Fleet
 from controller.experiments import dryrun, probes
 from controller.experiments import journal as jr
 from controller.experiments.faults import RunFaults
+from controller.experiments.impact import Impact
 from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.model import Activity, Experiment, FaultProvider, StopCondition
 from controller.experiments.planning import Plan, PreflightAbort, make_plan
@@ -116,6 +117,7 @@ class Runner:
         self.journal = RunJournal(experiment, self.options.run_id, "")
         settings = experiment.settings
         self.timeline = Timeline(settings.sample_interval, settings.recovery)
+        self.impact = Impact(self.metrics)
         self.journal.timeline = self.timeline
         for probe in experiment.hypothesis.probes if experiment.hypothesis else ():
             self.timeline.probe(probe.name, "hypothesis", probe.tolerance)
@@ -260,7 +262,7 @@ class Runner:
         records, met = [], True
         for probe in h.probes:
             run = probes.execute(probe)
-            record_run(self.timeline, run, phase)
+            self._sampled(run, phase)
             records.append(run.record())
             met = met and run.tolerance_met
             detail = run.verdict.detail if run.verdict else run.error
@@ -297,7 +299,7 @@ class Runner:
                 if (j.before is None or j.before["steady_state_met"]) and not self._stopping():
                     await self._acquire(plan)
                     monitor = self._start_monitor()
-                    sampler = Sampler(self._probes(), self.timeline).start()
+                    sampler = Sampler(self._probes(), self.timeline, self._sampled).start()
                     self.timeline.event("method", phase="start")
                     await self._execute(plan)
                     self.timeline.event("method", phase="end")
@@ -317,8 +319,9 @@ class Runner:
                 self.timeline.event("reverted")
                 # How long until the service is itself again (a second signal cuts it).
                 await asyncio.to_thread(
-                    recover, self._probes(), self.timeline, lambda: self.signals_ignored > 0
-                )
+                    recover, self._probes(), self.timeline, lambda: self.signals_ignored > 0,
+                    self._sampled,
+                )  # fmt: skip
             await asyncio.to_thread(self._rollbacks)
         j.status, j.reason = self._verdict()
         j.end, j.duration = probes.now_iso(), round(time.monotonic() - t0, 3)
@@ -437,6 +440,12 @@ class Runner:
             self._end_with(RunStatus.ABORTED, "no target agent granted a lease", "unreachable")
         await self.faults.watch()
 
+    def _sampled(self, run: probes.ProbeRun, phase: str) -> None:
+        """A hypothesis probe's result: into the timeline, and the impact metrics."""
+        record_run(self.timeline, run, phase)
+        if run.activity.impact:
+            self.impact.observe(run, phase)
+
     def _probes(self) -> tuple[Activity, ...]:
         h = self.experiment.hypothesis
         return h.probes if h is not None else ()
@@ -520,7 +529,7 @@ class Runner:
         for activity in self.experiment.rollbacks:
             run = probes.execute(activity)
             self.journal.rollbacks.append(run.record())
-            self.metrics.rollbacks_total.inc()
+            self.metrics.rollbacks_total.labels("action").inc()
             self.report.event(f"rollback {activity.name}: {run.status}")
 
     def _record_metrics(self, status: RunStatus, duration: float) -> None:

@@ -24,9 +24,15 @@ def record_run(timeline: Timeline, run: probes.ProbeRun, phase: str) -> None:
 class Sampler:
     """A thread sampling each probe every interval until stopped."""
 
-    def __init__(self, probes_: Sequence[Activity], timeline: Timeline) -> None:
+    def __init__(
+        self,
+        probes_: Sequence[Activity],
+        timeline: Timeline,
+        on_run: Callable[[probes.ProbeRun, str], None] | None = None,
+    ) -> None:
         self._probes = tuple(probes_)
         self._timeline = timeline
+        self._on_run = on_run or (lambda run, phase: record_run(timeline, run, phase))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -47,10 +53,15 @@ class Sampler:
             for p in self._probes:
                 if self._stop.is_set():
                     return
-                record_run(self._timeline, probes.execute(p), "during")
+                self._on_run(probes.execute(p), "during")
 
 
-def recover(probes_: Sequence[Activity], timeline: Timeline, cut: Callable[[], bool]) -> None:
+def recover(
+    probes_: Sequence[Activity],
+    timeline: Timeline,
+    cut: Callable[[], bool],
+    on_run: Callable[[probes.ProbeRun, str], None] | None = None,
+) -> None:
     """After the revert: sample every probe until all meet their tolerance
     again (each at least once), or the recovery window ends, or cut()."""
     if not probes_ or timeline.recovery <= 0:
@@ -61,7 +72,7 @@ def recover(probes_: Sequence[Activity], timeline: Timeline, cut: Callable[[], b
         met = True
         for p in probes_:
             run = probes.execute(p)
-            record_run(timeline, run, "recovery")
+            (on_run or (lambda r, phase: record_run(timeline, r, phase)))(run, "recovery")
             met = met and run.tolerance_met
         if met or time.monotonic() + step > deadline:
             return

@@ -359,7 +359,7 @@ def test_serve_runs_on_schedule_and_exports_metrics(
         assert m['chaos_experiments_total{result="completed"}'] == 1
         assert m['chaos_experiments_total{result="aborted"}'] == 0
         assert m["chaos_experiment_duration_seconds_count"] == 1
-        assert m["chaos_rollbacks_total"] == N
+        assert m['chaos_rollbacks_total{rollback_type="fault_revert"}'] == N
         assert m["chaos_blast_radius_percentage"] == 0
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -23,7 +23,7 @@ def held(url: str) -> dict[str, Any]:
     return {
         "title": "timeline",
         "steady-state-hypothesis": {"title": "up", "probes": [
-            {"type": "probe", "name": "web", "tolerance": 200,
+            {"type": "probe", "name": "web", "tolerance": 200, "impact": True, "weight": 2,
              "provider": {"type": "http", "url": url, "timeout": 2}}]},
         "method": [{"type": "action", "name": "cpu", "provider": {
             "type": "brownout", "fault": "cpu", "arguments": {"cores": 1, "load": 5},
@@ -45,6 +45,22 @@ def test_a_run_records_its_timeline_and_takes_notes(sim_api: Api) -> None:
             if run is not None and run.runner.journal.steps:
                 break
             time.sleep(0.05)
+        # While the fault is on, the annotation series says so.
+        metrics = sim_api.svc.runs.metrics.registry
+        live = {"kind": "cpu", "run": run_id}
+
+        def active() -> float | None:
+            agents = [
+                s.labels["agent"]
+                for m in metrics.collect()
+                for s in m.samples
+                if s.name == "chaos_fault_active" and s.labels["run"] == run_id
+            ]
+            if not agents:
+                return None
+            return metrics.get_sample_value("chaos_fault_active", {**live, "agent": agents[0]})
+
+        assert active() == 1.0
         op = next(o for o in OPS if o.handler.__name__ == "note_run")
         noted = sim_api.call("POST", f"/api/v1/runs/{run_id}/notes", {"text": "p99 up on web"})
         assert noted.status_code == op.status, noted.text
@@ -58,6 +74,13 @@ def test_a_run_records_its_timeline_and_takes_notes(sim_api: Api) -> None:
     late = sim_api.call("POST", f"/api/v1/runs/{run_id}/notes", {"text": "after"})
     assert late.status_code == 409 and "has ended" in late.json()["error"]
     assert journal["status"] == "completed", journal["extensions"][0]["reason"]
+    # The metrics: the annotation series gone, one fault reverted, the impact probe's figures.
+    assert active() is None
+    assert metrics.get_sample_value("chaos_rollbacks_total", {"rollback_type": "fault_revert"}) == 1
+    assert metrics.get_sample_value("chaos_impact_availability", {"probe": "web"}) == 1.0
+    assert metrics.get_sample_value("chaos_impact_error_rate", {"probe": "web"}) == 0.0
+    latencies = metrics.get_sample_value("chaos_impact_latency_seconds_count", {"probe": "web"})
+    assert latencies is not None and latencies >= 5
     tl = journal["extensions"][0]["timeline"]
     assert tl["start"] == journal["start"] and tl["interval"] == 0.2
     assert tl["probes"]["web"] == {"kind": "hypothesis",

@@ -272,65 +272,47 @@ def test_rule_the_dns_answerer_stands_alone() -> None:
     assert not bad, "\n".join(bad)
 
 
-def test_rule_schedules_are_logic_on_a_given_clock() -> None:
-    """controller.schedules decides when and whether; the service's scheduler
-    acts. It reaches no service, store, agent client, CLI or HTTP code.
-    Fix: pass values in (the clock, the windows, the counts); act in controller/service."""
+# Rooms that decide from values passed in (a clock, the fleet's answers, a
+# journal) and act on nothing: the service (or the CLI) reads and acts. Each:
+# what it may not reach beyond the service, agent clients, CLI and HTTP, and
+# how to fix a break.
+LOGIC_ROOMS = {
+    "controller.schedules": (
+        ("controller.store",),
+        "the schedules decide when and whether; pass the clock, the windows and the counts"
+        " in, and act in controller/service",
+    ),
+    "controller.monkey": (
+        ("controller.store",),
+        "the monkey decides which groups lose a member and when; pass the groups, the last"
+        " kills and the clock in, and act in controller/service",
+    ),
+    "controller.practice": (
+        ("controller.store",),
+        "the maturity model weighs facts on a given day; pass the runs, kills and game days"
+        " in, and read the store in controller/service",
+    ),
+    "controller.reports": (
+        ("controller.store",),
+        "a report is built from a journal alone, so the CLI, the console and a saved journal"
+        " agree; fetch the journal in controller/cli or controller/service",
+    ),
+    "controller.gamedays": (
+        (),
+        "the plan, its criteria and the day's report are logic; pass the figures and"
+        " journals in, and run the day in controller/service",
+    ),
+}
+
+
+@pytest.mark.parametrize("room", sorted(LOGIC_ROOMS))
+def test_rule_logic_rooms_reach_no_service_store_agent_cli_or_http(room: str) -> None:
+    also, fix = LOGIC_ROOMS[room]
     bad = transitive_violations(
-        "controller.schedules",
-        "controller.service", "controller.store", "controller.agents", "controller.cli",
+        room, "controller.service", "controller.agents", "controller.cli", *also,
         "starlette", "uvicorn", "grpc",
     )  # fmt: skip
-    assert not bad, "\n".join(bad)
-
-
-def test_rule_the_monkey_is_logic_on_a_given_clock() -> None:
-    """controller.monkey decides which groups lose a member and when; the service
-    acts. Like the schedules, it reaches no service, store, agent client, CLI or HTTP.
-    Fix: pass the groups, the last kills and the clock in; act in controller/service."""
-    bad = transitive_violations(
-        "controller.monkey",
-        "controller.service", "controller.store", "controller.agents", "controller.cli",
-        "starlette", "uvicorn", "grpc",
-    )  # fmt: skip
-    assert not bad, "\n".join(bad)
-
-
-def test_rule_the_maturity_model_weighs_facts_it_is_given() -> None:
-    """controller.practice places the team on the maturity model from plain
-    facts on a given day; controller.service.practice reads them from the store.
-    Fix: pass the runs, kills and game days in; read the store in controller/service."""
-    bad = transitive_violations(
-        "controller.practice",
-        "controller.service", "controller.store", "controller.agents", "controller.cli",
-        "starlette", "uvicorn", "grpc",
-    )  # fmt: skip
-    assert not bad, "\n".join(bad)
-
-
-def test_rule_reports_are_built_from_a_journal_alone() -> None:
-    """controller.reports turns a journal into figures, charts and files; it
-    reaches no service, store, agent client, CLI or HTTP, so the CLI, the
-    console and a saved journal give the same report.
-    Fix: pass the journal in; fetch it in controller/cli or controller/service."""
-    bad = transitive_violations(
-        "controller.reports",
-        "controller.service", "controller.store", "controller.agents", "controller.cli",
-        "starlette", "uvicorn", "grpc",
-    )  # fmt: skip
-    assert not bad, "\n".join(bad)
-
-
-def test_rule_a_game_day_plan_and_report_are_logic() -> None:
-    """controller.gamedays parses the plan, judges the criteria and builds the
-    day's report from values passed in; the service runs the day.
-    Fix: pass the figures and journals in; act in controller/service."""
-    bad = transitive_violations(
-        "controller.gamedays",
-        "controller.service", "controller.agents", "controller.cli",
-        "starlette", "uvicorn", "grpc",
-    )  # fmt: skip
-    assert not bad, "\n".join(bad)
+    assert not bad, f"{room}: {fix}\n" + "\n".join(bad)
 
 
 def test_rule_the_http_stack_stays_in_the_service() -> None:

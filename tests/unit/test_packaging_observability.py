@@ -114,6 +114,9 @@ def dashboard_targets() -> Iterator[tuple[str, Doc]]:
     for panel in dash["panels"]:
         for target in panel.get("targets", []):
             yield panel["title"], target
+    for annotation in dash["annotations"]["list"]:
+        if "expr" in annotation:  # a Prometheus annotation: the fault spans
+            yield f"annotation {annotation['name']}", {"refId": "annotation", **annotation}
 
 
 def test_dashboard_is_valid_grafana_json() -> None:
@@ -156,6 +159,11 @@ def test_dashboard_covers_what_operators_watch() -> None:
         "chaos_experiments_total",
         "chaos_safety_aborts_total",
         "chaos_blast_radius_percentage",
+        "chaos_fault_active",
+        "chaos_impact_error_rate",
+        "chaos_impact_latency_seconds_bucket",
+        "chaos_impact_availability",
+        "chaos_rollbacks_total",
     } <= used
     assert any(
         "histogram_quantile" in e and "brownout_rpc_duration_seconds_bucket" in e for e in exprs

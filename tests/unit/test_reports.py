@@ -143,3 +143,29 @@ def test_markdown_json_and_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture
     assert figs["resilience_score"] == 80.0
     assert figs["probes"][0]["time_to_recover_s"] == 2.0
     assert cli(["report", "nope", "--data-dir", str(tmp_path)]) == 2
+
+
+def test_a_probes_weight_and_impact_are_checked() -> None:
+    from controller.errors import ConfigError
+    from controller.experiments import parse as exp
+
+    def doc(**extra: Any) -> dict[str, Any]:
+        probe = {"type": "probe", "name": "p", "tolerance": 200,
+                 "provider": {"type": "http", "url": "http://127.0.0.1:1/"}, **extra}  # fmt: skip
+        return {"title": "t", "steady-state-hypothesis": {"title": "h", "probes": [probe]},
+                "method": [probe]}  # fmt: skip
+
+    p = exp.parse(doc(weight=2.5, impact=True)).method[0]
+    assert p.weight == 2.5 and p.impact is True
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"weight": 0}, "weight"),
+        ({"weight": "heavy"}, "weight"),
+        ({"impact": "yes"}, "impact"),
+    ]
+    for bad, where in cases:
+        with pytest.raises(ConfigError, match=where):
+            exp.parse(doc(**bad))
+    action = {"type": "action", "name": "a", "impact": True,
+              "provider": {"type": "http", "url": "http://127.0.0.1:1/"}}  # fmt: skip
+    with pytest.raises(ConfigError, match="impact"):
+        exp.parse({"title": "t", "method": [action]})
