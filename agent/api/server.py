@@ -16,6 +16,7 @@ import grpc
 import structlog
 from google.protobuf.message import Message
 
+from agent.api import tracecontext
 from agent.api.audit import audit, caller_identity
 from agent.api.convert import (
     PB_TO_STATE,
@@ -92,6 +93,14 @@ def rpc(mutating: bool) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
 
         @functools.wraps(fn)
         def wrapper(self: AgentServicer, request: Req, context: grpc.ServicerContext) -> Resp:
+            # The caller's trace id on every log line of the call, the audit's too.
+            traced = tracecontext.trace_id(context.invocation_metadata())
+            with structlog.contextvars.bound_contextvars(
+                **({"trace_id": traced} if traced else {})
+            ):
+                return call(self, request, context)
+
+        def call(self: AgentServicer, request: Req, context: grpc.ServicerContext) -> Resp:
             start = time.perf_counter()
             code = grpc.StatusCode.OK
             detail = ""

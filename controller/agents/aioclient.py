@@ -20,6 +20,10 @@ T = TypeVar("T")
 TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
+# gRPC call metadata: a run's W3C traceparent, for the agent's logs.
+Metadata = tuple[tuple[str, str], ...]
+
+
 def transient(exc: BaseException) -> bool:
     return isinstance(exc, grpc.RpcError) and exc.code() in TRANSIENT
 
@@ -101,6 +105,7 @@ class AsyncAgentClient:
         target: pb.Target | None = None,
         request_id: str = "",
         validate_only: bool = False,
+        metadata: Metadata = (),
     ) -> pb.Fault:
         request = pb.InjectFaultRequest(
             lease_id=lease_id,
@@ -110,7 +115,7 @@ class AsyncAgentClient:
             request_id=request_id,
             validate_only=validate_only,
         )
-        return await self.stub.InjectFault(request, timeout=self.timeout)
+        return await self.stub.InjectFault(request, timeout=self.timeout, metadata=metadata)
 
     async def list_faults(
         self, lease_id: str = "", states: list[pb.FaultState.ValueType] | None = None
@@ -118,9 +123,9 @@ class AsyncAgentClient:
         request = pb.ListFaultsRequest(lease_id=lease_id, states=states or [])
         return list((await self.stub.ListFaults(request, timeout=self.timeout)).faults)
 
-    async def revert(self, fault_id: str) -> pb.Fault:
+    async def revert(self, fault_id: str, metadata: Metadata = ()) -> pb.Fault:
         request = pb.RevertFaultRequest(fault_id=fault_id)
-        return await self.stub.RevertFault(request, timeout=self.timeout)
+        return await self.stub.RevertFault(request, timeout=self.timeout, metadata=metadata)
 
     async def get_fault(self, fault_id: str) -> pb.Fault:
         request = pb.GetFaultRequest(fault_id=fault_id)

@@ -30,6 +30,7 @@ from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.model import Activity, FaultProvider
 from controller.experiments.progress import Reporter
 from controller.experiments.records import FaultRecord, Problem, RunJournal
+from controller.experiments.tracing import RunTrace
 
 # How a fault may end before the run reverts it without anything going wrong.
 EXPECTED_ENDS = frozenset(
@@ -63,6 +64,7 @@ class RunFaults:
         self._activity: dict[str, tuple[str, int]] = {}  # fault id -> (activity, step index)
         self._run_id = ""
         self._ended: set[str] = set()  # fault ids heard ended
+        self.trace: RunTrace | None = None  # the run's spans, once it has started
 
     def expect(self, reason: pb.EndReason.ValueType) -> None:
         """Ends for this reason are the run's own doing from now on (the kill
@@ -96,15 +98,23 @@ class RunFaults:
         at = stamp.ToDatetime(tzinfo=UTC).isoformat() if stamp.seconds else probes.now_iso()
         activity, step = self._activity.get(f.id, ("", -1))
         series = (kind_name(f.kind), agent, self._run_id)
+        reason = reason_name(f.end_reason) if f.end_reason else ""
         if f.state in ENDED:
             self._ended.add(f.id)
             with contextlib.suppress(KeyError):
                 self._metrics.fault_active.remove(*series)
+            if self.trace is not None:
+                self.trace.fault_ended(agent, f.id, state_name(f.state), reason)
         elif f.state == pb.FAULT_STATE_ACTIVE and f.id not in self._ended:  # not a late event
+            if self.trace is not None:
+                self.trace.fault(agent, f.id, series[0], f.lease_id, step, activity)
             self._metrics.fault_active.labels(*series).set(1)
         tl.fault(agent, f.id, state_name(f.state), at=at, fault=kind_name(f.kind),
                  activity=activity, step=step,
                  reason=reason_name(f.end_reason) if f.end_reason else "")  # fmt: skip
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.trace.metadata() if self.trace is not None else ()
 
     def _on_event(self, agent: str, event: pb.FaultEvent) -> None:
         """On the fleet's loop: a fault that ends before the run reverts it,
@@ -152,7 +162,9 @@ class RunFaults:
         async def call(c: AsyncAgentClient) -> pb.Fault:
             lease_id = self._fleet.keepers[c.address].lease_id
             return await retrying(
-                lambda: c.inject(lease_id, p.spec, duration, p.target, request_id)
+                lambda: c.inject(
+                    lease_id, p.spec, duration, p.target, request_id, metadata=self._metadata()
+                )
             )
 
         outcomes = await self._fleet.amap(call, agents)
@@ -238,7 +250,7 @@ class RunFaults:
             if not f.fault_id:
                 continue
             try:
-                fault = await retrying(functools.partial(c.revert, f.fault_id))
+                fault = await retrying(functools.partial(c.revert, f.fault_id, self._metadata()))
             except grpc.RpcError as exc:
                 f.revert = {"error": rpc_error(exc), "at": probes.now_iso()}
                 self._record(

@@ -51,6 +51,7 @@ from controller.experiments.records import RunJournal, RunStatus, StepRecord
 from controller.experiments.sampler import Sampler, record_run, recover
 from controller.experiments.stopconditions import Breach, StopMonitor
 from controller.experiments.timeline import Timeline
+from controller.experiments.tracing import RunTrace
 from controller.experiments.window import WindowClosed
 from controller.store import History
 
@@ -134,6 +135,7 @@ class Runner:
             self._halt_seen,
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        self.trace: RunTrace | None = None  # made as the run starts
 
     # ------------------------------------------------------------ control
 
@@ -288,6 +290,8 @@ class Runner:
         j = self.journal
         j.start, t0 = probes.now_iso(), time.monotonic()
         self.timeline.begin(j.start)
+        self.trace = self.faults.trace = RunTrace(self.options.run_id, self.experiment.title)
+        self.log = self.log.bind(trace_id=self.trace.trace_id)
         sampler: Sampler | None = None
         self.log.info("run started", title=self.experiment.title, holder=self.options.holder)
         monitor: StopMonitor | None = None
@@ -296,6 +300,7 @@ class Runner:
             plan = await self._preflight()
             if plan is not None and not self._stopping():
                 j.before = await asyncio.to_thread(self.hypothesis, "before")
+                self.trace.hypothesis("before", j.before)
                 if (j.before is None or j.before["steady_state_met"]) and not self._stopping():
                     await self._acquire(plan)
                     monitor = self._start_monitor()
@@ -305,6 +310,7 @@ class Runner:
                     self.timeline.event("method", phase="end")
                     if not self._stopping():
                         j.after = await asyncio.to_thread(self.hypothesis, "after")
+                        self.trace.hypothesis("after", j.after)
         except Exception as exc:  # a bug must still end in reverts and a journal
             self._end_with(RunStatus.ABORTED, f"controller error: {exc!r}", "error")
             self.report.event(f"controller error: {exc!r}; reverting\n{traceback.format_exc()}")
@@ -330,6 +336,7 @@ class Runner:
         j.signals_ignored = self.signals_ignored
         j.ended = True
         self._record_metrics(j.status, j.duration)
+        self.trace.end(str(j.status), j.reason, j.deviated)
         result = await self._save(final=True)
         self.log.info("run ended", status=str(j.status), reason=j.reason, duration=j.duration)
         self.report.event(
@@ -476,6 +483,8 @@ class Runner:
             self.journal.steps.append(record)
             self.timeline.event("step", step=step.index, percent=step.percent, agents=len(live),
                                 added=len(added))  # fmt: skip
+            if self.trace is not None:
+                self.trace.step(step.index, step.percent, len(live))
             self.report.event(
                 f"step {step.index + 1}/{len(plan.steps)}: {step.percent:g}% -> {len(live)}"
                 f" agent(s), {len(added)} new: {', '.join(added) or '-'}"
@@ -520,6 +529,8 @@ class Runner:
             stopped = self._stopping() or await self._sleep(step.hold)
             record.end = probes.now_iso()
             self.timeline.event("step_end", step=step.index)
+            if self.trace is not None:
+                self.trace.step_end(record.blast_radius_percent)
             if stopped:
                 return
 
