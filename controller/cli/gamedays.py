@@ -39,6 +39,9 @@ def add_parser(sub: Any) -> None:
         *((c, f"the commander's control: {c}") for c in CONTROLS),
     ]:
         actions.add_parser(action, help=what).add_argument("id", type=argtypes.text, metavar="ID")
+    note = actions.add_parser("note", help="the scribe's note for the day, at its time")
+    note.add_argument("id", type=argtypes.text, metavar="ID")
+    note.add_argument("text", type=argtypes.text, help="the observation")
     rep = actions.add_parser("report", help="the game day's report")
     rep.add_argument("id", type=argtypes.text, metavar="ID")
     rep.add_argument("--format", choices=("html", "md", "json"), default="html")
@@ -111,6 +114,7 @@ def report(c: Client, gid: str, fmt: str, output: Path | None) -> int:
         g["started"],
         g["ended"],
         g["scenarios"],
+        g.get("notes") or [],
     )
     d = gd_report.build(stored, journals)
     text = {"html": gd_report.html, "md": gd_report.markdown, "json": gd_report.as_json}[fmt](d)
@@ -153,6 +157,9 @@ def main(c: Client, args: argparse.Namespace) -> int:
             [g["id"], g["title"], g["state"], g["started"][:19], g["by"]] for g in out["gamedays"]
         ]
         lines = [table(rows)]
+    elif args.action == "note":
+        out = c.call("POST", f"{API}/{args.id}/notes", {"text": args.text})
+        lines = [f"noted in game day {out['gameday_id']} at {out['at']}"]
     elif args.action == "status":
         out = c.call("GET", f"{API}/{args.id}")
         lines = [status_text(out)]

@@ -132,6 +132,8 @@ def build(g: StoredGameDay, journals: dict[str, dict[str, Any]]) -> DayReport:
             if v["passed"] is not True:
                 what = "could not be judged" if v["passed"] is None else "failed"
                 findings.append(f"{name}: criterion {v['criterion']!r} {what}: {v['measured']}")
+    notes += [{"t": round(_at(n["at"]) - t0, 1), "scenario": "-", "by": n["by"], "text": n["text"]}
+              for n in g.notes]  # fmt: skip
     ttrs = [
         p.time_to_recover
         for r in runs.values()

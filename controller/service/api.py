@@ -312,6 +312,11 @@ async def control_gameday(ops: Operations, request: Request, caller: Caller, bod
     return await GameDayOps(ops.svc).control(_gameday_id(request), action, caller.identity)
 
 
+async def note_gameday(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
+    gid = _gameday_id(request)
+    return await GameDayOps(ops.svc).note(gid, str(body["text"]), caller.identity)
+
+
 async def gameday_report(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
     return (await GameDayOps(ops.svc).report(_gameday_id(request))).as_dict()
 
@@ -439,6 +444,10 @@ OPS: list[Op] = [
     Op("GET", "/gamedays/{gameday_id}", Role.VIEWER,
        "A game day and each scenario's live state, run and verdicts", get_gameday,
        errors=(404,)),
+    Op("POST", "/gamedays/{gameday_id}/notes", Role.OPERATOR,
+       "The scribe's timestamped note for the game day (brownout gameday note)", note_gameday,
+       {"text": Field((str,), True, "the observation, at most 2000 characters")},
+       errors=(404, 409)),
     Op("POST", "/gamedays/{gameday_id}/{action}", Role.OPERATOR,
        "The commander's controls: pause, resume, advance, skip, abort", control_gameday,
        errors=(404, 409)),

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import yaml
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -264,6 +265,19 @@ class Console:
         g = await GameDayOps(self.svc).get(str(request.path_params["gameday_id"]))
         return await self.page(request, "gameday.html", who, g=g)
 
+    async def gameday_start(self, request: Request, who: Who) -> Response:
+        try:
+            plan = yaml.safe_load(who.form.get("plan", ""))
+        except yaml.YAMLError as exc:
+            raise Invalid(f"the plan is not YAML: {exc}", "plan") from None
+        g = await GameDayOps(self.svc).start(plan, who.caller.identity)
+        return RedirectResponse(f"/console/gamedays/{g['id']}", status_code=303)
+
+    async def gameday_note(self, request: Request, who: Who) -> Response:
+        gid = str(request.path_params["gameday_id"])
+        await GameDayOps(self.svc).note(gid, who.form.get("text", ""), who.caller.identity)
+        return RedirectResponse(f"/console/gamedays/{gid}", status_code=303)
+
     async def gameday_control(self, request: Request, who: Who) -> Response:
         gid, action = str(request.path_params["gameday_id"]), str(request.path_params["action"])
         await GameDayOps(self.svc).control(gid, action, who.caller.identity)
@@ -341,7 +355,9 @@ def routes(svc: Service) -> list[Route | Mount]:
         Route("/console/schedules/{name}/resume", action(c.pause), methods=["POST"]),
         Route("/console/maturity", c.signed_in(c.maturity, view)),
         Route("/console/gamedays", c.signed_in(c.gamedays, view)),
+        Route("/console/gamedays/start", action(c.gameday_start), methods=["POST"]),
         Route("/console/gamedays/{gameday_id}", c.signed_in(c.gameday, view)),
+        Route("/console/gamedays/{gameday_id}/notes", action(c.gameday_note), methods=["POST"]),
         Route("/console/gamedays/{gameday_id}/report", c.signed_in(c.gameday_report, view)),
         Route(
             "/console/gamedays/{gameday_id}/{action}", action(c.gameday_control), methods=["POST"]

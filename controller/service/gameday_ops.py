@@ -140,6 +140,18 @@ class GameDayOps:
         except Control as exc:
             raise Refused(str(exc)) from None
 
+    async def note(self, gameday_id: str, text: str, by: str) -> dict[str, Any]:
+        live = self.host.live.get(gameday_id)
+        if live is None:
+            await self._stored(gameday_id)  # 404 if unknown
+            raise Refused(f"game day {gameday_id} is not going on this controller")
+        if live.done:
+            raise Refused(f"game day {gameday_id} has {live.state}")
+        try:
+            return {"gameday_id": gameday_id, **await asyncio.to_thread(live.note, text, by)}
+        except ValueError as exc:
+            raise Invalid(str(exc), "text") from None
+
     async def report(self, gameday_id: str) -> gd_report.DayReport:
         g = await self._stored(gameday_id)
 

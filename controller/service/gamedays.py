@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 
 from controller.experiments.model import Experiment
+from controller.experiments.timeline import MAX_NOTE, MAX_NOTES
 from controller.gamedays.plan import Criterion, GameDay, Scenario, judge
 from controller.reports import figures
 from controller.service.runs import RunManager
@@ -93,6 +94,7 @@ class GameDayRun:
         self._skip: int | None = None  # the scenario index to skip
         self._abort = ""
         self._current = 0
+        self.notes: list[dict[str, Any]] = []
         self.scenarios: list[dict[str, Any]] = [
             {
                 "name": s.name,
@@ -151,6 +153,22 @@ class GameDayRun:
         self._wake.set()
         self._save()
         return self.as_dict()
+
+    def note(self, text: str, by: str) -> dict[str, Any]:
+        """The scribe's observation for the day, at its time (ValueError if
+        empty or too long). Notes during a run go into that run's timeline."""
+        text = text.strip()
+        if not text:
+            raise ValueError("a note needs some text")
+        if len(text) > MAX_NOTE:
+            raise ValueError(f"a note is at most {MAX_NOTE} characters, this one {len(text)}")
+        with self._lock:
+            if len(self.notes) >= MAX_NOTES:
+                raise ValueError(f"this game day already holds {MAX_NOTES} notes")
+            note = {"at": now_iso(), "by": by, "text": text}
+            self.notes.append(note)
+        self._save()
+        return note
 
     # ----------------------------------------------------------------- run
 
@@ -278,6 +296,7 @@ class GameDayRun:
                 "elapsed_s": round(self._elapsed(), 1),
                 "roles": dict(self.plan.roles),
                 "scenarios": [dict(s) for s in self.scenarios],
+                "notes": [dict(n) for n in self.notes],
             }
 
     def _save(self) -> None:
@@ -297,6 +316,7 @@ class GameDayRun:
             self.started,
             self.ended,
             d["scenarios"],
+            d["notes"],
         )
         self._store.put(g)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,6 +91,7 @@ class StoredGameDay:
     started: str
     ended: str
     scenarios: list[dict[str, Any]]
+    notes: list[dict[str, Any]] = field(default_factory=list)  # the scribe's, between runs
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -143,7 +143,8 @@ MIGRATIONS: list[tuple[str, str]] = [
             "by"      TEXT NOT NULL,
             started   TEXT NOT NULL,
             ended     TEXT NOT NULL,
-            scenarios TEXT NOT NULL
+            scenarios TEXT NOT NULL,
+            notes     TEXT NOT NULL
         );
         CREATE INDEX IF NOT EXISTS gamedays_started ON gamedays (started);
         """,

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.unit
 LIVE_ONLY = {"abort_run", "note_run"}  # note_run: tests/service/test_timeline_run.py
 # Game days need the fleet simulator: tests/service/test_gamedays.py.
 LIVE_ONLY |= {"start_gameday", "gameday_dry_run", "list_gamedays", "get_gameday",
-              "control_gameday", "gameday_report"}  # fmt: skip
+              "control_gameday", "gameday_report", "note_gameday"}  # fmt: skip
 
 
 def documented(api: Api, op: Op, status: int) -> None:

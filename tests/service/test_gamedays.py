@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+import yaml
 
 from controller.service.api import OPS
 from tests.controller_servers import Service, serving
@@ -99,6 +100,12 @@ def test_a_game_day_under_its_commander(sim_api: Api) -> None:
             assert answer.status_code == status, (action, answer.text)
             return dict(answer.json())
 
+        noted = sim_api.call("POST", f"/api/v1/gamedays/{gid}/notes",
+                             {"text": "between scenarios: all quiet"})  # fmt: skip
+        assert noted.status_code == 200 and noted.json()["by"] == "token:alice", noted.text
+        documented(sim_api, op("note_gameday"), 200)
+        empty = sim_api.call("POST", f"/api/v1/gamedays/{gid}/notes", {"text": " "})
+        assert empty.status_code == 400 and empty.json()["field"] == "text"
         assert control("pause")["state"] == "paused"
         assert "already paused" in control("pause", 409)["error"]
         time.sleep(0.5)
@@ -144,6 +151,29 @@ def test_a_game_day_under_its_commander(sim_api: Api) -> None:
     whats = [e["what"] for e in r["timeline"]]
     assert any(w.startswith("started: quick") for w in whats) and "faults reverted" in whats
     assert any("third: aborted" in f for f in r["findings"]), r["findings"]
+    assert [n["text"] for n in r["notes"]] == ["between scenarios: all quiet"]
+    late = sim_api.call("POST", f"/api/v1/gamedays/{gid}/notes", {"text": "after"})
+    assert late.status_code == 409 and "has aborted" in late.json()["error"]
+
+
+def test_the_console_starts_a_game_day_from_a_pasted_plan(sim_api: Api) -> None:
+    web = Service()
+    with serving(web.respond) as server:
+        sim_api.call("PUT", "/api/v1/experiments/quick", {"experiment": experiment(server.url)})
+        sim_api.call("PUT", "/api/v1/experiments/long", {"experiment": experiment(server.url)})
+        sign_in(sim_api, OPERATOR)
+        bad = post(sim_api, "/console/gamedays/start", OPERATOR, plan="gameday: [")
+        assert bad.status_code == 400 and "not YAML" in bad.text
+        started = post(sim_api, "/console/gamedays/start", OPERATOR, plan=yaml.safe_dump(plan()))
+        assert started.status_code == 303, started.text
+        gid = started.headers["location"].rsplit("/", 1)[1]
+        wait(sim_api, gid, lambda g: state(g, "first") == "done")
+        noted = post(sim_api, f"/console/gamedays/{gid}/notes", OPERATOR, text="scribe here")
+        assert noted.status_code == 303
+        page = sim_api.client.get(f"/console/gamedays/{gid}").text
+        assert "scribe here" in page and 'id="add-gameday-note"' in page
+        assert post(sim_api, f"/console/gamedays/{gid}/abort", OPERATOR).status_code == 303
+        wait(sim_api, gid, lambda g: g["state"] == "aborted")
 
 
 def test_bad_plans_are_named_by_field(sim_api: Api) -> None:

@@ -247,6 +247,8 @@ CTL_POSITIONAL: list[tuple[str, str, list[str]]] = [
     ("gameday skip", "ID", [""]),
     ("gameday abort", "ID", [""]),
     ("gameday report", "ID", [""]),
+    ("gameday note", "ID", [""]),
+    ("gameday note gd-1", "text", [""]),
 ]
 # Flags whose every value is valid: free text, or switches.
 CTL_FREE = {"--reason"}
