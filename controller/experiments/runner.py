@@ -292,6 +292,12 @@ class Runner:
         self.timeline.begin(j.start)
         self.trace = self.faults.trace = RunTrace(self.options.run_id, self.experiment.title)
         self.log = self.log.bind(trace_id=self.trace.trace_id)
+        # Every log line of the run, from any module, on this task and the
+        # threads it hands work to: the run's task has its own context, so
+        # the binding ends with it.
+        structlog.contextvars.bind_contextvars(
+            run_id=self.options.run_id, trace_id=self.trace.trace_id
+        )
         sampler: Sampler | None = None
         self.log.info("run started", title=self.experiment.title, holder=self.options.holder)
         monitor: StopMonitor | None = None
