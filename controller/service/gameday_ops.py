@@ -63,6 +63,7 @@ class GameDayOps:
                 self.svc.runs,
                 self.svc.opened.gamedays,
                 lambda name: _experiment(self.svc, name),
+                replica=self.svc.sync.me.replica,
             )
             self.host.live[g.id] = g
         await asyncio.to_thread(g.start)

@@ -73,8 +73,10 @@ class GameDayRun:
         store: GameDays,
         experiment: Callable[[str], Experiment],
         clock: Callable[[], float] = time.monotonic,
+        replica: str = "",
     ) -> None:
         self.id = gameday_id
+        self.replica = replica
         self.plan = plan
         self.by = by
         self._runs = runs
@@ -317,6 +319,7 @@ class GameDayRun:
             self.ended,
             d["scenarios"],
             d["notes"],
+            self.replica,
         )
         self._store.put(g)
 

@@ -15,6 +15,7 @@ runs' journals as they stand, once a BEAT. On each beat it also
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import secrets
@@ -28,7 +29,7 @@ import structlog
 from controller.service.killswitch import KillSwitchLever
 from controller.service.recovery import ENDED, SILENT, interrupt
 from controller.service.runs import RunManager
-from controller.store import History, Replica, ServiceState, now_iso
+from controller.store import GameDays, History, Replica, ServiceState, now_iso
 
 log = structlog.get_logger("brownout.replicas")
 
@@ -64,8 +65,10 @@ class ReplicaSync:
         runs: RunManager,
         lever: KillSwitchLever,
         timeout: float = TIMEOUT,
+        gamedays: GameDays | None = None,
     ) -> None:
         self.me = me
+        self.gamedays = gamedays
         self.state = state
         self.history = history
         self.runs = runs
@@ -141,11 +144,45 @@ class ReplicaSync:
         await asyncio.sleep(0)
         return {r.run_id: json.dumps(r.journal(), default=str) for r in self.runs.active()}
 
+    def _gone(self, replica: str, ages: dict[str, float]) -> str:
+        """Why replica (not this one) is gone, or '' if it may still be alive."""
+        if replica == self.me.replica:
+            return ""
+        if dead(replica, self.me):
+            return f"its controller ({replica or 'of an earlier release'}) ended"
+        age = ages.get(replica)
+        if age is None or age > self.timeout:
+            return f"its controller ({replica}) is silent: " + (
+                "no heartbeat on record" if age is None else f"{age:.0f}s without one"
+            )
+        return ""
+
+    def _take_gamedays(self, ages: dict[str, float]) -> None:
+        """A game day whose controller is gone ends interrupted: its scenarios
+        left say so (its running run is taken over like any run)."""
+        if self.gamedays is None:
+            return
+        for g in self.gamedays.all(100):
+            why = self._gone(g.replica, ages) if g.state in ("running", "paused") else ""
+            if not why:
+                continue
+            reason = f"interrupted: {why}; marked by {self.me.replica}"
+            scenarios = [
+                {**s, "state": "interrupted", "reason": reason}
+                if s["state"] in ("waiting", "running") else s
+                for s in g.scenarios
+            ]  # fmt: skip
+            self.gamedays.put(dataclasses.replace(g, state="interrupted", ended=now_iso(),
+                                                  scenarios=scenarios))  # fmt: skip
+            log.warning("game day cut off by a lost controller marked interrupted",
+                        gameday=g.id, replica=g.replica, by=self.me.replica)  # fmt: skip
+
     def take_over(self, listed: list[Replica] | None = None) -> list[str]:
         """Mark interrupted the runs of replicas that are gone (as `listed`, or
         the store says now); the run ids. Taking a run is one conditional
         update, so one replica wins it."""
         ages = {r.replica: r.age for r in (self.state.replicas() if listed is None else listed)}
+        self._take_gamedays(ages)
         done = []
         for live in self.state.live_runs():
             if live.replica == self.me.replica:

@@ -70,7 +70,7 @@ class Service:
         lever = KillSwitchLever(fleet, store, runs)
         refs = list(agents.refs)
         scheduler = Scheduler(opened.schedules, store, runs, metrics, replica=me.replica)
-        sync = ReplicaSync(me, store, history, runs, lever, replica_timeout)
+        sync = ReplicaSync(me, store, history, runs, lever, replica_timeout, opened.gamedays)
         keeper = MonkeyKeeper(opened.monkeys, store, runs, me.replica)
         return Service(
             refs, data_dir, tokens, store, history, runs, lever, fleet, opened.schedules,

@@ -92,6 +92,7 @@ class StoredGameDay:
     ended: str
     scenarios: list[dict[str, Any]]
     notes: list[dict[str, Any]] = field(default_factory=list)  # the scribe's, between runs
+    replica: str = ""  # the controller driving it
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

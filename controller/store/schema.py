@@ -144,7 +144,8 @@ MIGRATIONS: list[tuple[str, str]] = [
             started   TEXT NOT NULL,
             ended     TEXT NOT NULL,
             scenarios TEXT NOT NULL,
-            notes     TEXT NOT NULL
+            notes     TEXT NOT NULL,
+            replica   TEXT NOT NULL
         );
         CREATE INDEX IF NOT EXISTS gamedays_started ON gamedays (started);
         """,

@@ -403,11 +403,12 @@ class SqlGameDays:
 
     def put(self, g: StoredGameDay) -> None:
         row = (g.id, g.title, json.dumps(g.plan, default=str), g.state, g.by, g.started, g.ended,
-               json.dumps(g.scenarios, default=str), json.dumps(g.notes, default=str))  # fmt: skip
+               json.dumps(g.scenarios, default=str), json.dumps(g.notes, default=str),
+               g.replica)  # fmt: skip
         with self.db.connect() as db:
             db.execute(
-                "INSERT INTO gamedays VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
-                " SET state = excluded.state, ended = excluded.ended,"
+                "INSERT INTO gamedays VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET state = excluded.state, ended = excluded.ended,"
                 " scenarios = excluded.scenarios, notes = excluded.notes",
                 row,
             )
@@ -428,7 +429,16 @@ class SqlGameDays:
 
 def _gameday(r: Any) -> StoredGameDay:
     return StoredGameDay(
-        r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6], json.loads(r[7]), json.loads(r[8])
+        r[0],
+        r[1],
+        json.loads(r[2]),
+        r[3],
+        r[4],
+        r[5],
+        r[6],
+        json.loads(r[7]),
+        json.loads(r[8]),
+        r[9],
     )
 
 

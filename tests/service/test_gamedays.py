@@ -198,3 +198,26 @@ def test_bad_plans_are_named_by_field(sim_api: Api) -> None:
         answer = sim_api.call("POST", "/api/v1/gamedays", {"plan": doc})
         assert answer.status_code == 400 and answer.json()["field"] == where, answer.text
     assert sim_api.call("GET", "/api/v1/gamedays", token=VIEWER).json()["gamedays"] == []
+
+
+def test_a_game_day_whose_controller_is_gone_ends_interrupted(sim_api: Api) -> None:
+    """Its state in the store would otherwise say running forever."""
+    from controller.store import StoredGameDay, now_iso
+
+    store = sim_api.svc.opened.gamedays
+    scenarios = [{"name": "a", "state": "done", "reason": ""},
+                 {"name": "b", "state": "running", "reason": ""},
+                 {"name": "c", "state": "waiting", "reason": ""}]  # fmt: skip
+    gone = StoredGameDay("gd-gone", "t", {}, "running", "token:alice", now_iso(), "", scenarios,
+                         replica="another-host/4242/abcdef")  # fmt: skip
+    mine = StoredGameDay("gd-mine", "t", {}, "paused", "token:alice", now_iso(), "", scenarios,
+                         replica=sim_api.svc.sync.me.replica)  # fmt: skip
+    store.put(gone)
+    store.put(mine)
+    sim_api.svc.sync.take_over()
+    g = store.get("gd-gone")
+    assert g is not None and g.state == "interrupted" and g.ended
+    assert [s["state"] for s in g.scenarios] == ["done", "interrupted", "interrupted"]
+    assert "another-host/4242/abcdef" in g.scenarios[1]["reason"]
+    assert "no heartbeat on record" in g.scenarios[1]["reason"]
+    assert store.get("gd-mine").state == "paused"  # type: ignore[union-attr]
