@@ -154,6 +154,9 @@ def after(f: Fuzzer, ex: Example, out: Outcome) -> None:
         if out.code != C.OK:
             return
         assert isinstance(resp, pb.Fault)
+        if req.validate_only:  # checked, never made: no id, no state, nothing to revert
+            assert resp.id == "" and resp.state == pb.FAULT_STATE_UNSPECIFIED, resp
+            return
         # Only the live lease with a cpu spec can ever get a fault applied here.
         assert ex.planted == "lease", ("applied with a fake lease?", req, resp)
         assert resp.kind == pb.FAULT_KIND_CPU and resp.lease_id == req.lease_id, resp

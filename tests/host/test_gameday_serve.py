@@ -62,7 +62,7 @@ def test_a_game_day_judges_its_criteria_against_the_run_and_prometheus(
                            "expect": "the service does not notice", "criteria": [
                 {"name": "recovers", "probe": "service-ok", "recovers-within": "10s"},
                 {"name": "the fault shows", "alert": {
-                    "url": prom, "query": "sum(brownout_faults_active) > 0", "within": "15s"}},
+                    "url": prom, "query": "sum(brownout_faults_active) > 0", "within": "8s"}},
                 {"name": "never this", "alert": {
                     "url": prom, "query": "sum(brownout_faults_active) > 100", "within": "5s"}},
             ]}]}}  # fmt: skip

@@ -3,7 +3,7 @@ each agent with a small service process of its own that the test started
 (its marker in its command line, named by the agent's `svc` label), and
 each group's health endpoint named by its `health` label:
 
-- one monkey day compressed into a 40-second window kills exactly one
+- one monkey day compressed into a 25-second window kills exactly one
   process in each healthy group, never both of a group of two; the group
   whose probe fails is skipped with the reason and keeps both; so is the
   group whose other member's process is gone (its agent checks); the tracker
@@ -135,7 +135,7 @@ def test_a_compressed_monkey_day_kills_exactly_one_member_per_healthy_group(
     # absent, and the other member is the group's last healthy one.
     members["services"]["g4-n0"].kill()
     members["services"]["g4-n0"].wait(10)
-    start, end = window(40)
+    start, end = window(25)
     path = tmp_path / "monkeys.yaml"
     path.write_text(yaml.safe_dump({"monkeys": [monkey(start, end)]}))
     agents: dict[str, AgentProc] = members["agents"]
