@@ -31,6 +31,16 @@ DEFAULT_RECOVERY = 60.0
 KEPT = frozenset({"fault", "note"})
 
 
+def note_text(text: str) -> str:
+    """A note's text, trimmed; ValueError if empty or longer than MAX_NOTE."""
+    text = text.strip()
+    if not text:
+        raise ValueError("a note needs some text")
+    if len(text) > MAX_NOTE:
+        raise ValueError(f"a note is at most {MAX_NOTE} characters, this one {len(text)}")
+    return text
+
+
 def chartable(value: object) -> float | None:
     """A sample's value as a number for a chart, or None (text, missing)."""
     if isinstance(value, bool):
@@ -138,11 +148,7 @@ class Timeline:
             self._events.append(event)
 
     def note(self, text: str, by: str) -> dict[str, Any]:
-        text = text.strip()
-        if not text:
-            raise ValueError("a note needs some text")
-        if len(text) > MAX_NOTE:
-            raise ValueError(f"a note is at most {MAX_NOTE} characters, this one {len(text)}")
+        text = note_text(text)
         with self._lock:
             if self._notes >= MAX_NOTES:
                 raise ValueError(f"this run already holds {MAX_NOTES} notes")

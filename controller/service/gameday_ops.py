@@ -132,20 +132,14 @@ class GameDayOps:
             raise Invalid(
                 f"unknown control {action!r}: pause, resume, advance, skip or abort", "action"
             )
-        live = self.host.live.get(gameday_id)
-        if live is None:
-            await self._stored(gameday_id)  # 404 if unknown
-            raise Refused(f"game day {gameday_id} is not going on this controller")
+        live = await self._live(gameday_id)
         try:
             return await asyncio.to_thread(live.control, action, by)
         except Control as exc:
             raise Refused(str(exc)) from None
 
     async def note(self, gameday_id: str, text: str, by: str) -> dict[str, Any]:
-        live = self.host.live.get(gameday_id)
-        if live is None:
-            await self._stored(gameday_id)  # 404 if unknown
-            raise Refused(f"game day {gameday_id} is not going on this controller")
+        live = await self._live(gameday_id)
         if live.done:
             raise Refused(f"game day {gameday_id} has {live.state}")
         try:
@@ -167,6 +161,14 @@ class GameDayOps:
             return gd_report.build(g, journals)
 
         return await asyncio.to_thread(build)
+
+    async def _live(self, gameday_id: str) -> GameDayRun:
+        """The game day this controller drives; 404 if unknown, 409 if not here."""
+        live = self.host.live.get(gameday_id)
+        if live is None:
+            await self._stored(gameday_id)  # 404 if unknown
+            raise Refused(f"game day {gameday_id} is not going on this controller")
+        return live
 
     async def _stored(self, gameday_id: str) -> StoredGameDay:
         g = await asyncio.to_thread(self.svc.opened.gamedays.get, gameday_id)

@@ -27,7 +27,7 @@ from typing import Any
 import structlog
 
 from controller.experiments.model import Experiment
-from controller.experiments.timeline import MAX_NOTE, MAX_NOTES
+from controller.experiments.timeline import MAX_NOTES, note_text
 from controller.gamedays.plan import Criterion, GameDay, Scenario, judge
 from controller.reports import figures
 from controller.service.runs import RunManager
@@ -159,11 +159,7 @@ class GameDayRun:
     def note(self, text: str, by: str) -> dict[str, Any]:
         """The scribe's observation for the day, at its time (ValueError if
         empty or too long). Notes during a run go into that run's timeline."""
-        text = text.strip()
-        if not text:
-            raise ValueError("a note needs some text")
-        if len(text) > MAX_NOTE:
-            raise ValueError(f"a note is at most {MAX_NOTE} characters, this one {len(text)}")
+        text = note_text(text)
         with self._lock:
             if len(self.notes) >= MAX_NOTES:
                 raise ValueError(f"this game day already holds {MAX_NOTES} notes")
