@@ -1,12 +1,8 @@
-"""Errors the controller reports to a person, naming where the problem is."""
+"""Errors the controller reports to a person, naming where the problem is.
+The class lives in the shared package, which parses fault arguments too."""
 
 from __future__ import annotations
 
+from brownout.errors import ConfigError
 
-class ConfigError(ValueError):
-    """An experiment, inventory or option is invalid; `where` names the field."""
-
-    def __init__(self, where: str, message: str) -> None:
-        super().__init__(f"{where}: {message}" if where else message)
-        self.where = where
-        self.message = message
+__all__ = ["ConfigError"]

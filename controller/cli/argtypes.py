@@ -1,5 +1,5 @@
 """Value checks for the `brownout` command's flags. The fault options' parsers
-live in controller.faultspecs.values (an experiment's `arguments:` mapping uses
+live in brownout.faultspecs.values (an experiment's `arguments:` mapping uses
 them too); these wrap them, and add the CLI's own (files, addresses).
 
 Each is an argparse type: a bad value is refused before anything is
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from brownout.addresses import parse_hostport, valid_hostname
-from controller.faultspecs import values
+from brownout.faultspecs import values
 
 T = TypeVar("T")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from brownout import faultspecs
+from brownout.faultspecs import Kind, Option
 from brownout.v1 import agent_pb2 as pb
-from controller import faultspecs
 from controller.cli.argtypes import checked
-from controller.faultspecs import Kind, Option
 
 
 def _add(target: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup, o: Option) -> None:

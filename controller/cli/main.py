@@ -20,10 +20,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
-from brownout import logs
+from brownout import faultspecs, logs
 from brownout.addresses import valid_hostname
 from brownout.v1 import agent_pb2 as pb
-from controller import faultspecs
 from controller.agents import inventory
 from controller.agents.aioclient import retrying
 from controller.agents.fleet import Fleet, Outcome

@@ -23,8 +23,8 @@ from typing import Any
 import yaml
 from google.protobuf import json_format
 
+from brownout import faultspecs
 from brownout.v1 import agent_pb2 as pb
-from controller import faultspecs
 from controller.errors import ConfigError
 from controller.experiments import fields
 from controller.experiments import tolerances as tol

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from brownout import faultspecs
 from brownout.v1 import agent_pb2 as pb
-from controller import faultspecs
 from controller.cli import faultflags
 from controller.cli import main as cli
 from controller.errors import ConfigError

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from brownout import kinds
+from brownout import faultspecs, kinds
 from brownout.v1 import agent_pb2 as pb
-from controller import faultspecs
 
 pytestmark = pytest.mark.unit
 

@@ -154,12 +154,12 @@ def test_rule_the_store_knows_only_its_records() -> None:
 def test_rule_the_controller_rooms_never_reach_back_into_the_cli() -> None:
     """The CLI is the outermost room: runner, agents, service and fault specs never
     import it, so `brownout serve` and `brownout run` share code only downward.
-    Fix: move what both need into controller/faultspecs, experiments or agents."""
+    Fix: move what both need into brownout/faultspecs, experiments or agents."""
     bad = [
         *violations("controller.experiments", "controller.cli"),
         *violations("controller.agents", "controller.cli"),
         *violations("controller.service", "controller.cli"),
-        *violations("controller.faultspecs", "controller.cli", "argparse"),
+        *violations("brownout.faultspecs", "controller.cli", "argparse"),
         *violations("controller.store", "controller.cli"),
     ]
     assert not bad, "\n".join(bad)

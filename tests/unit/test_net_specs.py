@@ -296,13 +296,13 @@ def test_cli_builds_network_specs() -> None:
     ("text", "bits"), [("10mbit", 10**7), ("1.5gbit", 15 * 10**8), ("800", 800)]
 )
 def test_rates(text: str, bits: int) -> None:
-    from controller.faultspecs.values import bit_rate as parse_rate
+    from brownout.faultspecs.values import bit_rate as parse_rate
 
     assert parse_rate(text) == bits
 
 
 def test_tc_bps_is_refused_rather_than_misread() -> None:
-    from controller.faultspecs.values import bit_rate as parse_rate
+    from brownout.faultspecs.values import bit_rate as parse_rate
 
     with pytest.raises(ValueError):
         parse_rate("10mbps")

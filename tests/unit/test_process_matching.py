@@ -13,7 +13,7 @@ from agent.core.limits import PROCESS_DENYLIST
 from agent.faults.process import matching
 from agent.faults.process.matching import Filters, Guard
 from agent.kernel.procs.table import PF_KTHREAD, ProcInfo
-from controller.faultspecs import values
+from brownout.faultspecs import values
 
 pytestmark = pytest.mark.unit
 

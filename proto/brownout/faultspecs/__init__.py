@@ -10,9 +10,9 @@ are checked by the same parser.
 
 from __future__ import annotations
 
+from brownout.faultspecs import network, process, resource, system
+from brownout.faultspecs.options import Kind, Option, Values, from_mapping
 from brownout.v1 import agent_pb2 as pb
-from controller.faultspecs import network, process, resource, system
-from controller.faultspecs.options import Kind, Option, Values, from_mapping
 
 KINDS: tuple[Kind, ...] = (*resource.KINDS, *network.KINDS, *system.KINDS, *process.KINDS)
 

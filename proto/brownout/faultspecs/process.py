@@ -4,11 +4,11 @@ which freezes a whole cgroup."""
 
 from __future__ import annotations
 
+from brownout.faultspecs import values as v
+from brownout.faultspecs.options import Kind, Option, Values
+from brownout.faultspecs.resource import process_target
 from brownout.units import to_duration
 from brownout.v1 import agent_pb2 as pb
-from controller.faultspecs import values as v
-from controller.faultspecs.options import Kind, Option, Values
-from controller.faultspecs.resource import process_target
 
 ACTIONS = {"kill": pb.PROCESS_ACTION_KILL, "stop": pb.PROCESS_ACTION_STOP}
 ORDERS = {

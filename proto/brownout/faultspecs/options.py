@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from brownout.errors import ConfigError
 from brownout.v1 import agent_pb2 as pb
-from controller.errors import ConfigError
 
 Values = Mapping[str, Any]
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from brownout.faultspecs import values as v
+from brownout.faultspecs.options import Kind, Option, Values
 from brownout.units import to_duration
 from brownout.v1 import agent_pb2 as pb
-from controller.faultspecs import values as v
-from controller.faultspecs.options import Kind, Option, Values
 
 PROTOCOLS = {
     "any": pb.PROTOCOL_ANY,

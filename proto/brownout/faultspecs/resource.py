@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from brownout.faultspecs import values as v
+from brownout.faultspecs.options import Kind, Option, Values
 from brownout.v1 import agent_pb2 as pb
-from controller.faultspecs import values as v
-from controller.faultspecs.options import Kind, Option, Values
 
 # A resource fault runs on the host, or inside a cgroup given by path or by a pid in it.
 PROCESS_TARGET = (
