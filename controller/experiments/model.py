@@ -58,7 +58,60 @@ class FaultProvider:
         return kinds.by_name(self.fault).value
 
 
-Provider = HttpProvider | PrometheusProvider | ProcessProvider | FaultProvider
+@dataclass(frozen=True)
+class PythonProvider:
+    """Chaos Toolkit's `python` provider: module.func(**arguments), checked
+    when the file is read. `arguments` has the configuration substituted;
+    secrets are substituted only when called, so they stay out of journals."""
+
+    module: str
+    func: str
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()  # the scopes passed as `secrets=`
+    timeout: float = 300.0
+    # The experiment's values, for `configuration=`, `secrets=` and ${} in
+    # the arguments at call time; never shown.
+    configuration: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    all_secrets: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    text_key = "value"
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.module}.{self.func}"
+
+
+@dataclass(frozen=True)
+class NativeProvider:
+    """A chaosbrownout action that `brownout run` does itself (revert_faults:
+    the run reverts its faults before the rollbacks, in every end state)."""
+
+    func: str
+    text_key = "value"
+
+
+Provider = (
+    HttpProvider
+    | PrometheusProvider
+    | ProcessProvider
+    | FaultProvider
+    | PythonProvider
+    | NativeProvider
+)
+
+
+@dataclass(frozen=True)
+class Control:
+    """A Chaos Toolkit control: a module whose *_control functions are called
+    around the experiment, the hypothesis, the method, the rollbacks and each
+    activity (chaoslib's order)."""
+
+    name: str
+    module: str
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    scope: Literal["before", "after"] | None = None
+    automatic: bool = True
 
 
 @dataclass(frozen=True)
@@ -72,6 +125,8 @@ class Activity:
     raw: Mapping[str, Any] = field(default_factory=dict)
     weight: float = 1.0  # in the resilience score
     impact: bool = False  # feeds the chaos_impact_* metrics while sampled
+    background: bool = False  # the method goes on; the activity is awaited at its end
+    controls: tuple[Control, ...] = ()  # the activity's own (refs resolved)
 
 
 @dataclass(frozen=True)
@@ -116,6 +171,35 @@ class Settings:
     recovery: float = 60.0
 
 
+RollbackStrategy = Literal["default", "always", "never", "deviated"]
+HypothesisStrategy = Literal[
+    "default", "before-method-only", "after-method-only", "during-method-only", "continuously"
+]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Chaos Toolkit's `runtime:`. The rollback strategy decides the file's
+    rollbacks only: Brownout reverts its faults in every end state."""
+
+    rollbacks: RollbackStrategy = "default"
+    hypothesis: HypothesisStrategy = "default"
+    frequency: float = 1.0  # between two hypotheses during the method
+    fail_fast: bool = False  # a deviation during the method fails the run at once
+
+    @property
+    def before(self) -> bool:
+        return self.hypothesis in ("default", "before-method-only", "continuously")
+
+    @property
+    def during(self) -> bool:
+        return self.hypothesis in ("during-method-only", "continuously")
+
+    @property
+    def after(self) -> bool:
+        return self.hypothesis in ("default", "after-method-only", "continuously")
+
+
 @dataclass(frozen=True)
 class Experiment:
     title: str
@@ -127,6 +211,11 @@ class Experiment:
     settings: Settings
     raw: Mapping[str, Any]
     source: str = ""
+    runtime: Runtime = field(default_factory=Runtime)
+    controls: tuple[Control, ...] = ()
+    # Values for `configuration=` and `secrets=` arguments; never journaled.
+    configuration: Mapping[str, Any] = field(default_factory=dict)
+    secrets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def fault_actions(self) -> list[Activity]:

@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from controller.experiments import pyfuncs
 from controller.experiments import tolerances as tol
 from controller.experiments.model import (
     Activity,
     HttpProvider,
+    NativeProvider,
     ProcessProvider,
     PrometheusProvider,
+    PythonProvider,
 )
 
 MAX_BODY = 1 << 20
@@ -99,6 +102,15 @@ def run_provider(activity: Activity) -> Any:
         return prometheus(p)
     if isinstance(p, ProcessProvider):
         return process(p)
+    if isinstance(p, PythonProvider):
+        try:
+            return pyfuncs.run(p)
+        except pyfuncs.CallFailed as exc:
+            raise ProbeError(str(exc)) from None
+    if isinstance(p, NativeProvider):
+        # revert_faults as a rollback: the run reverted its faults already,
+        # in every end state, before any rollback (see the brownout rollbacks).
+        return {"reverted_by": "brownout run, before the rollbacks"}
     raise ProbeError(f"{activity.name}: a fault is not something a probe can run")
 
 
@@ -156,6 +168,22 @@ def execute(activity: Activity) -> ProbeRun:
     if activity.tolerance is not None:
         if error:
             verdict = tol.Verdict(False, None, f"probe failed: {error}")
+        elif activity.tolerance.kind == "probe":
+            verdict = judged(activity.tolerance, output)
         else:
             verdict = tol.check(activity.tolerance, output, activity.provider.text_key)
     return ProbeRun(activity, output, error, start, now_iso(), time.monotonic() - t0, verdict)
+
+
+def judged(tolerance: tol.Tolerance, value: Any) -> tol.Verdict:
+    """A probe tolerance: its function, given value=, accepts with a truthy
+    answer; an error rejects (as chaoslib)."""
+    judge: Activity = tolerance.probe
+    assert isinstance(judge.provider, PythonProvider)
+    try:
+        answer = pyfuncs.run(judge.provider, {"value": value})
+    except pyfuncs.CallFailed as exc:
+        return tol.Verdict(False, value, f"tolerance probe {judge.name} failed: {exc}")
+    ok = bool(answer)
+    verb = "accepted" if ok else "rejected"
+    return tol.Verdict(ok, value, f"{verb} by {judge.name} ({judge.provider.qualname})")

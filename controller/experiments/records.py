@@ -155,6 +155,8 @@ class RunJournal:
     signals_ignored: int = 0
     ended: bool = False  # the run's end fields below are set
     timeline: Timeline | None = None
+    during: list[dict[str, Any]] = field(default_factory=list)  # runtime.hypothesis
+    controls: list[str] = field(default_factory=list)  # control:function, as called
 
     def agent(self, address: str) -> AgentRecord:
         return self.agents.setdefault(address, AgentRecord())
@@ -175,6 +177,8 @@ class RunJournal:
         }
         if self.window:
             ext["window"] = self.window
+        if self.controls:
+            ext["controls"] = self.controls
         if self.timeline is not None:
             ext["timeline"] = self.timeline.to_dict()
         if self.planned_steps is not None:
@@ -197,7 +201,11 @@ class RunJournal:
             "duration": self.duration,
             "status": str(self.status),
             "deviated": self.deviated,
-            "steady_states": {"before": self.before, "after": self.after, "during": []},
+            "steady_states": {
+                "before": self.before,
+                "after": self.after,
+                "during": list(self.during),
+            },
             "run": self.run,
             "rollbacks": self.rollbacks,
             "extensions": [ext],

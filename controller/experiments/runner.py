@@ -41,6 +41,7 @@ from brownout.v1 import agent_pb2 as pb
 from controller.agents.fleet import Fleet
 from controller.experiments import dryrun, probes
 from controller.experiments import journal as jr
+from controller.experiments.controls import Controls, Interrupted
 from controller.experiments.faults import RunFaults
 from controller.experiments.impact import Impact
 from controller.experiments.metrics import ControllerMetrics
@@ -136,6 +137,9 @@ class Runner:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self.trace: RunTrace | None = None  # made as the run starts
+        self.controls = Controls(experiment)
+        self._continuous: threading.Thread | None = None
+        self._method_done = threading.Event()
 
     # ------------------------------------------------------------ control
 
@@ -261,15 +265,45 @@ class Runner:
         h = self.experiment.hypothesis
         if h is None:
             return None
+        context = self.experiment.raw.get("steady-state-hypothesis") or {}
+        self._control("before", "hypothesis", context)
         records, met = [], True
         for probe in h.probes:
+            self._control("before", "activity", probe.raw, own=probe.controls)
             run = probes.execute(probe)
             self._sampled(run, phase)
             records.append(run.record())
+            self._control("after", "activity", probe.raw, records[-1], probe.controls)
             met = met and run.tolerance_met
             detail = run.verdict.detail if run.verdict else run.error
             self.report.event(f"steady state {phase}: {probe.name}: {detail}")
-        return {"steady_state_met": met, "probes": records}
+        state = {"steady_state_met": met, "probes": records}
+        self._control("after", "hypothesis", context, state)
+        return state
+
+    def _control(
+        self,
+        scope: str,
+        level: str,
+        context: Any,
+        state: Any = None,
+        own: tuple[Any, ...] = (),
+    ) -> None:
+        """The declared controls at this point of the run, on this thread; a
+        control's InterruptExecution interrupts the run."""
+        if not self.controls:
+            return
+        try:
+            if scope == "before":
+                self.controls.before(level, context, own)
+            else:
+                self.controls.after(level, context, state, own)
+        except Interrupted as exc:
+            self._end_with(RunStatus.INTERRUPTED, str(exc), "control")
+
+    async def _acontrol(self, *args: Any) -> None:
+        if self.controls:
+            await asyncio.to_thread(self._control, *args)
 
     def dry_run(self) -> dict[str, Any]:
         """Resolve targets, check each agent's capabilities and limits, run the
@@ -301,26 +335,52 @@ class Runner:
         sampler: Sampler | None = None
         self.log.info("run started", title=self.experiment.title, holder=self.options.holder)
         monitor: StopMonitor | None = None
+        runtime = self.experiment.runtime
         try:
             await self._save()
-            plan = await self._preflight()
-            if plan is not None and not self._stopping():
+            if self.controls:
+                await asyncio.to_thread(self.controls.configure)
+            await self._acontrol("before", "experiment", self.experiment.raw)
+            # An experiment with no Brownout fault needs no agent at all.
+            faults = bool(self.experiment.fault_actions)
+            plan = None
+            if faults:
+                plan = await self._preflight()
+            else:
+                await self._window_only()
+            ready = (plan is not None or not faults) and not self._stopping()
+            if ready and runtime.before:
                 j.before = await asyncio.to_thread(self.hypothesis, "before")
                 self.trace.hypothesis("before", j.before)
-                if (j.before is None or j.before["steady_state_met"]) and not self._stopping():
+            met = j.before is None or j.before["steady_state_met"]
+            if ready and met and not self._stopping():
+                if plan is not None:
                     await self._acquire(plan)
-                    monitor = self._start_monitor()
+                monitor = self._start_monitor()
+                # The timeline samples the hypothesis while faults are on and
+                # after; with no fault the probes run only when the hypothesis
+                # does, as chaoslib runs them.
+                if faults:
                     sampler = Sampler(self._probes(), self.timeline, self._sampled).start()
-                    self.timeline.event("method", phase="start")
-                    await self._execute(plan)
-                    self.timeline.event("method", phase="end")
-                    if not self._stopping():
-                        j.after = await asyncio.to_thread(self.hypothesis, "after")
-                        self.trace.hypothesis("after", j.after)
+                if runtime.during and self.experiment.hypothesis is not None:
+                    self._continuous = threading.Thread(
+                        target=self._during, name="hypothesis-during", daemon=True
+                    )
+                    self._continuous.start()
+                self.timeline.event("method", phase="start")
+                await self._acontrol("before", "method", self.experiment.raw)
+                await self._execute(plan)
+                await self._acontrol("after", "method", self.experiment.raw, j.run)
+                self.timeline.event("method", phase="end")
+                await self._end_during()
+                if not self._stopping() and runtime.after:
+                    j.after = await asyncio.to_thread(self.hypothesis, "after")
+                    self.trace.hypothesis("after", j.after)
         except Exception as exc:  # a bug must still end in reverts and a journal
             self._end_with(RunStatus.ABORTED, f"controller error: {exc!r}", "error")
             self.report.event(f"controller error: {exc!r}; reverting\n{traceback.format_exc()}")
         finally:
+            await self._end_during()
             if monitor is not None:
                 await asyncio.to_thread(monitor.stop)
                 j.stop_conditions = monitor.report()
@@ -341,8 +401,13 @@ class Runner:
         j.on_fault_error = self.experiment.settings.on_fault_error
         j.signals_ignored = self.signals_ignored
         j.ended = True
+        j.controls = list(self.controls.calls)
         self._record_metrics(j.status, j.duration)
         self.trace.end(str(j.status), j.reason, j.deviated)
+        await self._acontrol("after", "experiment", self.experiment.raw, j.to_dict())
+        if self.controls:
+            await asyncio.to_thread(self.controls.cleanup)
+            j.controls = list(self.controls.calls)
         result = await self._save(final=True)
         self.log.info("run ended", status=str(j.status), reason=j.reason, duration=j.duration)
         self.report.event(
@@ -430,6 +495,41 @@ class Runner:
             return None
         return plan
 
+    async def _window_only(self) -> None:
+        """Pre-flight of an experiment without faults: only its run window."""
+        try:
+            self.journal.window = self.check_window()
+        except WindowClosed as exc:
+            self._end_with(RunStatus.ABORTED, str(exc), "window")
+
+    # ------------------------------------------- the hypothesis, continuously
+
+    def _during(self) -> None:
+        """runtime.hypothesis strategy during-method-only or continuously: the
+        hypothesis every `frequency` seconds while the method runs (chaoslib's
+        pace: the wait starts after each hypothesis); with fail-fast, the
+        first deviation fails the run at once."""
+        rt, j = self.experiment.runtime, self.journal
+        while not self._method_done.is_set() and not self._stopping():
+            state = self.hypothesis("during")
+            if state is None:
+                return
+            j.during.append(state)
+            if not state["steady_state_met"] and rt.fail_fast:
+                self._end_with(
+                    RunStatus.FAILED,
+                    "steady state deviated during the method (fail-fast)",
+                    "hypothesis",
+                )
+                return
+            self._method_done.wait(rt.frequency)
+
+    async def _end_during(self) -> None:
+        self._method_done.set()
+        t, self._continuous = self._continuous, None
+        if t is not None:
+            await asyncio.to_thread(t.join)
+
     async def _acquire(self, plan: Plan) -> None:
         ttl = self.experiment.settings.lease_ttl
         holder = f"{self.options.holder} run={self.options.run_id}"
@@ -477,7 +577,10 @@ class Runner:
 
     # ------------------------------------------------------------- method
 
-    async def _execute(self, plan: Plan) -> None:
+    async def _execute(self, plan: Plan | None) -> None:
+        if plan is None:  # no fault: the method once, on no agent
+            await self._method([], {})
+            return
         fleet_size = len(self.fleet.refs)
         for step in plan.steps:
             if self._stopping():
@@ -499,35 +602,7 @@ class Runner:
                 "step", step=step.index + 1, steps=len(plan.steps), percent=step.percent,
                 agents=len(live),
             )  # fmt: skip
-            for index, activity in enumerate(self.experiment.method):
-                if activity.pause_before:
-                    self.timeline.event("pause", seconds=activity.pause_before,
-                                        activity=activity.name, when="before")  # fmt: skip
-                if await self._sleep(activity.pause_before):
-                    break
-                if isinstance(activity.provider, FaultProvider):
-                    if added:
-                        duration = plan.durations[activity.name]
-                        await self.faults.inject(
-                            activity, index, added, duration, self.options.run_id
-                        )
-                        # On disk before the next step: a controller restarted
-                        # mid-run checks these faults on each agent.
-                        await self._save()
-                else:
-                    run = await asyncio.to_thread(probes.execute, activity)
-                    self.journal.run.append(run.record())
-                    self.timeline.event("activity", name=activity.name, type=activity.type,
-                                        status=run.status)  # fmt: skip
-                    self.report.event(
-                        f"{activity.type} {activity.name}: {run.status}"
-                        f"{f' ({run.error})' if run.error else ''}"
-                    )
-                if activity.pause_after:
-                    self.timeline.event("pause", seconds=activity.pause_after,
-                                        activity=activity.name, when="after")  # fmt: skip
-                if await self._sleep(activity.pause_after):
-                    break
+            await self._method(added, plan.durations)
             self._affected += [a for a in added if a not in self._affected]
             radius = 100.0 * len(self._affected) / fleet_size if fleet_size else 0.0
             record.blast_radius_percent = round(radius, 3)
@@ -540,14 +615,98 @@ class Runner:
             if stopped:
                 return
 
+    async def _method(self, added: list[str], durations: dict[str, float]) -> None:
+        """One pass of the method over the agents this step adds. Background
+        activities run beside the others and are awaited at the pass's end."""
+        background: list[asyncio.Task[bool]] = []
+        for index, activity in enumerate(self.experiment.method):
+            one = self._activity(activity, index, added, durations)
+            if activity.background:
+                background.append(asyncio.get_running_loop().create_task(one))
+            elif await one:
+                break
+        if background:
+            await asyncio.gather(*background)
+
+    async def _activity(
+        self, activity: Activity, index: int, added: list[str], durations: dict[str, float]
+    ) -> bool:
+        """One activity with its pauses and controls; True if the run must stop."""
+        if self._stopping():
+            return True
+        if activity.pause_before:
+            self.timeline.event("pause", seconds=activity.pause_before,
+                                activity=activity.name, when="before")  # fmt: skip
+        if await self._sleep(activity.pause_before):
+            return True
+        await self._acontrol("before", "activity", activity.raw, None, activity.controls)
+        if isinstance(activity.provider, FaultProvider):
+            if added:
+                await self.faults.inject(
+                    activity, index, added, durations[activity.name], self.options.run_id
+                )
+                # On disk before the next step: a controller restarted
+                # mid-run checks these faults on each agent.
+                await self._save()
+            state: Any = self.journal.run[-1] if self.journal.run else None
+        else:
+            # Where chaoslib puts it: in order of start, filled in when done.
+            state = {"activity": dict(activity.raw), "output": None, "start": probes.now_iso()}
+            self.journal.run.append(state)
+            run = await asyncio.to_thread(probes.execute, activity)
+            state.clear()
+            state.update(run.record())
+            self.timeline.event("activity", name=activity.name, type=activity.type,
+                                status=run.status)  # fmt: skip
+            self.report.event(
+                f"{activity.type} {activity.name}: {run.status}"
+                f"{f' ({run.error})' if run.error else ''}"
+            )
+        await self._acontrol("after", "activity", activity.raw, state, activity.controls)
+        if activity.pause_after:
+            self.timeline.event("pause", seconds=activity.pause_after,
+                                activity=activity.name, when="after")  # fmt: skip
+        return await self._sleep(activity.pause_after)
+
     # ---------------------------------------------------------- rollbacks
 
+    def _play_rollbacks(self) -> bool:
+        """runtime.rollbacks.strategy, read as chaoslib reads it. Brownout's
+        faults are reverted before this, in every end state, whatever it says."""
+        strategy, j = self.experiment.runtime.rollbacks, self.journal
+        deviated = j.after is not None and not j.after["steady_state_met"]
+        if strategy in ("always", "never"):
+            return strategy == "always"
+        if strategy == "deviated":
+            return deviated
+        # default: not when the run was interrupted or failed (chaoslib's
+        # "failed": a hypothesis probe could not run, or fail-fast), but
+        # yes when it deviated.
+        end = self._end
+        if end is not None and end.status == RunStatus.INTERRUPTED:
+            return False
+        if end is not None and end.label == "hypothesis":
+            return False
+        states = [s for s in (j.before, j.after) if s is not None]
+        return not any(p["status"] == "failed" for s in states for p in s["probes"])
+
     def _rollbacks(self) -> None:
+        if not self._play_rollbacks():
+            if self.experiment.rollbacks:
+                self.report.event(
+                    f"rollbacks not played (runtime.rollbacks.strategy"
+                    f" {self.experiment.runtime.rollbacks})"
+                )
+            return
+        self._control("before", "rollback", self.experiment.raw)
         for activity in self.experiment.rollbacks:
+            self._control("before", "activity", activity.raw, None, activity.controls)
             run = probes.execute(activity)
             self.journal.rollbacks.append(run.record())
+            self._control("after", "activity", activity.raw, run.record(), activity.controls)
             self.metrics.rollbacks_total.labels("action").inc()
             self.report.event(f"rollback {activity.name}: {run.status}")
+        self._control("after", "rollback", self.experiment.raw, self.journal.rollbacks)
 
     def _record_metrics(self, status: RunStatus, duration: float) -> None:
         self.metrics.experiments_total.labels(str(status)).inc()

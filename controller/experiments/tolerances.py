@@ -1,22 +1,34 @@
-"""Chaos Toolkit tolerances: an exact value, a [lo, hi] range, or a regex.
+"""Chaos Toolkit tolerances: an exact value, a [lo, hi] range, a list of
+allowed values, a regex, a JSONPath, or a probe that judges the value.
 
 A probe's value is either a plain value (Prometheus: a number) or a mapping
 (HTTP: status/body/latency; process: status/stdout/stderr). Against a mapping
 a tolerance checks one key: `target` when given, otherwise "status" for exact
 numbers and ranges and the text key ("body"/"stdout") for strings and regexes.
+
+A two-number list is a range (Brownout's reading; chaoslib reads it as the
+allowed statuses when the value is an HTTP answer); any other list is the
+set of allowed values. A JSONPath tolerance reads as chaoslib's: the value
+(or its `target` key), parsed as JSON when it is text, matches the path at
+least once, or `count` times, or its matches equal `expect`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from controller.errors import ConfigError
+from jsonpath_ng.ext.parser import parse as jsonpath
 
-Kind = Literal["exact", "range", "regex"]
+from brownout.errors import ConfigError
+
+Kind = Literal["exact", "range", "regex", "members", "jsonpath", "probe"]
+_NO_EXPECT = object()
 
 
 @dataclass(frozen=True)
@@ -27,11 +39,23 @@ class Tolerance:
     high: float | None = None
     pattern: str = ""
     target: str | None = None
+    members: tuple[object, ...] = ()
+    count: int | None = None
+    expect: object = _NO_EXPECT
+    probe: Any = None  # a probe Activity whose python function gets value=
 
     def describe(self) -> str:
         on = f" on {self.target}" if self.target else ""
         if self.kind == "exact":
             return f"== {self.value!r}{on}"
+        if self.kind == "members":
+            return f"in {list(self.members)!r}{on}"
+        if self.kind == "jsonpath":
+            want = f" == {self.expect!r}" if self.expect is not _NO_EXPECT else ""
+            want += f" x{self.count}" if self.count is not None else ""
+            return f"matches jsonpath {self.pattern}{want}{on}"
+        if self.kind == "probe":
+            return f"accepted by probe {getattr(self.probe, 'name', '?')}"
         if self.kind == "range":
             lo = "-inf" if self.low is None else f"{self.low:g}"
             hi = "+inf" if self.high is None else f"{self.high:g}"
@@ -70,12 +94,32 @@ def _range(raw: object, where: str, target: str | None) -> Tolerance:
     return Tolerance("range", low=low, high=high, target=target)
 
 
+def _jsonpath(raw: Mapping[str, Any], where: str, target: str | None) -> Tolerance:
+    path = raw.get("path")
+    if not isinstance(path, str) or not path.strip():
+        raise ConfigError(f"{where}.path", "a jsonpath tolerance needs a path, e.g. $.status")
+    try:
+        jsonpath(path.strip())
+    except Exception as exc:  # the parser raises several types, some undocumented
+        raise ConfigError(f"{where}.path", f"not a JSONPath: {path!r} ({exc})") from None
+    count = raw.get("count")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+        raise ConfigError(f"{where}.count", f"must be a whole number >= 0, got {count!r}")
+    expect = raw.get("expect", _NO_EXPECT)
+    return Tolerance("jsonpath", pattern=path.strip(), target=target, count=count, expect=expect)
+
+
 def parse(raw: object, where: str) -> Tolerance:
-    """Parse a tolerance as written in an experiment file."""
+    """Parse a tolerance as written in an experiment file (probe tolerances
+    are parsed by the caller, who knows providers)."""
     if isinstance(raw, bool | int | float | str):
         return Tolerance("exact", value=raw)
     if isinstance(raw, list):
-        return _range(raw, where, None)
+        if len(raw) == 2 and all(x is None or _number(x) for x in raw):
+            return _range(raw, where, None)
+        if not raw:
+            raise ConfigError(where, "an empty list allows nothing")
+        return Tolerance("members", members=tuple(raw))
     if not isinstance(raw, Mapping):
         raise ConfigError(where, f"expected a value, [low, high] or a mapping, got {raw!r}")
     kind = raw.get("type")
@@ -99,9 +143,29 @@ def parse(raw: object, where: str) -> Tolerance:
         if "value" not in raw:
             raise ConfigError(f"{where}.value", "an exact tolerance needs a value")
         return Tolerance("exact", value=raw["value"], target=target)
+    if kind == "jsonpath":
+        return _jsonpath(raw, where, target)
     raise ConfigError(
-        f"{where}.type", f"unknown tolerance type {kind!r}: use range, regex or exact"
+        f"{where}.type",
+        f"unknown tolerance type {kind!r}: use range, regex, exact, jsonpath or probe",
     )
+
+
+def _json_matches(tol: Tolerance, value: object) -> tuple[bool, list[object]]:
+    if tol.target and isinstance(value, Mapping):
+        value = value.get(tol.target, value)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)
+    found = [m.value for m in jsonpath(tol.pattern).find(value)]
+    ok = bool(found)
+    if tol.count is not None:
+        ok = len(found) == tol.count
+    if tol.expect is not _NO_EXPECT:
+        ok = found == (tol.expect if isinstance(tol.expect, list) else [tol.expect])
+    return ok, found
 
 
 def _select(tol: Tolerance, value: object, text_key: str) -> tuple[object, str | None]:
@@ -109,12 +173,22 @@ def _select(tol: Tolerance, value: object, text_key: str) -> tuple[object, str |
         return value, None
     key = tol.target
     if key is None:
-        textual = tol.kind == "regex" or (tol.kind == "exact" and isinstance(tol.value, str))
+        textual = (
+            tol.kind == "regex"
+            or (tol.kind == "exact" and isinstance(tol.value, str))
+            or (tol.kind == "members" and all(isinstance(m, str) for m in tol.members))
+        )
         key = text_key if textual else "status"
     return value.get(key), key
 
 
 def check(tol: Tolerance, value: object, text_key: str = "body") -> Verdict:
+    if tol.kind == "jsonpath":
+        ok, found = _json_matches(tol, value)
+        shown = repr(found)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        verb = "meets" if ok else "violates"
+        return Verdict(ok, found, f"found {shown}: {verb} {tol.describe()}")
     observed, key = _select(tol, value, text_key)
     shown = repr(observed)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
@@ -135,6 +209,13 @@ def check(tol: Tolerance, value: object, text_key: str = "body") -> Verdict:
         except (TypeError, ValueError):
             return Verdict(False, observed, f"{label} is not a number")
         ok = (tol.low is None or x >= tol.low) and (tol.high is None or x <= tol.high)
+    elif tol.kind == "members":
+        ok = any(
+            math.isclose(float(m), float(observed))  # type: ignore[arg-type]
+            if _number(m) and _number(observed)
+            else m == observed
+            for m in tol.members
+        )
     else:
         ok = re.search(tol.pattern, str(observed)) is not None
     return Verdict(ok, observed, f"{label} {'meets' if ok else 'violates'} {tol.describe()}")

@@ -127,7 +127,7 @@ def test_configuration_env_substitution(monkeypatch: pytest.MonkeyPatch) -> None
             "method[0].provider.duration",
             "invalid duration",
         ),
-        (with_("method.0.provider.type", "python"), "method[0].provider.type", "unsupported"),
+        (with_("method.0.provider.type", "lambda"), "method[0].provider.type", "unsupported"),
         (with_("method.0.pauses", {"during": 1}), "method[0].pauses", "unknown key"),
         (
             with_("extensions", [{"name": "brownout", "stop-condition": []}]),

@@ -52,13 +52,50 @@ def test_missing_value_and_non_numbers_fail_with_a_reason() -> None:
     [
         ([2, 1], "above high"),
         ([None, None], "at least one bound"),
-        ([1, 2, 3], "[low, high]"),
+        ([], "allows nothing"),
+        ({"type": "range", "range": [1, "a"]}, "bounds must be numbers"),
         ({"type": "regex", "pattern": "("}, "invalid regex"),
-        ({"type": "jsonpath"}, "unknown tolerance type"),
-        (["a", 1], "bounds must be numbers"),
+        ({"type": "xpath"}, "unknown tolerance type"),
+        ({"type": "jsonpath"}, "needs a path"),
+        ({"type": "jsonpath", "path": "$.[?(@.a =="}, "not a JSONPath"),
+        ({"type": "jsonpath", "path": "$.a", "count": -1}, "whole number"),
     ],
 )
 def test_invalid_tolerances_name_the_problem(raw: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as err:
         tol.parse(raw, "probes[0].tolerance")
     assert err.value.where.startswith("probes[0].tolerance")
+
+
+def test_a_list_other_than_two_numbers_is_the_set_of_allowed_values() -> None:
+    """Chaos Toolkit's list membership: on an HTTP answer it reads the status,
+    on text the text; two numbers stay Brownout's range."""
+    allowed = tol.parse([200, 201, 204], "t")
+    assert allowed.kind == "members"
+    assert tol.check(allowed, {"status": 204, "body": ""}).ok
+    assert not tol.check(allowed, {"status": 202, "body": ""}).ok
+    words = tol.parse(["green", "yellow"], "t")
+    assert tol.check(words, {"status": 200, "body": "yellow\n"}, "body").ok is False
+    assert tol.check(words, "green").ok and not tol.check(words, "red").ok
+    assert tol.check(tol.parse([1.0, "x", None], "t"), 1).ok
+    assert tol.parse([0, 300], "t").kind == "range"
+
+
+def test_jsonpath_reads_as_chaoslib() -> None:
+    """Matches at least once; `count` matches exactly; `expect` equals the
+    matches; text is parsed as JSON first; `target` picks a key."""
+    answer = {"status": 200, "body": '{"items": [{"ok": true}, {"ok": false}], "v": 3}'}
+
+    def judge(**t: object) -> bool:
+        return tol.check(tol.parse({"type": "jsonpath", **t}, "t"), answer).ok
+
+    assert judge(path="$.items[*].ok", target="body")
+    assert judge(path="$.items[*].ok", target="body", count=2)
+    assert not judge(path="$.items[*].ok", target="body", count=1)
+    assert judge(path="$.v", target="body", expect=3)
+    assert not judge(path="$.v", target="body", expect=4)
+    assert judge(path="$.items[*].ok", target="body", expect=[True, False])
+    assert not judge(path="$.missing", target="body")
+    assert judge(path="$.items[?(@.ok == true)]", target="body", count=1)
+    verdict = tol.check(tol.parse({"type": "jsonpath", "path": "$.v", "expect": 4}, "t"), {"v": 3})
+    assert not verdict.ok and "found [3]" in verdict.detail

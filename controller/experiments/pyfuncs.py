@@ -1,0 +1,106 @@
+"""Chaos Toolkit `python` providers, tolerances and controls: a module's
+function, found and checked against its arguments when the file is read,
+called in a worker thread with its timeout when the run needs it.
+
+As chaoslib does, a function that declares `configuration` or `secrets`
+receives the experiment's configuration, and the secrets of the scopes its
+provider names.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from brownout.errors import ConfigError
+from controller.experiments.fields import substitute
+from controller.experiments.model import PythonProvider
+
+Func = Callable[..., Any]
+
+
+class CallFailed(Exception):
+    """The function raised, or did not return within its timeout."""
+
+
+def find(module: str, func: str, where: str) -> Func:
+    """The function, or a ConfigError naming the field that is wrong."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(
+            f"{where}.module", f"cannot import {module!r} ({exc}); is its package installed?"
+        ) from None
+    fn = getattr(mod, func, None)
+    if not callable(fn):
+        public = sorted(
+            n
+            for n, v in vars(mod).items()
+            if inspect.isfunction(v) and v.__module__ == module and not n.startswith("_")
+        )[:12]
+        raise ConfigError(
+            f"{where}.func",
+            f"{module} has no function {func!r}"
+            + (f"; it has {', '.join(public)}" if public else ""),
+        )
+    return fn  # type: ignore[no-any-return]
+
+
+def check_arguments(fn: Func, arguments: Mapping[str, Any], where: str, *extra: str) -> None:
+    """The arguments bind to the function's signature (as chaoslib's validation)."""
+    sig = inspect.signature(fn)
+    values: dict[str, Any] = dict(arguments)
+    for name in ("configuration", "secrets", *extra):
+        if name in sig.parameters:
+            values.setdefault(name, None)
+    try:
+        sig.bind(**values)
+    except TypeError as exc:
+        raise ConfigError(
+            f"{where}.arguments", f"{getattr(fn, '__qualname__', fn)}{sig}: {exc}"
+        ) from None
+
+
+def provider(p: PythonProvider, where: str, extra: tuple[str, ...] = ()) -> None:
+    check_arguments(find(p.module, p.func, where), p.arguments, where, *extra)
+
+
+def run(p: PythonProvider, extra: Mapping[str, Any] | None = None) -> Any:
+    """Call a provider's function as chaoslib does: secrets substituted into
+    the arguments now, `secrets=` the merged scopes the provider names,
+    `configuration=` the experiment's."""
+    fn = find(p.module, p.func, p.qualname)
+    flat = {k: v for keys in p.all_secrets.values() for k, v in keys.items()}
+    kwargs: dict[str, Any] = substitute(dict(p.arguments), {**flat, **p.configuration})
+    kwargs.update(extra or {})
+    params = inspect.signature(fn).parameters
+    if p.secrets and "secrets" in params:
+        kwargs["secrets"] = {k: v for s in p.secrets for k, v in p.all_secrets.get(s, {}).items()}
+    if "configuration" in params:
+        kwargs["configuration"] = dict(p.configuration)
+    return call(fn, kwargs, p.timeout, p.qualname)
+
+
+def call(fn: Func, kwargs: Mapping[str, Any], timeout: float, name: str) -> Any:
+    """fn(**kwargs) on a worker thread. A function past its timeout is left to
+    finish on its daemon thread (Python cannot stop one); the activity fails."""
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["value"] = fn(**kwargs)
+        except BaseException as exc:  # reported as the activity's failure
+            box["error"] = exc
+
+    t = threading.Thread(target=work, name=f"python:{name}", daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise CallFailed(f"{name} did not return within {timeout:g}s")
+    if "error" in box:
+        exc = box["error"]
+        raise CallFailed(f"{name}: {type(exc).__name__}: {exc}")
+    return box.get("value")
