@@ -10,10 +10,11 @@ PROTO_SRC := proto/brownout/v1/agent.proto
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml ext/chaostoolkit-brownout/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps -e ext/chaostoolkit-brownout
 	touch $@
 
 # Debian packages the host tier checks the agent's work with (root; see the script).

@@ -20,6 +20,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
+import yaml
+
 from brownout import faultspecs, logs
 from brownout.addresses import valid_hostname
 from brownout.v1 import agent_pb2 as pb
@@ -31,6 +33,7 @@ from controller.cli import argtypes, certs, faultflags, gamedays, monkeys, remot
 from controller.cli import commands as fleet_commands
 from controller.cli.render import describe_fault, fault_table, info_text
 from controller.errors import ConfigError
+from controller.experiments.convert import convert
 from controller.store import NewerDatabase, StoreUnavailable
 
 T = TypeVar("T")
@@ -102,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     note.add_argument("run_id", type=argtypes.text, metavar="RUN")
     note.add_argument("text", type=argtypes.text, help="the observation")
 
+    convert = sub.add_parser(
+        "convert",
+        help="rewrite an experiment into the portable form that chaos run reads too",
+    )
+    convert.add_argument("file", type=argtypes.existing_file, metavar="FILE")
+    convert.add_argument(
+        "--in-place", action="store_true", help="rewrite FILE (comments are not kept)"
+    )
+
     inject = sub.add_parser("inject", help="inject a fault and hold it in the foreground")
     kind_parsers = inject.add_subparsers(dest="kind", required=True)
     for kind in faultspecs.KINDS:
@@ -124,6 +136,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init.add_argument("dir", type=argtypes.dir_path)
     return p
+
+
+def run_convert(path: Path, in_place: bool) -> int:
+    """Print (or write back) the portable form of an experiment file."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+        out, changes = convert(doc if isinstance(doc, dict) else {})
+    except (ConfigError, yaml.YAMLError) as exc:
+        print(f"brownout: {path}: {exc}", file=sys.stderr)
+        return 2
+    text = yaml.safe_dump(out, sort_keys=False, allow_unicode=True, width=100)
+    if in_place:
+        path.write_text(text)
+    else:
+        print(text, end="")
+    for line in changes or ["nothing to change: already portable"]:
+        print(f"brownout convert: {line}", file=sys.stderr)
+    return 0
 
 
 def _server_url(text: str) -> str:
@@ -270,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(args.log_level)
     if args.command == "certs":
         return run_certs_init(args.dir)
+    if args.command == "convert":
+        return run_convert(args.file, args.in_place)
     try:
         from_env(args)
         remote_ok = ("run", "halt", "kill-switch", "schedules", "monkey", "maturity", "note",

@@ -27,10 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from google.protobuf import json_format
 
 from brownout import faultspecs
-from brownout.v1 import agent_pb2 as pb
 from controller.errors import ConfigError
 from controller.experiments import fields, pyfuncs
 from controller.experiments import tolerances as tol
@@ -81,40 +79,9 @@ def fault_provider(raw: Mapping[str, Any], where: str) -> FaultProvider:
     """A `type: brownout` provider (fault, arguments or spec, target, duration)."""
     fields.no_unknown(raw, {"type", "fault", "arguments", "spec", "target", "duration"}, where)
     fault = fields.string(raw, "fault", where)
-    if fault not in FAULT_KINDS:
-        raise ConfigError(
-            f"{where}.fault", f"unknown fault {fault!r}; one of {', '.join(FAULT_KINDS)}"
-        )
-    if ("arguments" in raw) == ("spec" in raw):
-        raise ConfigError(
-            where, "give either arguments: (as for `brownout inject`) or spec: (proto fields)"
-        )
-    if "spec" in raw:
-        spec = pb.FaultSpec()
-        try:
-            json_format.ParseDict({fault: fields.mapping(raw["spec"], f"{where}.spec")}, spec)
-        except json_format.ParseError as exc:
-            raise ConfigError(f"{where}.spec", str(exc)) from None
-        target = pb.Target()
-    else:
-        try:
-            kind = faultspecs.by_name(fault)
-        except KeyError:
-            names = ", ".join(k.name for k in faultspecs.KINDS)
-            raise ConfigError(
-                f"{where}.fault",
-                f"no argument mapping for {fault!r} (available: {names}); give spec: instead",
-            ) from None
-        values = faultspecs.from_mapping(
-            kind, fields.mapping(raw["arguments"], f"{where}.arguments"), f"{where}.arguments"
-        )
-        spec, target = kind.build(values)
-    if raw.get("target"):
-        target = pb.Target()
-        try:
-            json_format.ParseDict(dict(fields.mapping(raw["target"], f"{where}.target")), target)
-        except json_format.ParseError as exc:
-            raise ConfigError(f"{where}.target", str(exc)) from None
+    spec, target = faultspecs.fault(
+        fault, raw.get("arguments"), raw.get("spec"), raw.get("target"), where
+    )
     duration = (
         fields.duration(raw["duration"], f"{where}.duration", False) if "duration" in raw else None
     )

@@ -50,18 +50,35 @@ def chaos_flags(path: Path) -> list[str]:
     return flags
 
 
-def run(tool: str, path: Path, workdir: Path, env: dict[str, str], timeout: float = 120) -> Outcome:
+def argv(tool: str, path: Path, workdir: Path, *extra: str) -> list[str]:
+    journal = workdir / f"{tool}.json"
+    if tool == "chaos":
+        return [str(BIN / "chaos"), "--no-version-check", "run", "--journal-path", str(journal),
+                *chaos_flags(path), *extra, str(path)]  # fmt: skip
+    return [str(BIN / "brownout"), *extra, "run", "--journal", str(journal),
+            "--data-dir", str(workdir / "data"), str(path)]  # fmt: skip
+
+
+def run(
+    tool: str,
+    path: Path,
+    workdir: Path,
+    env: dict[str, str],
+    timeout: float = 120,
+    extra: tuple[str, ...] = (),
+) -> Outcome:
+    """`extra`: flags before `run` for brownout (e.g. --agent), after it for chaos."""
     workdir.mkdir(parents=True, exist_ok=True)
     journal, trace = workdir / f"{tool}.json", Path(env["CTK_TRACE"])
     trace.unlink(missing_ok=True)
-    if tool == "chaos":
-        argv = [str(BIN / "chaos"), "--no-version-check", "run", "--journal-path", str(journal),
-                *chaos_flags(path), str(path)]  # fmt: skip
-    else:
-        argv = [str(BIN / "brownout"), "run", "--journal", str(journal),
-                "--data-dir", str(workdir / "data"), str(path)]  # fmt: skip
     done = subprocess.run(
-        argv, env=env, cwd=workdir, capture_output=True, text=True, timeout=timeout, check=False
+        argv(tool, path, workdir, *extra),
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     lines = trace.read_text().splitlines() if trace.exists() else []
     return Outcome(
@@ -84,7 +101,11 @@ def _run_view(r: dict[str, Any]) -> tuple[str, str, str]:
     provider = act.get("provider", {})
     # Outputs of python functions must agree; HTTP answers differ in shape
     # (chaoslib parses JSON bodies and keeps headers; Brownout keeps the text).
-    shown = json.dumps(out, sort_keys=True) if provider.get("type") == "python" else "-"
+    # The extension's fault actions answer with fault ids, which differ.
+    ours = str(provider.get("module", "")).startswith("chaosbrownout")
+    shown = (
+        json.dumps(out, sort_keys=True) if provider.get("type") == "python" and not ours else "-"
+    )
     return act.get("name", ""), r.get("status", ""), shown
 
 
@@ -130,8 +151,8 @@ def report(journal: Path, out: Path, env: dict[str, str]) -> str:
     done = subprocess.run(
         [str(BIN / "chaos"), "--no-version-check", "report", "--export-format=markdown",
          str(journal), str(out)],
-        env={**env, "CTK_TOKEN": "-", "CTK_A": "0"}, capture_output=True, text=True,
-        timeout=120, check=False,
+        env={**env, "CTK_TOKEN": "-", "CTK_A": "0"}, cwd=out.parent, capture_output=True,
+        text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0 and out.exists(), done.stdout + done.stderr
     return out.read_text()

@@ -237,6 +237,7 @@ CTL_POSITIONAL: list[tuple[str, str, list[str]]] = [
     ("monkey resume", "name", ["", "Bad Name"]),
     ("monkey remove", "name", ["", "Bad Name"]),
     ("certs init", "dir", ["", "/etc/hostname"]),
+    ("convert", "FILE", ["", "/nonexistent/experiment.yaml"]),
     ("note run-1", "text", [""]),
     ("gameday run", "plan", ["", "/nonexistent/plan.yaml"]),
     ("gameday dry-run", "plan", ["", "/nonexistent/plan.yaml"]),

@@ -147,3 +147,32 @@ def test_configuration_keeps_types(monkeypatch: pytest.MonkeyPatch) -> None:
     doc = edit("method.0.provider.arguments", {"a": "${a}", "b": "${b}"}, doc)
     p = exp.parse(doc).method[0].provider
     assert isinstance(p, PythonProvider) and p.arguments == {"a": 7, "b": 5}
+
+
+def test_convert_writes_the_portable_form_that_means_the_same() -> None:
+    """`brownout convert`: each brownout fault becomes chaosbrownout.actions.inject_fault
+    (its duration written out), the control is declared, and `brownout run`
+    reads the result as exactly the same faults; what chaos run cannot read is named."""
+    from controller.experiments.convert import convert
+
+    doc = edit("method", [{"type": "action", "name": "hog", "provider": {
+        "type": "brownout", "fault": "cpu", "arguments": {"cores": 1, "load": 20}}}])  # fmt: skip
+    fast = {"type": "range", "range": [0, 1], "target": "latency"}
+    doc["steady-state-hypothesis"]["probes"][0] = {
+        "type": "probe", "name": "fast", "tolerance": fast,
+        "provider": {"type": "http", "url": "http://127.0.0.1:1/"}}  # fmt: skip
+    out, changes = convert(doc)
+    provider = out["method"][0]["provider"]
+    assert provider["module"] == "chaosbrownout.actions" and provider["func"] == "inject_fault"
+    assert provider["arguments"]["kind"] == "cpu" and provider["arguments"]["duration"].endswith(
+        "s"
+    )
+    assert out["controls"][0]["provider"]["module"] == "chaosbrownout.control"
+    before, after = exp.parse(doc).method[0].provider, exp.parse(out).method[0].provider
+    assert isinstance(before, FaultProvider) and isinstance(after, FaultProvider)
+    assert (before.spec, before.target) == (after.spec, after.target)
+    assert any("duration" in c for c in changes)
+    assert any("not portable" in c and "latency" in c for c in changes)
+    again, more = convert(out)
+    assert again["method"] == out["method"] and len(again["controls"]) == 1
+    assert not [c for c in more if not c.startswith("not portable")]

@@ -347,3 +347,35 @@ def test_transitive_rule_follows_imports_through_other_modules() -> None:
     assert module_file("brownout.kinds") == ROOT / "proto" / "brownout" / "kinds.py"
     assert module_file("agent.core") == ROOT / "agent" / "core" / "__init__.py"
     assert module_file("grpc") is None
+
+
+EXTENSION = ROOT / "ext" / "chaostoolkit-brownout" / "chaosbrownout"
+
+
+def test_rule_the_chaos_toolkit_extension_is_a_client_like_the_controller() -> None:
+    """chaostoolkit-brownout reaches agents as the controller does: through the
+    shared package (fault arguments, errors, the wire), the controller's agent
+    client and target selection, chaoslib and the standard library; never the
+    agent, nor the controller's runner, service, store or CLI. And the
+    controller never imports it: `brownout run` runs its actions natively.
+    Fix: move what both need into proto/brownout/ or controller/agents/."""
+    allowed = (
+        "brownout",
+        "chaosbrownout",
+        "controller.agents",
+        "controller.experiments.selection",
+        "chaoslib",
+        "google.protobuf",
+    )
+    files = sorted(EXTENSION.rglob("*.py"))
+    assert files
+    bad = [
+        str(i)
+        for path in files
+        for i in scan(path, "chaosbrownout")
+        if i.module.split(".")[0] not in sys.stdlib_module_names
+        and i.module != "__future__"
+        and not within(i.module, *allowed)
+    ]
+    bad += violations("controller", "chaosbrownout")
+    assert not bad, "\n".join(bad)
