@@ -267,10 +267,13 @@ def _dry_text(report: dict[str, Any]) -> str:
         lines.append(f"error     {report['error']}")
         return "\n".join(lines)
     sel = report["selection"]
-    lines.append(
-        f"targets   {len(sel['targets'])} of {sel['fleet_size']} (mode {sel['mode']},"
-        f" seed {sel['seed']}): {', '.join(sel['targets']) or '-'}"
-    )
+    if sel is None:
+        lines.append("targets   none: the experiment injects no fault, no agent is asked")
+    else:
+        lines.append(
+            f"targets   {len(sel['targets'])} of {sel['fleet_size']} (mode {sel['mode']},"
+            f" seed {sel['seed']}): {', '.join(sel['targets']) or '-'}"
+        )
     for step in report["steps"]:
         lines.append(f"step {step['index'] + 1}    {step['percent']:g}% -> {len(step['agents'])}")
     for f in report["faults"]:

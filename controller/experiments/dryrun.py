@@ -26,6 +26,14 @@ def report(runner: Runner) -> dict[str, Any]:
         report["window"] = runner.check_window()
     except WindowClosed as exc:
         report["window"], report["ok"] = str(exc), False
+    if not runner.experiment.fault_actions:
+        # No fault: no agent to ask, nothing to plan; the hypothesis decides.
+        before = runner.hypothesis("before")
+        report.update(selection=None, steps=[], faults=[], agents={})
+        report["steady_state_before"] = before
+        if before is not None and not before["steady_state_met"]:
+            report["ok"] = False
+        return report
     statuses = runner.fleet.statuses()
     try:
         plan = make_plan(runner.experiment, statuses, runner.options.seed)

@@ -50,12 +50,14 @@ def chaos_flags(path: Path) -> list[str]:
     return flags
 
 
-def argv(tool: str, path: Path, workdir: Path, *extra: str) -> list[str]:
+def argv(
+    tool: str, path: Path, workdir: Path, *extra: str, run_flags: tuple[str, ...] = ()
+) -> list[str]:
     journal = workdir / f"{tool}.json"
     if tool == "chaos":
         return [str(BIN / "chaos"), "--no-version-check", "run", "--journal-path", str(journal),
                 *chaos_flags(path), *extra, str(path)]  # fmt: skip
-    return [str(BIN / "brownout"), *extra, "run", "--journal", str(journal),
+    return [str(BIN / "brownout"), *extra, "run", *run_flags, "--journal", str(journal),
             "--data-dir", str(workdir / "data"), str(path)]  # fmt: skip
 
 
@@ -66,13 +68,15 @@ def run(
     env: dict[str, str],
     timeout: float = 120,
     extra: tuple[str, ...] = (),
+    run_flags: tuple[str, ...] = (),
 ) -> Outcome:
-    """`extra`: flags before `run` for brownout (e.g. --agent), after it for chaos."""
+    """`extra`: flags before `run` for brownout (e.g. --agent), after it for chaos;
+    `run_flags`: brownout run's own."""
     workdir.mkdir(parents=True, exist_ok=True)
     journal, trace = workdir / f"{tool}.json", Path(env["CTK_TRACE"])
     trace.unlink(missing_ok=True)
     done = subprocess.run(
-        argv(tool, path, workdir, *extra),
+        argv(tool, path, workdir, *extra, run_flags=run_flags),
         env=env,
         cwd=workdir,
         capture_output=True,

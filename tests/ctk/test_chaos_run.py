@@ -178,3 +178,44 @@ def test_ctrl_c_reverts_at_once_through_the_control(
     assert journal["status"] == "interrupted"
     assert journal["rollbacks"] == []  # chaoslib skipped them; the control reverted anyway
     assert os.path.exists(tmp_path / "chaos" / "chaos.json")
+
+
+def test_the_ramp_example_runs_under_both_tools(
+    agent: AgentProc, agent_factory: list[AgentProc], service_url: str, tmp_path: Path
+) -> None:
+    """examples/cpu-steady-state.yaml, shortened through its configuration,
+    on two agents labelled role=web: chaos run injects on both through the
+    extension; brownout run ramps within its max-fleet-percent (50 %: one
+    agent, one injection), with its stop conditions on a Prometheus that has
+    no errors. Same status, deviation and activities; no fault left."""
+    example = ROOT / "examples" / "cpu-steady-state.yaml"
+    other = AgentProc(tmp_path / "other").start()
+    agent_factory.append(other)
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(yaml.safe_dump({"agents": [
+        {"address": a.address, "labels": {"role": "web"}} for a in (agent, other)]}))  # fmt: skip
+    empty = json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}})
+    with serving(lambda _path: (200, empty, "application/json")) as prometheus:
+        env = rt.environment(service_url, tmp_path / "trace", {
+            "SERVICE_URL": service_url + "healthz", "PROMETHEUS_URL": prometheus.url,
+            "FAULT_DURATION": "60s", "RAMP_HOLD": "0.2s", "SETTLE_SECONDS": "0.5",
+            "BROWNOUT_INVENTORY": str(inventory),
+        })  # fmt: skip
+        chaos = rt.run("chaos", example, tmp_path / "chaos", env)
+        assert chaos.code == 0, chaos.output[-3000:]
+        assert sorted(chaos.journal["run"][0]["output"]) == sorted([agent.address, other.address])
+        assert faults(agent) == faults(other) == []
+        # Its run window (mon-fri 10:00-16:00 Berlin) is Brownout's: overridden here.
+        flags = ("--inventory", str(inventory), "--override-window")
+        brownout = rt.run("brownout", example, tmp_path / "brownout", env, run_flags=flags)
+        assert faults(agent) == []
+    assert brownout.journal, brownout.output[-3000:]
+    assert rt.view(brownout.journal) == rt.view(chaos.journal), brownout.output[-3000:]
+    assert [r["activity"]["name"] for r in chaos.journal["run"]] == ["cpu-hog"]
+    steps = rt_ext(brownout.journal)["steps"]
+    assert len(steps) == 5 and len(steps[0]["added"]) == 1
+    assert faults(agent) == faults(other) == []
+
+
+def rt_ext(journal: dict[str, Any]) -> dict[str, Any]:
+    return next(e for e in journal["extensions"] if e.get("name") == "brownout")

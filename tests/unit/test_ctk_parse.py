@@ -176,3 +176,23 @@ def test_convert_writes_the_portable_form_that_means_the_same() -> None:
     again, more = convert(out)
     assert again["method"] == out["method"] and len(again["controls"]) == 1
     assert not [c for c in more if not c.startswith("not portable")]
+
+
+def test_a_python_activity_runs_off_the_caller_with_its_timeout() -> None:
+    """A function past its timeout fails its activity at the timeout (the
+    run goes on); an exception fails it with its type and message."""
+    import time
+
+    from controller.experiments import probes
+
+    slow = {"type": "python", "module": "tests.ctk.funcs", "func": "wait",
+            "arguments": {"seconds": 3}, "timeout": 0.3}  # fmt: skip
+    doc = edit("method.0.provider", slow)
+    t0 = time.monotonic()
+    run = probes.execute(exp.parse(doc).method[0])
+    assert time.monotonic() - t0 < 1.5
+    assert run.status == "failed" and "did not return within 0.3s" in run.error
+    doc = edit("method.0.provider", {**slow, "func": "fail", "arguments": {"message": "boom"}})
+    run = probes.execute(exp.parse(doc).method[0])
+    assert run.status == "failed" and run.error.endswith("RuntimeError: boom")
+    assert run.record()["exception"] == [run.error]
