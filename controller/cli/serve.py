@@ -27,7 +27,7 @@ from controller.cli import argtypes, certs, declared_file
 from controller.cli.maturity import add_practice_options
 from controller.cli.progress import Console
 from controller.errors import ConfigError
-from controller.experiments import gates
+from controller.experiments import gates, pyfuncs
 from controller.experiments import parse as exp
 from controller.experiments.gates import Gates
 from controller.experiments.metrics import ControllerMetrics
@@ -130,6 +130,16 @@ def add_parsers(sub: Any, add_fleet_options: Any, data_dir_option: Any) -> None:
         " heartbeat before another marks its runs interrupted and takes over (default 10s)",
     )
     serve.add_argument(
+        "--python-module",
+        type=argtypes.checked(pyfuncs.module_name),
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="allow experiments' python providers and controls from this module (and its"
+        " submodules); repeatable. They run code in the controller: none is allowed unless"
+        " listed",
+    )
+    serve.add_argument(
         "--ready-file",
         type=argtypes.file_in_existing_dir,
         help="write the API and metrics ports as JSON here",
@@ -205,6 +215,7 @@ def read_gates(path: Path) -> Gates:
 
 def cmd_serve(args: argparse.Namespace, refs: Any, agent_tls: ClientTls | None) -> int:
     ssl = _ssl(args)
+    pyfuncs.allow(tuple(args.python_module))
     for p in args.experiments:
         exp.load(p)  # refuse a bad file before anything starts
     declared = declared_file.read_schedules(args.schedules) if args.schedules else None

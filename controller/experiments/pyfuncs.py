@@ -21,6 +21,37 @@ from controller.experiments.model import PythonProvider
 
 Func = Callable[..., Any]
 
+# Which modules an experiment may name (prefixes; None: any). `brownout run`
+# runs its own user's files and allows any; `brownout serve` takes experiments
+# from the API, so it allows only the modules its operator listed
+# (--python-module), and a module outside them is refused before it is imported.
+_allowed: tuple[str, ...] | None = None
+
+
+def allow(prefixes: tuple[str, ...] | None) -> None:
+    global _allowed
+    _allowed = prefixes
+
+
+def check_allowed(module: str, where: str) -> None:
+    if _allowed is None:
+        return
+    if not any(module == p or module.startswith(p + ".") for p in _allowed):
+        listed = ", ".join(_allowed) or "none"
+        raise ConfigError(
+            where,
+            f"python module {module!r} is not allowed here (allowed: {listed}); python"
+            " providers and controls run code in the controller: brownout serve"
+            " --python-module PREFIX allows a module",
+        )
+
+
+def module_name(text: str) -> str:
+    """A dotted module name (for --python-module)."""
+    if not text or not all(part.isidentifier() for part in text.split(".")):
+        raise ValueError(f"{text!r} is not a module name, e.g. chaosk8s or mycompany.chaos")
+    return text
+
 
 class CallFailed(Exception):
     """The function raised, or did not return within its timeout."""
@@ -28,6 +59,7 @@ class CallFailed(Exception):
 
 def find(module: str, func: str, where: str) -> Func:
     """The function, or a ConfigError naming the field that is wrong."""
+    check_allowed(module, f"{where}.module")
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:

@@ -182,6 +182,7 @@ CTL_BAD: list[tuple[str, str, list[str], str]] = [
     ("serve", "--tokens", ["", "/nonexistent/tokens.yaml"], ""),
     ("serve", "--schedules", ["", "/nonexistent/schedules.yaml"], ""),
     ("serve", "--gates", ["", "/nonexistent/gates.yaml"], ""),
+    ("serve", "--python-module", ["", "os.", "not a module", "a..b"], ""),
     ("serve", "--monkeys", ["", "/nonexistent/monkeys.yaml"], ""),
     ("serve", "--notify", ["", "/nonexistent/notify.yaml"], ""),
     ("history", "--schedule", ["", "Bad Name"], ""),
