@@ -47,6 +47,27 @@ class AgentConfig:
     operators: frozenset[str] = frozenset()
     viewers: frozenset[str] = frozenset()
     insecure_allow_remote: bool = False
+    # Lease datagrams' UDP port: SAME_PORT (the gRPC port's number), 0 (any
+    # free port), a number, or None (off: leases are kept over gRPC only).
+    heartbeat_port: int | None = -1
+
+
+SAME_PORT = -1
+
+
+def _heartbeat_port(text: str) -> int | None:
+    value = text.strip().lower()
+    if value == "same":
+        return SAME_PORT
+    if value == "off":
+        return None
+    try:
+        port = int(value)
+    except ValueError:
+        raise ValueError(f"{text!r}: give same, off, or a UDP port 0-65535") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{text!r}: a UDP port is 0-65535 (0 picks a free one)")
+    return port
 
 
 # ------------------------------------------------------------------ parsers
@@ -177,6 +198,13 @@ SERVE = (
     Option("listen", _listen, "127.0.0.1:7070", f"gRPC host:port ({ANY_PORT_NOTE})"),
     Option(
         "metrics_listen", _metrics_listen, "127.0.0.1:9464", "Prometheus host:port; empty disables"
+    ),
+    Option(
+        "heartbeat_port",
+        _heartbeat_port,
+        "same",
+        "UDP port for lease heartbeat datagrams: same (the gRPC port's number), a port"
+        " (0: any free one), or off",
     ),
     Option("labels", parse_labels, "", "node labels k=v,k2=v2"),
     Option("max_fault_duration", _positive_duration, "1h", "longest fault a client may ask for"),
@@ -346,4 +374,5 @@ def from_args(ns: argparse.Namespace) -> AgentConfig:
         operators=ns.operators,
         viewers=ns.viewers,
         insecure_allow_remote=ns.insecure_allow_remote,
+        heartbeat_port=ns.heartbeat_port,
     )

@@ -15,6 +15,7 @@ SCALARS = {
     "listen",
     "state_dir",
     "metrics_listen",
+    "heartbeat_port",
     "log_level",
     "max_fault_duration",
     "max_lease_ttl",

@@ -28,6 +28,7 @@ from agent import sdnotify
 from agent.api.audit import denied_auditor
 from agent.api.authz import Allowlist, AuthzInterceptor
 from agent.api.convert import ProtoCodec
+from agent.api.datagrams import DatagramServer, HeartbeatKeys
 from agent.api.server import AgentServicer
 from agent.api.tls import (
     TlsConfigError,
@@ -35,7 +36,7 @@ from agent.api.tls import (
     listen_host,
     server_tls,
 )
-from agent.config import AgentConfig
+from agent.config import SAME_PORT, AgentConfig
 from agent.core.clock import SystemClock
 from agent.core.injector import InjectorContext, Markers
 from agent.core.journal import Journal
@@ -168,6 +169,28 @@ def _security(cfg: AgentConfig) -> tuple[grpc.ServerCredentials | None, Allowlis
     return tls.credentials(), Allowlist(cfg.operators, cfg.viewers)
 
 
+def _start_datagrams(
+    datagrams: DatagramServer, cfg: AgentConfig, grpc_port: int, server: grpc.Server
+) -> int:
+    """The lease-datagram port, or 0 when off. `same` falls back to any free
+    port if the gRPC port's number is taken for UDP; a given port must bind."""
+    if cfg.heartbeat_port is None:
+        return 0
+    host = listen_host(cfg.listen)
+    want = grpc_port if cfg.heartbeat_port == SAME_PORT else cfg.heartbeat_port
+    try:
+        return datagrams.start(host, want).port
+    except OSError as exc:
+        if cfg.heartbeat_port != SAME_PORT:
+            server.stop(grace=0)
+            raise ListenError(
+                f"cannot take UDP port {want} for lease datagrams (--heartbeat-port):"
+                f" {exc.strerror}"
+            ) from exc
+        log.warning("UDP port taken; lease datagrams on any free port", port=want)
+        return datagrams.start(host, 0).port
+
+
 def serve(cfg: AgentConfig) -> int:
     started_at = time.time()
     # Before the first thread starts, so no thread has an arena of its own yet.
@@ -191,7 +214,8 @@ def serve(cfg: AgentConfig) -> int:
         interceptors=interceptors,
         options=[("grpc.so_reuseport", 0)],
     )
-    servicer = AgentServicer(manager, rt.metrics, cfg.labels, boot_id(), started_at)
+    datagrams = DatagramServer(manager, rt.metrics, HeartbeatKeys())
+    servicer = AgentServicer(manager, rt.metrics, cfg.labels, boot_id(), started_at, datagrams)
     agent_pb2_grpc.add_AgentServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -205,6 +229,7 @@ def serve(cfg: AgentConfig) -> int:
     if port == 0:
         raise ListenError(f"cannot listen on {cfg.listen} (--listen): address in use or not local")
     server.start()
+    heartbeat_port = _start_datagrams(datagrams, cfg, port, server)
 
     metrics_port = 0
     if cfg.metrics_listen:
@@ -233,7 +258,8 @@ def serve(cfg: AgentConfig) -> int:
     )
     if cfg.ready_file is not None:
         tmp = cfg.ready_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"port": port, "metrics_port": metrics_port, "pid": os.getpid()}))
+        ready = {"port": port, "metrics_port": metrics_port, "heartbeat_port": heartbeat_port}
+        tmp.write_text(json.dumps({**ready, "pid": os.getpid()}))
         tmp.replace(cfg.ready_file)
 
     stop = threading.Event()
@@ -250,6 +276,7 @@ def serve(cfg: AgentConfig) -> int:
     sdnotify.notify("STOPPING=1\nSTATUS=reverting every fault")
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    datagrams.stop()
     reverted = manager.shutdown(EndReason.AGENT_SHUTDOWN)
     # Bounded: grpcio's sync server never reports itself stopped after a
     # client stream sent a message it could not deserialize (seen with

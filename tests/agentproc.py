@@ -25,6 +25,7 @@ class AgentProc:
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
     metrics_port: int = 0
+    heartbeat_port: int = 0
     log_path: Path | None = None
 
     @property
@@ -84,6 +85,7 @@ class AgentProc:
             time.sleep(0.02)
         info = json.loads(ready.read_text())
         self.port, self.metrics_port = info["port"], info["metrics_port"]
+        self.heartbeat_port = int(info.get("heartbeat_port") or 0)
         return self
 
     def client(self, timeout: float = 10.0) -> AgentClient:

@@ -26,6 +26,7 @@ from agent.api.convert import (
     inject_request,
     timestamp,
 )
+from agent.api.datagrams import DatagramServer
 from agent.api.keepleases import LeaseKeeping
 from agent.api.streams import StreamSlots
 from agent.core.errors import (
@@ -137,8 +138,10 @@ class AgentServicer(pb_grpc.AgentServicer):
         labels: dict[str, str],
         boot_id: str,
         started_at: float,
+        datagrams: DatagramServer | None = None,
     ) -> None:
         self.manager = manager
+        self.datagrams = datagrams
         self.metrics = metrics
         self._labels = labels
         self._boot_id = boot_id
@@ -198,7 +201,11 @@ class AgentServicer(pb_grpc.AgentServicer):
             started_at=timestamp(self._started_at),
             active_faults=self.manager.active_count(),
             active_leases=self.manager.leases.count(),
-            features=features.ALL,
+            features=[
+                f
+                for f in features.ALL
+                if f != features.LEASE_DATAGRAMS or (self.datagrams and self.datagrams.port)
+            ],
         )
 
     @rpc(mutating=True)
@@ -207,7 +214,14 @@ class AgentServicer(pb_grpc.AgentServicer):
     ) -> pb.Lease:
         holder = request.holder or caller_identity(context)
         ttl = (request.ttl.seconds, request.ttl.nanos)
-        return self._lease_pb(self.manager.acquire_lease(holder, ttl, peer=context.peer()))
+        lease = self.manager.acquire_lease(holder, ttl, peer=context.peer())
+        out = self._lease_pb(lease)
+        if self.datagrams is not None and self.datagrams.port:
+            # One key per authenticated caller and holder: only they can renew.
+            k = self.datagrams.keys.bind(caller_identity(context), holder, lease.id)
+            out.heartbeat_key_id, out.heartbeat_key = k.key_id, k.key
+            out.heartbeat_port = self.datagrams.port
+        return out
 
     @rpc(mutating=True)
     def RenewLease(self, request: pb.RenewLeaseRequest, context: grpc.ServicerContext) -> pb.Lease:

@@ -70,6 +70,11 @@ class LeaseTable:
                 lease.peer = peer
             return Lease(**vars(lease))
 
+    def is_live(self, lease_id: str) -> bool:
+        with self._lock:
+            lease = self._leases.get(lease_id)
+            return lease is not None and lease.deadline > self._clock.monotonic()
+
     def remove(self, lease_id: str) -> Lease | None:
         with self._lock:
             return self._leases.pop(lease_id, None)

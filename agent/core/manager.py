@@ -76,6 +76,11 @@ class FaultManager:
         return self._s.leases
 
     @property
+    def generation(self) -> int:
+        """Moves whenever any fault changes state."""
+        return self._s.generation
+
+    @property
     def kinds(self) -> list[str]:
         return sorted(self._s.injectors)
 

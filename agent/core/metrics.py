@@ -56,6 +56,13 @@ class Metrics:
             ["kind", "result"],
             registry=self.registry,
         )
+        self.lease_datagrams_total = Counter(
+            "brownout_lease_datagrams_total",
+            "Lease heartbeat datagrams by result: renewed, or dropped as forged, replayed,"
+            " stale, malformed, unknown_key (and error, unanswered)",
+            ["result"],
+            registry=self.registry,
+        )
         self.fault_reverts_total = Counter(
             "brownout_fault_reverts_total",
             "Completed reverts by kind and reason",

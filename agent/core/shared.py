@@ -4,8 +4,9 @@ fault's state, plus the few operations they all perform."""
 
 from __future__ import annotations
 
+import itertools
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,9 @@ class Shared:
     table: FaultTable = field(init=False)
     leases: LeaseTable = field(init=False)
     scheduler: Scheduler = field(init=False)
+    # Moves on every fault state change (next() of a count is atomic).
+    generation: int = field(init=False, default=0)
+    _generations: Iterator[int] = field(init=False, default_factory=lambda: itertools.count(1))
     # Reverts run here: lease expiry and release revert many faults at once.
     pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=8, thread_name_prefix="revert")
@@ -62,7 +66,9 @@ class Shared:
         self.journal.remove(fault.id, self.durable(fault.kind))
 
     def publish(self, fault: Fault, prev: State | None) -> None:
-        """Tell the watchers (if any) about the fault's new state."""
+        """Tell the watchers (if any) about the fault's new state, and move the
+        generation, which lease-datagram answers carry."""
+        self.generation = next(self._generations)
         if self.events:
             with self.lock:
                 event = Event(fault.snapshot(), prev, self.clock.wall())

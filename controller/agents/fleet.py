@@ -26,11 +26,13 @@ import grpc
 
 from brownout import features
 from brownout.v1 import agent_pb2 as pb
+from controller.agents import inventory
 from controller.agents.aio_fault_watch import AsyncFaultWatch
 from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.connection import AgentConnection
+from controller.agents.datagrams import DatagramPort
 from controller.agents.inventory import AgentRef
-from controller.agents.lease_hold import LeaseHold
+from controller.agents.lease_hold import DatagramTarget, LeaseHold
 from controller.agents.loop import LoopThread
 from controller.agents.tls import ClientTls
 
@@ -122,6 +124,8 @@ class Fleet:
         # Read the key and certificates once, not once per channel.
         credentials = tls.credentials() if tls is not None else None
         options = tls.options() if tls is not None else []
+        # One UDP socket (per address family) for every lease's datagrams.
+        self.datagrams = DatagramPort()
         self.loop = LoopThread()
         self._owner = True
         self._clients = self.loop.run(self._connect(credentials, options, concurrency))
@@ -208,7 +212,12 @@ class Fleet:
         self.infos[c.address] = info
         lease = await c.acquire_lease(holder, ttl)
         streaming = features.KEEP_LEASES in info.features
-        self.keepers[c.address] = LeaseHold(c, lease.lease_id, ttl, streaming).start()
+        datagram = None
+        if features.LEASE_DATAGRAMS in info.features and lease.heartbeat_port:
+            host = inventory.host_of(c.address)
+            key = self.datagrams.key(lease.heartbeat_key_id, lease.heartbeat_key)
+            datagram = DatagramTarget(self.datagrams, (host, lease.heartbeat_port), key)
+        self.keepers[c.address] = LeaseHold(c, lease.lease_id, ttl, streaming, datagram).start()
         return lease
 
     async def aacquire_leases(
@@ -272,6 +281,7 @@ class Fleet:
         await self.astop_watches()
         if self._owner:
             await asyncio.gather(*(c.close() for c in self._clients.values()))
+            self.datagrams.close()
 
     def close(self) -> None:
         """Stop this view's leases and watches; the owner also closes the

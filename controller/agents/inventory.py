@@ -47,6 +47,11 @@ def _host_port(address: str, default_port: int = DEFAULT_PORT) -> tuple[str, int
     return host, number
 
 
+def host_of(address: str) -> str:
+    """The host of a normalized agent address (brackets removed from IPv6)."""
+    return _host_port(address)[0]
+
+
 def join(host: str, port: int) -> str:
     try:
         is_v6 = ipaddress.ip_address(host).version == 6

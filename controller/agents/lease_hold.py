@@ -1,5 +1,8 @@
 """Keeps one lease alive from the fleet's event loop: a heartbeat every TTL/3
-on a KeepLeases stream, or RenewLease calls for agents without it.
+by authenticated datagram where the agent announces it (brownout/heartbeat.py),
+else on a KeepLeases stream, else by RenewLease calls. When datagrams get no
+answer within TTL/3 (a firewall, a lossy path), the hold moves to the stream
+(and from there to RenewLease) at once, without losing the lease.
 
 A heartbeat is sent by this code and only after the previous one was answered,
 so a wedged controller stops renewing and loses its leases. A broken stream
@@ -16,6 +19,7 @@ import contextlib
 import random
 import threading
 import time
+from dataclasses import dataclass
 
 import grpc
 import structlog
@@ -23,6 +27,7 @@ from grpc import aio
 
 from brownout.v1 import agent_pb2 as pb
 from controller.agents.aioclient import AsyncAgentClient
+from controller.agents.datagrams import DatagramPort, Key
 
 log = structlog.get_logger(__name__)
 
@@ -38,11 +43,31 @@ class _Broken(Exception):
     """The stream ended or failed; reopen it while the TTL lasts."""
 
 
+class _NoAnswer(Exception):
+    """No datagram answer within TTL/3: fall back to gRPC."""
+
+
+@dataclass(frozen=True)
+class DatagramTarget:
+    """Where and under which key this lease is renewed by datagram."""
+
+    port: DatagramPort
+    dest: tuple[str, int]  # the agent's host, its heartbeat UDP port
+    key: Key
+
+
 class LeaseHold:
     def __init__(
-        self, client: AsyncAgentClient, lease_id: str, ttl: float, streaming: bool
+        self,
+        client: AsyncAgentClient,
+        lease_id: str,
+        ttl: float,
+        streaming: bool,
+        datagram: DatagramTarget | None = None,
     ) -> None:
         self.client = client
+        self.datagram = datagram
+        self.generation = 0  # the agent's fault generation, from datagram answers
         self.address = client.address
         self.lease_id = lease_id
         self.ttl = ttl
@@ -72,6 +97,8 @@ class LeaseHold:
 
     @property
     def mode(self) -> str:
+        if self.datagram is not None:
+            return "datagram"
         return "KeepLeases" if self.streaming else "RenewLease"
 
     def _lose(self, reason: str) -> None:
@@ -87,10 +114,18 @@ class LeaseHold:
         backoff = 0.05
         while not self._stopping:
             try:
+                if self.datagram is not None:
+                    await self._datagrams(period)
                 await (self._stream(period) if self.streaming else self._renew(period))
             except _Gone as exc:
                 self._lose(str(exc))
                 return
+            except _NoAnswer:
+                log.warning("lease datagrams unanswered; keeping the lease over gRPC",
+                            agent=self.address, lease_id=self.lease_id,
+                            fallback="KeepLeases" if self.streaming else "RenewLease")  # fmt: skip
+                self.datagram = None
+                continue
             except grpc.RpcError as exc:
                 code = exc.code()
                 if self.streaming and code in FALL_BACK:
@@ -151,6 +186,22 @@ class LeaseHold:
             raise
         finally:
             call.cancel()
+
+    async def _datagrams(self, period: float) -> None:
+        assert self.datagram is not None
+        d = self.datagram
+        while True:
+            sent = time.monotonic()
+            answer = await d.port.heartbeat(d.dest, d.key, [self.lease_id], period)
+            if answer is None:
+                raise _NoAnswer()
+            state = next((x for x in answer.leases if x.lease_id == self.lease_id), None)
+            if state is None or not state.live:
+                raise _Gone("NOT_FOUND: the agent says the lease is not live")
+            self.confirmed = sent
+            self.heartbeats += 1
+            self.generation = answer.generation
+            await self._wait_period(sent, period)
 
     async def _renew(self, period: float) -> None:
         while True:

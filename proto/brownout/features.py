@@ -9,4 +9,7 @@ KEEP_LEASES = "keep_leases"
 # InjectFaultRequest.validate_only: check an inject without making it.
 VALIDATE_ONLY = "validate_only"
 
-ALL = (KEEP_LEASES, VALIDATE_ONLY)
+# Lease.heartbeat_*: renew leases by authenticated datagram (brownout.heartbeat).
+LEASE_DATAGRAMS = "lease_datagrams"
+
+ALL = (KEEP_LEASES, VALIDATE_ONLY, LEASE_DATAGRAMS)

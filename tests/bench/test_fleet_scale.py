@@ -2,11 +2,14 @@
 1,000, 5,000 and 10,000 agents (tests/fleetsim), both in a network namespace
 made for the run, where only loopback exists.
 
-Per size: time until all applied and all reverted for one fault on every
-agent, leases lost over the hold at TTL 3 s (as the controller saw it, and as
-the simulator's lease clocks saw it: expired with an active fault), the
-controller's CPU per lease per second and RSS, and the simulator's own CPU,
-since both share this machine's cores.
+Per size, in the same run, both lease paths: KeepLeases streams (the path of
+agents before lease datagrams) and authenticated datagrams, with the ratio of
+their controller CPU per lease per second. Per size and path: time until all
+applied and all reverted for one fault on every agent, leases lost over the
+hold at TTL 3 s (as the controller saw it, and as the simulator's lease
+clocks saw it: expired with an active fault), the controller's CPU per lease
+per second and RSS, and the simulator's own CPU (and per heartbeat), since
+both share this machine's cores.
 """
 
 from __future__ import annotations
@@ -30,11 +33,15 @@ ROOT = Path(__file__).resolve().parents[2]
 # `make bench`: 1,000 agents and a 60 s hold; `make bench-full` sets 1,000, 5,000
 # and 10,000 with 300 s holds (and the kill switch at 10,000 too).
 SIZES = [int(n) for n in os.environ.get("BROWNOUT_FLEET_SIZES", "1000").split(",")]
+PATHS = os.environ.get("BROWNOUT_FLEET_PATHS", "stream,datagram").split(",")
 HOLD_S = float(os.environ.get("BROWNOUT_FLEET_HOLD_S", "60"))
 TTL_S = 3.0
 # Each size: setup, the hold, teardown; the largest take a few minutes beyond it.
 KILL_SIZES = [int(n) for n in os.environ.get("BROWNOUT_KILL_SIZES", "1000").split(",")]
-pytestmark = [pytest.mark.bench, pytest.mark.timeout(len(SIZES) * (HOLD_S + 600) + 1800)]
+pytestmark = [
+    pytest.mark.bench,
+    pytest.mark.timeout(len(SIZES) * len(PATHS) * (HOLD_S + 600) + 1800),
+]
 GOALS_AT_10K = {"all_applied_s": 3.0, "all_reverted_s": 3.0, "cpu_ms": 0.1, "rss_mib": 500}
 
 
@@ -77,10 +84,10 @@ def _saturated(row: dict[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def simulator(ns: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+def simulator(ns: str, path: str = "stream") -> Iterator[tuple[subprocess.Popen[str], int]]:
     """The simulated fleet in the netns, and its port (on 0.0.0.0 there); killed after."""
     sim = subprocess.Popen(
-        _in(ns, "tests.fleetsim.server"),
+        _in(ns, "tests.fleetsim.server", *(["--datagrams"] if path == "datagram" else [])),
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -95,8 +102,10 @@ def simulator(ns: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
         sim.wait(10)
 
 
-def _scale(ns: str, n: int, hold: float = HOLD_S, halt: bool = False) -> dict[str, Any]:
-    with simulator(ns) as (sim, port):
+def _scale(
+    ns: str, n: int, hold: float = HOLD_S, halt: bool = False, path: str = "stream"
+) -> dict[str, Any]:
+    with simulator(ns, path) as (sim, port):
         before = _ask(sim, "stats")
         t0 = time.monotonic()
         driver = subprocess.run(
@@ -120,6 +129,7 @@ def _scale(ns: str, n: int, hold: float = HOLD_S, halt: bool = False) -> dict[st
         )
         assert driver.returncode == 0, driver.stderr[-3000:]
         row: dict[str, Any] = json.loads(driver.stdout.strip().splitlines()[-1])
+        row["path"] = path
         after = _ask(sim, "stats")
         wall = time.monotonic() - t0
         sim_cpu = after["cpu_s"] - before["cpu_s"]
@@ -128,6 +138,11 @@ def _scale(ns: str, n: int, hold: float = HOLD_S, halt: bool = False) -> dict[st
             "leases_lost_with_active_faults": after["leases_lost_with_active_faults"],
             "leases_expired": after["leases_expired"],
             "heartbeats": after["heartbeats"],
+            "datagrams": after["datagrams"],
+            "datagrams_dropped": after["datagrams_dropped"],
+            "cpu_us_per_heartbeat": round(
+                1e6 * sim_cpu / max(1, after["heartbeats"] - before["heartbeats"]), 1
+            ),
             "max_rss_mib": after["max_rss_mib"],
         }
         row["simulator_cpu_cores_over_run"] = round(sim_cpu / max(wall, 1e-9), 3)
@@ -148,18 +163,21 @@ def _ask_quit(sim: subprocess.Popen[str]) -> None:
 
 def test_fleet_scale(netns: str) -> None:
     rows = []
+    ratios = {}
     for n in SIZES:
-        row = _scale(netns, n)
-        rows.append(row)
-        print(f"\n[bench] fleet_scale n={n}: {json.dumps(row, sort_keys=True)}", flush=True)
-        assert row["simulator"]["faults_active_after_ttl"] == 0
-        if not row["saturated"]:
-            # Below saturation every figure must be clean.
-            assert row["reachable"] == n and row["leases_held"] == n
-            assert row["applied"] == n and row["reverted"] == n and row["released"] == n
-            assert row["leases_lost"] == 0, row["lost_examples"]
-            assert row["simulator"]["leases_lost_with_active_faults"] == 0
-    big = next((r for r in rows if r["agents"] == 10_000), None)
+        by_path = {}
+        for path in PATHS:
+            row = by_path[path] = _scale(netns, n, path=path)
+            rows.append(row)
+            print(f"\n[bench] fleet_scale n={n} {path}: {json.dumps(row, sort_keys=True)}",
+                  flush=True)  # fmt: skip
+            _check(row, n)
+        if {"stream", "datagram"} <= set(by_path):
+            key = "controller_cpu_ms_per_lease_per_s"
+            s, d = by_path["stream"][key], by_path["datagram"][key]
+            ratios[str(n)] = round(s / d, 2) if d else None
+            print(f"[bench] fleet_scale n={n}: stream/datagram controller CPU = {ratios[str(n)]}")
+    big = next((r for r in rows if r["agents"] == 10_000 and r["path"] == PATHS[-1]), None)
     goals = None
     if big is not None:
         held = big["leases_lost"] == 0 and big["reverted"] == 10_000  # figures mean something
@@ -179,9 +197,22 @@ def test_fleet_scale(netns: str) -> None:
             "ttl_s": TTL_S,
             "hold_s": HOLD_S,
             "rows": rows,
+            "stream_over_datagram_controller_cpu": ratios,
             "goals_at_10000": goals,
         },
     )
+
+
+def _check(row: dict[str, Any], n: int) -> None:
+    assert row["simulator"]["faults_active_after_ttl"] == 0
+    if not row["saturated"]:
+        # Below saturation every figure must be clean.
+        assert row["reachable"] == n and row["leases_held"] == n
+        assert row["applied"] == n and row["reverted"] == n and row["released"] == n
+        assert row["leases_lost"] == 0, row["lost_examples"]
+        assert row["simulator"]["leases_lost_with_active_faults"] == 0
+        if row["path"] == "datagram":
+            assert row["modes"] == ["datagram"], row["modes"]
 
 
 def test_kill_switch_at_scale(netns: str) -> None:

@@ -2,7 +2,8 @@
 CPU and memory are its own: the real Fleet against N simulated agents.
 
 One fault on every agent, as a run does it: GetInfo (pre-flight), a lease on
-each (kept on KeepLeases streams), a WatchFaults stream on each, inject, hold,
+each (kept by datagram where the simulator offers it, else on KeepLeases
+streams), a WatchFaults stream on each, inject, hold,
 revert, release. Prints one JSON line of figures.
 """
 

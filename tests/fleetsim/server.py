@@ -11,6 +11,11 @@ Faults are bookkeeping only (nothing touches the kernel); what is real is the
 lease clock: a lease whose deadline passes with an active fault is counted as
 lost with faults, the figure the benchmark must keep at 0.
 
+With --datagrams it also announces `lease_datagrams` and renews leases from
+authenticated datagrams (brownout/heartbeat.py) on the same port number over
+UDP, as an agent does: a key per holder and peer, the MAC and the counter
+checked, an answer MAC'd with the key.
+
 Commands on stdin, answers on stdout as one JSON line: `stats`, `quit`.
 """
 
@@ -33,6 +38,7 @@ from google.protobuf.duration_pb2 import Duration
 from grpc import aio
 
 from brownout import features
+from brownout import heartbeat as hb
 from brownout.v1 import agent_pb2 as pb
 from brownout.v1 import agent_pb2_grpc as pb_grpc
 from brownout.version import __version__
@@ -45,6 +51,14 @@ class SimLease:
     deadline: float
     peer: str
     faults: dict[str, pb.Fault] = field(default_factory=dict)
+    key_id: bytes = b""
+
+
+@dataclass
+class SimKey:
+    key_id: bytes
+    key: bytes
+    counter: int = 0
 
 
 def _seconds(d: Duration) -> float:
@@ -61,7 +75,10 @@ GONE = "lease not found or expired: its faults have been or are being reverted"
 
 
 class SimAgent(pb_grpc.AgentServicer):
-    def __init__(self, keep_leases: bool) -> None:
+    def __init__(self, keep_leases: bool, datagrams: bool = False) -> None:
+        self.datagram_port = 0  # set once bound, with --datagrams
+        self.keys: dict[bytes, SimKey] = {}
+        self.generation = 0
         self.leases: dict[str, SimLease] = {}
         self.faults: dict[str, pb.Fault] = {}
         self.by_request: dict[tuple[str, str], pb.Fault] = {}
@@ -78,6 +95,8 @@ class SimAgent(pb_grpc.AgentServicer):
             "injects": 0,
             "reverts": 0,
             "streams_open": 0,
+            "datagrams": 0,
+            "datagrams_dropped": 0,
         }
         self.info = pb.AgentInfo(
             version=__version__,
@@ -90,7 +109,7 @@ class SimAgent(pb_grpc.AgentServicer):
                 max_active_faults=16,
             ),
             cpu_count=2,
-            features=[features.KEEP_LEASES] if keep_leases else [],
+            features=[features.KEEP_LEASES] * keep_leases + [features.LEASE_DATAGRAMS] * datagrams,
         )
 
     # ----------------------------------------------------------- leases
@@ -133,12 +152,47 @@ class SimAgent(pb_grpc.AgentServicer):
     async def AcquireLease(self, request: pb.AcquireLeaseRequest, context: Any) -> pb.Lease:
         ttl = _seconds(request.ttl)
         lease = SimLease(
-            f"lease-{next(self._ids):08x}", ttl, time.monotonic() + ttl, context.peer()
+            f"lease-{next(self._ids):016x}", ttl, time.monotonic() + ttl, context.peer()
         )
         self.leases[lease.id] = lease
         heapq.heappush(self._heap, (lease.deadline, lease.id))
         self.stats["leases_acquired"] += 1
-        return self._lease_pb(lease)
+        out = self._lease_pb(lease)
+        if self.datagram_port:
+            # A key per lease: each simulated agent's holder has its own, as
+            # with real agents (one process cannot tell which address was dialed).
+            k = SimKey(*hb.new_key())
+            self.keys[k.key_id] = k
+            lease.key_id = k.key_id
+            out.heartbeat_key_id, out.heartbeat_key = k.key_id, k.key
+            out.heartbeat_port = self.datagram_port
+        return out
+
+    def datagram(self, data: bytes) -> bytes | None:
+        """As the agent's DatagramServer.handle: renew, or drop."""
+        try:
+            k = self.keys.get(hb.request_key_id(data))
+            if k is None:
+                raise hb.Malformed("unknown key")
+            req = hb.decode_request(data, k.key)
+        except (hb.Malformed, hb.Forged):
+            self.stats["datagrams_dropped"] += 1
+            return None
+        if req.counter <= k.counter:
+            self.stats["datagrams_dropped"] += 1
+            return None
+        k.counter = req.counter
+        self.stats["datagrams"] += 1
+        self.stats["heartbeats"] += 1
+        states = []
+        for lease_id in req.leases:
+            lease = self.leases.get(lease_id)
+            if lease is None or lease.key_id != k.key_id:
+                states.append(hb.LeaseState(lease_id, False, 0.0))
+                continue
+            lease = self._renew(lease_id, lease.peer)
+            states.append(hb.LeaseState(lease_id, lease is not None, lease.ttl if lease else 0.0))
+        return hb.encode_answer(k.key_id, k.key, req.counter, self.generation, states)
 
     async def RenewLease(self, request: pb.RenewLeaseRequest, context: Any) -> pb.Lease:
         lease = self._renew(request.lease_id, context.peer())
@@ -194,6 +248,7 @@ class SimAgent(pb_grpc.AgentServicer):
         return [self._end(f, reason) for f in lease.faults.values()]
 
     def _notify(self, fault: pb.Fault, previous: pb.FaultState.ValueType) -> None:
+        self.generation += 1
         for q in self.watchers.get(fault.lease_id, []):
             q.put_nowait(pb.FaultEvent(fault=fault, previous_state=previous))
 
@@ -327,14 +382,35 @@ async def _commands(sim: SimAgent, server: aio.Server) -> None:
     await server.stop(None)
 
 
-async def main(listen: str, old: bool, watch: bool = True) -> None:
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, sim: SimAgent) -> None:
+        self.sim = sim
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        answer = self.sim.datagram(data)
+        if answer is not None and self.transport is not None:
+            self.transport.sendto(answer, addr)
+
+
+async def main(listen: str, old: bool, watch: bool = True, datagrams: bool = False) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    sim = OldAgent(watch) if old else SimAgent(keep_leases=True)
+    sim = OldAgent(watch) if old else SimAgent(keep_leases=True, datagrams=datagrams)
     server = aio.server(options=[("grpc.max_concurrent_streams", 64), ("grpc.so_reuseport", 0)])
     pb_grpc.add_AgentServicer_to_server(sim, server)
     bound = server.add_insecure_port(listen)
     await server.start()
+    if datagrams:
+        host = listen.rsplit(":", 1)[0]
+        await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: _Datagrams(sim), local_addr=(host, bound)
+        )
+        sim.datagram_port = bound
     print(json.dumps({"listening": bound}), flush=True)
     sweeper = asyncio.create_task(_sweeper(sim))
     await _commands(sim, server)
@@ -350,5 +426,8 @@ if __name__ == "__main__":
     ap.add_argument(
         "--no-watch", action="store_true", help="with --old-agent: from before WatchFaults too"
     )
+    ap.add_argument(
+        "--datagrams", action="store_true", help="renew leases by datagram on the same UDP port"
+    )
     args = ap.parse_args()
-    asyncio.run(main(args.listen, args.old_agent, not args.no_watch))
+    asyncio.run(main(args.listen, args.old_agent, not args.no_watch, args.datagrams))

@@ -26,6 +26,9 @@ from tests.agentproc import AgentProc, wait_for
 from tests.host.leasestream import Stream
 
 pytestmark = pytest.mark.host
+# These are the gRPC paths (KeepLeases, RenewLease): the path of agents with
+# lease datagrams off or blocked. Datagrams: tests/host/test_lease_datagrams.py.
+AGENT_FIXTURE_ARGS = ["--heartbeat-port", "off"]
 ROOT = Path(__file__).resolve().parents[2]
 
 CPU = pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=5))

@@ -34,6 +34,7 @@ AGENT_BAD: dict[str, list[str]] = {
     "log_level": ["", "loud"],
     "listen": ADDRESS,
     "metrics_listen": ADDRESS[1:],  # empty disables it
+    "heartbeat_port": ["", "udp", "-1", "65536", "7070x"],
     "labels": ["novalue", "=x", "a=1,a=2"],
     "max_fault_duration": DURATION,
     "max_lease_ttl": DURATION,

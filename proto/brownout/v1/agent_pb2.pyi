@@ -674,8 +674,19 @@ class Lease(_message.Message):
     TTL_FIELD_NUMBER: _builtins.int
     DEADLINE_FIELD_NUMBER: _builtins.int
     REMAINING_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_KEY_ID_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_KEY_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_PORT_FIELD_NUMBER: _builtins.int
     lease_id: _builtins.str
     holder: _builtins.str
+    heartbeat_key_id: _builtins.bytes
+    """Set by AcquireLease only, when the agent announces "lease_datagrams":
+    renew this holder's leases by datagram (brownout/heartbeat.py) to this
+    UDP port, under this key. The same holder gets the same key for all its
+    leases on this agent.
+    """
+    heartbeat_key: _builtins.bytes
+    heartbeat_port: _builtins.int
     @_builtins.property
     def ttl(self) -> _duration_pb2.Duration: ...
     @_builtins.property
@@ -692,10 +703,13 @@ class Lease(_message.Message):
         ttl: _duration_pb2.Duration | None = ...,
         deadline: _timestamp_pb2.Timestamp | None = ...,
         remaining: _duration_pb2.Duration | None = ...,
+        heartbeat_key_id: _builtins.bytes = ...,
+        heartbeat_key: _builtins.bytes = ...,
+        heartbeat_port: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "remaining", b"remaining", "ttl", b"ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "holder", b"holder", "lease_id", b"lease_id", "remaining", b"remaining", "ttl", b"ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "heartbeat_key", b"heartbeat_key", "heartbeat_key_id", b"heartbeat_key_id", "heartbeat_port", b"heartbeat_port", "holder", b"holder", "lease_id", b"lease_id", "remaining", b"remaining", "ttl", b"ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

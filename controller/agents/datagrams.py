@@ -1,0 +1,144 @@
+"""The controller's side of lease datagrams (brownout/heartbeat.py): one UDP
+socket per address family for a whole fleet, on the fleet's event loop.
+
+A heartbeat is a request with the key's next counter; its answer is matched by
+(key id, counter) and checked against the key before it counts. A datagram
+that was lost is sent again (a new counter) a few times within the wait; no
+answer at all within it tells the lease keeper to fall back to gRPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from dataclasses import dataclass, field
+
+import structlog
+
+from brownout import heartbeat as hb
+
+log = structlog.get_logger(__name__)
+
+RESEND = 0.5  # seconds before a lost datagram is sent again
+
+
+@dataclass
+class Key:
+    key_id: bytes
+    key: bytes
+    counter: int = 0
+
+    def next(self) -> int:
+        # Above the wall clock in ns, so a restarted holder still goes up.
+        self.counter = max(self.counter + 1, time.time_ns())
+        return self.counter
+
+
+@dataclass
+class Stats:
+    sent: int = 0
+    answered: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)  # answers refused, by why
+
+    def drop(self, why: str) -> None:
+        self.dropped[why] = self.dropped.get(why, 0) + 1
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, port: DatagramPort) -> None:
+        self.port = port
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.port.received(data)
+
+    def error_received(self, exc: Exception) -> None:  # ICMP unreachable and the like
+        self.port.stats.drop("icmp")
+
+
+class DatagramPort:
+    """Made unopened; opened on the loop at first use, shared by a fleet's views."""
+
+    def __init__(self) -> None:
+        self.keys: dict[bytes, Key] = {}
+        self.stats = Stats()
+        self._transports: dict[int, asyncio.DatagramTransport] = {}
+        self._waiting: dict[tuple[bytes, int], asyncio.Future[hb.Answer]] = {}
+        self._resolved: dict[str, tuple[int, tuple[str, int]]] = {}
+
+    def key(self, key_id: bytes, key: bytes) -> Key:
+        return self.keys.setdefault(key_id, Key(key_id, key))
+
+    async def _transport(self, family: int) -> asyncio.DatagramTransport:
+        t = self._transports.get(family)
+        if t is None:
+            any_host = "::" if family == socket.AF_INET6 else "0.0.0.0"
+            t, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+                lambda: _Protocol(self), local_addr=(any_host, 0), family=family
+            )
+            self._transports[family] = t
+        return t
+
+    async def resolve(self, host: str, port: int) -> tuple[int, tuple[str, int]]:
+        where = f"{host}:{port}"
+        found = self._resolved.get(where)
+        if found is None:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            family, _, _, _, addr = infos[0]
+            found = self._resolved[where] = (family, (str(addr[0]), int(addr[1])))
+        return found
+
+    def received(self, data: bytes) -> None:
+        try:
+            k = self.keys.get(hb.answer_key_id(data))
+            if k is None:
+                self.stats.drop("unknown_key")
+                return
+            answer = hb.decode_answer(data, k.key)
+        except hb.Malformed:
+            self.stats.drop("malformed")
+            return
+        except hb.Forged:
+            self.stats.drop("forged")
+            return
+        waiter = self._waiting.pop((answer.key_id, answer.counter), None)
+        if waiter is None or waiter.done():
+            self.stats.drop("late")  # a resent request's first answer, or a replay
+            return
+        self.stats.answered += 1
+        waiter.set_result(answer)
+
+    async def heartbeat(
+        self, dest: tuple[str, int], k: Key, leases: list[str], wait: float
+    ) -> hb.Answer | None:
+        """Renew `leases` at dest under key k; the answer, or None if none came
+        within `wait` seconds (each send waits RESEND before the next)."""
+        family, addr = await self.resolve(*dest)
+        transport = await self._transport(family)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        pending: list[tuple[bytes, int]] = []
+        answered: asyncio.Future[hb.Answer] = loop.create_future()
+        try:
+            while True:
+                counter = k.next()
+                pending.append((k.key_id, counter))
+                self._waiting[(k.key_id, counter)] = answered
+                transport.sendto(hb.encode_request(k.key_id, k.key, counter, leases), addr)
+                self.stats.sent += 1
+                left = deadline - loop.time()
+                if left <= 0:
+                    return None
+                with contextlib.suppress(TimeoutError):
+                    return await asyncio.wait_for(asyncio.shield(answered), min(RESEND, left))
+                if loop.time() >= deadline:
+                    return None
+        finally:
+            for p in pending:
+                self._waiting.pop(p, None)
+
+    def close(self) -> None:
+        for t in self._transports.values():
+            t.close()
+        self._transports.clear()

@@ -1,0 +1,170 @@
+"""Lease heartbeats by datagram: the wire layout, shared by the agent and the
+controller (standard library only).
+
+A holder that acquired leases over the authenticated gRPC channel got a
+heartbeat key for them (a 16-byte id and a 32-byte secret) and the agent's
+heartbeat UDP port. It renews by sending one datagram naming its leases on
+that agent, with a counter that only goes up, under an HMAC-SHA256 of both;
+the agent renews only on a valid MAC and a higher counter, and answers with
+each lease's state and the generation of its faults (it moves whenever any
+fault changes state). No command ever travels by datagram.
+
+Request, controller -> agent (big-endian):
+
+    magic    4   b"BOh1"
+    counter  8   uint64, strictly increasing per key
+    key id   16
+    count    1   leases named, 1..64
+    leases   8 x count   each lease id's 8 random bytes ("lease-" + 16 hex digits)
+    mac      32  HMAC-SHA256(key, everything above)
+
+Answer, agent -> controller:
+
+    magic    4   b"BOa1"
+    counter  8   the request's, echoed
+    key id   16
+    generation 8 uint64
+    count    1
+    leases   13 x count   8-byte id, 1-byte state (1 live, 0 gone), uint32 ms left
+    mac      32  HMAC-SHA256(key, everything above)
+
+A one-lease request is 69 bytes, its answer 82: far under any MTU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import struct
+from dataclasses import dataclass
+
+REQUEST_MAGIC = b"BOh1"
+ANSWER_MAGIC = b"BOa1"
+KEY_ID_BYTES = 16
+KEY_BYTES = 32
+MAC_BYTES = 32
+MAX_LEASES = 64
+LEASE_PREFIX = "lease-"
+
+_REQ_HEAD = struct.Struct(">4sQ16sB")
+_ANS_HEAD = struct.Struct(">4sQ16sQB")
+_ANS_LEASE = struct.Struct(">8sBI")
+
+
+class Malformed(ValueError):
+    """Not a heartbeat datagram of this version (dropped and counted)."""
+
+
+class Forged(ValueError):
+    """The MAC does not match: not from the key's holder (dropped and counted)."""
+
+
+def new_key() -> tuple[bytes, bytes]:
+    """A fresh (key id, key)."""
+    return secrets.token_bytes(KEY_ID_BYTES), secrets.token_bytes(KEY_BYTES)
+
+
+def lease_bytes(lease_id: str) -> bytes:
+    if not lease_id.startswith(LEASE_PREFIX) or len(lease_id) != len(LEASE_PREFIX) + 16:
+        raise Malformed(f"not a lease id: {lease_id!r}")
+    try:
+        return bytes.fromhex(lease_id[len(LEASE_PREFIX) :])
+    except ValueError:
+        raise Malformed(f"not a lease id: {lease_id!r}") from None
+
+
+def lease_id(raw: bytes) -> str:
+    return LEASE_PREFIX + raw.hex()
+
+
+def _mac(key: bytes, body: bytes) -> bytes:
+    return hmac.digest(key, body, hashlib.sha256)
+
+
+@dataclass(frozen=True)
+class Request:
+    counter: int
+    key_id: bytes
+    leases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    lease_id: str
+    live: bool
+    remaining: float  # seconds
+
+
+@dataclass(frozen=True)
+class Answer:
+    counter: int
+    key_id: bytes
+    generation: int
+    leases: tuple[LeaseState, ...]
+
+
+def encode_request(key_id: bytes, key: bytes, counter: int, leases: list[str]) -> bytes:
+    if not 1 <= len(leases) <= MAX_LEASES:
+        raise ValueError(f"a heartbeat names 1 to {MAX_LEASES} leases, got {len(leases)}")
+    body = _REQ_HEAD.pack(REQUEST_MAGIC, counter, key_id, len(leases))
+    body += b"".join(lease_bytes(x) for x in leases)
+    return body + _mac(key, body)
+
+
+def request_key_id(data: bytes) -> bytes:
+    """The key id of a request, to find its key (before the MAC is checked)."""
+    if len(data) < _REQ_HEAD.size + 8 + MAC_BYTES or data[:4] != REQUEST_MAGIC:
+        raise Malformed("not a heartbeat request")
+    return data[12:28]
+
+
+def decode_request(data: bytes, key: bytes) -> Request:
+    """The request if it is well formed and its MAC is the key's."""
+    if len(data) < _REQ_HEAD.size + 8 + MAC_BYTES:
+        raise Malformed(f"{len(data)} bytes: too short")
+    magic, counter, key_id, count = _REQ_HEAD.unpack_from(data)
+    if magic != REQUEST_MAGIC:
+        raise Malformed("not a heartbeat request")
+    if not 1 <= count <= MAX_LEASES or len(data) != _REQ_HEAD.size + 8 * count + MAC_BYTES:
+        raise Malformed(f"{len(data)} bytes do not hold {count} leases")
+    body, mac = data[:-MAC_BYTES], data[-MAC_BYTES:]
+    if not hmac.compare_digest(mac, _mac(key, body)):
+        raise Forged("MAC mismatch")
+    start = _REQ_HEAD.size
+    leases = tuple(lease_id(body[start + 8 * i : start + 8 * (i + 1)]) for i in range(count))
+    return Request(counter, key_id, leases)
+
+
+def encode_answer(
+    key_id: bytes, key: bytes, counter: int, generation: int, leases: list[LeaseState]
+) -> bytes:
+    body = _ANS_HEAD.pack(ANSWER_MAGIC, counter, key_id, generation, len(leases))
+    for s in leases:
+        ms = max(0, min(0xFFFFFFFF, int(s.remaining * 1000)))
+        body += _ANS_LEASE.pack(lease_bytes(s.lease_id), 1 if s.live else 0, ms)
+    return body + _mac(key, body)
+
+
+def answer_key_id(data: bytes) -> bytes:
+    if len(data) < _ANS_HEAD.size + MAC_BYTES or data[:4] != ANSWER_MAGIC:
+        raise Malformed("not a heartbeat answer")
+    return data[12:28]
+
+
+def decode_answer(data: bytes, key: bytes) -> Answer:
+    if len(data) < _ANS_HEAD.size + MAC_BYTES:
+        raise Malformed(f"{len(data)} bytes: too short")
+    magic, counter, key_id, generation, count = _ANS_HEAD.unpack_from(data)
+    if magic != ANSWER_MAGIC:
+        raise Malformed("not a heartbeat answer")
+    if count > MAX_LEASES or len(data) != _ANS_HEAD.size + _ANS_LEASE.size * count + MAC_BYTES:
+        raise Malformed(f"{len(data)} bytes do not hold {count} lease states")
+    body, mac = data[:-MAC_BYTES], data[-MAC_BYTES:]
+    if not hmac.compare_digest(mac, _mac(key, body)):
+        raise Forged("MAC mismatch")
+    states = []
+    for i in range(count):
+        raw, live, ms = _ANS_LEASE.unpack_from(body, _ANS_HEAD.size + _ANS_LEASE.size * i)
+        states.append(LeaseState(lease_id(raw), live == 1, ms / 1000))
+    return Answer(counter, key_id, generation, tuple(states))

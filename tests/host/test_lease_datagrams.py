@@ -1,0 +1,171 @@
+"""Leases renewed by authenticated datagram, against real agents: the lease
+lives on datagrams alone; a replayed or forged datagram renews nothing (and is
+counted); a controller stopped by SIGSTOP loses its faults within TTL + 100 ms;
+datagrams that get no answer move the lease to the KeepLeases stream without
+losing it."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from brownout import features
+from brownout import heartbeat as hb
+from brownout.v1 import agent_pb2 as pb
+from controller.agents import inventory
+from controller.agents.fleet import Fleet
+from tests.agentproc import AgentProc, wait_for
+
+pytestmark = pytest.mark.host
+
+LIVE = [pb.FAULT_STATE_PENDING, pb.FAULT_STATE_ACTIVE, pb.FAULT_STATE_REVERTING]
+
+
+def datagrams(agent: AgentProc) -> dict[str, float]:
+    url = f"http://127.0.0.1:{agent.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        body = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in body.splitlines():
+        if line.startswith("brownout_lease_datagrams_total{"):
+            result = line.split('result="', 1)[1].split('"', 1)[0]
+            out[result] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def send(agent: AgentProc, data: bytes, wait: float = 1.0) -> bytes | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(wait)
+        s.sendto(data, ("127.0.0.1", agent.heartbeat_port))
+        try:
+            return s.recv(2048)
+        except TimeoutError:
+            return None
+
+
+def test_the_agent_announces_datagrams_and_hands_out_one_key_per_holder(
+    agent: AgentProc,
+) -> None:
+    assert agent.heartbeat_port == agent.port  # `same`: the gRPC port's number, on UDP
+    with agent.client() as c:
+        assert features.LEASE_DATAGRAMS in c.info().features
+        a, b = c.acquire_lease("holder-a", 5), c.acquire_lease("holder-a", 5)
+        other = c.acquire_lease("holder-b", 5)
+        assert a.heartbeat_port == agent.heartbeat_port
+        assert len(a.heartbeat_key) == hb.KEY_BYTES and a.heartbeat_key == b.heartbeat_key
+        assert other.heartbeat_key_id != a.heartbeat_key_id
+        # Renewing by RenewLease hands out no key.
+        assert not c.renew_lease(a.lease_id).heartbeat_key
+        for lease in (a, b, other):
+            c.release_lease(lease.lease_id)
+
+
+def test_a_lease_lives_on_datagrams_alone(agent: AgentProc) -> None:
+    ttl = 1.5
+    with Fleet(inventory.build(agents=[agent.address]), timeout=5) as fleet:
+        got = fleet.acquire_leases([agent.address], "datagram-holder", ttl)
+        lease_id = got[agent.address].value.lease_id  # type: ignore[union-attr]
+        hold = fleet.keepers[agent.address]
+        assert hold.mode == "datagram"
+        with agent.client() as c:
+            fault = c.inject(lease_id, pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=5)), 60)
+            time.sleep(4 * ttl)
+            assert c.get_fault(fault.id).state == pb.FAULT_STATE_ACTIVE
+            assert hold.mode == "datagram" and not hold.lost.is_set()
+            assert hold.heartbeats >= 8
+            assert hold.generation >= 1  # the inject moved the agent's fault generation
+            counts = datagrams(agent)
+            assert counts.get("renewed", 0) >= hold.heartbeats
+            assert not {k: v for k, v in counts.items() if k != "renewed" and v}
+            c.revert(fault.id)
+    # No KeepLeases stream and no RenewLease was used to keep it.
+    methods = [e.get("method") for e in agent.log_events() if e.get("event") == "audit"]
+    assert "KeepLeases" not in methods and "RenewLease" not in methods
+
+
+def test_replayed_and_forged_datagrams_renew_nothing(agent: AgentProc) -> None:
+    ttl = 2.0
+    with agent.client() as c:
+        lease = c.acquire_lease("replay-test", ttl)
+        fault = c.inject(lease.lease_id, pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=5)), 60)
+        key_id, key = lease.heartbeat_key_id, lease.heartbeat_key
+        genuine = hb.encode_request(key_id, key, 10, [lease.lease_id])
+        answer = send(agent, genuine)
+        assert answer is not None
+        decoded = hb.decode_answer(answer, lease.heartbeat_key)
+        assert decoded.leases[0].live and decoded.counter == 10
+        renewed_at = time.monotonic()
+        forged = hb.encode_request(key_id, hb.new_key()[1], 11, [lease.lease_id])
+        old = hb.encode_request(key_id, key, 9, [lease.lease_id])
+        # Keep replaying and forging: none of it may keep the lease alive.
+        while time.monotonic() - renewed_at < ttl + 1:
+            for data in (genuine, forged, old, b"BOh1" + bytes(80), b"junk"):
+                assert send(agent, data, wait=0.05) is None
+            if c.list_faults(states=LIVE) == []:
+                break
+        gone = time.monotonic() - renewed_at
+        assert c.list_faults(states=LIVE) == [], "replays kept the lease alive"
+        assert gone <= ttl + 0.5, f"expired {gone:.2f}s after the last genuine renewal"
+        assert c.get_fault(fault.id).end_reason == pb.END_REASON_LEASE_EXPIRED
+    counts = datagrams(agent)
+    assert counts["renewed"] == 1
+    assert counts["replayed"] >= 1 and counts["forged"] >= 1 and counts["stale"] >= 1
+    assert counts["malformed"] >= 2
+
+
+def test_a_stopped_controller_loses_its_faults_within_the_ttl(agent: AgentProc) -> None:
+    """`brownout inject` keeps its lease by datagram; SIGSTOP it: the agent
+    reverts when the TTL runs out, within 100 ms."""
+    ttl = 2.0
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "--agent", agent.address, "inject", "cpu",
+         "--cores", "1", "--load", "5", "--duration", "60s", "--lease-ttl", f"{ttl:g}s"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        with agent.client() as c:
+            assert wait_for(lambda: c.list_faults(states=LIVE), 20), "no fault injected"
+            time.sleep(2 * ttl)  # held by datagrams, several TTLs
+            assert c.list_faults(states=LIVE)
+            cli.send_signal(signal.SIGSTOP)
+            stopped = time.monotonic()
+            assert wait_for(lambda: not c.list_faults(states=LIVE), ttl + 2, interval=0.005)
+            took = time.monotonic() - stopped
+    finally:
+        cli.send_signal(signal.SIGCONT)
+        cli.kill()
+        cli.wait()
+    assert took <= ttl + 0.1, f"reverted {took:.3f}s after the controller stopped (TTL {ttl:g}s)"
+    assert datagrams(agent).get("renewed", 0) >= 3
+
+
+def test_unanswered_datagrams_move_the_lease_to_the_stream(agent: AgentProc) -> None:
+    """Datagrams sent where nothing answers (as behind a firewall): within
+    TTL/3 the hold keeps the lease over KeepLeases instead, and loses nothing."""
+    ttl = 1.5
+    with Fleet(inventory.build(agents=[agent.address]), timeout=5) as fleet:
+        got = fleet.acquire_leases([agent.address], "fallback-holder", ttl)
+        lease_id = got[agent.address].value.lease_id  # type: ignore[union-attr]
+        hold = fleet.keepers[agent.address]
+        assert hold.datagram is not None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+            sink.bind(("127.0.0.1", 0))  # receives, never answers
+            hold.datagram = type(hold.datagram)(
+                hold.datagram.port, ("127.0.0.1", sink.getsockname()[1]), hold.datagram.key
+            )
+            with agent.client() as c:
+                fault = c.inject(lease_id, pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=5)),
+                                 60)  # fmt: skip
+                assert wait_for(lambda: hold.mode == "KeepLeases", 3 * ttl)
+                time.sleep(3 * ttl)
+                assert not hold.lost.is_set(), hold.lost_reason
+                assert c.get_fault(fault.id).state == pb.FAULT_STATE_ACTIVE
+                c.revert(fault.id)
+    methods = [e.get("method") for e in agent.log_events() if e.get("event") == "audit"]
+    assert "KeepLeases" in methods
