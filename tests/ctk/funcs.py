@@ -59,7 +59,11 @@ def whoami(
     conf = configuration or {}
     token = (secrets or {}).get("token", "")
     trace("whoami", service=conf.get("service_url"), token_len=len(token))
-    return {"service": conf.get("service_url"), "token_ok": token == os.environ.get("CTK_TOKEN")}
+    service = str(conf.get("service_url", ""))
+    return {
+        "service_ok": service == os.environ.get("SERVICE_URL"),
+        "token_ok": token == os.environ.get("CTK_TOKEN"),
+    }
 
 
 def at_least(value: Any = None, minimum: int = 1) -> bool:
