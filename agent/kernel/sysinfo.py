@@ -24,6 +24,18 @@ def allowed_cpus() -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
 
+def bound_udp_ports() -> set[int]:
+    """UDP ports this process has bound (its lease-heartbeat socket)."""
+    ports: set[int] = set()
+    try:
+        for conn in psutil.Process().net_connections("udp"):
+            if conn.laddr and not conn.raddr:
+                ports.add(conn.laddr.port)
+    except psutil.Error:
+        pass
+    return ports
+
+
 def listening_tcp_ports() -> set[int]:
     """TCP ports this process listens on (its gRPC and metrics listeners)."""
     ports: set[int] = set()

@@ -147,6 +147,11 @@ def test_host_namespace_partition_keeps_the_controller_and_listener(agent: Agent
         assert f"tcp dport {agent.port} accept" in rules
         assert f"tcp sport {agent.port} accept" in rules
         assert "ip saddr 127.0.0.1 accept" in rules  # the lease holder's peer
+        # Lease heartbeats and their answers (invariant 6 covers both channels).
+        assert agent.heartbeat_port
+        assert f"udp dport {agent.heartbeat_port} accept" in rules
+        assert f"udp sport {agent.heartbeat_port} accept" in rules
+        assert f"udp port {agent.heartbeat_port}" in fault.applied["excluded"]
         assert str(agent.port) in fault.applied["excluded"]
         with agent.client() as c:
             c.renew_lease(lease)  # the controller still reaches the agent

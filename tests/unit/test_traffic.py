@@ -229,3 +229,16 @@ def test_too_many_matches_is_refused_naming_the_filter() -> None:
     with pytest.raises(InvalidArgument) as err:
         check_size("bandwidth.filter", u32_matches(flt))
     assert err.value.field == "bandwidth.filter"
+
+
+def test_the_heartbeat_port_is_excluded_on_udp_only() -> None:
+    """Lease heartbeat answers leave from the agent's UDP port: never shaped;
+    TCP from that port number, or UDP from another, is."""
+    peer = ipaddress.ip_address("10.1.2.3")
+    matches = u32_matches(Filter(), protect_matches([peer], [7070], [7071]))
+    src, other = ipaddress.ip_address("10.200.0.1"), ipaddress.ip_address("10.1.9.9")
+    assert classify(matches, ETH_P_IP, packet(src, other, 17, 7071, 5555)) == "exclude"
+    assert classify(matches, ETH_P_IP, packet(src, other, 6, 7071, 5555)) == "shape"
+    assert classify(matches, ETH_P_IP, packet(src, other, 17, 7072, 5555)) == "shape"
+    six = ipaddress.ip_address("fd00:1::6")
+    assert classify(matches, ETH_P_IPV6, packet(six, six, 17, 7071, 1)) == "exclude"

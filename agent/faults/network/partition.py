@@ -153,6 +153,9 @@ def _protect_rules(guard: Protected, output: bool) -> list[list[Expr]]:
     for port in guard.listen_ports:
         # Our listener's side of its connections: dport in, sport out.
         rules.append([*match_l4proto(6), *match_port(output, port, port), verdict(NF_ACCEPT)])
+    for port in guard.udp_ports:
+        # Lease heartbeats in, their answers out (invariant 6, as for gRPC).
+        rules.append([*match_l4proto(17), *match_port(output, port, port), verdict(NF_ACCEPT)])
     for addr in guard.peers:
         rules.append([*match_network(host_network(addr), source=not output), verdict(NF_ACCEPT)])
     return rules

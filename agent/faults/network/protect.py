@@ -1,4 +1,5 @@
-"""What network faults must never cut off: the agent's listeners and its controllers."""
+"""What network faults must never cut off: the agent's listeners (gRPC and
+metrics on TCP, lease heartbeats on UDP) and its controllers."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 class Protected:
     peers: tuple[Address, ...]
     listen_ports: tuple[int, ...]
+    udp_ports: tuple[int, ...] = ()  # the lease-heartbeat socket
 
     def describe(self) -> str:
         parts = [str(a) for a in self.peers] + [f"tcp port {p}" for p in self.listen_ports]
-        return ",".join(parts)
+        return ",".join(parts + [f"udp port {p}" for p in self.udp_ports])
 
 
 def listen_ports(listen: str) -> tuple[int, ...]:
@@ -39,4 +41,5 @@ def protected(ctx: InjectorContext, request: RequestContext) -> Protected:
         for addr in peer_addresses(peer):
             if addr not in peers:
                 peers.append(addr)
-    return Protected(tuple(peers), listen_ports(ctx.listen))
+    udp = tuple(sorted(sysinfo.bound_udp_ports()))
+    return Protected(tuple(peers), listen_ports(ctx.listen), udp)

@@ -116,7 +116,9 @@ class ShapingInjector(abc.ABC):
         req = self.parse(spec)
         ref = targets.network(target)
         guard = protected(self._ctx, request) if ref.own else None
-        guard_matches = protect_matches(guard.peers, guard.listen_ports) if guard else []
+        guard_matches = (
+            protect_matches(guard.peers, guard.listen_ports, guard.udp_ports) if guard else []
+        )
         if req.filter.matches_all and not guard_matches:
             matches: list[U32Match] = []
             default_class = 0 if req.shape.root_kind is not None else 1

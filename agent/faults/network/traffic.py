@@ -268,20 +268,24 @@ def host_network(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Network
 
 
 def protect_matches(
-    peers: Iterable[ipaddress.IPv4Address | ipaddress.IPv6Address], listen_ports: Iterable[int]
+    peers: Iterable[ipaddress.IPv4Address | ipaddress.IPv6Address],
+    listen_ports: Iterable[int],
+    udp_ports: Iterable[int] = (),
 ) -> list[U32Match]:
-    """Exclusions that keep the controller's traffic and the agent's listener unshaped."""
+    """Exclusions that keep the controller's traffic and the agent's listeners
+    (TCP, and the lease-heartbeat UDP port) unshaped."""
     out = []
     for addr in peers:
         eth, dst_off, _ = _V4 if addr.version == 4 else _V6
         out.append(U32Match(eth, _merge(_prefix_keys(host_network(addr), dst_off)), exclude=True))
-    for port in listen_ports:
+    ports = [(6, p) for p in listen_ports] + [(17, p) for p in udp_ports]
+    for ipproto, port in ports:
         out.append(
             U32Match(
                 ETH_P_IP,
                 _merge(
                     [
-                        _proto_key(4, 6),
+                        _proto_key(4, ipproto),
                         U32Key(0x05000000, 0x0F000000, 0),
                         U32Key(port << 16, 0xFFFF0000, 20),
                     ]
@@ -292,7 +296,7 @@ def protect_matches(
         out.append(
             U32Match(
                 ETH_P_IPV6,
-                _merge([_proto_key(6, 6), U32Key(port << 16, 0xFFFF0000, 40)]),
+                _merge([_proto_key(6, ipproto), U32Key(port << 16, 0xFFFF0000, 40)]),
                 exclude=True,
             )
         )
