@@ -12,6 +12,7 @@ at fleet scale that would drown the log (the gRPC acquire is audited).
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -112,7 +113,14 @@ class DatagramServer:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
+        if self._sock is not None and self._thread is not None:
+            # Wake the thread's recvfrom now, not at its next timeout: an empty
+            # datagram to itself (dropped as malformed if it ever counted).
+            with (
+                contextlib.suppress(OSError),
+                socket.socket(self._sock.family, socket.SOCK_DGRAM) as s,
+            ):
+                s.sendto(b"", self._sock.getsockname()[:2])
             self._thread.join(5)
         if self._sock is not None:
             self._sock.close()
@@ -133,6 +141,8 @@ class DatagramServer:
                 if self._stop.is_set():
                     return
                 continue
+            if self._stop.is_set():
+                return
             try:
                 answer = self.handle(data)
             except Exception:  # one bad datagram must never stop renewals

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 import time
 from dataclasses import dataclass, field
@@ -66,23 +67,30 @@ class DatagramPort:
         self._transports: dict[int, asyncio.DatagramTransport] = {}
         self._waiting: dict[tuple[bytes, int], asyncio.Future[hb.Answer]] = {}
         self._resolved: dict[str, tuple[int, tuple[str, int]]] = {}
+        self._opening = asyncio.Lock()
 
     def key(self, key_id: bytes, key: bytes) -> Key:
         return self.keys.setdefault(key_id, Key(key_id, key))
 
     async def _transport(self, family: int) -> asyncio.DatagramTransport:
-        t = self._transports.get(family)
-        if t is None:
-            any_host = "::" if family == socket.AF_INET6 else "0.0.0.0"
-            t, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-                lambda: _Protocol(self), local_addr=(any_host, 0), family=family
-            )
-            self._transports[family] = t
-        return t
+        async with self._opening:  # one socket per family, however many holds start at once
+            t = self._transports.get(family)
+            if t is None:
+                any_host = "::" if family == socket.AF_INET6 else "0.0.0.0"
+                t, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+                    lambda: _Protocol(self), local_addr=(any_host, 0), family=family
+                )
+                self._transports[family] = t
+            return t
 
     async def resolve(self, host: str, port: int) -> tuple[int, tuple[str, int]]:
         where = f"{host}:{port}"
         found = self._resolved.get(where)
+        if found is None:
+            with contextlib.suppress(ValueError):  # an address: no resolver thread
+                ip = ipaddress.ip_address(host)
+                family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+                found = self._resolved[where] = (family, (str(ip), port))
         if found is None:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
             family, _, _, _, addr = infos[0]
@@ -130,8 +138,12 @@ class DatagramPort:
                 left = deadline - loop.time()
                 if left <= 0:
                     return None
-                with contextlib.suppress(TimeoutError):
-                    return await asyncio.wait_for(asyncio.shield(answered), min(RESEND, left))
+                # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow
+                # a cancel that lands as the answer does, and stop() would wait
+                # forever for a hold that never saw it.
+                await asyncio.wait({answered}, timeout=min(RESEND, left))
+                if answered.done():
+                    return answered.result()
                 if loop.time() >= deadline:
                     return None
         finally:

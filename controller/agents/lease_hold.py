@@ -116,6 +116,8 @@ class LeaseHold:
             try:
                 if self.datagram is not None:
                     await self._datagrams(period)
+                    if self._stopping:
+                        return
                 await (self._stream(period) if self.streaming else self._renew(period))
             except _Gone as exc:
                 self._lose(str(exc))
@@ -190,9 +192,11 @@ class LeaseHold:
     async def _datagrams(self, period: float) -> None:
         assert self.datagram is not None
         d = self.datagram
-        while True:
+        while not self._stopping:
             sent = time.monotonic()
             answer = await d.port.heartbeat(d.dest, d.key, [self.lease_id], period)
+            if self._stopping:
+                return
             if answer is None:
                 raise _NoAnswer()
             state = next((x for x in answer.leases if x.lease_id == self.lease_id), None)
