@@ -16,11 +16,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-import structlog
-
 from brownout import heartbeat as hb
-
-log = structlog.get_logger(__name__)
 
 RESEND = 0.5  # seconds before a lost datagram is sent again
 

@@ -23,8 +23,6 @@ from controller.experiments.model import Control, Experiment
 
 log = structlog.get_logger("brownout.controls")
 
-LEVELS = ("experiment", "hypothesis", "method", "rollback", "activity")
-
 
 class Interrupted(Exception):
     """A control asked to stop the run (chaoslib's InterruptExecution)."""

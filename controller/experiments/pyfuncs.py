@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from brownout.errors import ConfigError
-from controller.experiments.fields import substitute
+from controller.experiments import fields
 from controller.experiments.model import PythonProvider
 
 Func = Callable[..., Any]
@@ -105,8 +105,8 @@ def run(p: PythonProvider, extra: Mapping[str, Any] | None = None) -> Any:
     the arguments now, `secrets=` the merged scopes the provider names,
     `configuration=` the experiment's."""
     fn = find(p.module, p.func, p.qualname)
-    flat = {k: v for keys in p.all_secrets.values() for k, v in keys.items()}
-    kwargs: dict[str, Any] = substitute(dict(p.arguments), {**flat, **p.configuration})
+    flat = fields.flat(p.all_secrets)
+    kwargs: dict[str, Any] = fields.substitute(dict(p.arguments), {**flat, **p.configuration})
     kwargs.update(extra or {})
     params = inspect.signature(fn).parameters
     if p.secrets and "secrets" in params:

@@ -347,7 +347,7 @@ class Runner:
             if faults:
                 plan = await self._preflight()
             else:
-                await self._window_only()
+                self._window_open()
             ready = (plan is not None or not faults) and not self._stopping()
             if ready and runtime.before:
                 j.before = await asyncio.to_thread(self.hypothesis, "before")
@@ -460,10 +460,7 @@ class Runner:
 
     async def _preflight(self) -> Plan | None:
         j = self.journal
-        try:
-            j.window = self.check_window()
-        except WindowClosed as exc:
-            self._end_with(RunStatus.ABORTED, str(exc), "window")
+        if not self._window_open():
             return None
         statuses = await self.fleet.astatuses()
         for a, st in statuses.items():
@@ -495,12 +492,15 @@ class Runner:
             return None
         return plan
 
-    async def _window_only(self) -> None:
-        """Pre-flight of an experiment without faults: only its run window."""
+    def _window_open(self) -> bool:
+        """The run window's check (all the pre-flight an experiment without
+        faults has): recorded in the journal, or the run ends aborted."""
         try:
             self.journal.window = self.check_window()
         except WindowClosed as exc:
             self._end_with(RunStatus.ABORTED, str(exc), "window")
+            return False
+        return True
 
     # ------------------------------------------- the hypothesis, continuously
 
