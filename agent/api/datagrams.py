@@ -5,7 +5,7 @@ per caller identity and holder name) and this port. A datagram renews only
 leases bound to its key, only under a valid MAC and a counter above the last
 one accepted for that key; anything else is dropped and counted in
 brownout_lease_datagrams_total{result}. The answer (MAC'd with the same key)
-gives each lease's state and the generation of the agent's faults. Nothing
+gives each lease's state and fault generation, and the agent's generation. Nothing
 but renewal is ever done for a datagram, and nothing is logged per datagram:
 at fleet scale that would drown the log (the gRPC acquire is audited).
 """
@@ -194,6 +194,6 @@ class DatagramServer:
                 states.append(hb.LeaseState(lease_id, False, 0.0))
                 continue
             left = max(0.0, lease.deadline - time.monotonic())
-            states.append(hb.LeaseState(lease_id, True, left))
+            states.append(hb.LeaseState(lease_id, True, left, lease.generation))
         self._count("renewed")
         return hb.encode_answer(k.key_id, k.key, req.counter, self.manager.generation, states)

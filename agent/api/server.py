@@ -147,7 +147,9 @@ class AgentServicer(pb_grpc.AgentServicer):
         self._boot_id = boot_id
         self._started_at = started_at
         self._watchers = StreamSlots("WatchFaults", MAX_WATCHERS)
-        self._keeping = LeaseKeeping(manager, metrics, StreamSlots("KeepLeases", MAX_LEASE_STREAMS))
+        keeping = StreamSlots("KeepLeases", MAX_LEASE_STREAMS)
+        self._keeping = LeaseKeeping(manager, metrics, keeping)
+        metrics.register_streams(lambda: {s.what: s.open for s in (self._watchers, keeping)})
 
     def _lease_pb(self, lease: Lease) -> pb.Lease:
         remaining = max(0.0, lease.deadline - time.monotonic())

@@ -26,6 +26,10 @@ class StreamSlots:
                 )
             self._n += 1
 
+    @property
+    def open(self) -> int:
+        return self._n
+
     def give(self) -> None:
         with self._lock:
             self._n -= 1

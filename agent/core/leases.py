@@ -21,6 +21,9 @@ class Lease:
     ttl: float
     deadline: float  # monotonic
     peer: str = ""  # gRPC peer that last acquired or renewed it
+    # Moves whenever a fault under the lease changes state; datagram answers
+    # carry it, so the holder fetches its faults only when it moves.
+    generation: int = 0
 
 
 class LeaseTable:
@@ -69,6 +72,13 @@ class LeaseTable:
             if peer:
                 lease.peer = peer
             return Lease(**vars(lease))
+
+    def bump(self, lease_id: str) -> None:
+        """A fault under the lease changed state (nothing if the lease is gone)."""
+        with self._lock:
+            lease = self._leases.get(lease_id)
+            if lease is not None:
+                lease.generation += 1
 
     def is_live(self, lease_id: str) -> bool:
         with self._lock:

@@ -9,6 +9,21 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 
+class _OpenStreams(Collector):
+    def __init__(self, open_streams: Callable[[], dict[str, int]]) -> None:
+        self._open = open_streams
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "brownout_open_streams",
+            "Server streams open now, by method (each holds one of the server's threads)",
+            labels=["method"],
+        )
+        for method, n in sorted(self._open().items()):
+            family.add_metric([method], n)
+        yield family
+
+
 class _LiveState(Collector):
     def __init__(
         self,
@@ -93,6 +108,10 @@ class Metrics:
             ["method", "code"],
             registry=self.registry,
         )
+
+    def register_streams(self, open_streams: Callable[[], dict[str, int]]) -> None:
+        """brownout_open_streams{method}: server streams open now."""
+        self.registry.register(_OpenStreams(open_streams))
 
     def register_live_state(
         self,

@@ -67,8 +67,9 @@ class Shared:
 
     def publish(self, fault: Fault, prev: State | None) -> None:
         """Tell the watchers (if any) about the fault's new state, and move the
-        generation, which lease-datagram answers carry."""
+        agent's and the lease's generations, which lease-datagram answers carry."""
         self.generation = next(self._generations)
+        self.leases.bump(fault.lease_id)
         if self.events:
             with self.lock:
                 event = Event(fault.snapshot(), prev, self.clock.wall())

@@ -1,7 +1,13 @@
-"""Follows one agent's fault state changes for a lease over WatchFaults, as a
-task on the fleet's event loop (the asyncio twin of fault_watch, which serves
-the single-agent CLI). A broken stream is reopened with include_existing, so
-an end that happened while it was down is still seen.
+"""Follows one agent's fault state changes for a lease, as a task on the
+fleet's event loop (the asyncio twin of fault_watch, which serves the
+single-agent CLI).
+
+While the lease is renewed by datagram, no stream stays open: each answer
+carries the lease's fault generation, and only when it moves does the watch
+fetch the lease's faults (ListFaults) and report what changed. Otherwise, and
+once the lease's hold leaves datagrams, it follows WatchFaults. A broken
+stream is reopened with include_existing, so an end that happened while it
+was down is still seen.
 
 A transient error (the agent restarting, a cut connection) is retried with
 exponential backoff and jitter, so a thousand watches do not reconnect in
@@ -23,6 +29,7 @@ import structlog
 
 from brownout.v1 import agent_pb2 as pb
 from controller.agents.aioclient import AsyncAgentClient
+from controller.agents.lease_hold import LeaseHold
 
 log = structlog.get_logger(__name__)
 
@@ -51,9 +58,12 @@ class AsyncFaultWatch:
         lease_id: str,
         on_event: Callable[[str, pb.FaultEvent], None],
         poll_s: float = POLL_S,
+        hold: LeaseHold | None = None,
     ) -> None:
         self.client = client
         self.lease_id = lease_id
+        self.hold = hold  # the lease's hold, whose datagram answers say when to look
+        self.fetches = 0
         self._on_event = on_event
         self._poll_s = poll_s
         self._task: asyncio.Task[None] | None = None
@@ -77,7 +87,45 @@ class AsyncFaultWatch:
         event = pb.FaultEvent(fault=fault, previous_state=previous)  # type: ignore[arg-type]
         self._on_event(self.client.address, event)
 
+    def _changes(self, faults: list[pb.Fault]) -> None:
+        """An event for each fault whose state is new to this watch."""
+        for f in faults:
+            before = self._seen.get(f.id)
+            if before != (f.state, f.end_reason):
+                self._deliver(f, before[0] if before else pb.FAULT_STATE_UNSPECIFIED)
+
+    async def _follow(self, hold: LeaseHold) -> None:
+        """While the hold renews by datagram: fetch the lease's faults whenever
+        its generation moves (a new lease's is 0, so anything since the acquire
+        is fetched at once). Returns when the hold leaves datagrams or ends."""
+        self.mode = "generation"
+        known, failures = 0, 0
+        while hold.datagram is not None and not hold.lost.is_set():
+            if hold.lease_generation == known:
+                hold.changed.clear()
+                if hold.lease_generation == known:  # not moved since the check
+                    await hold.changed.wait()
+                continue
+            target = hold.lease_generation  # the fetch sees at least this much
+            try:
+                faults = await self.client.list_faults(self.lease_id)
+            except grpc.RpcError as exc:
+                if failures == 0:
+                    log.info("fault fetch failed; retrying with backoff",
+                             agent=self.client.address, lease_id=self.lease_id,
+                             code=exc.code().name if exc.code() else "UNKNOWN")  # fmt: skip
+                failures += 1
+                await asyncio.sleep(backoff(failures))
+                continue
+            failures = 0
+            self.fetches += 1
+            known = target
+            self._changes(faults)
+        self.mode = "WatchFaults"
+
     async def _run(self) -> None:
+        if self.hold is not None and self.hold.datagram is not None:
+            await self._follow(self.hold)
         failures = 0
         while True:
             call = self.client.watch(self.lease_id, include_existing=True)
@@ -118,8 +166,5 @@ class AsyncFaultWatch:
                 failures += 1
                 await asyncio.sleep(backoff(failures, self._poll_s))
                 continue
-            for f in faults:
-                before = self._seen.get(f.id)
-                if before != (f.state, f.end_reason):
-                    self._deliver(f, before[0] if before else pb.FAULT_STATE_UNSPECIFIED)
+            self._changes(faults)
             await asyncio.sleep(self._poll_s * random.uniform(0.8, 1.2))

@@ -208,12 +208,15 @@ class Fleet:
     # ------------------------------------------------------------- leases
 
     async def _acquire(self, c: AsyncAgentClient, holder: str, ttl: float) -> pb.Lease:
-        info = self.infos.get(c.address) or await c.info()
-        self.infos[c.address] = info
+        # No GetInfo just for this: an agent that offers datagrams says so in
+        # the lease, and one without KeepLeases refuses the stream, which moves
+        # the hold to RenewLease (one round trip per agent at setup, not two).
+        info = self.infos.get(c.address)
         lease = await c.acquire_lease(holder, ttl)
-        streaming = features.KEEP_LEASES in info.features
+        streaming = info is None or features.KEEP_LEASES in info.features
         datagram = None
-        if features.LEASE_DATAGRAMS in info.features and lease.heartbeat_port:
+        offered = info is None or features.LEASE_DATAGRAMS in info.features
+        if offered and lease.heartbeat_port:
             host = inventory.host_of(c.address)
             key = self.datagrams.key(lease.heartbeat_key_id, lease.heartbeat_key)
             datagram = DatagramTarget(self.datagrams, (host, lease.heartbeat_port), key)
@@ -256,18 +259,31 @@ class Fleet:
 
     # ------------------------------------------------------------ watches
 
-    async def awatch_faults(self, on_event: Callable[[str, pb.FaultEvent], None]) -> None:
-        """Follow the faults under every held lease; on_event runs on the loop."""
+    async def awatch_faults(
+        self, on_event: Callable[[str, pb.FaultEvent], None], streams: bool = False
+    ) -> None:
+        """Follow the faults under every held lease; on_event runs on the loop.
+        A lease kept by datagram is followed on its answers, with no stream
+        (an end is seen within TTL/3), unless `streams` asks for WatchFaults
+        everywhere (one agent, whose user waits for the end to the moment)."""
         for address, hold in self.keepers.items():
-            watch = AsyncFaultWatch(self._clients[address], hold.lease_id, on_event)
+            watch = AsyncFaultWatch(
+                self._clients[address], hold.lease_id, on_event, hold=None if streams else hold
+            )
             self._watches.append(watch.start())
+
+    @property
+    def watches(self) -> list[AsyncFaultWatch]:
+        return list(self._watches)
 
     async def astop_watches(self) -> None:
         watches, self._watches = self._watches, []
         await _gather_stops(watches)
 
-    def watch_faults(self, on_event: Callable[[str, pb.FaultEvent], None]) -> None:
-        self.loop.run(self.awatch_faults(on_event))
+    def watch_faults(
+        self, on_event: Callable[[str, pb.FaultEvent], None], streams: bool = False
+    ) -> None:
+        self.loop.run(self.awatch_faults(on_event, streams))
 
     def stop_watches(self) -> None:
         self.loop.run(self.astop_watches())

@@ -68,6 +68,11 @@ class LeaseHold:
         self.client = client
         self.datagram = datagram
         self.generation = 0  # the agent's fault generation, from datagram answers
+        # The lease's own fault generation, from datagram answers; `changed` is
+        # set when it moves, and when the hold leaves datagrams or ends, so a
+        # fault watch riding on the answers knows to look (aio_fault_watch).
+        self.lease_generation = 0
+        self.changed = asyncio.Event()
         self.address = client.address
         self.lease_id = lease_id
         self.ttl = ttl
@@ -102,6 +107,7 @@ class LeaseHold:
         return "KeepLeases" if self.streaming else "RenewLease"
 
     def _lose(self, reason: str) -> None:
+        self.changed.set()
         if not self.lost.is_set():
             self.lost_reason = reason
             self.lost.set()
@@ -127,6 +133,7 @@ class LeaseHold:
                             agent=self.address, lease_id=self.lease_id,
                             fallback="KeepLeases" if self.streaming else "RenewLease")  # fmt: skip
                 self.datagram = None
+                self.changed.set()
                 continue
             except grpc.RpcError as exc:
                 code = exc.code()
@@ -205,6 +212,9 @@ class LeaseHold:
             self.confirmed = sent
             self.heartbeats += 1
             self.generation = answer.generation
+            if state.generation != self.lease_generation:
+                self.lease_generation = state.generation
+                self.changed.set()
             await self._wait_period(sent, period)
 
     async def _renew(self, period: float) -> None:

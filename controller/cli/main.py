@@ -252,7 +252,7 @@ def run_inject(fleet: Fleet, args: argparse.Namespace) -> int:
                         ended.set()
 
             if fault.state in LIVE:
-                fleet.watch_faults(on_event)
+                fleet.watch_faults(on_event, streams=True)
             while fault.state in LIVE and not ended.wait(0.25):
                 if hold.lost.is_set():
                     print(

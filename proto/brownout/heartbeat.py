@@ -6,8 +6,10 @@ heartbeat key for them (a 16-byte id and a 32-byte secret) and the agent's
 heartbeat UDP port. It renews by sending one datagram naming its leases on
 that agent, with a counter that only goes up, under an HMAC-SHA256 of both;
 the agent renews only on a valid MAC and a higher counter, and answers with
-each lease's state and the generation of its faults (it moves whenever any
-fault changes state). No command ever travels by datagram.
+each lease's state and two generations: the agent's (it moves whenever any
+fault there changes state) and each lease's (it moves whenever a fault under
+that lease does). A holder fetches its faults over gRPC only when its lease's
+generation moves. No command ever travels by datagram.
 
 Request, controller -> agent (big-endian):
 
@@ -25,10 +27,11 @@ Answer, agent -> controller:
     key id   16
     generation 8 uint64
     count    1
-    leases   13 x count   8-byte id, 1-byte state (1 live, 0 gone), uint32 ms left
+    leases   17 x count   8-byte id, 1-byte state (1 live, 0 gone), uint32 ms left,
+                          uint32 the lease's fault generation
     mac      32  HMAC-SHA256(key, everything above)
 
-A one-lease request is 69 bytes, its answer 82: far under any MTU.
+A one-lease request is 69 bytes, its answer 86: far under any MTU.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ LEASE_PREFIX = "lease-"
 
 _REQ_HEAD = struct.Struct(">4sQ16sB")
 _ANS_HEAD = struct.Struct(">4sQ16sQB")
-_ANS_LEASE = struct.Struct(">8sBI")
+_ANS_LEASE = struct.Struct(">8sBII")
 
 
 class Malformed(ValueError):
@@ -94,6 +97,7 @@ class LeaseState:
     lease_id: str
     live: bool
     remaining: float  # seconds
+    generation: int = 0  # moves when any fault under the lease changes state
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,8 @@ def encode_answer(
     body = _ANS_HEAD.pack(ANSWER_MAGIC, counter, key_id, generation, len(leases))
     for s in leases:
         ms = max(0, min(0xFFFFFFFF, int(s.remaining * 1000)))
-        body += _ANS_LEASE.pack(lease_bytes(s.lease_id), 1 if s.live else 0, ms)
+        gen = s.generation & 0xFFFFFFFF  # wraps; holders compare for change only
+        body += _ANS_LEASE.pack(lease_bytes(s.lease_id), 1 if s.live else 0, ms, gen)
     return body + _mac(key, body)
 
 
@@ -165,6 +170,6 @@ def decode_answer(data: bytes, key: bytes) -> Answer:
         raise Forged("MAC mismatch")
     states = []
     for i in range(count):
-        raw, live, ms = _ANS_LEASE.unpack_from(body, _ANS_HEAD.size + _ANS_LEASE.size * i)
-        states.append(LeaseState(lease_id(raw), live == 1, ms / 1000))
+        raw, live, ms, gen = _ANS_LEASE.unpack_from(body, _ANS_HEAD.size + _ANS_LEASE.size * i)
+        states.append(LeaseState(lease_id(raw), live == 1, ms / 1000, gen))
     return Answer(counter, key_id, generation, tuple(states))

@@ -3,8 +3,8 @@ CPU and memory are its own: the real Fleet against N simulated agents.
 
 One fault on every agent, as a run does it: GetInfo (pre-flight), a lease on
 each (kept by datagram where the simulator offers it, else on KeepLeases
-streams), a WatchFaults stream on each, inject, hold,
-revert, release. Prints one JSON line of figures.
+streams), a watch on each (riding on the datagram answers, else a WatchFaults
+stream), inject, hold, revert, release. Prints one JSON line of figures.
 """
 
 from __future__ import annotations
@@ -100,6 +100,8 @@ def main() -> None:
         out["heartbeats"] = sum(k.heartbeats for k in fleet.keepers.values())
         out["reconnects"] = sum(k.reconnects for k in fleet.keepers.values())
         out["modes"] = sorted({k.mode for k in fleet.keepers.values()})
+        out["watch_modes"] = sorted({w.mode for w in fleet.watches})
+        out["watch_fetches"] = sum(w.fetches for w in fleet.watches)
 
         async def revert(c: AsyncAgentClient) -> pb.Fault:
             return await c.revert(faults[c.address].id)

@@ -52,6 +52,7 @@ class SimLease:
     peer: str
     faults: dict[str, pb.Fault] = field(default_factory=dict)
     key_id: bytes = b""
+    generation: int = 0  # moves when one of its faults changes state
 
 
 @dataclass
@@ -191,7 +192,11 @@ class SimAgent(pb_grpc.AgentServicer):
                 states.append(hb.LeaseState(lease_id, False, 0.0))
                 continue
             lease = self._renew(lease_id, lease.peer)
-            states.append(hb.LeaseState(lease_id, lease is not None, lease.ttl if lease else 0.0))
+            states.append(
+                hb.LeaseState(lease_id, True, lease.ttl, lease.generation)
+                if lease is not None
+                else hb.LeaseState(lease_id, False, 0.0)
+            )
         return hb.encode_answer(k.key_id, k.key, req.counter, self.generation, states)
 
     async def RenewLease(self, request: pb.RenewLeaseRequest, context: Any) -> pb.Lease:
@@ -249,6 +254,9 @@ class SimAgent(pb_grpc.AgentServicer):
 
     def _notify(self, fault: pb.Fault, previous: pb.FaultState.ValueType) -> None:
         self.generation += 1
+        lease = self.leases.get(fault.lease_id)
+        if lease is not None:
+            lease.generation += 1
         for q in self.watchers.get(fault.lease_id, []):
             q.put_nowait(pb.FaultEvent(fault=fault, previous_state=previous))
 
@@ -298,10 +306,10 @@ class SimAgent(pb_grpc.AgentServicer):
     async def ListFaults(
         self, request: pb.ListFaultsRequest, context: Any
     ) -> pb.ListFaultsResponse:
-        faults = self._peer_faults(context.peer())
-        if request.lease_id:
-            faults = [f for f in faults if f.lease_id == request.lease_id]
-        return pb.ListFaultsResponse(faults=faults)
+        if request.lease_id:  # a lease is its agent's, whichever connection asks
+            lease = self.leases.get(request.lease_id)
+            return pb.ListFaultsResponse(faults=lease.faults.values() if lease else ())
+        return pb.ListFaultsResponse(faults=self._peer_faults(context.peer()))
 
     async def Halt(self, request: pb.HaltRequest, context: Any) -> pb.HaltResponse:
         peer = context.peer()

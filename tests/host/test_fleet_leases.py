@@ -189,7 +189,7 @@ def test_an_agent_without_watch_faults_is_polled_and_a_fault_end_is_still_seen()
         assert wait_for(lambda: any(e.fault.state == pb.FAULT_STATE_ACTIVE for e in seen), 5)
         assert f.halt()[address].ok
         assert wait_for(lambda: any(e.fault.end_reason == pb.END_REASON_HALT for e in seen), 5)
-        watch = f._watches[0]
+        watch = f.watches[0]
         assert watch.mode == "ListFaults" and watch.reconnects == 0
         assert [e.fault.state for e in seen] == [pb.FAULT_STATE_ACTIVE, pb.FAULT_STATE_REVERTED]
 

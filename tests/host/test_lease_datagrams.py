@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC
 
 import pytest
 
@@ -27,16 +28,21 @@ pytestmark = pytest.mark.host
 LIVE = [pb.FAULT_STATE_PENDING, pb.FAULT_STATE_ACTIVE, pb.FAULT_STATE_REVERTING]
 
 
-def datagrams(agent: AgentProc) -> dict[str, float]:
+def samples(agent: AgentProc, name: str, label: str) -> dict[str, float]:
+    """One metric family's samples from the agent's /metrics, by one label."""
     url = f"http://127.0.0.1:{agent.metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=5) as resp:
         body = resp.read().decode()
     out: dict[str, float] = {}
     for line in body.splitlines():
-        if line.startswith("brownout_lease_datagrams_total{"):
-            result = line.split('result="', 1)[1].split('"', 1)[0]
-            out[result] = float(line.rsplit(" ", 1)[1])
+        if line.startswith(name + "{"):
+            value = line.split(f'{label}="', 1)[1].split('"', 1)[0]
+            out[value] = float(line.rsplit(" ", 1)[1])
     return out
+
+
+def datagrams(agent: AgentProc) -> dict[str, float]:
+    return samples(agent, "brownout_lease_datagrams_total", "result")
 
 
 def send(agent: AgentProc, data: bytes, wait: float = 1.0) -> bytes | None:
@@ -87,6 +93,32 @@ def test_a_lease_lives_on_datagrams_alone(agent: AgentProc) -> None:
     # No KeepLeases stream and no RenewLease was used to keep it.
     methods = [e.get("method") for e in agent.log_events() if e.get("event") == "audit"]
     assert "KeepLeases" not in methods and "RenewLease" not in methods
+
+
+def test_a_fault_end_is_seen_from_the_answers_with_no_stream_open(agent: AgentProc) -> None:
+    """A run's watch under a datagram-kept lease opens no WatchFaults stream:
+    the answers carry the lease's fault generation, and when it moves the
+    watch fetches the lease's faults. A fault that ends by itself is reported
+    within the TTL of its end."""
+    ttl = 1.5
+    with Fleet(inventory.build(agents=[agent.address]), timeout=5) as fleet:
+        got = fleet.acquire_leases([agent.address], "generation-holder", ttl)
+        lease_id = got[agent.address].value.lease_id  # type: ignore[union-attr]
+        seen: list[tuple[float, pb.Fault]] = []
+        fleet.watch_faults(lambda _a, e: seen.append((time.time(), e.fault)))
+        watch = fleet.watches[0]
+        with agent.client() as c:
+            fault = c.inject(lease_id, pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=5)), 1.0)
+            ended_seen = lambda: any(f.id == fault.id and f.state not in LIVE for _, f in seen)  # noqa: E731
+            assert wait_for(ended_seen, 1.0 + 2 * ttl), seen
+            open_streams = samples(agent, "brownout_open_streams", "method")
+        at, ended = next((t, f) for t, f in seen if f.state not in LIVE)
+        assert ended.state == pb.FAULT_STATE_REVERTED
+        assert ended.end_reason == pb.END_REASON_DURATION_ELAPSED
+        assert at - ended.ended_at.ToDatetime().replace(tzinfo=UTC).timestamp() <= ttl
+        assert watch.mode == "generation" and watch.reconnects == 0
+        assert 1 <= watch.fetches <= 3  # after the inject and after the end, not per answer
+        assert open_streams == {"KeepLeases": 0, "WatchFaults": 0}
 
 
 def test_replayed_and_forged_datagrams_renew_nothing(agent: AgentProc) -> None:
@@ -159,13 +191,21 @@ def test_unanswered_datagrams_move_the_lease_to_the_stream(agent: AgentProc) -> 
             hold.datagram = type(hold.datagram)(
                 hold.datagram.port, ("127.0.0.1", sink.getsockname()[1]), hold.datagram.key
             )
+            seen: list[pb.Fault] = []
+            fleet.watch_faults(lambda _a, e: seen.append(e.fault))
+            watch = fleet.watches[0]
             with agent.client() as c:
                 fault = c.inject(lease_id, pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=5)),
                                  60)  # fmt: skip
                 assert wait_for(lambda: hold.mode == "KeepLeases", 3 * ttl)
+                # The watch rode on the answers; with none coming, it follows the stream.
+                assert wait_for(lambda: watch.mode == "WatchFaults", 1.0)
                 time.sleep(3 * ttl)
                 assert not hold.lost.is_set(), hold.lost_reason
                 assert c.get_fault(fault.id).state == pb.FAULT_STATE_ACTIVE
                 c.revert(fault.id)
+                assert wait_for(
+                    lambda: any(f.state == pb.FAULT_STATE_REVERTED for f in seen), 2.0
+                ), seen
     methods = [e.get("method") for e in agent.log_events() if e.get("event") == "audit"]
     assert "KeepLeases" in methods

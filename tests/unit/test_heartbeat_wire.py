@@ -23,9 +23,9 @@ def test_request_and_answer_round_trip() -> None:
     assert len(hb.encode_request(key_id, key, 1, LEASES[:1])) == 69
     assert hb.request_key_id(data) == key_id
     assert hb.decode_request(data, key) == hb.Request(42, key_id, tuple(LEASES))
-    states = [hb.LeaseState(LEASES[0], True, 2.5), hb.LeaseState(LEASES[1], False, 0.0)]
+    states = [hb.LeaseState(LEASES[0], True, 2.5, 3), hb.LeaseState(LEASES[1], False, 0.0)]
     answer = hb.encode_answer(key_id, key, 42, 7, states)
-    assert len(hb.encode_answer(key_id, key, 1, 1, states[:1])) == 82
+    assert len(hb.encode_answer(key_id, key, 1, 1, states[:1])) == 86
     assert hb.answer_key_id(answer) == key_id
     decoded = hb.decode_answer(answer, key)
     assert (decoded.counter, decoded.generation) == (42, 7)
