@@ -103,6 +103,7 @@ class DatagramServer:
         """Bind host:port (0: any free port) and serve on a thread of its own."""
         info = socket.getaddrinfo(host or None, port, type=socket.SOCK_DGRAM)[0]
         sock = socket.socket(info[0], socket.SOCK_DGRAM)
+        hb.widen_receive_buffer(sock)  # many controllers' heartbeats may land at once
         sock.bind(info[4])
         sock.settimeout(0.5)  # to notice stop()
         self._sock, self.port = sock, sock.getsockname()[1]

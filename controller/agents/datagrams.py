@@ -43,41 +43,55 @@ class Stats:
         self.dropped[why] = self.dropped.get(why, 0) + 1
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, port: DatagramPort) -> None:
-        self.port = port
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.port.received(data)
-
-    def error_received(self, exc: Exception) -> None:  # ICMP unreachable and the like
-        self.port.stats.drop("icmp")
+# Answers read per wakeup of the socket, so one burst cannot hold the loop.
+BATCH = 256
 
 
 class DatagramPort:
-    """Made unopened; opened on the loop at first use, shared by a fleet's views."""
+    """Made unopened; opened on the loop at first use, shared by a fleet's views.
+
+    Plain non-blocking sockets read by the loop's reader callback, not an
+    asyncio transport: a wakeup drains every answer waiting (one callback for
+    a burst, not one each), and a heartbeat that seems unanswered first reads
+    what is waiting, so a loop busy with other work (a fleet's setup) never
+    mistakes its own lag for a silent agent and falls back to streams."""
 
     def __init__(self) -> None:
         self.keys: dict[bytes, Key] = {}
         self.stats = Stats()
-        self._transports: dict[int, asyncio.DatagramTransport] = {}
+        self._socks: dict[int, socket.socket] = {}
         self._waiting: dict[tuple[bytes, int], asyncio.Future[hb.Answer]] = {}
         self._resolved: dict[str, tuple[int, tuple[str, int]]] = {}
-        self._opening = asyncio.Lock()
 
     def key(self, key_id: bytes, key: bytes) -> Key:
         return self.keys.setdefault(key_id, Key(key_id, key))
 
-    async def _transport(self, family: int) -> asyncio.DatagramTransport:
-        async with self._opening:  # one socket per family, however many holds start at once
-            t = self._transports.get(family)
-            if t is None:
-                any_host = "::" if family == socket.AF_INET6 else "0.0.0.0"
-                t, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-                    lambda: _Protocol(self), local_addr=(any_host, 0), family=family
-                )
-                self._transports[family] = t
-            return t
+    def _socket(self, family: int) -> socket.socket:
+        """One socket per family, however many holds use it (on the loop)."""
+        s = self._socks.get(family)
+        if s is None:
+            s = socket.socket(family, socket.SOCK_DGRAM)
+            s.setblocking(False)
+            hb.widen_receive_buffer(s)  # a fleet's answers arrive in bursts
+            s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+            asyncio.get_running_loop().add_reader(s.fileno(), self._drain, s)
+            self._socks[family] = s
+        return s
+
+    def _drain(self, s: socket.socket) -> None:
+        for _ in range(BATCH):
+            try:
+                data = s.recv(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # an ICMP error queued on the socket (port unreachable)
+                self.stats.drop("icmp")
+                continue
+            self.received(data)
+
+    def _drain_all(self) -> None:
+        for s in list(self._socks.values()):
+            self._drain(s)
 
     async def resolve(self, host: str, port: int) -> tuple[int, tuple[str, int]]:
         where = f"{host}:{port}"
@@ -119,7 +133,7 @@ class DatagramPort:
         """Renew `leases` at dest under key k; the answer, or None if none came
         within `wait` seconds (each send waits RESEND before the next)."""
         family, addr = await self.resolve(*dest)
-        transport = await self._transport(family)
+        sock = self._socket(family)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         pending: list[tuple[bytes, int]] = []
@@ -129,11 +143,16 @@ class DatagramPort:
                 counter = k.next()
                 pending.append((k.key_id, counter))
                 self._waiting[(k.key_id, counter)] = answered
-                transport.sendto(hb.encode_request(k.key_id, k.key, counter, leases), addr)
-                self.stats.sent += 1
+                try:
+                    sock.sendto(hb.encode_request(k.key_id, k.key, counter, leases), addr)
+                    self.stats.sent += 1
+                except (BlockingIOError, InterruptedError):  # send buffer full: as if lost
+                    self.stats.drop("send_buffer")
+                except OSError:  # no route now; resent like a lost datagram
+                    self.stats.drop("send_error")
                 left = deadline - loop.time()
                 if left <= 0:
-                    return None
+                    return self._late(answered)
                 # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow
                 # a cancel that lands as the answer does, and stop() would wait
                 # forever for a hold that never saw it.
@@ -141,12 +160,19 @@ class DatagramPort:
                 if answered.done():
                     return answered.result()
                 if loop.time() >= deadline:
-                    return None
+                    return self._late(answered)
         finally:
             for p in pending:
                 self._waiting.pop(p, None)
 
+    def _late(self, answered: asyncio.Future[hb.Answer]) -> hb.Answer | None:
+        """At the deadline: an answer already waiting in the socket still counts."""
+        self._drain_all()
+        return answered.result() if answered.done() else None
+
     def close(self) -> None:
-        for t in self._transports.values():
-            t.close()
-        self._transports.clear()
+        loop = asyncio.get_running_loop()
+        for s in self._socks.values():
+            loop.remove_reader(s.fileno())
+            s.close()
+        self._socks.clear()

@@ -218,8 +218,11 @@ class RunFaults:
             return
         self._report.event(f"reverting on {len(addresses)} agent(s)")
         start, t0 = probes.now_iso(), time.monotonic()
-        await self._fleet.amap(self._undo, addresses)
+        # The watches end first: each revert's answer says how its fault ended
+        # (and catches an early end they missed), and a fetch per agent for
+        # the reverts' own state changes would only slow them at fleet scale.
         await self._fleet.astop_watches()
+        await self._fleet.amap(self._undo, addresses)
         self._metrics.blast_radius_percentage.set(0)
         for a in addresses:
             rec = agents[a]

@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import socket
 import struct
 from dataclasses import dataclass
 
@@ -53,6 +54,21 @@ LEASE_PREFIX = "lease-"
 _REQ_HEAD = struct.Struct(">4sQ16sB")
 _ANS_HEAD = struct.Struct(">4sQ16sQB")
 _ANS_LEASE = struct.Struct(">8sBII")
+
+
+# A socket's receive buffer: room for a burst of a few thousand datagrams
+# while its reader is busy (the default, ~208 KiB, holds a few hundred).
+RECEIVE_BUFFER = 4 << 20
+SO_RCVBUFFORCE = 33  # Linux's; the socket module does not name it
+
+
+def widen_receive_buffer(sock: socket.socket, size: int = RECEIVE_BUFFER) -> None:
+    """Past net.core.rmem_max where allowed (SO_RCVBUFFORCE needs CAP_NET_ADMIN),
+    else as far as it goes."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
 class Malformed(ValueError):

@@ -53,13 +53,15 @@ def main() -> None:
     refs = inventory.build(agents=addresses(n, args.port))
     with Fleet(refs, timeout=30) as fleet:
         t0 = time.monotonic()
-        reachable = sum(s.reachable for s in fleet.statuses().values())
+        statuses = fleet.statuses()
         out["preflight_s"] = round(time.monotonic() - t0, 3)
-        out["reachable"] = reachable
+        out["reachable"] = sum(s.reachable for s in statuses.values())
+        out["unreachable_examples"] = sorted({s.error for s in statuses.values() if s.error})[:3]
         t0 = time.monotonic()
         leases = fleet.acquire_leases(fleet.refs, "bench", args.ttl)
         out["leases_s"] = round(time.monotonic() - t0, 3)
         out["leases_held"] = sum(o.ok for o in leases.values())
+        out["lease_errors"] = sorted({o.error for o in leases.values() if o.error})[:3]
         events = {"n": 0}
 
         def seen(agent: str, event: pb.FaultEvent) -> None:
@@ -106,6 +108,7 @@ def main() -> None:
         async def revert(c: AsyncAgentClient) -> pb.Fault:
             return await c.revert(faults[c.address].id)
 
+        fleet.stop_watches()  # as a run does before it reverts (experiments/faults.py)
         t0 = time.monotonic()
         if args.halt:
             # What the kill switch does: Halt everywhere; each answer lists

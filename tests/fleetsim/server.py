@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import heapq
 import itertools
 import json
 import resource
+import socket
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -390,18 +393,18 @@ async def _commands(sim: SimAgent, server: aio.Server) -> None:
     await server.stop(None)
 
 
-class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, sim: SimAgent) -> None:
-        self.sim = sim
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        answer = self.sim.datagram(data)
-        if answer is not None and self.transport is not None:
-            self.transport.sendto(answer, addr)
+def _answer_datagrams(sim: SimAgent, sock: socket.socket) -> None:
+    """On a thread of its own, as the agent's DatagramServer: a busy gRPC loop
+    (a fleet's setup) must not delay the answers past the controller's wait."""
+    while True:
+        try:
+            data, addr = sock.recvfrom(2048)
+        except OSError:
+            return  # closed at exit
+        answer = sim.datagram(data)
+        if answer is not None:
+            with contextlib.suppress(OSError):
+                sock.sendto(answer, addr)
 
 
 async def main(listen: str, old: bool, watch: bool = True, datagrams: bool = False) -> None:
@@ -414,9 +417,10 @@ async def main(listen: str, old: bool, watch: bool = True, datagrams: bool = Fal
     await server.start()
     if datagrams:
         host = listen.rsplit(":", 1)[0]
-        await asyncio.get_running_loop().create_datagram_endpoint(
-            lambda: _Datagrams(sim), local_addr=(host, bound)
-        )
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        hb.widen_receive_buffer(sock)
+        sock.bind((host, bound))
+        threading.Thread(target=_answer_datagrams, args=(sim, sock), daemon=True).start()
         sim.datagram_port = bound
     print(json.dumps({"listening": bound}), flush=True)
     sweeper = asyncio.create_task(_sweeper(sim))
