@@ -2,9 +2,8 @@
 socket per address family for a whole fleet, on the fleet's event loop.
 
 A heartbeat is a request with the key's next counter; its answer is matched by
-(key id, counter) and checked against the key before it counts. A datagram
-that was lost is sent again (a new counter) a few times within the wait; no
-answer at all within it tells the lease keeper to fall back to gRPC.
+(key id, counter) and checked against the key before it counts. What is sent
+when, and what no answer means, is the keeper's (keeper.py).
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import contextlib
 import ipaddress
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from brownout import heartbeat as hb
@@ -60,7 +60,7 @@ class DatagramPort:
         self.keys: dict[bytes, Key] = {}
         self.stats = Stats()
         self._socks: dict[int, socket.socket] = {}
-        self._waiting: dict[tuple[bytes, int], asyncio.Future[hb.Answer]] = {}
+        self._waiting: dict[tuple[bytes, int], Callable[[hb.Answer], None]] = {}
         self._resolved: dict[str, tuple[int, tuple[str, int]]] = {}
 
     def key(self, key_id: bytes, key: bytes) -> Key:
@@ -89,7 +89,8 @@ class DatagramPort:
                 continue
             self.received(data)
 
-    def _drain_all(self) -> None:
+    def drain(self) -> None:
+        """Read every answer waiting now (before calling a heartbeat unanswered)."""
         for s in list(self._socks.values()):
             self._drain(s)
 
@@ -120,55 +121,29 @@ class DatagramPort:
         except hb.Forged:
             self.stats.drop("forged")
             return
-        waiter = self._waiting.pop((answer.key_id, answer.counter), None)
-        if waiter is None or waiter.done():
+        on_answer = self._waiting.pop((answer.key_id, answer.counter), None)
+        if on_answer is None:
             self.stats.drop("late")  # a resent request's first answer, or a replay
             return
         self.stats.answered += 1
-        waiter.set_result(answer)
+        on_answer(answer)
 
-    async def heartbeat(
-        self, dest: tuple[str, int], k: Key, leases: list[str], wait: float
-    ) -> hb.Answer | None:
-        """Renew `leases` at dest under key k; the answer, or None if none came
-        within `wait` seconds (each send waits RESEND before the next)."""
-        family, addr = await self.resolve(*dest)
-        sock = self._socket(family)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        pending: list[tuple[bytes, int]] = []
-        answered: asyncio.Future[hb.Answer] = loop.create_future()
+    def expect(self, key_id: bytes, counter: int, on_answer: Callable[[hb.Answer], None]) -> None:
+        """Call on_answer with the genuine answer to (key id, counter), if one comes."""
+        self._waiting[(key_id, counter)] = on_answer
+
+    def unexpect(self, key_id: bytes, counter: int) -> None:
+        self._waiting.pop((key_id, counter), None)
+
+    def send(self, family: int, addr: tuple[str, int], data: bytes) -> None:
+        """On the loop; a datagram the kernel will not take now counts as lost."""
         try:
-            while True:
-                counter = k.next()
-                pending.append((k.key_id, counter))
-                self._waiting[(k.key_id, counter)] = answered
-                try:
-                    sock.sendto(hb.encode_request(k.key_id, k.key, counter, leases), addr)
-                    self.stats.sent += 1
-                except (BlockingIOError, InterruptedError):  # send buffer full: as if lost
-                    self.stats.drop("send_buffer")
-                except OSError:  # no route now; resent like a lost datagram
-                    self.stats.drop("send_error")
-                left = deadline - loop.time()
-                if left <= 0:
-                    return self._late(answered)
-                # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow
-                # a cancel that lands as the answer does, and stop() would wait
-                # forever for a hold that never saw it.
-                await asyncio.wait({answered}, timeout=min(RESEND, left))
-                if answered.done():
-                    return answered.result()
-                if loop.time() >= deadline:
-                    return self._late(answered)
-        finally:
-            for p in pending:
-                self._waiting.pop(p, None)
-
-    def _late(self, answered: asyncio.Future[hb.Answer]) -> hb.Answer | None:
-        """At the deadline: an answer already waiting in the socket still counts."""
-        self._drain_all()
-        return answered.result() if answered.done() else None
+            self._socket(family).sendto(data, addr)
+            self.stats.sent += 1
+        except (BlockingIOError, InterruptedError):  # send buffer full
+            self.stats.drop("send_buffer")
+        except OSError:  # no route now; resent like a lost datagram
+            self.stats.drop("send_error")
 
     def close(self) -> None:
         loop = asyncio.get_running_loop()

@@ -32,6 +32,7 @@ from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.connection import AgentConnection
 from controller.agents.datagrams import DatagramPort
 from controller.agents.inventory import AgentRef
+from controller.agents.keeper import Keeper
 from controller.agents.lease_hold import DatagramTarget, LeaseHold
 from controller.agents.loop import LoopThread
 from controller.agents.tls import ClientTls
@@ -128,6 +129,7 @@ class Fleet:
         options = tls.options() if tls is not None else []
         # One UDP socket (per address family) for every lease's datagrams.
         self.datagrams = DatagramPort()
+        self.keeper = Keeper(self.datagrams)  # sends every lease's datagrams
         self.loop = LoopThread()
         self._owner = True
         self._clients = self.loop.run(self._connect(credentials, options, concurrency))
@@ -221,7 +223,7 @@ class Fleet:
         if offered and lease.heartbeat_port:
             host = inventory.host_of(c.address)
             key = self.datagrams.key(lease.heartbeat_key_id, lease.heartbeat_key)
-            datagram = DatagramTarget(self.datagrams, (host, lease.heartbeat_port), key)
+            datagram = DatagramTarget(self.keeper, (host, lease.heartbeat_port), key)
         self.keepers[c.address] = LeaseHold(c, lease.lease_id, ttl, streaming, datagram).start()
         return lease
 
@@ -299,6 +301,7 @@ class Fleet:
         await self.astop_watches()
         if self._owner:
             await asyncio.gather(*(c.close() for c in self._clients.values()))
+            await self.keeper.stop()
             self.datagrams.close()
 
     def close(self) -> None:

@@ -25,9 +25,11 @@ import grpc
 import structlog
 from grpc import aio
 
+from brownout import heartbeat as hb
 from brownout.v1 import agent_pb2 as pb
 from controller.agents.aioclient import AsyncAgentClient
-from controller.agents.datagrams import DatagramPort, Key
+from controller.agents.datagrams import Key
+from controller.agents.keeper import Keeper
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +53,7 @@ class _NoAnswer(Exception):
 class DatagramTarget:
     """Where and under which key this lease is renewed by datagram."""
 
-    port: DatagramPort
+    keeper: Keeper  # the fleet's, which sends every lease's datagrams
     dest: tuple[str, int]  # the agent's host, its heartbeat UDP port
     key: Key
 
@@ -84,6 +86,7 @@ class LeaseHold:
         # Monotonic send time of the newest answered heartbeat (or the acquire).
         self.confirmed = time.monotonic()
         self._seq = 0
+        self._datagram_end: asyncio.Future[bool] | None = None  # True: gone
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
@@ -197,25 +200,39 @@ class LeaseHold:
             call.cancel()
 
     async def _datagrams(self, period: float) -> None:
+        """Kept by the fleet's keeper (keeper.py) until the agent says the lease
+        is gone, or a whole period brings no answer."""
         assert self.datagram is not None
         d = self.datagram
-        while not self._stopping:
-            sent = time.monotonic()
-            answer = await d.port.heartbeat(d.dest, d.key, [self.lease_id], period)
-            if self._stopping:
-                return
-            if answer is None:
-                raise _NoAnswer()
-            state = next((x for x in answer.leases if x.lease_id == self.lease_id), None)
-            if state is None or not state.live:
-                raise _Gone("NOT_FOUND: the agent says the lease is not live")
-            self.confirmed = sent
-            self.heartbeats += 1
-            self.generation = answer.generation
-            if state.generation != self.lease_generation:
-                self.lease_generation = state.generation
-                self.changed.set()
-            await self._wait_period(sent, period)
+        self._datagram_end = asyncio.get_running_loop().create_future()
+        await d.keeper.join(d.dest, d.key, self, period)
+        try:
+            gone = await self._datagram_end
+        finally:
+            d.keeper.leave(self)
+        if gone:
+            raise _Gone("NOT_FOUND: the agent says the lease is not live")
+        raise _NoAnswer()
+
+    def answered(self, sent: float, state: hb.LeaseState, generation: int) -> None:
+        """The keeper's: an answer to the round sent at `sent` (monotonic)."""
+        if not state.live:
+            self._end_datagrams(gone=True)
+            return
+        self.confirmed = sent
+        self.heartbeats += 1
+        self.generation = generation
+        if state.generation != self.lease_generation:
+            self.lease_generation = state.generation
+            self.changed.set()
+
+    def unanswered(self) -> None:
+        """The keeper's: no answer for a whole period."""
+        self._end_datagrams(gone=False)
+
+    def _end_datagrams(self, gone: bool) -> None:
+        if self._datagram_end is not None and not self._datagram_end.done():
+            self._datagram_end.set_result(gone)
 
     async def _renew(self, period: float) -> None:
         while True:

@@ -76,8 +76,13 @@ def start_chaos(path: Path, tmp_path: Path, env: dict[str, str]) -> subprocess.P
 
 
 def the_fault(agent: AgentProc, timeout: float = 30) -> pb.Fault:
-    assert wait_for(lambda: faults(agent), timeout), "no fault was injected"
-    (fault,) = faults(agent)
+    """The one fault, once applied (listed while PENDING, it has no workers yet)."""
+
+    def active() -> list[pb.Fault]:
+        return [f for f in faults(agent) if f.state == pb.FAULT_STATE_ACTIVE]
+
+    assert wait_for(active, timeout), f"no fault was applied: {faults(agent)}"
+    (fault,) = active()
     return fault
 
 

@@ -102,6 +102,10 @@ def main() -> None:
         out["heartbeats"] = sum(k.heartbeats for k in fleet.keepers.values())
         out["reconnects"] = sum(k.reconnects for k in fleet.keepers.values())
         out["modes"] = sorted({k.mode for k in fleet.keepers.values()})
+        out["datagram_rounds"] = fleet.keeper.rounds
+        out["datagram_stats"] = {"sent": fleet.datagrams.stats.sent,
+                                 "answered": fleet.datagrams.stats.answered,
+                                 "dropped": fleet.datagrams.stats.dropped}  # fmt: skip
         out["watch_modes"] = sorted({w.mode for w in fleet.watches})
         out["watch_fetches"] = sum(w.fetches for w in fleet.watches)
 

@@ -20,6 +20,7 @@ from brownout import features
 from brownout import heartbeat as hb
 from brownout.v1 import agent_pb2 as pb
 from controller.agents import inventory
+from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.fleet import Fleet
 from tests.agentproc import AgentProc, wait_for
 
@@ -121,6 +122,27 @@ def test_a_fault_end_is_seen_from_the_answers_with_no_stream_open(agent: AgentPr
         assert open_streams == {"KeepLeases": 0, "WatchFaults": 0}
 
 
+def test_a_holders_leases_on_one_agent_share_one_datagram(agent: AgentProc) -> None:
+    """Two runs on one service (two views of its fleet) under one holder name
+    hold a lease each on the agent: one key, so one datagram a period renews
+    both, and the agent counts one renewal per round, not one per lease."""
+    ttl = 1.5
+    with Fleet(inventory.build(agents=[agent.address]), timeout=5) as fleet:
+        views = [fleet.borrow(), fleet.borrow()]
+        for v in views:
+            v.acquire_leases([agent.address], "shared-holder", ttl)
+        holds = [v.keepers[agent.address] for v in views]
+        assert holds[0].datagram.key is holds[1].datagram.key  # type: ignore[union-attr]
+        time.sleep(4 * ttl)
+        rounds, renewed = fleet.keeper.rounds, datagrams(agent).get("renewed", 0)
+        assert all(h.mode == "datagram" and not h.lost.is_set() for h in holds)
+        assert rounds >= 8
+        assert abs(sum(h.heartbeats for h in holds) - 2 * rounds) <= 2  # both leases each round
+        assert rounds <= renewed <= rounds + 2  # one datagram each (and none resent here)
+        for v in views:
+            v.close()
+
+
 def test_replayed_and_forged_datagrams_renew_nothing(agent: AgentProc) -> None:
     ttl = 2.0
     with agent.client() as c:
@@ -177,35 +199,44 @@ def test_a_stopped_controller_loses_its_faults_within_the_ttl(agent: AgentProc) 
     assert datagrams(agent).get("renewed", 0) >= 3
 
 
-def test_unanswered_datagrams_move_the_lease_to_the_stream(agent: AgentProc) -> None:
+def test_unanswered_datagrams_move_the_lease_to_the_stream(
+    agent: AgentProc, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Datagrams sent where nothing answers (as behind a firewall): within
     TTL/3 the hold keeps the lease over KeepLeases instead, and loses nothing."""
     ttl = 1.5
-    with Fleet(inventory.build(agents=[agent.address]), timeout=5) as fleet:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink,
+        Fleet(inventory.build(agents=[agent.address]), timeout=5) as fleet,
+    ):
+        sink.bind(("127.0.0.1", 0))  # receives, never answers
+        acquire = AsyncAgentClient.acquire_lease
+
+        async def to_the_sink(c: AsyncAgentClient, holder: str, ttl: float) -> pb.Lease:
+            lease = await acquire(c, holder, ttl)
+            lease.heartbeat_port = sink.getsockname()[1]  # as if the path dropped UDP
+            return lease
+
+        monkeypatch.setattr(AsyncAgentClient, "acquire_lease", to_the_sink)
         got = fleet.acquire_leases([agent.address], "fallback-holder", ttl)
         lease_id = got[agent.address].value.lease_id  # type: ignore[union-attr]
         hold = fleet.keepers[agent.address]
         assert hold.datagram is not None
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
-            sink.bind(("127.0.0.1", 0))  # receives, never answers
-            hold.datagram = type(hold.datagram)(
-                hold.datagram.port, ("127.0.0.1", sink.getsockname()[1]), hold.datagram.key
+        seen: list[pb.Fault] = []
+        fleet.watch_faults(lambda _a, e: seen.append(e.fault))
+        watch = fleet.watches[0]
+        with agent.client() as c:
+            fault = c.inject(lease_id, pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=5)),
+                             60)  # fmt: skip
+            assert wait_for(lambda: hold.mode == "KeepLeases", 3 * ttl)
+            # The watch rode on the answers; with none coming, it follows the stream.
+            assert wait_for(lambda: watch.mode == "WatchFaults", 1.0)
+            time.sleep(3 * ttl)
+            assert not hold.lost.is_set(), hold.lost_reason
+            assert c.get_fault(fault.id).state == pb.FAULT_STATE_ACTIVE
+            c.revert(fault.id)
+            assert wait_for(lambda: any(f.state == pb.FAULT_STATE_REVERTED for f in seen), 2.0), (
+                seen
             )
-            seen: list[pb.Fault] = []
-            fleet.watch_faults(lambda _a, e: seen.append(e.fault))
-            watch = fleet.watches[0]
-            with agent.client() as c:
-                fault = c.inject(lease_id, pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=5)),
-                                 60)  # fmt: skip
-                assert wait_for(lambda: hold.mode == "KeepLeases", 3 * ttl)
-                # The watch rode on the answers; with none coming, it follows the stream.
-                assert wait_for(lambda: watch.mode == "WatchFaults", 1.0)
-                time.sleep(3 * ttl)
-                assert not hold.lost.is_set(), hold.lost_reason
-                assert c.get_fault(fault.id).state == pb.FAULT_STATE_ACTIVE
-                c.revert(fault.id)
-                assert wait_for(
-                    lambda: any(f.state == pb.FAULT_STATE_REVERTED for f in seen), 2.0
-                ), seen
     methods = [e.get("method") for e in agent.log_events() if e.get("event") == "audit"]
     assert "KeepLeases" in methods
