@@ -34,6 +34,7 @@ class Member(Protocol):
     """A lease kept by the keeper (LeaseHold)."""
 
     lease_id: str
+    address: str  # the agent's, as the fleet names it
 
     def answered(self, sent: float, state: hb.LeaseState, generation: int) -> None: ...
 
@@ -42,6 +43,7 @@ class Member(Protocol):
 
 @dataclass(eq=False)
 class Beat:
+    agent: str  # its address in the fleet
     addr: tuple[str, int]
     family: int
     key: Key
@@ -61,6 +63,9 @@ class Keeper:
         self._order = itertools.count()
         self._task: asyncio.Task[None] | None = None
         self.rounds = 0  # datagram rounds answered (for the benchmark)
+        # Per agent: when it last answered (loop time) and its fault generation
+        # then, so the fleet view knows it is up without asking (fleet_view.py).
+        self.seen: dict[str, tuple[float, int]] = {}
 
     async def join(self, dest: tuple[str, int], key: Key, member: Member, period: float) -> None:
         """Renew member's lease at dest under key every period (on the loop)."""
@@ -68,7 +73,7 @@ class Keeper:
         group = self._beats.setdefault((addr, key.key_id, period), [])
         beat = next((b for b in group if len(b.members) < hb.MAX_LEASES), None)
         if beat is None:
-            beat = Beat(addr, family, key, period)
+            beat = Beat(member.address, addr, family, key, period)
             group.append(beat)
             # The first send spread over the period, so a fleet's setup does
             # not become one burst every period after.
@@ -156,6 +161,7 @@ class Keeper:
         sent, beat.round_start = beat.round_start, None
         self._forget(beat)
         self.rounds += 1
+        self.seen[beat.agent] = (asyncio.get_running_loop().time(), answer.generation)
         for state in answer.leases:  # sent is monotonic: the loop's clock is
             m = beat.members.get(state.lease_id)
             if m is not None:

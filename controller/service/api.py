@@ -30,6 +30,7 @@ from controller.practice.maturity import WINDOW_DAYS
 from controller.service.audit import audit
 from controller.service.auth import Caller, Role
 from controller.service.errors import Forbidden, Invalid, ServiceError
+from controller.service.fleet_view import STATES as FLEET_STATES
 from controller.service.gameday_ops import GameDayOps
 from controller.service.http import (
     Field,
@@ -113,7 +114,13 @@ def _query(request: Request, op: Op, name: str) -> int:
 
 
 async def fleet(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
-    return {"agents": await ops.fleet()}
+    state = request.query_params.get("state", "")
+    if state and state not in FLEET_STATES:
+        raise Invalid(
+            f"state must be one of {', '.join(FLEET_STATES)}, got {state[:40]!r}", "state"
+        )
+    page, per_page = _query(request, OP["fleet"], "page"), _query(request, OP["fleet"], "per_page")
+    return await ops.fleet(request.query_params.get("selector", ""), state, page, per_page)
 
 
 async def replicas(ops: Operations, request: Request, caller: Caller, body: Any) -> Any:
@@ -355,7 +362,11 @@ async def set_kill_switch(ops: Operations, request: Request, caller: Caller, bod
 EXPERIMENT = Field((dict,), True, "the experiment document (as its YAML/JSON file holds it)")
 LIMIT = "how many runs, newest first"
 OPS: list[Op] = [
-    Op("GET", "/fleet", Role.VIEWER, "Every agent of the inventory with its GetInfo", fleet),
+    Op("GET", "/fleet", Role.VIEWER,
+       "The inventory's agents, a page at a time, with their last GetInfo and counts by"
+       " state, zone and version over all that match", fleet,
+       queries=(Query("page", 1, 1, 1_000_000, "the page, from 1"),
+                Query("per_page", 100, 1, 1000, "agents per page"))),
     Op("GET", "/replicas", Role.VIEWER,
        "The controller replicas on this store: heartbeat age, lost or not, and the runs each"
        " drives", replicas),
@@ -469,7 +480,12 @@ OPS: list[Op] = [
 ]  # fmt: skip
 OP = {op.handler.__name__: op for op in OPS}
 # Query parameters that are not integers, by operation.
-TEXT_QUERIES = {"history": {"status": STATUSES}}
+# Text queries by handler: their allowed values, or None for free text that
+# the handler checks (a label selector).
+TEXT_QUERIES: dict[str, dict[str, tuple[str, ...] | None]] = {
+    "history": {"status": STATUSES},
+    "fleet": {"state": FLEET_STATES, "selector": None},
+}
 
 
 async def _no_body(request: Request) -> None:
@@ -553,8 +569,10 @@ def openapi() -> dict[str, Any]:
                                "type": "integer", "minimum": q.lo, "maximum": q.hi,
                                "default": q.default}})  # fmt: skip
         for name, values in TEXT_QUERIES.get(op.handler.__name__, {}).items():
-            params.append({"name": name, "in": "query", "required": False,
-                           "schema": {"type": "string", "enum": list(values)}})  # fmt: skip
+            schema: dict[str, Any] = {"type": "string"}
+            if values is not None:
+                schema["enum"] = list(values)
+            params.append({"name": name, "in": "query", "required": False, "schema": schema})
         if params:
             entry["parameters"] = params
         if op.body:

@@ -35,6 +35,7 @@ from controller.reports import render
 from controller.service.audit import audit
 from controller.service.auth import Caller, Role
 from controller.service.errors import Invalid, ServiceError, status_of
+from controller.service.fleet_view import STATES as FLEET_STATES
 from controller.service.gameday_ops import GameDayOps
 from controller.service.http import read_body
 from controller.service.monkey_ops import MonkeyOps
@@ -42,6 +43,7 @@ from controller.service.operations import SEED_MAX, Operations
 from controller.service.state import Service
 
 HERE = Path(__file__).parent
+FLEET_PAGE = 200  # agents per page of the fleet page
 COOKIE = "brownout_token"
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 TITLES = {
@@ -184,8 +186,19 @@ class Console:
         return response
 
     async def fleet(self, request: Request, who: Who) -> Response:
-        agents, replicas = await self.ops.fleet(), await self.ops.replicas()
-        return await self.page(request, "fleet.html", who, agents=agents, replicas=replicas)
+        q = request.query_params
+        raw_page = q.get("page", "1")
+        if not raw_page.isdigit() or int(raw_page) < 1:
+            raise Invalid(f"page must be a whole number from 1, got {raw_page[:40]!r}", "page")
+        state = q.get("state", "")
+        if state and state not in FLEET_STATES:
+            raise Invalid(f"state must be one of {', '.join(FLEET_STATES)}", "state")
+        selector = q.get("selector", "")
+        view = await self.ops.fleet(selector, state, int(raw_page), FLEET_PAGE)
+        replicas = await self.ops.replicas()
+        return await self.page(request, "fleet.html", who, view=view, agents=view["agents"],
+                               replicas=replicas, selector=selector, state=state,
+                               states=FLEET_STATES)  # fmt: skip
 
     async def runs(self, request: Request, who: Who) -> Response:
         runs = await self.ops.runs(50)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from controller.errors import ConfigError
 from controller.experiments import parse as exp
 from controller.experiments.model import Experiment
+from controller.experiments.selection import parse_selector
 from controller.reports import figures
 from controller.reports.figures import Report
 from controller.schedules import model as schedule_model
@@ -89,8 +90,15 @@ class Operations:
 
     # ------------------------------------------------------------- reads
 
-    async def fleet(self) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.svc.fleet_status)
+    async def fleet(
+        self, selector: str = "", state: str = "", page: int = 1, per_page: int = 100
+    ) -> dict[str, Any]:
+        """A page of the fleet's status, from memory (fleet_view.py), on the loop."""
+        try:
+            parsed = parse_selector(selector, "selector") if selector else None
+        except ConfigError as exc:
+            raise Invalid(str(exc), "selector") from None
+        return await self.svc.view.page(parsed, state, page, per_page)
 
     async def replicas(self) -> dict[str, Any]:
         return await asyncio.to_thread(self.svc.replica_status)

@@ -16,6 +16,7 @@ from controller.experiments.runner import Runner, RunOptions
 from controller.practice.declared import Practice
 from controller.service import replicas
 from controller.service.auth import Tokens
+from controller.service.fleet_view import FleetView
 from controller.service.gamedays import GameDayHost
 from controller.service.killswitch import KillSwitchLever
 from controller.service.monkeys import MonkeyKeeper
@@ -43,6 +44,7 @@ class Service:
     opened: Store  # the database behind store, history and schedules
     sync: ReplicaSync
     keeper: MonkeyKeeper
+    view: FleetView  # the fleet page's status, refreshed in the background
     cert_roles: CertRoles | None = None  # with mutual TLS: client identities' roles
     gamedays: GameDayHost = field(default_factory=GameDayHost)
     # How `brownout maturity` weighs the history here (serve --production, --practice).
@@ -72,9 +74,10 @@ class Service:
         scheduler = Scheduler(opened.schedules, store, runs, metrics, replica=me.replica)
         sync = ReplicaSync(me, store, history, runs, lever, replica_timeout, opened.gamedays)
         keeper = MonkeyKeeper(opened.monkeys, store, runs, me.replica)
+        view = fleet.loop.run(_start_view(fleet))
         return Service(
             refs, data_dir, tokens, store, history, runs, lever, fleet, opened.schedules,
-            scheduler, opened, sync, keeper, cert_roles,
+            scheduler, opened, sync, keeper, view, cert_roles,
         )  # fmt: skip
 
     @property
@@ -86,6 +89,7 @@ class Service:
         self.keeper.stop()
         self.gamedays.stop_all("the controller stopped")
         self.sync.stop()  # after the drain: its runs have ended
+        self.fleet.loop.run(self.view.stop())
         self.fleet.close()
         self.runs.notifier.close()  # what is queued still goes out, within its bound
         self.opened.close()
@@ -109,9 +113,6 @@ class Service:
                 for r in listed
             ],
         }  # fmt: skip
-
-    def fleet_status(self) -> list[dict[str, Any]]:
-        return [s.as_dict() for s in self.fleet.statuses().values()]
 
     def dry_run(self, experiment: Experiment) -> dict[str, Any]:
         with self.fleet.borrow() as fleet:
@@ -140,3 +141,7 @@ class Service:
             return live.journal()
         _, journal = self.history.get(run_id)
         return journal
+
+
+async def _start_view(fleet: Fleet) -> FleetView:
+    return FleetView(fleet).start()

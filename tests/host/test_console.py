@@ -81,7 +81,11 @@ def test_the_fleet_page_lists_the_five_agents(
     listed = sorted(r.find_element(By.TAG_NAME, "th").text for r in rows)
     assert listed == sorted(a.address for a in fleet)
     assert all("serving" in r.text for r in rows)
-    assert browser.find_element(By.ID, "fleet-count").text == "5 agent(s), 5 reachable."
+    assert browser.find_element(By.ID, "fleet-count").text == "5 agent(s): 5 serving."
+    # Filtered by label, from memory: no agent is asked again for a page.
+    browser.get(f"{serve.url}/console/?selector=role%3Dnone")
+    assert browser.find_element(By.ID, "fleet-count").text.startswith("0 agent(s) match (of 5)")
+    browser.get(f"{serve.url}/console/")
     [replica] = browser.find_elements(By.CSS_SELECTOR, "#replicas tbody tr.replica")
     assert replica.find_element(By.TAG_NAME, "th").text == f"{serve.ready['replica']} (this one)"
     assert "lost" not in replica.text and f"pid {serve.ready['pid']}" in replica.text

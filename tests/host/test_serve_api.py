@@ -54,6 +54,17 @@ def test_fleet_and_openapi(serve: ServeProc, fleet: list[AgentProc]) -> None:
     assert agents.status == 200
     assert sorted(a["address"] for a in agents.body["agents"]) == sorted(a.address for a in fleet)
     assert all(a["reachable"] and "keep_leases" in a["features"] for a in agents.body["agents"])
+    assert agents.body["total"] == 5 and agents.body["summary"]["by_state"] == {"serving": 5}
+    # A page at a time, filtered, from memory.
+    last = serve.call("GET", "/api/v1/fleet?per_page=2&page=3", token=VIEWER).body
+    assert (last["pages"], len(last["agents"])) == (3, 1)
+    assert last["agents"][0]["address"] == max(a.address for a in fleet)
+    none = serve.call("GET", "/api/v1/fleet?selector=role%3Dnone&state=serving", token=VIEWER)
+    assert (none.body["total"], none.body["agents"], none.body["inventory"]) == (0, [], 5)
+    bad = serve.call("GET", "/api/v1/fleet?selector=role+in+(", token=VIEWER)
+    assert bad.status == 400 and bad.body["field"] == "selector", bad.body
+    bad = serve.call("GET", "/api/v1/fleet?state=asleep", token=VIEWER)
+    assert bad.status == 400 and bad.body["field"] == "state", bad.body
     spec = serve.call("GET", "/api/v1/openapi.json", token=None).body
     assert spec["openapi"].startswith("3.")
     for op in OPS:

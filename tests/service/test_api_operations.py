@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from controller.service.api import OPS, Op
+from controller.service.api import OPS, TEXT_QUERIES, Op
 from tests.service.conftest import OPERATOR, VIEWER, Api, pure_doc
 
 pytestmark = pytest.mark.unit
@@ -192,6 +192,10 @@ def _cases(op: Op) -> list[tuple[str, dict[str, Any], int, str]]:
             (f"{q.name} not a number", {"path": f"{path}?{q.name}=ten"}, 400, q.name),
             (f"{q.name} too big", {"path": f"{path}?{q.name}={q.hi + 1}"}, 400, q.name),
         ]
+    for name, values in TEXT_QUERIES.get(op.handler.__name__, {}).items():
+        if values is not None:
+            cases.append((f"{name} not one of its values", {"path": f"{path}?{name}=nonsense"},
+                          400, name))  # fmt: skip
     if "{name}" in op.path:
         bad = "/api/v1" + op.path.replace("{name}", "Bad%20Name").replace("{run_id}", "x")
         cases.append(("bad name", {"path": bad}, 400, "name"))
