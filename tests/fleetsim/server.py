@@ -23,46 +23,48 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import heapq
 import itertools
 import json
 import resource
-import socket
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+import psutil
 from google.protobuf.duration_pb2 import Duration
 from grpc import aio
 
 from brownout import features
-from brownout import heartbeat as hb
 from brownout.v1 import agent_pb2 as pb
 from brownout.v1 import agent_pb2_grpc as pb_grpc
 from brownout.version import __version__
+from tests.fleetsim.leaseclock import LeaseClock
 
 
 @dataclass
 class SimLease:
     id: str
+    n: int  # its slot in the lease clock
     ttl: float
-    deadline: float
+    clock: LeaseClock
     peer: str
     faults: dict[str, pb.Fault] = field(default_factory=dict)
-    key_id: bytes = b""
-    generation: int = 0  # moves when one of its faults changes state
 
+    @property
+    def deadline(self) -> float:  # the responder process renews it too
+        return float(self.clock.a.deadline[self.n])
 
-@dataclass
-class SimKey:
-    key_id: bytes
-    key: bytes
-    counter: int = 0
+    @deadline.setter
+    def deadline(self, value: float) -> None:
+        self.clock.a.deadline[self.n] = value
+
+    def changed(self) -> None:
+        """One of its faults changed state: its lease generation moves."""
+        self.clock.a.generation[self.n] = (self.clock.a.generation[self.n] + 1) & 0xFFFFFFFF
 
 
 def _seconds(d: Duration) -> float:
@@ -81,7 +83,8 @@ GONE = "lease not found or expired: its faults have been or are being reverted"
 class SimAgent(pb_grpc.AgentServicer):
     def __init__(self, keep_leases: bool, datagrams: bool = False) -> None:
         self.datagram_port = 0  # set once bound, with --datagrams
-        self.keys: dict[bytes, SimKey] = {}
+        self.clock = LeaseClock()
+        self._lease_numbers = itertools.count(1)
         self.generation = 0
         self.leases: dict[str, SimLease] = {}
         self.faults: dict[str, pb.Fault] = {}
@@ -99,8 +102,6 @@ class SimAgent(pb_grpc.AgentServicer):
             "injects": 0,
             "reverts": 0,
             "streams_open": 0,
-            "datagrams": 0,
-            "datagrams_dropped": 0,
         }
         self.info = pb.AgentInfo(
             version=__version__,
@@ -138,7 +139,10 @@ class SimAgent(pb_grpc.AgentServicer):
         while self._heap and self._heap[0][0] <= now:
             _, lease_id = heapq.heappop(self._heap)
             lease = self.leases.get(lease_id)
-            if lease is None or lease.deadline > now:
+            if lease is None:
+                continue
+            if lease.deadline > now:  # renewed since (perhaps by datagram)
+                heapq.heappush(self._heap, (lease.deadline, lease_id))
                 continue
             del self.leases[lease_id]
             self.stats["leases_expired"] += 1
@@ -155,9 +159,9 @@ class SimAgent(pb_grpc.AgentServicer):
 
     async def AcquireLease(self, request: pb.AcquireLeaseRequest, context: Any) -> pb.Lease:
         ttl = _seconds(request.ttl)
-        lease = SimLease(
-            f"lease-{next(self._ids):016x}", ttl, time.monotonic() + ttl, context.peer()
-        )
+        n = next(self._lease_numbers)
+        lease = SimLease(f"lease-{n:016x}", n, ttl, self.clock, context.peer())
+        self.clock.set(n, time.monotonic() + ttl, ttl)
         self.leases[lease.id] = lease
         heapq.heappush(self._heap, (lease.deadline, lease.id))
         self.stats["leases_acquired"] += 1
@@ -165,42 +169,9 @@ class SimAgent(pb_grpc.AgentServicer):
         if self.datagram_port:
             # A key per lease: each simulated agent's holder has its own, as
             # with real agents (one process cannot tell which address was dialed).
-            k = SimKey(*hb.new_key())
-            self.keys[k.key_id] = k
-            lease.key_id = k.key_id
-            out.heartbeat_key_id, out.heartbeat_key = k.key_id, k.key
+            out.heartbeat_key_id, out.heartbeat_key = self.clock.key(n)
             out.heartbeat_port = self.datagram_port
         return out
-
-    def datagram(self, data: bytes) -> bytes | None:
-        """As the agent's DatagramServer.handle: renew, or drop."""
-        try:
-            k = self.keys.get(hb.request_key_id(data))
-            if k is None:
-                raise hb.Malformed("unknown key")
-            req = hb.decode_request(data, k.key)
-        except (hb.Malformed, hb.Forged):
-            self.stats["datagrams_dropped"] += 1
-            return None
-        if req.counter <= k.counter:
-            self.stats["datagrams_dropped"] += 1
-            return None
-        k.counter = req.counter
-        self.stats["datagrams"] += 1
-        self.stats["heartbeats"] += 1
-        states = []
-        for lease_id in req.leases:
-            lease = self.leases.get(lease_id)
-            if lease is None or lease.key_id != k.key_id:
-                states.append(hb.LeaseState(lease_id, False, 0.0))
-                continue
-            lease = self._renew(lease_id, lease.peer)
-            states.append(
-                hb.LeaseState(lease_id, True, lease.ttl, lease.generation)
-                if lease is not None
-                else hb.LeaseState(lease_id, False, 0.0)
-            )
-        return hb.encode_answer(k.key_id, k.key, req.counter, self.generation, states)
 
     async def RenewLease(self, request: pb.RenewLeaseRequest, context: Any) -> pb.Lease:
         lease = self._renew(request.lease_id, context.peer())
@@ -240,6 +211,7 @@ class SimAgent(pb_grpc.AgentServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, GONE)
         assert lease is not None
         del self.leases[lease.id]
+        lease.deadline = 0.0  # no datagram renews it now
         return pb.ReleaseLeaseResponse(faults=self._end_all(lease, pb.END_REASON_LEASE_RELEASED))
 
     # ----------------------------------------------------------- faults
@@ -259,7 +231,7 @@ class SimAgent(pb_grpc.AgentServicer):
         self.generation += 1
         lease = self.leases.get(fault.lease_id)
         if lease is not None:
-            lease.generation += 1
+            lease.changed()
         for q in self.watchers.get(fault.lease_id, []):
             q.put_nowait(pb.FaultEvent(fault=fault, previous_state=previous))
 
@@ -380,31 +352,29 @@ async def _commands(sim: SimAgent, server: aio.Server) -> None:
     while line := (await reader.readline()).decode().strip():
         if line == "stats":
             usage = resource.getrusage(resource.RUSAGE_SELF)
+            responder_cpu, responder_rss = 0.0, 0.0
+            if sim.clock.responder is not None and sim.clock.responder.pid is not None:
+                child = psutil.Process(sim.clock.responder.pid)
+                t = child.cpu_times()
+                responder_cpu, responder_rss = t.user + t.system, child.memory_info().rss / 2**20
+            datagrams = sim.clock.stat("datagrams")
             out = {
                 **sim.stats,
                 "leases_live": len(sim.leases),
                 "faults_active": sum(f.state == pb.FAULT_STATE_ACTIVE for f in sim.faults.values()),
-                "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-                "max_rss_mib": round(usage.ru_maxrss / 1024, 1),
+                "heartbeats": sim.stats["heartbeats"] + datagrams,
+                "datagrams": datagrams,
+                "datagrams_dropped": sim.clock.stat("datagrams_dropped"),
+                # Both processes: the gRPC one and the datagram responder.
+                "cpu_s": round(usage.ru_utime + usage.ru_stime + responder_cpu, 3),
+                "datagram_cpu_s": round(responder_cpu, 3),
+                "max_rss_mib": round(usage.ru_maxrss / 1024 + responder_rss, 1),
             }
             print(json.dumps(out), flush=True)
         elif line == "quit":
             break
     await server.stop(None)
-
-
-def _answer_datagrams(sim: SimAgent, sock: socket.socket) -> None:
-    """On a thread of its own, as the agent's DatagramServer: a busy gRPC loop
-    (a fleet's setup) must not delay the answers past the controller's wait."""
-    while True:
-        try:
-            data, addr = sock.recvfrom(2048)
-        except OSError:
-            return  # closed at exit
-        answer = sim.datagram(data)
-        if answer is not None:
-            with contextlib.suppress(OSError):
-                sock.sendto(answer, addr)
+    sim.clock.close()
 
 
 async def main(listen: str, old: bool, watch: bool = True, datagrams: bool = False) -> None:
@@ -416,11 +386,7 @@ async def main(listen: str, old: bool, watch: bool = True, datagrams: bool = Fal
     bound = server.add_insecure_port(listen)
     await server.start()
     if datagrams:
-        host = listen.rsplit(":", 1)[0]
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        hb.widen_receive_buffer(sock)
-        sock.bind((host, bound))
-        threading.Thread(target=_answer_datagrams, args=(sim, sock), daemon=True).start()
+        sim.clock.serve(listen.rsplit(":", 1)[0], bound)
         sim.datagram_port = bound
     print(json.dumps({"listening": bound}), flush=True)
     sweeper = asyncio.create_task(_sweeper(sim))
