@@ -258,7 +258,9 @@ class AgentServicer(pb_grpc.AgentServicer):
     def RevertFault(
         self, request: pb.RevertFaultRequest, context: grpc.ServicerContext
     ) -> pb.Fault:
-        return fault_to_pb(self.manager.revert(request.fault_id, EndReason.CLIENT_REVERT))
+        return fault_to_pb(
+            self.manager.revert(request.fault_id, EndReason.CLIENT_REVERT, context.peer())
+        )
 
     @rpc(mutating=False)
     def GetFault(self, request: pb.GetFaultRequest, context: grpc.ServicerContext) -> pb.Fault:

@@ -21,8 +21,9 @@ class Lease:
     ttl: float
     deadline: float  # monotonic
     peer: str = ""  # gRPC peer that last acquired or renewed it
-    # Moves whenever a fault under the lease changes state; datagram answers
-    # carry it, so the holder fetches its faults only when it moves.
+    # Moves whenever a fault under the lease changes state, except by the
+    # holder's own InjectFault and RevertFault (their replies say how); datagram
+    # answers carry it, so the holder fetches its faults only when it moves.
     generation: int = 0
 
 
@@ -73,11 +74,12 @@ class LeaseTable:
                 lease.peer = peer
             return Lease(**vars(lease))
 
-    def bump(self, lease_id: str) -> None:
-        """A fault under the lease changed state (nothing if the lease is gone)."""
+    def bump(self, lease_id: str, replying_to: str = "") -> None:
+        """A fault under the lease changed state (nothing if the lease is gone),
+        unless inside a call from the lease's own peer, whose reply says so."""
         with self._lock:
             lease = self._leases.get(lease_id)
-            if lease is not None:
+            if lease is not None and not (replying_to and replying_to == lease.peer):
                 lease.generation += 1
 
     def is_live(self, lease_id: str) -> bool:

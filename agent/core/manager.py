@@ -212,13 +212,16 @@ class FaultManager:
     # -------------------------------------------------------- faults' lives
 
     def inject(self, req: InjectRequest) -> Fault:
-        return self._injects.inject(req)
+        with self._s.replying(req.caller_peer):
+            return self._injects.inject(req)
 
     def check_inject(self, req: InjectRequest) -> dict[str, str]:
         return self._injects.check(req)
 
-    def revert(self, fault_id: str, reason: EndReason) -> Fault:
-        return self._reverts.revert(fault_id, reason)
+    def revert(self, fault_id: str, reason: EndReason, peer: str = "") -> Fault:
+        """peer: the caller's, whose reply reports the revert."""
+        with self._s.replying(peer):
+            return self._reverts.revert(fault_id, reason)
 
     def worker_died(self, fault_id: str, why: str) -> None:
         self._reverts.worker_died(fault_id, why)

@@ -4,6 +4,7 @@ fault's state, plus the few operations they all perform."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from collections.abc import Iterator, Mapping
@@ -43,6 +44,7 @@ class Shared:
     # Moves on every fault state change (next() of a count is atomic).
     generation: int = field(init=False, default=0)
     _generations: Iterator[int] = field(init=False, default_factory=lambda: itertools.count(1))
+    _replying: threading.local = field(init=False, default_factory=threading.local)
     # Reverts run here: lease expiry and release revert many faults at once.
     pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=8, thread_name_prefix="revert")
@@ -65,11 +67,21 @@ class Shared:
         """Remove the fault's journal record: it is ended. Needs no free space."""
         self.journal.remove(fault.id, self.durable(fault.kind))
 
+    @contextlib.contextmanager
+    def replying(self, peer: str) -> Iterator[None]:
+        """Within: state changes made for a call from `peer`, whose reply tells
+        it; they do not move the lease's generation when the peer holds it."""
+        self._replying.peer = peer
+        try:
+            yield
+        finally:
+            self._replying.peer = ""
+
     def publish(self, fault: Fault, prev: State | None) -> None:
         """Tell the watchers (if any) about the fault's new state, and move the
         agent's and the lease's generations, which lease-datagram answers carry."""
         self.generation = next(self._generations)
-        self.leases.bump(fault.lease_id)
+        self.leases.bump(fault.lease_id, getattr(self._replying, "peer", ""))
         if self.events:
             with self.lock:
                 event = Event(fault.snapshot(), prev, self.clock.wall())

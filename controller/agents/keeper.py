@@ -63,6 +63,7 @@ class Keeper:
         self._order = itertools.count()
         self._task: asyncio.Task[None] | None = None
         self.rounds = 0  # datagram rounds answered (for the benchmark)
+        self.lag = 0.0  # seconds the last batch of sends was late
         # Per agent: when it last answered (loop time) and its fault generation
         # then, so the fleet view knows it is up without asking (fleet_view.py).
         self.seen: dict[str, tuple[float, int]] = {}
@@ -118,6 +119,8 @@ class Keeper:
         loop = asyncio.get_running_loop()
         while self._of:
             now = loop.time()
+            if self._heap and self._heap[0][0] <= now:
+                self.lag = now - self._heap[0][0]  # how late this loop runs
             while self._heap and self._heap[0][0] <= now:
                 due, _, beat = heapq.heappop(self._heap)
                 if due == beat.due and beat.members:
@@ -140,19 +143,31 @@ class Keeper:
             self.port.drain()  # an answer waiting behind a busy loop still counts
             if beat.round_start is None:
                 return  # it did (and rescheduled the beat)
-            # No answer for a whole period: each lease moves to gRPC.
+            # No answer for a whole period. If the agent answered anything
+            # during it (late), or this loop itself runs late, the path works
+            # and is slow: moving to streams would only add load, so wait up
+            # to a second period (of the TTL's three). Else each lease moves
+            # to gRPC now.
+            slow = beat.key.heard >= beat.round_start or self.lag > beat.period / 4
+            if slow and now - beat.round_start < 2 * beat.period:
+                self._resend(beat, now, beat.round_start + 2 * beat.period - now)
+                return
             members = list(beat.members.values())
             self._drop(beat)
             for m in members:
                 m.unanswered()
             return
+        self._resend(beat, now, beat.round_start + beat.period - now)
+
+    def _resend(self, beat: Beat, now: float, left: float) -> None:
+        """Send the round's datagram (again, with a new counter); look again
+        after RESEND, or when `left` runs out."""
         counter = beat.key.next()
         beat.counters.append(counter)
         self.port.expect(beat.key.key_id, counter, functools.partial(self._answered, beat))
         leases = list(beat.members)
         self.port.send(beat.family, beat.addr, hb.encode_request(
             beat.key.key_id, beat.key.key, counter, leases))  # fmt: skip
-        left = beat.round_start + beat.period - now
         self._schedule(beat, now + min(RESEND, max(left, 0.0)))
 
     def _answered(self, beat: Beat, answer: hb.Answer) -> None:

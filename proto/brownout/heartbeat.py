@@ -56,9 +56,10 @@ _ANS_HEAD = struct.Struct(">4sQ16sQB")
 _ANS_LEASE = struct.Struct(">8sBII")
 
 
-# A socket's receive buffer: room for a burst of a few thousand datagrams
-# while its reader is busy (the default, ~208 KiB, holds a few hundred).
-RECEIVE_BUFFER = 4 << 20
+# A socket's receive buffer: room for a second of 10,000 answers while its
+# reader is busy (each small datagram takes about 1 KiB of it; the default,
+# ~208 KiB, holds a couple of hundred).
+RECEIVE_BUFFER = 16 << 20
 SO_RCVBUFFORCE = 33  # Linux's; the socket module does not name it
 
 

@@ -216,21 +216,26 @@ class SimAgent(pb_grpc.AgentServicer):
 
     # ----------------------------------------------------------- faults
 
-    def _end(self, fault: pb.Fault, reason: pb.EndReason.ValueType) -> pb.Fault:
+    def _end(
+        self, fault: pb.Fault, reason: pb.EndReason.ValueType, replying_to: str = ""
+    ) -> pb.Fault:
         if fault.state == pb.FAULT_STATE_ACTIVE:
             previous = fault.state
             fault.state, fault.end_reason = pb.FAULT_STATE_REVERTED, reason
             self.stats["reverts"] += 1
-            self._notify(fault, previous)
+            self._notify(fault, previous, replying_to)
         return fault
 
     def _end_all(self, lease: SimLease, reason: pb.EndReason.ValueType) -> list[pb.Fault]:
         return [self._end(f, reason) for f in lease.faults.values()]
 
-    def _notify(self, fault: pb.Fault, previous: pb.FaultState.ValueType) -> None:
+    def _notify(
+        self, fault: pb.Fault, previous: pb.FaultState.ValueType, replying_to: str = ""
+    ) -> None:
         self.generation += 1
         lease = self.leases.get(fault.lease_id)
-        if lease is not None:
+        # As the agent: the holder's own inject and revert are told by their replies.
+        if lease is not None and not (replying_to and replying_to == lease.peer):
             lease.changed()
         for q in self.watchers.get(fault.lease_id, []):
             q.put_nowait(pb.FaultEvent(fault=fault, previous_state=previous))
@@ -257,7 +262,7 @@ class SimAgent(pb_grpc.AgentServicer):
         if request.request_id:
             self.by_request[key] = fault
         self.stats["injects"] += 1
-        self._notify(fault, pb.FAULT_STATE_PENDING)
+        self._notify(fault, pb.FAULT_STATE_PENDING, context.peer())
         return fault
 
     async def RevertFault(self, request: pb.RevertFaultRequest, context: Any) -> pb.Fault:
@@ -265,7 +270,7 @@ class SimAgent(pb_grpc.AgentServicer):
         if fault is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"fault {request.fault_id!r} not found")
         assert fault is not None
-        return self._end(fault, pb.END_REASON_CLIENT_REVERT)
+        return self._end(fault, pb.END_REASON_CLIENT_REVERT, context.peer())
 
     async def GetFault(self, request: pb.GetFaultRequest, context: Any) -> pb.Fault:
         fault = self.faults.get(request.fault_id)

@@ -286,3 +286,37 @@ def test_history_keeps_the_newest_ended_faults_and_every_live_one(
     ids = [f.id for f in mgr.list_faults()]
     assert ids == [kept_live.id, *ended[-3:], last.id]
     assert mgr.active_count() == 2
+
+
+def test_a_leases_generation_moves_on_changes_its_holders_replies_do_not_tell(
+    setup: tuple[FaultManager, MemoryInjector], clock: FakeClock
+) -> None:
+    """The lease datagrams' answers carry it: the holder's own inject and revert
+    (from the peer holding the lease) are told by their replies; a fault's
+    end by its duration, or another caller's revert, moves it."""
+    mgr, _inj = setup
+    holder = "ipv4:127.0.0.1:40000"
+    lease = mgr.acquire_lease("t", ttl(300), peer=holder)
+
+    def generation() -> int:
+        found = mgr.leases.peek(lease.id)
+        assert found is not None
+        return found.generation
+
+    req = pb.InjectFaultRequest(lease_id=lease.id, spec=spec(), duration=secs(5))
+    own = mgr.inject(inject_request(req, mgr.kinds, caller="t", caller_peer=holder))
+    mgr.revert(own.id, EndReason.CLIENT_REVERT, peer=holder)
+    assert generation() == 0
+    req.duration.CopyFrom(secs(60))  # outlives the duration end below
+    other = mgr.inject(inject_request(req, mgr.kinds, caller="t", caller_peer="ipv4:10.0.0.9:1"))
+    assert generation() == 2  # pending, active: told to another caller, not the holder
+    ends = inject(mgr, lease.id, spec(), secs(5))
+    before = generation()
+    clock.advance(5)
+    mgr.run_due()
+    assert wait_for(lambda: mgr.get(ends.id).state == State.REVERTED, 5)
+    assert generation() > before
+    before = generation()
+    mgr.revert(other.id, EndReason.CLIENT_REVERT, peer="ipv4:10.0.0.9:1")
+    assert mgr.get(other.id).state == State.REVERTED
+    assert generation() == before + 2  # reverting, reverted: not the holder's reply
