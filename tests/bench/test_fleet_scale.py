@@ -221,7 +221,7 @@ def test_kill_switch_at_scale(netns: str) -> None:
     hold; timed until every answer, each listing the faults it reverted, is in."""
     rows = []
     for n in KILL_SIZES:
-        row = _scale(netns, n, hold=20.0, halt=True)
+        row = _scale(netns, n, hold=20.0, halt=True, path=PATHS[-1])  # datagrams, by default
         print(f"\n[bench] kill_switch n={n}: {json.dumps(row, sort_keys=True)}", flush=True)
         assert row["simulator"]["faults_active_after_ttl"] == 0
         if not row["saturated"]:

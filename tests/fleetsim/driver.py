@@ -20,6 +20,7 @@ from brownout.v1 import agent_pb2 as pb
 from controller.agents import inventory
 from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.fleet import Fleet
+from tests.fleetsim.limits import raise_fd_limit
 
 SPEC = pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=1))
 
@@ -46,8 +47,7 @@ def main() -> None:
         help="end with Halt on every agent (the kill switch's fan-out) instead of reverts",
     )
     args = ap.parse_args()
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_fd_limit()
     n, me = args.agents, psutil.Process()
     out: dict[str, object] = {"agents": n, "ttl_s": args.ttl, "hold_s": args.hold}
     refs = inventory.build(agents=addresses(n, args.port))

@@ -43,6 +43,7 @@ from brownout.v1 import agent_pb2 as pb
 from brownout.v1 import agent_pb2_grpc as pb_grpc
 from brownout.version import __version__
 from tests.fleetsim.leaseclock import LeaseClock
+from tests.fleetsim.limits import raise_fd_limit
 
 
 @dataclass
@@ -383,8 +384,7 @@ async def _commands(sim: SimAgent, server: aio.Server) -> None:
 
 
 async def main(listen: str, old: bool, watch: bool = True, datagrams: bool = False) -> None:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_fd_limit()
     sim = OldAgent(watch) if old else SimAgent(keep_leases=True, datagrams=datagrams)
     server = aio.server(options=[("grpc.max_concurrent_streams", 64), ("grpc.so_reuseport", 0)])
     pb_grpc.add_AgentServicer_to_server(sim, server)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import tempfile
 import threading
 import time
@@ -27,6 +26,7 @@ from controller.experiments.runner import Runner, RunOptions
 from controller.service.auth import Tokens
 from controller.service.state import Service
 from tests.fleetsim.driver import addresses
+from tests.fleetsim.limits import raise_fd_limit
 
 
 def experiment(hold: float) -> Any:
@@ -64,8 +64,7 @@ def main() -> None:
     ap.add_argument("--hold", type=float, default=5.0)
     ap.add_argument("--mode", choices=["shared", "per-run"], required=True)
     args = ap.parse_args()
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_fd_limit()
     me = psutil.Process()
     refs = inventory.build(agents=addresses(args.agents, args.port))
     e = experiment(args.hold)
