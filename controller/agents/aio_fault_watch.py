@@ -20,7 +20,6 @@ still seen, one poll late at most.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Callable
 
@@ -30,6 +29,7 @@ import structlog
 from brownout.v1 import agent_pb2 as pb
 from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.lease_hold import LeaseHold
+from controller.agents.loop import cancel
 
 log = structlog.get_logger(__name__)
 
@@ -77,10 +77,7 @@ class AsyncFaultWatch:
         return self
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     def _deliver(self, fault: pb.Fault, previous: int = pb.FAULT_STATE_UNSPECIFIED) -> None:
         self._seen[fault.id] = (fault.state, fault.end_reason)

@@ -15,7 +15,6 @@ send, a read) plus a heap push, which is what lets one core keep 10,000 leases.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import heapq
 import itertools
@@ -25,6 +24,7 @@ from typing import Protocol
 
 from brownout import heartbeat as hb
 from controller.agents.datagrams import RESEND, DatagramPort, Key
+from controller.agents.loop import cancel
 
 TICK = 0.005  # the least sleep between sending rounds
 IDLE = 0.1  # the most
@@ -131,10 +131,7 @@ class Keeper:
             await asyncio.sleep(min(max(wait, TICK), IDLE))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     def _send(self, beat: Beat, now: float) -> None:
         if beat.round_start is None:

@@ -30,6 +30,7 @@ from brownout.v1 import agent_pb2 as pb
 from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.datagrams import Key
 from controller.agents.keeper import Keeper
+from controller.agents.loop import cancel
 
 log = structlog.get_logger(__name__)
 
@@ -98,10 +99,7 @@ class LeaseHold:
     async def stop(self) -> None:
         """Stop heartbeating; a stream is closed cleanly (the agent audits its end)."""
         self._stopping = True
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     @property
     def mode(self) -> str:

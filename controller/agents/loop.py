@@ -10,6 +10,7 @@ coroutines over with run().
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Coroutine
@@ -25,6 +26,14 @@ WORKERS = 64
 # thread, and Python runs its handler only once the main thread is back in
 # Python code, so a wait there must come back now and then.
 SIGNAL_SLICE = 0.1
+
+
+async def cancel(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a task on this loop and wait until it has ended."""
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class LoopThread:

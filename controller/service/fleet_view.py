@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.agents.fleet import AgentStatus, Fleet
+from controller.agents.loop import cancel
 from controller.experiments.selection import Selector
 
 REFRESH_S = 60.0  # GetInfo again after this long, for agents no lease keeps in touch
@@ -59,10 +60,7 @@ class FleetView:
         return self
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     def _stale(self, address: str, now: float) -> bool:
         e = self.entries.get(address)

@@ -7,11 +7,16 @@ reverts one CPU fault (1 % on one core) on all of them in parallel.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import signal
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +24,7 @@ from brownout.v1 import agent_pb2 as pb
 from controller.agents import inventory
 from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.fleet import Fleet
-from tests.agentproc import AgentProc
+from tests.agentproc import AgentProc, wait_for
 from tests.bench.common import report
 
 pytestmark = pytest.mark.bench
@@ -27,6 +32,8 @@ pytestmark = pytest.mark.bench
 SIZES = [int(n) for n in os.environ.get("BROWNOUT_FANOUT_SIZES", "10,50,100").split(",")]
 REPEATS = 3
 SPEC = pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=1))
+ROOT = Path(__file__).resolve().parents[2]
+LIVE = (pb.FAULT_STATE_PENDING, pb.FAULT_STATE_ACTIVE, pb.FAULT_STATE_REVERTING)
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +114,37 @@ def test_heartbeat_cost(agents: list[AgentProc]) -> None:
         },
     )
     assert not lost
+
+
+def test_a_stopped_controller_loses_every_fault_within_the_ttl(agents: list[AgentProc]) -> None:
+    """A controller holds a lease (by datagram) and a fault on every agent, and
+    is stopped with SIGSTOP: each agent reverts by itself. Timed from the stop
+    to each fault's end as the agent recorded it; the goal is TTL + 100 ms."""
+    ttl = 1.5
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.holder", str(ttl), *(a.address for a in agents)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        held = json.loads(holder.stdout.readline())
+        assert len(held["faults"]) == len(agents), held["errors"]
+        time.sleep(2 * ttl)  # a few heartbeats
+        stopped = time.time()
+        holder.send_signal(signal.SIGSTOP)
+        ends: list[float] = []
+        for a in agents:
+            with a.client() as c:
+                fault_id = held["faults"][a.address]
+                assert wait_for(lambda c=c, f=fault_id: c.get_fault(f).state not in LIVE, ttl + 5)
+                f = c.get_fault(fault_id)
+                assert f.end_reason == pb.END_REASON_LEASE_EXPIRED, f
+                ends.append(f.ended_at.ToNanoseconds() / 1e9 - stopped)
+    finally:
+        holder.kill()
+        holder.wait(10)
+    figures = {"agents": len(agents), "ttl_s": ttl, "lease_modes": held["modes"],
+               "reverted_after_stop": _ms(ends), "goal_ms": (ttl + 0.1) * 1e3}  # fmt: skip
+    figures["goal_met"] = max(ends) <= ttl + 0.1
+    report("stopped_controller_reverts", figures)
+    assert max(ends) <= ttl + 1.0  # well inside the lease's own bound, whatever the load
