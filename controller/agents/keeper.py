@@ -18,7 +18,6 @@ import asyncio
 import functools
 import heapq
 import itertools
-import random
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -76,11 +75,9 @@ class Keeper:
         if beat is None:
             beat = Beat(member.address, addr, family, key, period)
             group.append(beat)
-            # The first send spread over the period, so a fleet's setup does
-            # not become one burst every period after.
-            self._schedule(
-                beat, asyncio.get_running_loop().time() + period * random.uniform(0.5, 1)
-            )
+            # At once: the hold already waited a random part of the period
+            # before joining, which spreads a fleet's beats (lease_hold.py).
+            self._schedule(beat, asyncio.get_running_loop().time())
         beat.members[member.lease_id] = member
         self._of[member.lease_id] = beat
         if self._task is None or self._task.done():

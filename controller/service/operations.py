@@ -22,6 +22,7 @@ from controller.schedules import model as schedule_model
 from controller.schedules.model import Schedule
 from controller.service import practice
 from controller.service.errors import Invalid, NotFound, Refused
+from controller.service.fleet_view import STATES as FLEET_STATES
 from controller.service.runs import ActiveRun
 from controller.service.state import Service
 from controller.store import KillSwitch, Run, StoredExperiment, StoredSchedule
@@ -94,6 +95,9 @@ class Operations:
         self, selector: str = "", state: str = "", page: int = 1, per_page: int = 100
     ) -> dict[str, Any]:
         """A page of the fleet's status, from memory (fleet_view.py), on the loop."""
+        if state and state not in FLEET_STATES:
+            listed = ", ".join(FLEET_STATES)
+            raise Invalid(f"state must be one of {listed}, got {state[:40]!r}", "state")
         try:
             parsed = parse_selector(selector, "selector") if selector else None
         except ConfigError as exc:
