@@ -1,8 +1,17 @@
-"""Parsing of /proc/self/mountinfo, shared by the cgroup and filesystem layers."""
+"""Parsing of /proc/self/mountinfo, shared by the cgroup and filesystem layers.
+
+The agent's own mount table is parsed again only when the kernel says it
+changed: an open mountinfo file polls POLLPRI after a mount or unmount in its
+namespace (proc(5)). Every worker's start reads the cgroup mounts, and a
+Kubernetes node can have hundreds of mounts.
+"""
 
 from __future__ import annotations
 
+import os
 import re
+import select
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +62,40 @@ def parse(text: str) -> list[MountEntry]:
     return [parse_line(line) for line in text.splitlines() if line.strip()]
 
 
-def read(path: Path = Path("/proc/self/mountinfo")) -> list[MountEntry]:
-    return parse(path.read_text())
+SELF = Path("/proc/self/mountinfo")
+
+
+class _OwnTable:
+    """This process's mount table, parsed once per change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fd = -1
+        self._poll = select.poll()
+        self._entries: list[MountEntry] | None = None
+
+    def read(self) -> list[MountEntry]:
+        with self._lock:
+            if self._fd < 0:
+                self._fd = os.open(SELF, os.O_RDONLY | os.O_CLOEXEC)
+                self._poll.register(self._fd, select.POLLPRI)
+            # Polling consumes the change it reports, so it comes before the
+            # read: a mount during the read is reported by the next poll.
+            changed = bool(self._poll.poll(0))
+            if changed or self._entries is None:
+                os.lseek(self._fd, 0, os.SEEK_SET)
+                chunks = []
+                while chunk := os.read(self._fd, 1 << 16):
+                    chunks.append(chunk)
+                self._entries = parse(b"".join(chunks).decode())
+            return list(self._entries)
+
+
+_OWN = _OwnTable()
+
+
+def read(path: Path = SELF) -> list[MountEntry]:
+    return _OWN.read() if path == SELF else parse(path.read_text())
 
 
 def containing(entries: list[MountEntry], path: Path) -> MountEntry:

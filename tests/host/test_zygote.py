@@ -181,6 +181,24 @@ def test_setup_errors_after_go_reach_the_caller(
     assert procs.find_marked(instance) == []
 
 
+@pytest.mark.parametrize("fork", [True, False])
+def test_a_revert_kills_the_workers_its_record_missed_from_what_the_spawner_remembers(
+    spawner: procs.Spawner, instance: str, fork: bool
+) -> None:
+    """A worker started for a fault but never written to its undo record (say
+    the checkpoint failed) is still killed at revert. The spawner remembers it,
+    so no search of the host's processes is needed: here the search, told of
+    another agent instance, would find nothing."""
+    ref = spawner.spawn(burn_argv(instance, fault_id="fault-unrecorded"), fork=fork)
+    assert spawner.started_for("fault-unrecorded", CPU_BURN) == [ref]
+    assert spawner.started_for("fault-unrecorded", "agent.workers.memory_leak") is None
+    procs.kill_fault_workers("other-agent", "fault-unrecorded", CPU_BURN, [], spawner, "cpu")
+    assert not procs.alive(ref)
+    assert spawner.started_for("fault-unrecorded", CPU_BURN) is None  # forgotten once gone
+    # A second revert (idempotent) falls back to the search by marker.
+    procs.kill_fault_workers(instance, "fault-unrecorded", CPU_BURN, [], spawner, "cpu")
+
+
 def test_agent_kill9_kills_its_fork_server_and_workers(
     tmp_path: Path, agent_factory: list[AgentProc]
 ) -> None:

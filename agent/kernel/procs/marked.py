@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import time
 from collections.abc import Iterator
@@ -28,27 +29,42 @@ class Reaper(Protocol):
 
     def reap(self, pid: int) -> None: ...
 
+    def started_for(self, fault_id: str, module: str) -> list[ProcRef] | None: ...
+
+    def forget(self, fault_id: str, module: str) -> None: ...
+
 
 def kill(ref: ProcRef, spawner: Reaper | None = None, timeout: float = 5.0) -> bool:
     """SIGKILL ref if it is still the same process and wait until it is gone.
 
-    Returns True once it is gone (or was already). Idempotent.
+    Returns True once it is gone (or was already). Idempotent. The signal goes
+    through a pidfd opened before the identity check, so a pid recycled in
+    between is never signalled, and the exit is waited for in poll(2).
     """
+    deadline = time.monotonic() + timeout
     if spawner is not None:
         spawner.expect_exit(ref)
-    if not alive(ref):
-        if spawner is not None:
-            spawner.reap(ref.pid)
-        return True
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(ref.pid, signal.SIGKILL)
+    try:
+        pidfd = os.pidfd_open(ref.pid)
+    except ProcessLookupError:
+        pidfd = -1
+    try:
+        if pidfd >= 0 and alive(ref):
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            poller.poll(max(0.0, deadline - time.monotonic()) * 1e3)
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
     if spawner is not None:
         spawner.reap(ref.pid)
-    deadline = time.monotonic() + timeout
+    # The pidfd is readable a moment before /proc calls the process a zombie.
     while alive(ref):
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.002)
+        time.sleep(0.0005)
     return True
 
 
@@ -121,12 +137,19 @@ def kill_fault_workers(
     what: str,
 ) -> None:
     """Kill a fault's workers: those its undo record names, plus any started but
-    not yet checkpointed when the agent died (found by marker). Idempotent."""
-    refs = [ProcRef(int(w["pid"]), int(w["start_time"])) for w in recorded]
-    refs += [ProcRef(m.pid, m.start_time) for m in find_marked(instance, fault_id, module)]
-    stuck = [ref.pid for ref in refs if not kill(ref, spawner)]
+    not yet checkpointed. The spawner knows those it started; those of a dead
+    agent are found by marker, a search of every process on the host. Idempotent."""
+    refs = {ProcRef(int(w["pid"]), int(w["start_time"])) for w in recorded}
+    known = spawner.started_for(fault_id, module) if spawner is not None else None
+    if known is None:
+        refs.update(ProcRef(m.pid, m.start_time) for m in find_marked(instance, fault_id, module))
+    else:
+        refs.update(known)
+    stuck = [ref.pid for ref in sorted(refs, key=lambda r: r.pid) if not kill(ref, spawner)]
     if stuck:
         raise OSError(f"{what} still running after SIGKILL: {stuck}")
+    if spawner is not None:
+        spawner.forget(fault_id, module)
 
 
 def sweep_workers(instance: str, module: str, spawner: Reaper | None, what: str) -> list[str]:

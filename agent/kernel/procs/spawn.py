@@ -80,6 +80,10 @@ class Spawner:
 
     Every worker that starts is watched: when one exits without being killed
     through kill(), on_exit is told (with the fault id from its markers).
+
+    It also remembers which workers it started for each fault and module, from
+    the moment it learns their pid, so a revert in this agent's lifetime need
+    not search every process on the host for them (see started_for).
     """
 
     def __init__(self, instance: str, on_exit: Callable[[Exit], None] | None = None) -> None:
@@ -88,6 +92,8 @@ class Spawner:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()  # one request at a time on the server's socket
         self._zygote: _Zygote | None = None
+        self._started: dict[tuple[str, str], set[ProcRef]] = {}
+        self._started_lock = threading.Lock()
         self.on_exit = on_exit
         self._watch = ExitWatch(self._exited, start_time)
 
@@ -132,6 +138,7 @@ class Spawner:
             finally:
                 for fd in theirs:
                     os.close(fd)
+            self._remember(argv, child)
             ref = _handshake(child, argv, *ours, ready_timeout, before_go, on_running)
         finally:
             for fd in ours:
@@ -140,6 +147,27 @@ class Spawner:
             self._children[ref.pid] = child.popen
         self._watch.watch(ref.pid, ref.start_time, fault_of(argv), child.popen, child.reports)
         return ref
+
+    def _remember(self, argv: list[str], child: _Started) -> None:
+        """Before the handshake: a worker that fails it is still this fault's to kill."""
+        fault_id = fault_of(argv)
+        if fault_id and child.start_time is not None:
+            with self._started_lock:
+                workers = self._started.setdefault((fault_id, argv[2]), set())
+                workers.add(ProcRef(child.pid, child.start_time))
+
+    def started_for(self, fault_id: str, module: str) -> list[ProcRef] | None:
+        """The workers of this module this spawner started for the fault, dead or
+        alive, until forget(); None if it started none (the fault may be a dead
+        agent's, whose workers only a search by marker finds)."""
+        with self._started_lock:
+            workers = self._started.get((fault_id, module))
+            return None if workers is None else list(workers)
+
+    def forget(self, fault_id: str, module: str) -> None:
+        """The fault's workers of this module are all gone."""
+        with self._started_lock:
+            self._started.pop((fault_id, module), None)
 
     def expect_exit(self, ref: ProcRef) -> None:
         """ref is about to be killed on purpose: do not report its exit."""
