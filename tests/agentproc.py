@@ -22,6 +22,7 @@ class AgentProc:
     state_dir: Path
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    netns: str = ""  # a named network namespace (ip netns) to run in; its files are ours
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
     metrics_port: int = 0
@@ -48,7 +49,10 @@ class AgentProc:
         ready.unlink(missing_ok=True)
         self.log_path = self.state_dir.parent / f"{self.state_dir.name}.log"
         log = self.log_path.open("ab")
+        # nsenter joins only the network namespace (ip netns exec would also
+        # mount a fresh /sys, hiding the cgroup filesystems).
         argv = [
+            *(["nsenter", f"--net=/run/netns/{self.netns}"] if self.netns else []),
             sys.executable,
             "-m",
             "agent.cli",

@@ -26,7 +26,6 @@ class Key:
     key_id: bytes
     key: bytes
     counter: int = 0
-    heard: float = 0.0  # loop time of its agent's last genuine answer, late or not
 
     def next(self) -> int:
         # Above the wall clock in ns, so a restarted holder still goes up.
@@ -122,7 +121,6 @@ class DatagramPort:
         except hb.Forged:
             self.stats.drop("forged")
             return
-        k.heard = asyncio.get_running_loop().time()  # the path works, if slowly
         on_answer = self._waiting.pop((answer.key_id, answer.counter), None)
         if on_answer is None:
             self.stats.drop("late")  # a resent request's first answer, or a replay

@@ -5,8 +5,11 @@ Leases are grouped into beats: one agent (its heartbeat address), one key (one
 holder), one period. A beat's leases are renewed by one datagram (up to 64 of
 them; more make another beat), sent one period after the previous round was
 answered, so a wedged controller still stops renewing. A round that gets no
-answer is sent again every RESEND with a new counter; a round with no answer
-for a whole period tells each of its leases to fall back to gRPC.
+answer is sent again every RESEND with a new counter. A beat whose leases were
+last renewed two periods ago (by the send time of the datagram answered) tells
+each of them to fall back to gRPC: that leaves the TTL's last third to open a
+stream and renew there. Waiting longer for a slow path would lose the leases
+of a path that drops UDP.
 
 The cost of a heartbeat is then what the protocol costs (a MAC each way, a
 send, a read) plus a heap push, which is what lets one core keep 10,000 leases.
@@ -34,6 +37,7 @@ class Member(Protocol):
 
     lease_id: str
     address: str  # the agent's, as the fleet names it
+    confirmed: float  # monotonic send time of its newest answered heartbeat
 
     def answered(self, sent: float, state: hb.LeaseState, generation: int) -> None: ...
 
@@ -50,7 +54,7 @@ class Beat:
     members: dict[str, Member] = field(default_factory=dict)
     due: float = 0.0  # loop time of the next send
     round_start: float | None = None  # loop time of the round's first send, until answered
-    counters: list[int] = field(default_factory=list)  # this round's, to forget when done
+    sends: dict[int, float] = field(default_factory=dict)  # this round's counters: send times
 
 
 class Keeper:
@@ -104,9 +108,9 @@ class Keeper:
         beat.due = -1.0  # its heap entries are stale
 
     def _forget(self, beat: Beat) -> None:
-        for counter in beat.counters:
+        for counter in beat.sends:
             self.port.unexpect(beat.key.key_id, counter)
-        beat.counters.clear()
+        beat.sends.clear()
 
     def _schedule(self, beat: Beat, due: float) -> None:
         beat.due = due
@@ -131,33 +135,27 @@ class Keeper:
         await cancel(self._task)
 
     def _send(self, beat: Beat, now: float) -> None:
+        # The leases' time at the agent runs out at least a TTL (three periods)
+        # after the newest answered send; the last third is the fallback's.
+        cutoff = min(m.confirmed for m in beat.members.values()) + 2 * beat.period
         if beat.round_start is None:
             beat.round_start = now
-        elif now - beat.round_start >= beat.period:
+        elif now >= cutoff:
             self.port.drain()  # an answer waiting behind a busy loop still counts
             if beat.round_start is None:
                 return  # it did (and rescheduled the beat)
-            # No answer for a whole period. If the agent answered anything
-            # during it (late), or this loop itself runs late, the path works
-            # and is slow: moving to streams would only add load, so wait up
-            # to a second period (of the TTL's three). Else each lease moves
-            # to gRPC now.
-            slow = beat.key.heard >= beat.round_start or self.lag > beat.period / 4
-            if slow and now - beat.round_start < 2 * beat.period:
-                self._resend(beat, now, beat.round_start + 2 * beat.period - now)
-                return
             members = list(beat.members.values())
             self._drop(beat)
             for m in members:
                 m.unanswered()
             return
-        self._resend(beat, now, beat.round_start + beat.period - now)
+        self._resend(beat, now, cutoff - now)
 
     def _resend(self, beat: Beat, now: float, left: float) -> None:
         """Send the round's datagram (again, with a new counter); look again
         after RESEND, or when `left` runs out."""
         counter = beat.key.next()
-        beat.counters.append(counter)
+        beat.sends[counter] = now
         self.port.expect(beat.key.key_id, counter, functools.partial(self._answered, beat))
         leases = list(beat.members)
         self.port.send(beat.family, beat.addr, hb.encode_request(
@@ -167,7 +165,9 @@ class Keeper:
     def _answered(self, beat: Beat, answer: hb.Answer) -> None:
         if beat.round_start is None or not beat.members:
             return  # a late answer to a round already answered
-        sent, beat.round_start = beat.round_start, None
+        # The agent renewed when this counter's datagram came, after its send.
+        sent = beat.sends.get(answer.counter, beat.round_start)
+        beat.round_start = None
         self._forget(beat)
         self.rounds += 1
         self.seen[beat.agent] = (asyncio.get_running_loop().time(), answer.generation)

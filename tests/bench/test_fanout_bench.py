@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ from controller.agents import inventory
 from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.fleet import Fleet
 from tests.agentproc import AgentProc, wait_for
-from tests.bench.common import report
+from tests.bench.common import report, scratch_netns
 
 pytestmark = pytest.mark.bench
 
@@ -148,3 +149,82 @@ def test_a_stopped_controller_loses_every_fault_within_the_ttl(agents: list[Agen
     figures["goal_met"] = max(ends) <= ttl + 0.1
     report("stopped_controller_reverts", figures)
     assert max(ends) <= ttl + 1.0  # well inside the lease's own bound, whatever the load
+
+
+def _ask(holder: subprocess.Popen[str], command: str) -> dict[str, Any]:
+    assert holder.stdin is not None and holder.stdout is not None
+    holder.stdin.write(command + "\n")
+    holder.stdin.flush()
+    answer: dict[str, Any] = json.loads(holder.stdout.readline())
+    return answer
+
+
+def _drop_udp_to(ns: str, ports: list[int]) -> None:
+    """An nftables rule in the test's namespace: every datagram to these ports is dropped."""
+    rules = (
+        "table inet bo_bench_drop {\n chain input {\n"
+        "  type filter hook input priority 0;\n"
+        f"  udp dport {{ {', '.join(map(str, ports))} }} drop\n }}\n}}\n"
+    )
+    subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, text=True,
+                   check=True)  # fmt: skip
+
+
+def test_dropped_udp_moves_every_lease_to_the_stream_without_loss(tmp_path: Path) -> None:
+    """100 real agents and a controller holding a lease and a fault on each by
+    datagram, all in a namespace of the test's. An nftables rule there drops
+    UDP to the agents: every lease moves to KeepLeases, none is lost and every
+    fault stays active. Timed from the rule to the last lease moved."""
+    n, ttl = max(SIZES), 3.0
+    with scratch_netns("bo-fanout") as ns:
+        agents = [AgentProc(tmp_path / f"a{i}", netns=ns) for i in range(n)]
+        holder: subprocess.Popen[str] | None = None
+        try:
+            with ThreadPoolExecutor(8) as ex:
+                list(ex.map(lambda p: p.start(120), agents))
+            holder = subprocess.Popen(
+                ["nsenter", f"--net=/run/netns/{ns}", sys.executable, "-m", "tests.bench.holder",
+                 str(ttl), *(a.address for a in agents)],
+                cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            assert holder.stdout is not None
+            held = json.loads(holder.stdout.readline())
+            assert len(held["faults"]) == n, held["errors"]
+            time.sleep(ttl)  # a few rounds of datagrams
+            assert _ask(holder, "status")["modes"] == {"datagram": n}
+            _drop_udp_to(ns, [a.heartbeat_port for a in agents])
+            dropped = time.monotonic()
+            moved_s = None
+            while time.monotonic() - dropped < 4 * ttl:
+                status = _ask(holder, "status")
+                if status["modes"] == {"KeepLeases": n}:
+                    moved_s = time.monotonic() - dropped
+                    break
+                time.sleep(0.1)
+            assert moved_s is not None, status
+            time.sleep(2 * ttl)  # held over the streams for a while
+            status = _ask(holder, "status")
+            # Read before the holder goes: then every lease expires, as it should.
+            logs = [a.log_events() for a in agents]
+            expired = [e for log in logs for e in log if e.get("reason") == "lease_expired"]
+            streams = sum(
+                any(e.get("event") == "audit" and e.get("method") == "KeepLeases" for e in log)
+                for log in logs
+            )
+        finally:
+            if holder is not None:
+                holder.kill()
+                holder.wait(10)
+            with ThreadPoolExecutor(16) as ex:
+                list(ex.map(lambda p: p.stop() if p.proc is not None else None, agents))
+    report(
+        "udp_dropped_fallback",
+        {"agents": n, "ttl_s": ttl, "all_moved_to_stream_s": round(moved_s, 2),
+         "leases_lost": len(status["lost"]), "fault_states": status["states"],
+         "agents_that_audited_keepleases": streams},
+    )  # fmt: skip
+    assert status["lost"] == {}
+    assert status["states"] == {"FAULT_STATE_ACTIVE": n}
+    assert status["modes"] == {"KeepLeases": n}
+    assert expired == []
+    assert streams == n

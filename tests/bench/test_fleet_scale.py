@@ -21,14 +21,13 @@ import resource
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.bench.common import report
+from tests.bench.common import report, scratch_netns
 from tests.fleetsim.limits import raise_fd_limit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,13 +51,8 @@ GOALS_AT_10K = {"all_applied_s": 3.0, "all_reverted_s": 3.0, "cpu_ms": 0.1, "rss
 
 @pytest.fixture
 def netns() -> Iterator[str]:
-    name = f"bo-fleetsim-{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    with scratch_netns("bo-fleetsim") as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=True)
 
 
 def _in(ns: str, module: str, *args: str) -> list[str]:
