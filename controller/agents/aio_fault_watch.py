@@ -5,7 +5,8 @@ single-agent CLI).
 While the lease is renewed by datagram, no stream stays open: each answer
 carries the lease's fault generation, and only when it moves does the watch
 fetch the lease's faults (ListFaults) and report what changed. Otherwise, and
-once the lease's hold leaves datagrams, it follows WatchFaults. A broken
+while the lease's hold is off datagrams, it follows WatchFaults; when the hold
+goes back to datagrams, so does the watch (closing its stream). A broken
 stream is reopened with include_existing, so an end that happened while it
 was down is still seen.
 
@@ -25,6 +26,7 @@ from collections.abc import Callable
 
 import grpc
 import structlog
+from grpc import aio
 
 from brownout.v1 import agent_pb2 as pb
 from controller.agents.aioclient import AsyncAgentClient
@@ -32,6 +34,7 @@ from controller.agents.lease_hold import LeaseHold
 from controller.agents.loop import cancel
 
 log = structlog.get_logger(__name__)
+_Call = aio.UnaryStreamCall[pb.WatchFaultsRequest, pb.FaultEvent]
 
 RETRY_S = 0.5  # the first reconnect; doubled per failure up to MAX_RETRY_S
 MAX_RETRY_S = 10.0
@@ -69,6 +72,7 @@ class AsyncFaultWatch:
         self._task: asyncio.Task[None] | None = None
         self.mode = "WatchFaults"
         self.reconnects = 0
+        self._failures = 0  # stream failures since the last event
         self._seen: dict[str, tuple[int, int]] = {}  # fault id -> (state, end reason)
 
     def start(self) -> AsyncFaultWatch:
@@ -121,15 +125,13 @@ class AsyncFaultWatch:
         self.mode = "WatchFaults"
 
     async def _run(self) -> None:
-        if self.hold is not None and self.hold.datagram is not None:
-            await self._follow(self.hold)
-        failures = 0
         while True:
+            if self.hold is not None and self.hold.datagram is not None:
+                await self._follow(self.hold)
             call = self.client.watch(self.lease_id, include_existing=True)
             try:
-                async for event in call:
-                    failures = 0
-                    self._deliver(event.fault, event.previous_state)
+                if await self._stream_until_back(call):
+                    continue
             except grpc.RpcError as exc:
                 code = exc.code()
                 if code in PERMANENT:
@@ -140,17 +142,42 @@ class AsyncFaultWatch:
                     self.mode = "ListFaults"
                     await self._poll()
                     return
-                if failures == 0:  # one line per outage, not one per retry
+                if self._failures == 0:  # one line per outage, not one per retry
                     log.info(
                         "fault watch broken; reconnecting with backoff",
                         agent=self.client.address, lease_id=self.lease_id,
                         code=code.name if code else "UNKNOWN",
                     )  # fmt: skip
-                failures += 1
+                self._failures += 1
             finally:
                 call.cancel()
             self.reconnects += 1
-            await asyncio.sleep(backoff(failures))
+            await asyncio.sleep(backoff(self._failures))
+
+    async def _stream_until_back(self, call: _Call) -> bool:
+        """Deliver the stream's events until it ends (False; an error is raised)
+        or the hold goes back to datagrams (True)."""
+        consume = asyncio.ensure_future(self._consume(call))
+        hold = self.hold
+        if hold is None or hold.home is None:
+            await consume
+            return False
+        back = asyncio.ensure_future(_back_on_datagrams(hold))
+        try:
+            await asyncio.wait([consume, back], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel(back)
+            if not consume.done():
+                await cancel(consume)
+        if consume.cancelled():
+            return True
+        consume.result()  # the stream's error, if it failed
+        return False
+
+    async def _consume(self, call: _Call) -> None:
+        async for event in call:
+            self._failures = 0
+            self._deliver(event.fault, event.previous_state)
 
     async def _poll(self) -> None:
         """Until stopped: every poll_s, an event for each fault whose state changed."""
@@ -165,3 +192,11 @@ class AsyncFaultWatch:
                 continue
             self._changes(faults)
             await asyncio.sleep(self._poll_s * random.uniform(0.8, 1.2))
+
+
+async def _back_on_datagrams(hold: LeaseHold) -> None:
+    """Returns once the hold renews by datagram again."""
+    while hold.datagram is None:
+        hold.changed.clear()
+        if hold.datagram is None:  # not back since the check
+            await hold.changed.wait()

@@ -134,6 +134,29 @@ class Keeper:
     async def stop(self) -> None:
         await cancel(self._task)
 
+    async def probe(self, dest: tuple[str, int], key: Key, lease_id: str, wait: float) -> bool:
+        """One datagram renewing one lease (kept over gRPC meanwhile): True if the
+        agent answered within `wait` that the lease is live, so the path works again."""
+        family, addr = await self.port.resolve(*dest)
+        answered: asyncio.Future[hb.Answer] = asyncio.get_running_loop().create_future()
+
+        def got(answer: hb.Answer) -> None:
+            if not answered.done():
+                answered.set_result(answer)
+
+        counter = key.next()
+        self.port.expect(key.key_id, counter, got)
+        try:
+            self.port.send(family, addr, hb.encode_request(key.key_id, key.key, counter,
+                                                            [lease_id]))  # fmt: skip
+            done, _ = await asyncio.wait([answered], timeout=wait)
+        finally:
+            self.port.unexpect(key.key_id, counter)
+            answered.cancel()
+        if not done:
+            return False
+        return any(s.lease_id == lease_id and s.live for s in answered.result().leases)
+
     def _send(self, beat: Beat, now: float) -> None:
         # The leases' time at the agent runs out at least a TTL (three periods)
         # after the newest answered send; the last third is the fallback's.

@@ -2,7 +2,10 @@
 by authenticated datagram where the agent announces it (brownout/heartbeat.py),
 else on a KeepLeases stream, else by RenewLease calls. When datagrams get no
 answer within TTL/3 (a firewall, a lossy path), the hold moves to the stream
-(and from there to RenewLease) at once, without losing the lease.
+(and from there to RenewLease) at once, without losing the lease. From there it
+probes the datagram path now and then (PROBE_S, doubling), and goes back to it
+when the agent answers: a fan-out that kept the loop busy, or a firewall rule
+since lifted, does not leave the lease on a stream for good.
 
 A heartbeat is sent by this code and only after the previous one was answered,
 so a wedged controller stops renewing and loses its leases. A broken stream
@@ -36,6 +39,9 @@ log = structlog.get_logger(__name__)
 
 # When the agent cannot serve the stream (too old, or at its stream limit).
 FALL_BACK = frozenset({grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.RESOURCE_EXHAUSTED})
+# Seconds on gRPC before the datagram path is tried again; doubled after each
+# probe left unanswered, up to the second figure.
+PROBE_S = (10.0, 120.0)
 
 
 class _Gone(Exception):
@@ -48,6 +54,10 @@ class _Broken(Exception):
 
 class _NoAnswer(Exception):
     """No datagram answer within TTL/3: fall back to gRPC."""
+
+
+class _Back(Exception):
+    """A probe was answered: back to datagrams."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,10 @@ class LeaseHold:
     ) -> None:
         self.client = client
         self.datagram = datagram
+        self.home = datagram  # where datagrams go, kept while the hold is on gRPC
+        self.returns = 0  # times it went back to datagrams
+        self._probe_at = 0.0  # monotonic time of the next probe, while on gRPC
+        self._probe_every = PROBE_S[0]
         self.generation = 0  # the agent's fault generation, from datagram answers
         # The lease's own fault generation, from datagram answers; `changed` is
         # set when it moves, and when the hold leaves datagrams or ends, so a
@@ -134,6 +148,15 @@ class LeaseHold:
                             agent=self.address, lease_id=self.lease_id,
                             fallback="KeepLeases" if self.streaming else "RenewLease")  # fmt: skip
                 self.datagram = None
+                self._probe_every = PROBE_S[0]
+                self._probe_at = time.monotonic() + self._probe_every
+                self.changed.set()
+                continue
+            except _Back:
+                log.info("lease datagrams answered again; leaving gRPC", agent=self.address,
+                         lease_id=self.lease_id)  # fmt: skip
+                self.datagram = self.home
+                self.returns += 1
                 self.changed.set()
                 continue
             except grpc.RpcError as exc:
@@ -159,6 +182,17 @@ class LeaseHold:
             self.reconnects += 1
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, period / 2)
+
+    async def _probe(self, period: float) -> None:
+        """On gRPC after datagrams went unanswered: now and then, one datagram;
+        _Back if the agent answers it."""
+        home = self.home
+        if home is None or time.monotonic() < self._probe_at:
+            return
+        if await home.keeper.probe(home.dest, home.key, self.lease_id, min(period / 2, 0.5)):
+            raise _Back()
+        self._probe_every = min(self._probe_every * 2, PROBE_S[1])
+        self._probe_at = time.monotonic() + self._probe_every
 
     def _left(self) -> float:
         """Seconds until no answer means the lease may be gone."""
@@ -189,7 +223,11 @@ class LeaseHold:
                     raise _Gone(f"NOT_FOUND: {state.reason or 'the lease is not live'}")
                 self.confirmed = sent
                 self.heartbeats += 1
+                await self._probe(period)
                 await self._wait_period(sent, period)
+        except _Back:
+            await _close(call)  # the agent sees a clean end
+            raise
         except asyncio.CancelledError:
             if self._stopping:
                 await _close(call)
@@ -238,6 +276,7 @@ class LeaseHold:
             await self.client.renew_lease(self.lease_id, timeout=max(0.001, self._left()))
             self.confirmed = sent
             self.heartbeats += 1
+            await self._probe(period)
             await self._wait_period(sent, period)
 
 

@@ -2,7 +2,7 @@
 lives on datagrams alone; a replayed or forged datagram renews nothing (and is
 counted); a controller stopped by SIGSTOP loses its faults within TTL + 100 ms;
 datagrams that get no answer move the lease to the KeepLeases stream without
-losing it."""
+losing it, and back once they are answered again."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ import pytest
 from brownout import features
 from brownout import heartbeat as hb
 from brownout.v1 import agent_pb2 as pb
-from controller.agents import inventory
+from controller.agents import inventory, lease_hold
 from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.fleet import Fleet
 from tests.agentproc import AgentProc, wait_for
+from tests.host.udpgate import UdpGate
 
 pytestmark = pytest.mark.host
 
@@ -44,6 +45,11 @@ def samples(agent: AgentProc, name: str, label: str) -> dict[str, float]:
 
 def datagrams(agent: AgentProc) -> dict[str, float]:
     return samples(agent, "brownout_lease_datagrams_total", "result")
+
+
+def streams(agent: AgentProc) -> dict[str, float]:
+    open_ = samples(agent, "brownout_open_streams", "method")
+    return {m: open_.get(m, 0.0) for m in ("KeepLeases", "WatchFaults")}
 
 
 def send(agent: AgentProc, data: bytes, wait: float = 1.0) -> bytes | None:
@@ -199,25 +205,27 @@ def test_a_stopped_controller_loses_its_faults_within_the_ttl(agent: AgentProc) 
     assert datagrams(agent).get("renewed", 0) >= 3
 
 
-def test_unanswered_datagrams_move_the_lease_to_the_stream(
+def test_unanswered_datagrams_move_the_lease_to_the_stream_and_back(
     agent: AgentProc, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Datagrams sent where nothing answers (as behind a firewall): within
-    TTL/3 the hold keeps the lease over KeepLeases instead, and loses nothing."""
+    """Datagrams sent where nothing answers (a firewall on the path): within
+    TTL/3 the hold keeps the lease over KeepLeases instead, and loses nothing.
+    Once the path carries datagrams again, a probe finds it: the lease and its
+    fault watch go back to datagrams and close their streams."""
     ttl = 1.5
+    monkeypatch.setattr(lease_hold, "PROBE_S", (1.0, 2.0))
     with (
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink,
+        UdpGate(("127.0.0.1", agent.heartbeat_port)) as gate,
         Fleet(inventory.build(agents=[agent.address]), timeout=5) as fleet,
     ):
-        sink.bind(("127.0.0.1", 0))  # receives, never answers
         acquire = AsyncAgentClient.acquire_lease
 
-        async def to_the_sink(c: AsyncAgentClient, holder: str, ttl: float) -> pb.Lease:
+        async def through_the_gate(c: AsyncAgentClient, holder: str, ttl: float) -> pb.Lease:
             lease = await acquire(c, holder, ttl)
-            lease.heartbeat_port = sink.getsockname()[1]  # as if the path dropped UDP
+            lease.heartbeat_port = gate.port
             return lease
 
-        monkeypatch.setattr(AsyncAgentClient, "acquire_lease", to_the_sink)
+        monkeypatch.setattr(AsyncAgentClient, "acquire_lease", through_the_gate)
         got = fleet.acquire_leases([agent.address], "fallback-holder", ttl)
         lease_id = got[agent.address].value.lease_id  # type: ignore[union-attr]
         hold = fleet.keepers[agent.address]
@@ -231,10 +239,22 @@ def test_unanswered_datagrams_move_the_lease_to_the_stream(
             assert wait_for(lambda: hold.mode == "KeepLeases", 3 * ttl)
             # The watch rode on the answers; with none coming, it follows the stream.
             assert wait_for(lambda: watch.mode == "WatchFaults", 1.0)
-            time.sleep(3 * ttl)
+            assert streams(agent) == {"KeepLeases": 1, "WatchFaults": 1}
+            time.sleep(2 * ttl)
             assert not hold.lost.is_set(), hold.lost_reason
             assert c.get_fault(fault.id).state == pb.FAULT_STATE_ACTIVE
-            c.revert(fault.id)
+            renewed = datagrams(agent).get("renewed", 0)
+
+            gate.open = True
+            assert wait_for(lambda: hold.mode == "datagram", 4.0)
+            assert wait_for(lambda: watch.mode == "generation", 1.0)
+            assert hold.returns == 1
+            assert wait_for(lambda: streams(agent) == {"KeepLeases": 0, "WatchFaults": 0}, 2.0)
+            time.sleep(2 * ttl)  # kept by datagrams alone
+            assert datagrams(agent).get("renewed", 0) >= renewed + 3
+            assert not hold.lost.is_set(), hold.lost_reason
+            assert c.get_fault(fault.id).state == pb.FAULT_STATE_ACTIVE
+            c.revert(fault.id)  # not the holder's call: its generation moves
             assert wait_for(lambda: any(f.state == pb.FAULT_STATE_REVERTED for f in seen), 2.0), (
                 seen
             )
