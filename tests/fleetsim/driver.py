@@ -52,8 +52,10 @@ def main() -> None:
     out: dict[str, object] = {"agents": n, "ttl_s": args.ttl, "hold_s": args.hold}
     refs = inventory.build(agents=addresses(n, args.port))
     with Fleet(refs, timeout=30) as fleet:
+        rss: dict[str, float] = {"start": me.memory_info().rss / 2**20}
         t0 = time.monotonic()
         statuses = fleet.statuses()
+        rss["connected"] = me.memory_info().rss / 2**20
         out["preflight_s"] = round(time.monotonic() - t0, 3)
         out["reachable"] = sum(s.reachable for s in statuses.values())
         out["unreachable_examples"] = sorted({s.error for s in statuses.values() if s.error})[:3]
@@ -61,6 +63,7 @@ def main() -> None:
         leases = fleet.acquire_leases(fleet.refs, "bench", args.ttl)
         out["leases_s"] = round(time.monotonic() - t0, 3)
         out["leases_held"] = sum(o.ok for o in leases.values())
+        rss["leases"] = me.memory_info().rss / 2**20
         out["lease_errors"] = sorted({o.error for o in leases.values() if o.error})[:3]
         events = {"n": 0}
 
@@ -68,6 +71,7 @@ def main() -> None:
             events["n"] += 1
 
         fleet.watch_faults(seen)
+        rss["watches"] = me.memory_info().rss / 2**20
 
         async def inject(c: AsyncAgentClient) -> pb.Fault:
             return await c.inject(fleet.keepers[c.address].lease_id, SPEC, 3600, None, "bench/0")
@@ -77,6 +81,8 @@ def main() -> None:
         out["all_applied_s"] = round(time.monotonic() - t0, 3)
         faults = {a: o.value for a, o in injected.items() if o.value is not None}
         out["applied"] = sum(f.state == pb.FAULT_STATE_ACTIVE for f in faults.values())
+        rss["applied"] = me.memory_info().rss / 2**20
+        out["rss_mib_by_phase"] = {k: round(v, 1) for k, v in rss.items()}
 
         # The hold: only lease keeping (and idle watches) run.
         time.sleep(min(5.0, args.hold))
@@ -102,6 +108,7 @@ def main() -> None:
         out["heartbeats"] = sum(k.heartbeats for k in fleet.keepers.values())
         out["reconnects"] = sum(k.reconnects for k in fleet.keepers.values())
         out["modes"] = sorted({k.mode for k in fleet.keepers.values()})
+        out["returns_to_datagrams"] = sum(k.returns for k in fleet.keepers.values())
         out["datagram_rounds"] = fleet.keeper.rounds
         out["datagram_stats"] = {"sent": fleet.datagrams.stats.sent,
                                  "answered": fleet.datagrams.stats.answered,
@@ -139,6 +146,11 @@ def main() -> None:
                 for o in reverted.values()
             )
         out["fault_events_seen"] = events["n"]
+        t0 = time.monotonic()
+        # Leases lost during the fan-outs at the end count as much as during the hold.
+        lost = fleet.lost()
+        out["leases_lost_by_end"] = len(lost)
+        out["lost_by_end_examples"] = list(lost.values())[:3]
         t0 = time.monotonic()
         released = fleet.map(lambda c: fleet.release(c.address), list(fleet.keepers))
         out["released_s"] = round(time.monotonic() - t0, 3)
