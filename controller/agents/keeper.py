@@ -8,8 +8,9 @@ answered, so a wedged controller still stops renewing. A round that gets no
 answer is sent again every RESEND with a new counter. A beat whose leases were
 last renewed two periods ago (by the send time of the datagram answered) tells
 each of them to fall back to gRPC: that leaves the TTL's last third to open a
-stream and renew there. Waiting longer for a slow path would lose the leases
-of a path that drops UDP.
+stream and renew there. Only while this loop itself runs late (so its sends
+went out late, and a stream could not be opened in time either) do the
+datagrams go on instead, until the lease may have run out.
 
 The cost of a heartbeat is then what the protocol costs (a MAC each way, a
 send, a read) plus a heap push, which is what lets one core keep 10,000 leases.
@@ -160,13 +161,22 @@ class Keeper:
     def _send(self, beat: Beat, now: float) -> None:
         # The leases' time at the agent runs out at least a TTL (three periods)
         # after the newest answered send; the last third is the fallback's.
-        cutoff = min(m.confirmed for m in beat.members.values()) + 2 * beat.period
+        renewed = min(m.confirmed for m in beat.members.values())
+        cutoff = renewed + 2 * beat.period
         if beat.round_start is None:
             beat.round_start = now
         elif now >= cutoff:
             self.port.drain()  # an answer waiting behind a busy loop still counts
             if beat.round_start is None:
                 return  # it did (and rescheduled the beat)
+            expiry = renewed + 3 * beat.period
+            if self.lag > beat.period / 4 and now < expiry:
+                # This loop runs late (a fan-out's completions ahead of it), so
+                # the datagrams went out late: a stream could not renew in the
+                # third left either, and one per agent would only add load.
+                # Datagrams go on while the lease may live; then the hold knows.
+                self._resend(beat, now, expiry - now)
+                return
             members = list(beat.members.values())
             self._drop(beat)
             for m in members:

@@ -2,9 +2,9 @@
 where they offer them, with one CPU fault on each, and then only keeps the
 leases: for the benchmark to stop it with SIGSTOP, or to cut its datagrams
 off. Prints one JSON line once every fault is applied: each agent's fault id
-and lease mode. Then each line "status" on its stdin is answered with a JSON
-line: how many leases are in each mode, those lost, and each fault's state as
-its agent reports it.
+and lease mode. Then each line "modes" on its stdin is answered with a JSON
+line: how many leases are in each mode, and those lost; "status" adds each
+fault's state as its agent reports it (a call to every agent).
 
     python -m tests.bench.holder TTL ADDRESS...
 """
@@ -46,14 +46,14 @@ def main() -> None:
             return pb.FaultState.Name((await c.get_fault(ids[c.address])).state)
 
         for line in sys.stdin:
-            if line.strip() != "status":
+            if line.strip() not in ("status", "modes"):
                 continue
-            states = fleet.map(state, list(ids))
-            print(json.dumps({
-                "modes": collections.Counter(k.mode for k in fleet.keepers.values()),
-                "lost": fleet.lost(),
-                "states": collections.Counter(o.value or o.error for o in states.values()),
-            }), flush=True)  # fmt: skip
+            answer = {"modes": collections.Counter(k.mode for k in fleet.keepers.values()),
+                      "lost": fleet.lost()}  # fmt: skip
+            if line.strip() == "status":
+                states = fleet.map(state, list(ids))
+                answer["states"] = collections.Counter(o.value or o.error for o in states.values())
+            print(json.dumps(answer), flush=True)
         while True:  # no stdin (as under SIGSTOP): hold until killed
             time.sleep(1)
 

@@ -20,7 +20,9 @@ import ctypes
 import hashlib
 import hmac
 import multiprocessing
+import os
 import secrets
+import signal
 import socket
 import time
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from typing import Any
 
 from brownout import heartbeat as hb
 
+PR_SET_PDEATHSIG = 1
 SLOTS = 1 << 18  # leases per simulator run
 STATS = ("datagrams", "datagrams_dropped")
 
@@ -88,7 +91,7 @@ class LeaseClock:
         names = {k: b.name for k, b in self._blocks.items()}
         ctx = multiprocessing.get_context("spawn")  # never fork a gRPC process
         self.responder = ctx.Process(
-            target=respond, args=(names, self.master, host, port), daemon=True
+            target=respond, args=(names, self.master, host, port, os.getpid()), daemon=True
         )
         self.responder.start()
 
@@ -102,9 +105,14 @@ class LeaseClock:
             b.unlink()
 
 
-def respond(names: dict[str, str], master: bytes, host: str, port: int) -> None:
+def respond(names: dict[str, str], master: bytes, host: str, port: int, parent: int) -> None:
     """The responder process: renew on a valid MAC and a higher counter, as the
-    agent's DatagramServer does; one lease per key here."""
+    agent's DatagramServer does; one lease per key here. It dies with the
+    simulator, even one killed with SIGKILL (which runs no clean-up)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the simulator died before the prctl
+        return
     blocks = {k: shared_memory.SharedMemory(name=v) for k, v in names.items()}
     a = _attach(blocks)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

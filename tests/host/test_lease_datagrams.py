@@ -205,6 +205,28 @@ def test_a_stopped_controller_loses_its_faults_within_the_ttl(agent: AgentProc) 
     assert datagrams(agent).get("renewed", 0) >= 3
 
 
+def test_a_wedged_fleet_loop_loses_its_leases(agent: AgentProc) -> None:
+    """Datagrams are sent from the fleet's event loop: a loop stuck (here in a
+    blocking sleep) renews nothing, and the agent reverts the fault by itself
+    within the TTL."""
+    ttl = 1.5
+    with Fleet(inventory.build(agents=[agent.address]), timeout=5) as fleet:
+        got = fleet.acquire_leases([agent.address], "wedged-holder", ttl)
+        lease_id = got[agent.address].value.lease_id  # type: ignore[union-attr]
+        with agent.client() as c:
+            fault = c.inject(lease_id, pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=5)),
+                             60)  # fmt: skip
+            time.sleep(ttl)  # renewed by datagram meanwhile
+            assert fleet.keepers[agent.address].mode == "datagram"
+            wedged = time.time()
+            fleet.loop.loop.call_soon_threadsafe(time.sleep, 3 * ttl)
+            assert wait_for(lambda: c.get_fault(fault.id).state not in LIVE, 3 * ttl)
+            ended = c.get_fault(fault.id)
+    assert ended.end_reason == pb.END_REASON_LEASE_EXPIRED
+    took = ended.ended_at.ToNanoseconds() / 1e9 - wedged
+    assert took <= ttl + 0.2, took
+
+
 def test_unanswered_datagrams_move_the_lease_to_the_stream_and_back(
     agent: AgentProc, monkeypatch: pytest.MonkeyPatch
 ) -> None:
