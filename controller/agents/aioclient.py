@@ -43,6 +43,9 @@ CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.http2.bdp_probe", 0),
+    # Nothing reads channelz here, and its nodes and trace buffers cost
+    # 3.4 KiB per agent's channel: 34 MiB at 10,000 agents.
+    ("grpc.enable_channelz", 0),
 ]
 
 

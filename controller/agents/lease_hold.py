@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import threading
 import time
 from dataclasses import dataclass
 
@@ -33,6 +32,7 @@ from brownout.v1 import agent_pb2 as pb
 from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.datagrams import Key
 from controller.agents.keeper import Keeper
+from controller.agents.latch import Latch
 from controller.agents.loop import cancel
 
 log = structlog.get_logger(__name__)
@@ -94,7 +94,7 @@ class LeaseHold:
         self.lease_id = lease_id
         self.ttl = ttl
         self.streaming = streaming
-        self.lost = threading.Event()  # read from the runner's thread
+        self.lost = Latch()  # read from the runner's thread
         self.lost_reason = ""
         self.heartbeats = 0
         self.reconnects = 0
