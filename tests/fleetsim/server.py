@@ -88,6 +88,7 @@ class SimAgent(pb_grpc.AgentServicer):
         self._lease_numbers = itertools.count(1)
         self.generation = 0
         self.leases: dict[str, SimLease] = {}
+        self.by_peer: dict[str, set[str]] = {}  # connection -> its leases
         self.faults: dict[str, pb.Fault] = {}
         self.by_request: dict[tuple[str, str], pb.Fault] = {}
         self.watchers: dict[str, list[asyncio.Queue[pb.FaultEvent]]] = {}
@@ -130,7 +131,7 @@ class SimAgent(pb_grpc.AgentServicer):
         lease = self._live(lease_id)
         if lease is not None:
             lease.deadline = time.monotonic() + lease.ttl
-            lease.peer = peer
+            self._place(lease, peer)
             heapq.heappush(self._heap, (lease.deadline, lease.id))
             self.stats["renewals"] += 1
         return lease
@@ -145,7 +146,7 @@ class SimAgent(pb_grpc.AgentServicer):
             if lease.deadline > now:  # renewed since (perhaps by datagram)
                 heapq.heappush(self._heap, (lease.deadline, lease_id))
                 continue
-            del self.leases[lease_id]
+            self._remove(lease)
             self.stats["leases_expired"] += 1
             if any(f.state == pb.FAULT_STATE_ACTIVE for f in lease.faults.values()):
                 self.stats["leases_lost_with_active_faults"] += 1
@@ -161,9 +162,10 @@ class SimAgent(pb_grpc.AgentServicer):
     async def AcquireLease(self, request: pb.AcquireLeaseRequest, context: Any) -> pb.Lease:
         ttl = _seconds(request.ttl)
         n = next(self._lease_numbers)
-        lease = SimLease(f"lease-{n:016x}", n, ttl, self.clock, context.peer())
+        lease = SimLease(f"lease-{n:016x}", n, ttl, self.clock, "")
         self.clock.set(n, time.monotonic() + ttl, ttl)
         self.leases[lease.id] = lease
+        self._place(lease, context.peer())
         heapq.heappush(self._heap, (lease.deadline, lease.id))
         self.stats["leases_acquired"] += 1
         out = self._lease_pb(lease)
@@ -211,7 +213,7 @@ class SimAgent(pb_grpc.AgentServicer):
         if lease is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, GONE)
         assert lease is not None
-        del self.leases[lease.id]
+        self._remove(lease)
         lease.deadline = 0.0  # no datagram renews it now
         return pb.ReleaseLeaseResponse(faults=self._end_all(lease, pb.END_REASON_LEASE_RELEASED))
 
@@ -280,9 +282,28 @@ class SimAgent(pb_grpc.AgentServicer):
         assert fault is not None
         return fault
 
+    def _place(self, lease: SimLease, peer: str) -> None:
+        """The lease is now the agent's at this connection (indexed: a Halt to
+        each of 10,000 agents must not scan every lease)."""
+        if lease.peer != peer:
+            self._remove_from_peer(lease)
+            lease.peer = peer
+            self.by_peer.setdefault(peer, set()).add(lease.id)
+
+    def _remove_from_peer(self, lease: SimLease) -> None:
+        ids = self.by_peer.get(lease.peer)
+        if ids is not None:
+            ids.discard(lease.id)
+            if not ids:
+                del self.by_peer[lease.peer]
+
+    def _remove(self, lease: SimLease) -> None:
+        del self.leases[lease.id]
+        self._remove_from_peer(lease)
+
     def _peer_faults(self, peer: str) -> list[pb.Fault]:
-        return [f for lease in self.leases.values() if lease.peer == peer
-                for f in lease.faults.values()]  # fmt: skip
+        leases = [self.leases[i] for i in self.by_peer.get(peer, ())]
+        return [f for lease in leases for f in lease.faults.values()]
 
     async def ListFaults(
         self, request: pb.ListFaultsRequest, context: Any
