@@ -101,7 +101,7 @@ class AsyncFaultWatch:
         is fetched at once). Returns when the hold leaves datagrams or ends."""
         self.mode = "generation"
         known, failures = 0, 0
-        while hold.datagram is not None and not hold.lost.is_set():
+        while _on_datagrams(hold):
             if hold.lease_generation == known:
                 hold.changed.clear()
                 if hold.lease_generation == known:  # not moved since the check
@@ -126,7 +126,7 @@ class AsyncFaultWatch:
 
     async def _run(self) -> None:
         while True:
-            if self.hold is not None and self.hold.datagram is not None:
+            if self.hold is not None and _on_datagrams(self.hold):
                 await self._follow(self.hold)
             call = self.client.watch(self.lease_id, include_existing=True)
             try:
@@ -194,9 +194,15 @@ class AsyncFaultWatch:
             await asyncio.sleep(self._poll_s * random.uniform(0.8, 1.2))
 
 
+def _on_datagrams(hold: LeaseHold) -> bool:
+    # A lost lease's hold keeps its datagram target; its faults' ends come
+    # by stream, for good.
+    return hold.datagram is not None and not hold.lost.is_set()
+
+
 async def _back_on_datagrams(hold: LeaseHold) -> None:
-    """Returns once the hold renews by datagram again."""
-    while hold.datagram is None:
+    """Returns once the hold renews by datagram again (never, once it is lost)."""
+    while not _on_datagrams(hold):
         hold.changed.clear()
-        if hold.datagram is None:  # not back since the check
+        if not _on_datagrams(hold):  # not back since the check
             await hold.changed.wait()

@@ -205,6 +205,36 @@ def test_a_stopped_controller_loses_its_faults_within_the_ttl(agent: AgentProc) 
     assert datagrams(agent).get("renewed", 0) >= 3
 
 
+def test_a_lost_lease_watch_follows_the_stream_and_sees_the_end(agent: AgentProc) -> None:
+    """A lease lost while kept by datagram (here released by someone else):
+    its fault watch moves to WatchFaults for good and reports the fault's end,
+    without reopening the stream over and over."""
+    ttl = 1.5
+    with Fleet(inventory.build(agents=[agent.address]), timeout=5) as fleet:
+        got = fleet.acquire_leases([agent.address], "lost-holder", ttl)
+        lease_id = got[agent.address].value.lease_id  # type: ignore[union-attr]
+        hold = fleet.keepers[agent.address]
+        seen: list[pb.Fault] = []
+        fleet.watch_faults(lambda _a, e: seen.append(e.fault))
+        watch = fleet.watches[0]
+        with agent.client() as c:
+            fault = c.inject(lease_id, pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=5)),
+                             60)  # fmt: skip
+            assert wait_for(lambda: watch.mode == "generation", 1.0)
+            c.release_lease(lease_id)
+            assert wait_for(hold.lost.is_set, 2 * ttl)
+            assert hold.datagram is not None  # lost on datagrams
+            assert wait_for(
+                lambda: any(f.id == fault.id and f.state == pb.FAULT_STATE_REVERTED for f in seen),
+                2.0,
+            ), seen
+            assert wait_for(lambda: watch.mode == "WatchFaults", 1.0)
+            reconnects = watch.reconnects
+            time.sleep(1.0)
+            assert watch.reconnects <= reconnects + 1, watch.reconnects
+            assert streams(agent)["WatchFaults"] == 1
+
+
 def test_a_wedged_fleet_loop_loses_its_leases(agent: AgentProc) -> None:
     """Datagrams are sent from the fleet's event loop: a loop stuck (here in a
     blocking sleep) renews nothing, and the agent reverts the fault by itself
