@@ -232,7 +232,7 @@ def test_a_lost_lease_watch_follows_the_stream_and_sees_the_end(agent: AgentProc
             reconnects = watch.reconnects
             time.sleep(1.0)
             assert watch.reconnects <= reconnects + 1, watch.reconnects
-            assert streams(agent)["WatchFaults"] == 1
+            assert wait_for(lambda: streams(agent)["WatchFaults"] == 1, 2.0)
 
 
 def test_a_wedged_fleet_loop_loses_its_leases(agent: AgentProc) -> None:
@@ -291,7 +291,8 @@ def test_unanswered_datagrams_move_the_lease_to_the_stream_and_back(
             assert wait_for(lambda: hold.mode == "KeepLeases", 3 * ttl)
             # The watch rode on the answers; with none coming, it follows the stream.
             assert wait_for(lambda: watch.mode == "WatchFaults", 1.0)
-            assert streams(agent) == {"KeepLeases": 1, "WatchFaults": 1}
+            # The mode is set as the watch opens its stream: the agent sees it a moment later.
+            assert wait_for(lambda: streams(agent) == {"KeepLeases": 1, "WatchFaults": 1}, 2.0)
             time.sleep(2 * ttl)
             assert not hold.lost.is_set(), hold.lost_reason
             assert c.get_fault(fault.id).state == pb.FAULT_STATE_ACTIVE
