@@ -32,6 +32,15 @@ def summary_ms(samples_s: list[float]) -> dict[str, float]:
     }
 
 
+def ask(proc: subprocess.Popen[str], command: str) -> dict[str, Any]:
+    """One command line to a helper process's stdin, its one JSON line back."""
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(command + "\n")
+    proc.stdin.flush()
+    answer: dict[str, Any] = json.loads(proc.stdout.readline())
+    return answer
+
+
 def report(name: str, figures: dict[str, Any]) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")

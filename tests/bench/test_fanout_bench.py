@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -26,7 +25,7 @@ from controller.agents import inventory
 from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.fleet import Fleet
 from tests.agentproc import AgentProc, wait_for
-from tests.bench.common import report, scratch_netns
+from tests.bench.common import ask, report, scratch_netns
 
 pytestmark = pytest.mark.bench
 
@@ -151,14 +150,6 @@ def test_a_stopped_controller_loses_every_fault_within_the_ttl(agents: list[Agen
     assert max(ends) <= ttl + 1.0  # well inside the lease's own bound, whatever the load
 
 
-def _ask(holder: subprocess.Popen[str], command: str) -> dict[str, Any]:
-    assert holder.stdin is not None and holder.stdout is not None
-    holder.stdin.write(command + "\n")
-    holder.stdin.flush()
-    answer: dict[str, Any] = json.loads(holder.stdout.readline())
-    return answer
-
-
 def _drop_udp_to(ns: str, ports: list[int]) -> None:
     """An nftables rule in the test's namespace: every datagram to these ports is dropped."""
     rules = (
@@ -191,19 +182,19 @@ def test_dropped_udp_moves_every_lease_to_the_stream_without_loss(tmp_path: Path
             held = json.loads(holder.stdout.readline())
             assert len(held["faults"]) == n, held["errors"]
             time.sleep(ttl)  # a few rounds of datagrams
-            assert _ask(holder, "modes")["modes"] == {"datagram": n}
+            assert ask(holder, "modes")["modes"] == {"datagram": n}
             _drop_udp_to(ns, [a.heartbeat_port for a in agents])
             dropped = time.monotonic()
             moved_s = None
             while time.monotonic() - dropped < 4 * ttl:
-                status = _ask(holder, "modes")  # asks the controller only
+                status = ask(holder, "modes")  # asks the controller only
                 if status["modes"] == {"KeepLeases": n}:
                     moved_s = time.monotonic() - dropped
                     break
                 time.sleep(0.2)
             assert moved_s is not None, status
             time.sleep(2 * ttl)  # held over the streams for a while
-            status = _ask(holder, "status")
+            status = ask(holder, "status")
             # Read before the holder goes: then every lease expires, as it should.
             logs = [a.log_events() for a in agents]
             expired = [e for log in logs for e in log if e.get("reason") == "lease_expired"]

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.bench.common import report, scratch_netns
+from tests.bench.common import ask, report, scratch_netns
 from tests.fleetsim.limits import raise_fd_limit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,15 +57,6 @@ def netns() -> Iterator[str]:
 
 def _in(ns: str, module: str, *args: str) -> list[str]:
     return ["ip", "netns", "exec", ns, sys.executable, "-m", module, *args]
-
-
-def _ask(sim: subprocess.Popen[str], command: str) -> dict[str, Any]:
-    stdin, stdout = sim.stdin, sim.stdout
-    assert stdin is not None and stdout is not None
-    stdin.write(command + "\n")
-    stdin.flush()
-    answer: dict[str, Any] = json.loads(stdout.readline())
-    return answer
 
 
 def _saturated(row: dict[str, Any]) -> str:
@@ -105,7 +96,7 @@ def _scale(
     ns: str, n: int, hold: float = HOLD_S, halt: bool = False, path: str = "stream"
 ) -> dict[str, Any]:
     with simulator(ns, path) as (sim, port):
-        before = _ask(sim, "stats")
+        before = ask(sim, "stats")
         t0 = time.monotonic()
         driver = subprocess.run(
             _in(
@@ -129,7 +120,7 @@ def _scale(
         assert driver.returncode == 0, driver.stderr[-3000:]
         row: dict[str, Any] = json.loads(driver.stdout.strip().splitlines()[-1])
         row["path"] = path
-        after = _ask(sim, "stats")
+        after = ask(sim, "stats")
         wall = time.monotonic() - t0
         sim_cpu = after["cpu_s"] - before["cpu_s"]
         row["simulator"] = {
@@ -148,7 +139,7 @@ def _scale(
         row["saturated"] = _saturated(row)
         # Whatever happened, no fault may outlive its lease.
         time.sleep(TTL_S + 0.5)
-        row["simulator"]["faults_active_after_ttl"] = _ask(sim, "stats")["faults_active"]
+        row["simulator"]["faults_active_after_ttl"] = ask(sim, "stats")["faults_active"]
         _ask_quit(sim)
         return row
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.bench.common import report
-from tests.bench.test_fleet_scale import ROOT, _ask, _ask_quit, _in, netns, simulator
+from tests.bench.common import ask, report
+from tests.bench.test_fleet_scale import ROOT, _ask_quit, _in, netns, simulator
 
 AGENTS = int(os.environ.get("BROWNOUT_SERVICE_RUNS_AGENTS", "1000"))
 RUNS = 10
@@ -33,7 +33,7 @@ def _mode(ns: str, mode: str) -> dict[str, Any]:
         )  # fmt: skip
         assert out.returncode == 0, out.stderr[-3000:]
         row: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-        row["simulator_faults_active_after"] = _ask(sim, "stats")["faults_active"]
+        row["simulator_faults_active_after"] = ask(sim, "stats")["faults_active"]
         _ask_quit(sim)
         return row
 
