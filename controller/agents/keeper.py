@@ -22,6 +22,7 @@ import asyncio
 import functools
 import heapq
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -145,11 +146,8 @@ class Keeper:
             if not answered.done():
                 answered.set_result(answer)
 
-        counter = key.next()
-        self.port.expect(key.key_id, counter, got)
+        counter = self._request(family, addr, key, [lease_id], got)
         try:
-            self.port.send(family, addr, hb.encode_request(key.key_id, key.key, counter,
-                                                            [lease_id]))  # fmt: skip
             done, _ = await asyncio.wait([answered], timeout=wait)
         finally:
             self.port.unexpect(key.key_id, counter)
@@ -187,13 +185,21 @@ class Keeper:
     def _resend(self, beat: Beat, now: float, left: float) -> None:
         """Send the round's datagram (again, with a new counter); look again
         after RESEND, or when `left` runs out."""
-        counter = beat.key.next()
+        on_answer = functools.partial(self._answered, beat)
+        counter = self._request(beat.family, beat.addr, beat.key, list(beat.members), on_answer)
         beat.sends[counter] = now
-        self.port.expect(beat.key.key_id, counter, functools.partial(self._answered, beat))
-        leases = list(beat.members)
-        self.port.send(beat.family, beat.addr, hb.encode_request(
-            beat.key.key_id, beat.key.key, counter, leases))  # fmt: skip
         self._schedule(beat, now + min(RESEND, max(left, 0.0)))
+
+    def _request(
+        self, family: int, addr: tuple[str, int], key: Key, leases: list[str],
+        on_answer: Callable[[hb.Answer], None],
+    ) -> int:  # fmt: skip
+        """Send a request renewing these leases under the key's next counter,
+        and have its answer handed to on_answer; returns the counter."""
+        counter = key.next()
+        self.port.expect(key.key_id, counter, on_answer)
+        self.port.send(family, addr, hb.encode_request(key.key_id, key.key, counter, leases))
+        return counter
 
     def _answered(self, beat: Beat, answer: hb.Answer) -> None:
         if beat.round_start is None or not beat.members:

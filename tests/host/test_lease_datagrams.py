@@ -20,8 +20,10 @@ from brownout import features
 from brownout import heartbeat as hb
 from brownout.v1 import agent_pb2 as pb
 from controller.agents import inventory, lease_hold
+from controller.agents.aio_fault_watch import AsyncFaultWatch
 from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.fleet import Fleet
+from controller.agents.lease_hold import LeaseHold
 from tests.agentproc import AgentProc, wait_for
 from tests.host.udpgate import UdpGate
 
@@ -50,6 +52,18 @@ def datagrams(agent: AgentProc) -> dict[str, float]:
 def streams(agent: AgentProc) -> dict[str, float]:
     open_ = samples(agent, "brownout_open_streams", "method")
     return {m: open_.get(m, 0.0) for m in ("KeepLeases", "WatchFaults")}
+
+
+def held_and_watched(
+    fleet: Fleet, agent: AgentProc, holder: str, ttl: float
+) -> tuple[str, LeaseHold, AsyncFaultWatch, list[pb.Fault]]:
+    """A lease on the agent held by the fleet, and a fault watch on it that
+    records every fault it reports."""
+    got = fleet.acquire_leases([agent.address], holder, ttl)
+    lease_id = got[agent.address].value.lease_id  # type: ignore[union-attr]
+    seen: list[pb.Fault] = []
+    fleet.watch_faults(lambda _a, e: seen.append(e.fault))
+    return lease_id, fleet.keepers[agent.address], fleet.watches[0], seen
 
 
 def send(agent: AgentProc, data: bytes, wait: float = 1.0) -> bytes | None:
@@ -211,12 +225,7 @@ def test_a_lost_lease_watch_follows_the_stream_and_sees_the_end(agent: AgentProc
     without reopening the stream over and over."""
     ttl = 1.5
     with Fleet(inventory.build(agents=[agent.address]), timeout=5) as fleet:
-        got = fleet.acquire_leases([agent.address], "lost-holder", ttl)
-        lease_id = got[agent.address].value.lease_id  # type: ignore[union-attr]
-        hold = fleet.keepers[agent.address]
-        seen: list[pb.Fault] = []
-        fleet.watch_faults(lambda _a, e: seen.append(e.fault))
-        watch = fleet.watches[0]
+        lease_id, hold, watch, seen = held_and_watched(fleet, agent, "lost-holder", ttl)
         with agent.client() as c:
             fault = c.inject(lease_id, pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=5)),
                              60)  # fmt: skip
@@ -278,13 +287,8 @@ def test_unanswered_datagrams_move_the_lease_to_the_stream_and_back(
             return lease
 
         monkeypatch.setattr(AsyncAgentClient, "acquire_lease", through_the_gate)
-        got = fleet.acquire_leases([agent.address], "fallback-holder", ttl)
-        lease_id = got[agent.address].value.lease_id  # type: ignore[union-attr]
-        hold = fleet.keepers[agent.address]
+        lease_id, hold, watch, seen = held_and_watched(fleet, agent, "fallback-holder", ttl)
         assert hold.datagram is not None
-        seen: list[pb.Fault] = []
-        fleet.watch_faults(lambda _a, e: seen.append(e.fault))
-        watch = fleet.watches[0]
         with agent.client() as c:
             fault = c.inject(lease_id, pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=5)),
                              60)  # fmt: skip
