@@ -26,7 +26,7 @@ import grpc
 
 from brownout import features
 from brownout.v1 import agent_pb2 as pb
-from controller.agents import inventory
+from controller.agents import heap, inventory
 from controller.agents.aio_fault_watch import AsyncFaultWatch
 from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.connection import AgentConnection
@@ -133,6 +133,7 @@ class Fleet:
         self.loop = LoopThread()
         self._owner = True
         self._clients = self.loop.run(self._connect(credentials, options, concurrency))
+        heap.settle()
 
     async def _connect(
         self,
@@ -232,7 +233,9 @@ class Fleet:
     ) -> dict[str, Outcome[pb.Lease]]:
         """One lease per agent, each kept alive at TTL/3: on a KeepLeases stream
         where the agent serves it (GetInfo features), else by RenewLease."""
-        return await self.amap(lambda c: self._acquire(c, holder, ttl), addresses)
+        out = await self.amap(lambda c: self._acquire(c, holder, ttl), addresses)
+        heap.settle()  # the holds live as long as the run
+        return out
 
     def acquire_leases(
         self, addresses: Iterable[str], holder: str, ttl: float
@@ -275,6 +278,7 @@ class Fleet:
                 self._clients[address], hold.lease_id, on_event, hold=None if streams else hold
             )
             self._watches.append(watch.start())
+        heap.settle()
 
     @property
     def watches(self) -> list[AsyncFaultWatch]:
@@ -299,6 +303,7 @@ class Fleet:
         whole close; the owner closes with close())."""
         await self._stop_keepers()
         await self.astop_watches()
+        heap.unsettle()  # their cycles may be collected again
         if self._owner:
             await asyncio.gather(*(c.close() for c in self._clients.values()))
             await self.keeper.stop()

@@ -13,15 +13,15 @@ went out late, and a stream could not be opened in time either) do the
 datagrams go on instead, until the lease may have run out.
 
 The cost of a heartbeat is then what the protocol costs (a MAC each way, a
-send, a read) plus a heap push, which is what lets one core keep 10,000 leases.
+send, a read) plus a place on a timing wheel (wheel.py), which is what lets
+one core keep 10,000 leases. A beat's lease ids are packed once, when its
+members change, not at every send.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import heapq
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -29,6 +29,7 @@ from typing import Protocol
 from brownout import heartbeat as hb
 from controller.agents.datagrams import RESEND, DatagramPort, Key
 from controller.agents.loop import cancel
+from controller.agents.wheel import Wheel
 
 TICK = 0.005  # the least sleep between sending rounds
 IDLE = 0.1  # the most
@@ -54,7 +55,8 @@ class Beat:
     key: Key
     period: float
     members: dict[str, Member] = field(default_factory=dict)
-    due: float = 0.0  # loop time of the next send
+    packed: bytes = b""  # the members' lease ids as a request carries them
+    on_answer: Callable[[hb.Answer], None] | None = None
     round_start: float | None = None  # loop time of the round's first send, until answered
     sends: dict[int, float] = field(default_factory=dict)  # this round's counters: send times
 
@@ -64,8 +66,7 @@ class Keeper:
         self.port = port
         self._beats: dict[tuple[tuple[str, int], bytes, float], list[Beat]] = {}
         self._of: dict[str, Beat] = {}  # lease id -> its beat
-        self._heap: list[tuple[float, int, Beat]] = []
-        self._order = itertools.count()
+        self._wheel: Wheel[Beat] = Wheel(TICK)  # each beat's next send
         self._task: asyncio.Task[None] | None = None
         self.rounds = 0  # datagram rounds answered (for the benchmark)
         self.lag = 0.0  # seconds the last batch of sends was late
@@ -80,11 +81,13 @@ class Keeper:
         beat = next((b for b in group if len(b.members) < hb.MAX_LEASES), None)
         if beat is None:
             beat = Beat(member.address, addr, family, key, period)
+            beat.on_answer = functools.partial(self._answered, beat)
             group.append(beat)
             # At once: the hold already waited a random part of the period
             # before joining, which spreads a fleet's beats (lease_hold.py).
             self._schedule(beat, asyncio.get_running_loop().time())
         beat.members[member.lease_id] = member
+        beat.packed = hb.pack_leases(list(beat.members))
         self._of[member.lease_id] = beat
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="lease-keeper")
@@ -96,6 +99,8 @@ class Keeper:
         beat.members.pop(member.lease_id, None)
         if not beat.members:
             self._drop(beat)
+        else:
+            beat.packed = hb.pack_leases(list(beat.members))
 
     def _drop(self, beat: Beat) -> None:
         group = self._beats.get((beat.addr, beat.key.key_id, beat.period), [])
@@ -107,7 +112,7 @@ class Keeper:
             self._of.pop(lease_id, None)
         beat.members = {}
         self._forget(beat)
-        beat.due = -1.0  # its heap entries are stale
+        self._wheel.remove(beat)
 
     def _forget(self, beat: Beat) -> None:
         for counter in beat.sends:
@@ -115,20 +120,20 @@ class Keeper:
         beat.sends.clear()
 
     def _schedule(self, beat: Beat, due: float) -> None:
-        beat.due = due
-        heapq.heappush(self._heap, (due, next(self._order), beat))
+        self._wheel.put(beat, due)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while self._of:
             now = loop.time()
-            if self._heap and self._heap[0][0] <= now:
-                self.lag = now - self._heap[0][0]  # how late this loop runs
-            while self._heap and self._heap[0][0] <= now:
-                due, _, beat = heapq.heappop(self._heap)
-                if due == beat.due and beat.members:
+            first = self._wheel.first()
+            if first is not None and first <= now:
+                self.lag = now - first  # how late this loop runs
+            for beat in self._wheel.pop_due(now):
+                if beat.members:
                     self._send(beat, now)
-            wait = self._heap[0][0] - loop.time() if self._heap else IDLE
+            first = self._wheel.first()
+            wait = first - loop.time() if first is not None else IDLE
             # Sends a little late (TICK) in batches rather than a wakeup per
             # beat; a beat that joins meanwhile is seen within IDLE.
             await asyncio.sleep(min(max(wait, TICK), IDLE))
@@ -146,7 +151,7 @@ class Keeper:
             if not answered.done():
                 answered.set_result(answer)
 
-        counter = self._request(family, addr, key, [lease_id], got)
+        counter = self._request(family, addr, key, hb.pack_leases([lease_id]), got)
         try:
             done, _ = await asyncio.wait([answered], timeout=wait)
         finally:
@@ -185,20 +190,20 @@ class Keeper:
     def _resend(self, beat: Beat, now: float, left: float) -> None:
         """Send the round's datagram (again, with a new counter); look again
         after RESEND, or when `left` runs out."""
-        on_answer = functools.partial(self._answered, beat)
-        counter = self._request(beat.family, beat.addr, beat.key, list(beat.members), on_answer)
+        assert beat.on_answer is not None  # set when the beat is made
+        counter = self._request(beat.family, beat.addr, beat.key, beat.packed, beat.on_answer)
         beat.sends[counter] = now
         self._schedule(beat, now + min(RESEND, max(left, 0.0)))
 
     def _request(
-        self, family: int, addr: tuple[str, int], key: Key, leases: list[str],
+        self, family: int, addr: tuple[str, int], key: Key, packed: bytes,
         on_answer: Callable[[hb.Answer], None],
     ) -> int:  # fmt: skip
-        """Send a request renewing these leases under the key's next counter,
-        and have its answer handed to on_answer; returns the counter."""
+        """Send a request renewing these (packed) leases under the key's next
+        counter, and have its answer handed to on_answer; returns the counter."""
         counter = key.next()
         self.port.expect(key.key_id, counter, on_answer)
-        self.port.send(family, addr, hb.encode_request(key.key_id, key.key, counter, leases))
+        self.port.send(family, addr, hb.encode_request(key.key_id, key.key, counter, packed))
         return counter
 
     def _answered(self, beat: Beat, answer: hb.Answer) -> None:

@@ -125,11 +125,20 @@ class Answer:
     leases: tuple[LeaseState, ...]
 
 
-def encode_request(key_id: bytes, key: bytes, counter: int, leases: list[str]) -> bytes:
+def pack_leases(leases: list[str]) -> bytes:
+    """Lease ids as a request carries them: a holder that renews the same
+    leases every period packs them once."""
     if not 1 <= len(leases) <= MAX_LEASES:
         raise ValueError(f"a heartbeat names 1 to {MAX_LEASES} leases, got {len(leases)}")
-    body = _REQ_HEAD.pack(REQUEST_MAGIC, counter, key_id, len(leases))
-    body += b"".join(lease_bytes(x) for x in leases)
+    return b"".join(lease_bytes(x) for x in leases)
+
+
+def encode_request(key_id: bytes, key: bytes, counter: int, leases: list[str] | bytes) -> bytes:
+    """A request renewing `leases`: ids, or what pack_leases made of them."""
+    packed = leases if isinstance(leases, bytes) else pack_leases(leases)
+    if not packed or len(packed) % 8 or len(packed) > 8 * MAX_LEASES:
+        raise ValueError(f"{len(packed)} bytes are not 1 to {MAX_LEASES} packed lease ids")
+    body = _REQ_HEAD.pack(REQUEST_MAGIC, counter, key_id, len(packed) // 8) + packed
     return body + _mac(key, body)
 
 

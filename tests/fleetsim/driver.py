@@ -10,9 +10,11 @@ stream), inject, hold, revert, release. Prints one JSON line of figures.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import time
+from typing import Any
 
 import psutil
 
@@ -33,6 +35,26 @@ def addresses(n: int, port: int) -> list[str]:
 def cpu_s() -> float:
     u = resource.getrusage(resource.RUSAGE_SELF)
     return u.ru_utime + u.ru_stime
+
+
+class GcClock:
+    """Collections of the cyclic GC by generation, and the time they took."""
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._t0 = 0.0
+        gc.callbacks.append(self._tick)
+
+    def _tick(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.count[info["generation"]] += 1
+            self.seconds[info["generation"]] += time.perf_counter() - self._t0
+
+    def figures(self) -> dict[str, object]:
+        return {"collections": list(self.count), "seconds": [round(s, 3) for s in self.seconds]}
 
 
 def main() -> None:
@@ -86,7 +108,7 @@ def main() -> None:
 
         # The hold: only lease keeping (and idle watches) run.
         time.sleep(min(5.0, args.hold))
-        c0, w0, rss_max = cpu_s(), time.monotonic(), 0
+        c0, w0, rss_max, collections = cpu_s(), time.monotonic(), 0, GcClock()
         deadline = w0 + args.hold
         out["hold_ended_early"] = ""
         while (left := deadline - time.monotonic()) > 0:
@@ -102,6 +124,7 @@ def main() -> None:
         out["controller_cpu_cores"] = round(cpu / wall, 3)
         out["controller_rss_mib"] = round(rss_max / 2**20, 1)
         out["controller_threads"] = me.num_threads()
+        out["gc_over_hold"] = collections.figures()
         lost = fleet.lost()
         out["leases_lost"] = len(lost)
         out["lost_examples"] = list(lost.values())[:3]

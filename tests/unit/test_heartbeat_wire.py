@@ -67,6 +67,17 @@ def test_a_request_names_one_to_64_leases() -> None:
     )
 
 
+def test_leases_packed_once_encode_as_the_ids_do() -> None:
+    key_id, key = hb.new_key()
+    packed = hb.pack_leases(LEASES)
+    assert hb.encode_request(key_id, key, 9, packed) == hb.encode_request(key_id, key, 9, LEASES)
+    for bad in (b"", b"\x00" * 7, b"\x00" * 8 * 65):
+        with pytest.raises(ValueError):
+            hb.encode_request(key_id, key, 1, bad)
+    with pytest.raises(ValueError):
+        hb.pack_leases([])
+
+
 KEY = hb.new_key()
 
 
