@@ -141,7 +141,8 @@ class Fleet:
         options: list[tuple[str, str]],
         concurrency: int,
     ) -> dict[str, AsyncAgentClient]:
-        self._slots = asyncio.Semaphore(max(1, concurrency))
+        self._width = max(1, concurrency)
+        self._slots = asyncio.Semaphore(self._width)
         self._urgent = asyncio.Semaphore(URGENT)
         return {a: AsyncAgentClient(a, self.timeout, credentials, options) for a in self.refs}
 
@@ -183,10 +184,24 @@ class Fleet:
     async def amap(
         self, fn: AgentCall[T], addresses: Iterable[str] | None = None, urgent: bool = False
     ) -> dict[str, Outcome[T]]:
-        """On the loop: fn on each agent, at most `concurrency` at once."""
+        """On the loop: fn on each agent, at most `concurrency` at once.
+
+        As many workers as slots take the agents in turn, rather than a task
+        per agent queued on the slots: at 10,000 agents those were 10,000
+        tasks, frames and futures alive through the fan-out, for the
+        collector to walk again and again. The slots still bound the calls
+        of every view of the fleet together."""
         targets = list(self.refs if addresses is None else addresses)
-        results = await asyncio.gather(*(self._call(a, fn, urgent) for a in targets))
-        return dict(zip(targets, results, strict=True))
+        results: dict[str, Outcome[T]] = {}
+        turns = iter(targets)
+
+        async def worker() -> None:
+            for address in turns:
+                results[address] = await self._call(address, fn, urgent)
+
+        width = min(len(targets), URGENT if urgent else self._width)
+        await asyncio.gather(*(worker() for _ in range(width)))
+        return {a: results[a] for a in targets}
 
     def map(
         self, fn: AgentCall[T], addresses: Iterable[str] | None = None, urgent: bool = False

@@ -53,8 +53,11 @@ class GcClock:
             self.count[info["generation"]] += 1
             self.seconds[info["generation"]] += time.perf_counter() - self._t0
 
-    def figures(self) -> dict[str, object]:
-        return {"collections": list(self.count), "seconds": [round(s, 3) for s in self.seconds]}
+    def lap(self) -> dict[str, object]:
+        """Collections and seconds by generation since the last lap."""
+        out = {"collections": self.count, "seconds": [round(s, 3) for s in self.seconds]}
+        self.count, self.seconds = [0, 0, 0], [0.0, 0.0, 0.0]
+        return out
 
 
 def main() -> None:
@@ -73,6 +76,7 @@ def main() -> None:
     n, me = args.agents, psutil.Process()
     out: dict[str, object] = {"agents": n, "ttl_s": args.ttl, "hold_s": args.hold}
     refs = inventory.build(agents=addresses(n, args.port))
+    collections, gcs = GcClock(), {}
     with Fleet(refs, timeout=30) as fleet:
         rss: dict[str, float] = {"start": me.memory_info().rss / 2**20}
         t0 = time.monotonic()
@@ -98,9 +102,11 @@ def main() -> None:
         async def inject(c: AsyncAgentClient) -> pb.Fault:
             return await c.inject(fleet.keepers[c.address].lease_id, SPEC, 3600, None, "bench/0")
 
+        gcs["setup"] = collections.lap()
         t0 = time.monotonic()
         injected = fleet.map(inject, list(fleet.keepers))  # where a lease was granted
         out["all_applied_s"] = round(time.monotonic() - t0, 3)
+        gcs["inject"] = collections.lap()
         faults = {a: o.value for a, o in injected.items() if o.value is not None}
         out["applied"] = sum(f.state == pb.FAULT_STATE_ACTIVE for f in faults.values())
         rss["applied"] = me.memory_info().rss / 2**20
@@ -108,7 +114,7 @@ def main() -> None:
 
         # The hold: only lease keeping (and idle watches) run.
         time.sleep(min(5.0, args.hold))
-        c0, w0, rss_max, collections = cpu_s(), time.monotonic(), 0, GcClock()
+        c0, w0, rss_max = cpu_s(), time.monotonic(), 0
         deadline = w0 + args.hold
         out["hold_ended_early"] = ""
         while (left := deadline - time.monotonic()) > 0:
@@ -124,7 +130,7 @@ def main() -> None:
         out["controller_cpu_cores"] = round(cpu / wall, 3)
         out["controller_rss_mib"] = round(rss_max / 2**20, 1)
         out["controller_threads"] = me.num_threads()
-        out["gc_over_hold"] = collections.figures()
+        gcs["hold"] = collections.lap()
         lost = fleet.lost()
         out["leases_lost"] = len(lost)
         out["lost_examples"] = list(lost.values())[:3]
@@ -169,7 +175,8 @@ def main() -> None:
                 for o in reverted.values()
             )
         out["fault_events_seen"] = events["n"]
-        t0 = time.monotonic()
+        gcs["halt" if args.halt else "revert"] = collections.lap()
+        out["gc_by_phase"] = gcs
         # Leases lost during the fan-outs at the end count as much as during the hold.
         lost = fleet.lost()
         out["leases_lost_by_end"] = len(lost)
