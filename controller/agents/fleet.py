@@ -133,6 +133,7 @@ class Fleet:
         self.loop = LoopThread()
         self._owner = True
         self._clients = self.loop.run(self._connect(credentials, options, concurrency))
+        heap.widen()
         heap.settle()
 
     async def _connect(
