@@ -135,9 +135,12 @@ def pack_leases(leases: list[str]) -> bytes:
 
 def encode_request(key_id: bytes, key: bytes, counter: int, leases: list[str] | bytes) -> bytes:
     """A request renewing `leases`: ids, or what pack_leases made of them."""
-    packed = leases if isinstance(leases, bytes) else pack_leases(leases)
-    if not packed or len(packed) % 8 or len(packed) > 8 * MAX_LEASES:
-        raise ValueError(f"{len(packed)} bytes are not 1 to {MAX_LEASES} packed lease ids")
+    if not isinstance(leases, bytes):
+        packed = pack_leases(leases)  # checks the count
+    elif not leases or len(leases) % 8 or len(leases) > 8 * MAX_LEASES:
+        raise ValueError(f"{len(leases)} bytes are not 1 to {MAX_LEASES} packed lease ids")
+    else:
+        packed = leases
     body = _REQ_HEAD.pack(REQUEST_MAGIC, counter, key_id, len(packed) // 8) + packed
     return body + _mac(key, body)
 
