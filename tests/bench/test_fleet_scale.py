@@ -110,6 +110,8 @@ def _scale(
                 str(TTL_S),
                 "--hold",
                 str(hold),
+                "--sim-pid",
+                str(sim.pid),  # `ip netns exec` execs it: the same process
                 *(["--halt"] if halt else []),
             ),
             cwd=ROOT,
@@ -200,6 +202,9 @@ def test_fleet_scale(netns: str) -> None:
             "rows": rows,
             "stream_over_datagram_controller_cpu": ratios,
             "goals_at_10000": goals,
+            # What each fan-out at 10,000 cost both sides, and the least wall
+            # time that CPU allows on this machine's cores.
+            "fanouts_at_10000": big["fanouts"] if big is not None else None,
         },
     )
 
@@ -237,6 +242,7 @@ def test_kill_switch_at_scale(netns: str) -> None:
                     "leases_lost",
                     "saturated",
                     "simulator_cpu_cores_over_run",
+                    "fanouts",
                 )
             }
         )

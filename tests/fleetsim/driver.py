@@ -5,6 +5,11 @@ One fault on every agent, as a run does it: GetInfo (pre-flight), a lease on
 each (kept by datagram where the simulator offers it, else on KeepLeases
 streams), a watch on each (riding on the datagram answers, else a WatchFaults
 stream), inject, hold, revert, release. Prints one JSON line of figures.
+
+Each fan-out is timed with the CPU it cost on both sides (with --sim-pid): a
+unary gRPC call costs hundreds of microseconds of CPU at each end, so on a
+small machine shared with the simulator, the fan-out's floor is their sum over
+the machine's cores, whatever the controller does.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import resource
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import psutil
 
@@ -25,6 +32,7 @@ from controller.agents.fleet import Fleet
 from tests.fleetsim.limits import raise_fd_limit
 
 SPEC = pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=1))
+T = TypeVar("T")
 
 
 def addresses(n: int, port: int) -> list[str]:
@@ -35,6 +43,44 @@ def addresses(n: int, port: int) -> list[str]:
 def cpu_s() -> float:
     u = resource.getrusage(resource.RUSAGE_SELF)
     return u.ru_utime + u.ru_stime
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its children (the simulator's responder)."""
+    top = psutil.Process(pid)
+    total = 0.0
+    for p in [top, *top.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
+class Fanouts:
+    """Wall time and CPU on each side of each fan-out, and the floor that CPU
+    sets on this machine: both sides' seconds spread over every core."""
+
+    def __init__(self, sim_pid: int | None) -> None:
+        self.sim_pid = sim_pid
+        self.cores = os.cpu_count() or 1
+        self.rows: dict[str, dict[str, float]] = {}
+
+    def time(self, phase: str, calls: int, fn: Callable[[], T]) -> T:
+        sim0 = tree_cpu_s(self.sim_pid) if self.sim_pid else 0.0
+        c0, t0 = cpu_s(), time.monotonic()
+        value = fn()
+        wall, ctl = time.monotonic() - t0, cpu_s() - c0
+        row = {"calls": calls, "wall_s": round(wall, 3), "controller_cpu_s": round(ctl, 3),
+               "controller_us_per_call": round(1e6 * ctl / max(1, calls), 1)}  # fmt: skip
+        if self.sim_pid:
+            sim = tree_cpu_s(self.sim_pid) - sim0
+            row["simulator_cpu_s"] = round(sim, 3)
+            row["simulator_us_per_call"] = round(1e6 * sim / max(1, calls), 1)
+            row["floor_s"] = round((ctl + sim) / self.cores, 3)
+        self.rows[phase] = row
+        return value
 
 
 class GcClock:
@@ -66,6 +112,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--ttl", type=float, default=3.0)
     ap.add_argument("--hold", type=float, default=300.0)
+    ap.add_argument("--sim-pid", type=int, default=0, help="the simulator, for its CPU")
     ap.add_argument(
         "--halt",
         action="store_true",
@@ -76,17 +123,19 @@ def main() -> None:
     n, me = args.agents, psutil.Process()
     out: dict[str, object] = {"agents": n, "ttl_s": args.ttl, "hold_s": args.hold}
     refs = inventory.build(agents=addresses(n, args.port))
-    collections, gcs = GcClock(), {}
+    collections, gcs, fanouts = GcClock(), {}, Fanouts(args.sim_pid or None)
     with Fleet(refs, timeout=30) as fleet:
         rss: dict[str, float] = {"start": me.memory_info().rss / 2**20}
         t0 = time.monotonic()
-        statuses = fleet.statuses()
+        statuses = fanouts.time("preflight", n, fleet.statuses)
         rss["connected"] = me.memory_info().rss / 2**20
         out["preflight_s"] = round(time.monotonic() - t0, 3)
         out["reachable"] = sum(s.reachable for s in statuses.values())
         out["unreachable_examples"] = sorted({s.error for s in statuses.values() if s.error})[:3]
         t0 = time.monotonic()
-        leases = fleet.acquire_leases(fleet.refs, "bench", args.ttl)
+        leases = fanouts.time(
+            "leases", n, lambda: fleet.acquire_leases(fleet.refs, "bench", args.ttl)
+        )
         out["leases_s"] = round(time.monotonic() - t0, 3)
         out["leases_held"] = sum(o.ok for o in leases.values())
         rss["leases"] = me.memory_info().rss / 2**20
@@ -104,7 +153,8 @@ def main() -> None:
 
         gcs["setup"] = collections.lap()
         t0 = time.monotonic()
-        injected = fleet.map(inject, list(fleet.keepers))  # where a lease was granted
+        held = list(fleet.keepers)  # where a lease was granted
+        injected = fanouts.time("inject", len(held), lambda: fleet.map(inject, held))
         out["all_applied_s"] = round(time.monotonic() - t0, 3)
         gcs["inject"] = collections.lap()
         faults = {a: o.value for a, o in injected.items() if o.value is not None}
@@ -153,7 +203,9 @@ def main() -> None:
         if args.halt:
             # What the kill switch does: Halt everywhere; each answer lists
             # the faults it reverted, before it is sent.
-            halted = fleet.halt(latch=False, reason="bench: kill switch")
+            halted = fanouts.time(
+                "halt", n, lambda: fleet.halt(latch=False, reason="bench: kill switch")
+            )
             out["all_halted_s"] = round(time.monotonic() - t0, 3)
             # Distinct faults: the simulator tells agents apart by connection,
             # and two connections to different addresses can share a source
@@ -168,7 +220,7 @@ def main() -> None:
                 }
             )
         else:
-            reverted = fleet.map(revert, list(faults))
+            reverted = fanouts.time("revert", len(faults), lambda: fleet.map(revert, list(faults)))
             out["all_reverted_s"] = round(time.monotonic() - t0, 3)
             out["reverted"] = sum(
                 o.value is not None and o.value.state == pb.FAULT_STATE_REVERTED
@@ -177,6 +229,7 @@ def main() -> None:
         out["fault_events_seen"] = events["n"]
         gcs["halt" if args.halt else "revert"] = collections.lap()
         out["gc_by_phase"] = gcs
+        out["fanouts"] = fanouts.rows
         # Leases lost during the fan-outs at the end count as much as during the hold.
         lost = fleet.lost()
         out["leases_lost_by_end"] = len(lost)
