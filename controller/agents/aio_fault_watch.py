@@ -128,6 +128,10 @@ class AsyncFaultWatch:
         while True:
             if self.hold is not None and _on_datagrams(self.hold):
                 await self._follow(self.hold)
+            if self.hold is not None and self.hold.abandoned:
+                # Given up on purpose (the kill switch): no stream per agent
+                # now; the run's reverts say how each fault ended.
+                return
             call = self.client.watch(self.lease_id, include_existing=True)
             try:
                 if await self._stream_until_back(call):

@@ -122,6 +122,8 @@ class Fleet:
         self.timeout = timeout
         self.tls = tls
         self.keepers: dict[str, LeaseHold] = {}
+        # Every view's holds, for the kill switch (a view's are also in its keepers).
+        self._holds: set[LeaseHold] = set()
         self.infos: dict[str, pb.AgentInfo] = {}
         self._watches: list[AsyncFaultWatch] = []
         # Read the key and certificates once, not once per channel.
@@ -241,7 +243,9 @@ class Fleet:
             host = inventory.host_of(c.address)
             key = self.datagrams.key(lease.heartbeat_key_id, lease.heartbeat_key)
             datagram = DatagramTarget(self.keeper, (host, lease.heartbeat_port), key)
-        self.keepers[c.address] = LeaseHold(c, lease.lease_id, ttl, streaming, datagram).start()
+        hold = LeaseHold(c, lease.lease_id, ttl, streaming, datagram).start()
+        self.keepers[c.address] = hold
+        self._holds.add(hold)
         return lease
 
     async def aacquire_leases(
@@ -272,10 +276,25 @@ class Fleet:
         if hold is None:
             return None
         await hold.stop()
+        self._holds.discard(hold)
         return await self._clients[address].release_lease(hold.lease_id)
 
     async def _stop_keepers(self) -> None:
         await asyncio.gather(*(k.stop() for k in self.keepers.values()))
+        self._holds.difference_update(self.keepers.values())
+
+    async def aabandon_leases(self, reason: str) -> int:
+        """Stop heartbeating every lease that any view of this fleet holds, and
+        count each as lost for `reason`: every agent reverts their faults by
+        itself within the TTL, even one that no call reaches. The kill switch
+        does this before its Halt fan-out, which at fleet scale, or to an
+        agent cut off from gRPC, may take longer than a TTL. How many."""
+        holds = [h for h in self._holds if not h.lost.is_set()]
+        await asyncio.gather(*(h.abandon(reason) for h in holds))
+        return len(holds)
+
+    def abandon_leases(self, reason: str) -> int:
+        return self.loop.run(self.aabandon_leases(reason))
 
     def stop_keepers(self) -> None:
         self.loop.run(self._stop_keepers())

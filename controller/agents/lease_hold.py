@@ -96,6 +96,7 @@ class LeaseHold:
         self.streaming = streaming
         self.lost = Latch()  # read from the runner's thread
         self.lost_reason = ""
+        self.abandoned = False  # lost on purpose (abandon)
         self.heartbeats = 0
         self.reconnects = 0
         # Monotonic send time of the newest answered heartbeat (or the acquire).
@@ -114,6 +115,14 @@ class LeaseHold:
         """Stop heartbeating; a stream is closed cleanly (the agent audits its end)."""
         self._stopping = True
         await cancel(self._task)
+
+    async def abandon(self, reason: str) -> None:
+        """Stop heartbeating and count the lease as lost, on purpose: the agent
+        reverts its faults by itself within the TTL, whether or not any call
+        reaches it (the kill switch's backstop)."""
+        self.abandoned = True
+        self._lose(reason)
+        await self.stop()
 
     @property
     def mode(self) -> str:

@@ -86,7 +86,8 @@ class RunFaults:
             self._end_run(f"{kind} on {agent}: {detail}", "fault_error")
 
     def lease_lost(self, agent: str, reason: str) -> None:
-        if not self._reverting:
+        # Not a problem once the run ends them itself, or the kill switch gave them up.
+        if not self._reverting and pb.END_REASON_LEASE_EXPIRED not in self._expected:
             self.problem(agent, "lease lost", reason)
 
     def _timeline(self, agent: str, f: pb.Fault) -> None:

@@ -153,6 +153,9 @@ class Runner:
         and revert everything. False if it was already ending."""
         if label in ("kill_switch", "halt"):
             self.faults.expect(pb.END_REASON_HALT)
+        if label == "kill_switch":
+            # It also gives up the run's leases: their expiry is its doing.
+            self.faults.expect(pb.END_REASON_LEASE_EXPIRED)
         if self._end_with(RunStatus.ABORTED, reason, label):
             self.report.event(f"ABORT {reason}: reverting everything")
             self._milestone("aborted", reason=reason, label=label)

@@ -1,9 +1,12 @@
 """The kill switch (AWS FIS's safety lever, Gremlin's halt-all).
 
 Engaging it stores it first, so it holds across a restart; then it aborts
-every live run (status aborted, reason "kill switch: REASON") and sends a
-latched Halt to every agent at once, which reverts every fault there, this
-service's or anyone's, and refuses new ones until Resume. New runs are
+every live run (status aborted, reason "kill switch: REASON"), stops renewing
+every lease this replica holds (so each agent reverts this replica's faults
+by itself within the TTL, however long the fan-out takes and whether or not
+it reaches the agent), and sends a latched Halt to every agent at once, which
+reverts every fault there, this service's or anyone's, and refuses new ones
+until Resume. New runs are
 refused while it is engaged. Disengaging is explicit: it resumes the agents
 and clears the store. The other replicas on the store follow within a
 heartbeat (follow): they abort their runs and halt (or resume) their agents.
@@ -54,6 +57,7 @@ class KillSwitchLever:
             self._seen = (True, state.at)
             aborted = self._runs.abort_all(f"kill switch: {reason}", "kill_switch")
         self._runs.notifier.send("kill_switch", engaged=True, reason=reason, by=by)
+        abandoned = self._abandon(reason, by)
         outcomes = self.fleet.halt(latch=True, reason=f"kill switch: {reason} (by {by})")
         seconds = time.monotonic() - t0
         reverted = sum(len(o.value.faults) for o in outcomes.values() if o.value is not None)
@@ -63,6 +67,7 @@ class KillSwitchLever:
             reason=reason,
             by=by,
             runs_aborted=aborted,
+            leases_abandoned=abandoned,
             faults_reverted=reverted,
             agents_failed=failed,
             seconds=round(seconds, 3),
@@ -70,11 +75,20 @@ class KillSwitchLever:
         return {
             **state.as_dict(),
             "runs_aborted": aborted,
+            "leases_abandoned": abandoned,
             "faults_reverted": reverted,
             "agents": _agents(outcomes),
             "agents_failed": failed,
             "seconds": round(seconds, 4),
         }
+
+    def _abandon(self, reason: str, by: str) -> int:
+        """The backstop: every lease of this replica stops being renewed, so
+        its faults end within a TTL even where the Halt is late or lost."""
+        return self.fleet.abandon_leases(
+            f"given up by the kill switch ({reason}, by {by}): the agent reverts the faults"
+            " by itself within the TTL"
+        )
 
     def disengage(self, by: str) -> dict[str, Any]:
         outcomes = self.fleet.resume()
@@ -109,8 +123,10 @@ class KillSwitchLever:
             log.warning("kill switch disengaged by another replica", by=state.by,
                         agents_failed=failed)  # fmt: skip
             return
+        abandoned = self._abandon(state.reason, state.by)
         outcomes = self.fleet.halt(latch=True, reason=f"{why} (by {state.by})")
         log.warning(
             "kill switch engaged by another replica", reason=state.reason, by=state.by,
-            runs_aborted=aborted, agents_failed=[a for a, o in outcomes.items() if not o.ok],
+            runs_aborted=aborted, leases_abandoned=abandoned,
+            agents_failed=[a for a, o in outcomes.items() if not o.ok],
         )  # fmt: skip
