@@ -6,10 +6,10 @@ every lease this replica holds (so each agent reverts this replica's faults
 by itself within the TTL, however long the fan-out takes and whether or not
 it reaches the agent), and sends a latched Halt to every agent at once, which
 reverts every fault there, this service's or anyone's, and refuses new ones
-until Resume. New runs are
-refused while it is engaged. Disengaging is explicit: it resumes the agents
-and clears the store. The other replicas on the store follow within a
-heartbeat (follow): they abort their runs and halt (or resume) their agents.
+until Resume. New runs are refused while it is engaged. Disengaging is
+explicit: it resumes the agents and clears the store. The other replicas on
+the store follow within a heartbeat (follow): they abort their runs, give up
+their leases and halt (or resume) their agents.
 """
 
 from __future__ import annotations
