@@ -290,7 +290,8 @@ class Fleet:
         does this before its Halt fan-out, which at fleet scale, or to an
         agent cut off from gRPC, may take longer than a TTL. How many."""
         holds = [h for h in self._holds if not h.lost.is_set()]
-        await asyncio.gather(*(h.abandon(reason) for h in holds))
+        for h in holds:
+            h.abandon(reason)
         return len(holds)
 
     def abandon_leases(self, reason: str) -> int:

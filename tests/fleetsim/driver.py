@@ -116,7 +116,8 @@ def main() -> None:
     ap.add_argument(
         "--halt",
         action="store_true",
-        help="end with Halt on every agent (the kill switch's fan-out) instead of reverts",
+        help="end as the kill switch does (every lease given up, Halt on every agent)"
+        " instead of with reverts",
     )
     args = ap.parse_args()
     raise_fd_limit()
@@ -201,8 +202,12 @@ def main() -> None:
         fleet.stop_watches()  # as a run does before it reverts (experiments/faults.py)
         t0 = time.monotonic()
         if args.halt:
-            # What the kill switch does: Halt everywhere; each answer lists
-            # the faults it reverted, before it is sent.
+            # What the kill switch does: give up every lease (each agent then
+            # reverts by itself within the TTL), and Halt everywhere; each
+            # answer lists the faults it reverted, before it is sent. The
+            # simulator says when the last fault ended.
+            out["engaged_at"] = time.time()
+            out["leases_abandoned"] = fleet.abandon_leases("bench: kill switch")
             halted = fanouts.time(
                 "halt", n, lambda: fleet.halt(latch=False, reason="bench: kill switch")
             )
@@ -210,7 +215,7 @@ def main() -> None:
             # Distinct faults: the simulator tells agents apart by connection,
             # and two connections to different addresses can share a source
             # port, so a Halt may also list a neighbour's fault.
-            out["reverted"] = len(
+            out["reverted_by_halt"] = len(
                 {
                     f.id
                     for o in halted.values()
@@ -230,8 +235,9 @@ def main() -> None:
         gcs["halt" if args.halt else "revert"] = collections.lap()
         out["gc_by_phase"] = gcs
         out["fanouts"] = fanouts.rows
-        # Leases lost during the fan-outs at the end count as much as during the hold.
-        lost = fleet.lost()
+        # Leases lost during the fan-outs at the end count as much as during
+        # the hold (not those the kill switch gave up).
+        lost = {a: r for a, r in fleet.lost().items() if not fleet.keepers[a].abandoned}
         out["leases_lost_by_end"] = len(lost)
         out["lost_by_end_examples"] = list(lost.values())[:3]
         t0 = time.monotonic()

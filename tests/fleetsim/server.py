@@ -29,6 +29,7 @@ import json
 import resource
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,6 +96,9 @@ class SimAgent(pb_grpc.AgentServicer):
         self.halted: set[str] = set()
         self._heap: list[tuple[float, str]] = []
         self._ids = itertools.count(1)
+        self.active = 0  # faults active now
+        self.last_end_at = 0.0  # wall-clock time an active fault last ended
+        self.ended_by: Counter[str] = Counter()  # end reason name -> faults
         self.stats = {
             "leases_acquired": 0,
             "leases_expired": 0,
@@ -226,6 +230,9 @@ class SimAgent(pb_grpc.AgentServicer):
             previous = fault.state
             fault.state, fault.end_reason = pb.FAULT_STATE_REVERTED, reason
             self.stats["reverts"] += 1
+            self.active -= 1
+            self.last_end_at = time.time()
+            self.ended_by[pb.EndReason.Name(reason)] += 1
             self._notify(fault, previous, replying_to)
         return fault
 
@@ -265,6 +272,7 @@ class SimAgent(pb_grpc.AgentServicer):
         if request.request_id:
             self.by_request[key] = fault
         self.stats["injects"] += 1
+        self.active += 1
         self._notify(fault, pb.FAULT_STATE_PENDING, context.peer())
         return fault
 
@@ -388,7 +396,9 @@ async def _commands(sim: SimAgent, server: aio.Server) -> None:
             out = {
                 **sim.stats,
                 "leases_live": len(sim.leases),
-                "faults_active": sum(f.state == pb.FAULT_STATE_ACTIVE for f in sim.faults.values()),
+                "faults_active": sim.active,
+                "last_fault_end_at": sim.last_end_at,
+                "faults_ended_by": dict(sim.ended_by),
                 "heartbeats": sim.stats["heartbeats"] + datagrams,
                 "datagrams": datagrams,
                 "datagrams_dropped": sim.clock.stat("datagrams_dropped"),
