@@ -29,7 +29,7 @@ from tests.fleetsim.driver import addresses
 from tests.fleetsim.limits import raise_fd_limit
 
 
-def experiment(hold: float) -> Any:
+def experiment(hold: float, ttl: float = 5.0) -> Any:
     return exp.parse(
         {
             "title": "concurrent runs",
@@ -46,7 +46,11 @@ def experiment(hold: float) -> Any:
                 }
             ],
             "extensions": [
-                {"name": "brownout", "lease-ttl": "5s", "ramp": {"steps": [100], "hold": hold}}
+                {
+                    "name": "brownout",
+                    "lease-ttl": f"{ttl:g}s",
+                    "ramp": {"steps": [100], "hold": hold},
+                }
             ],
         }
     )
