@@ -147,16 +147,21 @@ def _scale(
         if halt:
             # Engaged (leases given up, Halts sent) until the last fault ended.
             row["simulator"]["faults_ended_by"] = after["faults_ended_by"]
-            gone = after["faults_active"] == 0 and after["last_fault_end_at"]
-            row["all_faults_gone_s"] = (
-                round(after["last_fault_end_at"] - row["engaged_at"], 3) if gone else None
-            )
+            row["all_faults_gone_s"] = _gone_s(after, row["engaged_at"])
         row["saturated"] = _saturated(row)
         # Whatever happened, no fault may outlive its lease.
         time.sleep(TTL_S + 0.5)
         row["simulator"]["faults_active_after_ttl"] = ask(sim, "stats")["faults_active"]
         _ask_quit(sim)
         return row
+
+
+def _gone_s(stats: dict[str, Any], engaged_at: float) -> float | None:
+    """From the engage (wall clock) until the simulator's last fault ended;
+    None while a fault is still active."""
+    if stats["faults_active"] or not stats["last_fault_end_at"]:
+        return None
+    return round(float(stats["last_fault_end_at"]) - engaged_at, 3)
 
 
 def _ask_quit(sim: subprocess.Popen[str]) -> None:
@@ -299,10 +304,7 @@ def test_kill_switch_through_the_service(netns: str) -> None:
             row: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
             stats = ask(sim, "stats")
             row["faults_ended_by"] = stats["faults_ended_by"]
-            gone = stats["faults_active"] == 0 and stats["last_fault_end_at"]
-            row["all_faults_gone_s"] = (
-                round(stats["last_fault_end_at"] - row["engaged_at"], 3) if gone else None
-            )
+            row["all_faults_gone_s"] = _gone_s(stats, row["engaged_at"])
             time.sleep(TTL_S + 0.5)
             row["faults_active_after_ttl"] = ask(sim, "stats")["faults_active"]
             _ask_quit(sim)

@@ -46,7 +46,7 @@ def main() -> None:
             t0 = time.monotonic()
             run = svc.runs.start(e, "bench")
             agents = run.runner.journal.agents
-            deadline = t0 + 600
+            deadline, injected = t0 + 600, 0
             while time.monotonic() < deadline and not run.runner.journal.ended:
                 injected = sum(1 for r in list(agents.values()) for f in r.faults if f.fault_id)
                 if injected == n:
