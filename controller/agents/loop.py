@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -26,6 +26,10 @@ WORKERS = 64
 # thread, and Python runs its handler only once the main thread is back in
 # Python code, so a wait there must come back now and then.
 SIGNAL_SLICE = 0.1
+# Items of per-agent bookkeeping between yields to the loop: a fan-out's
+# results at 10,000 agents, at 100-200 us each, would otherwise hold the loop
+# for seconds, and the lease keeper's renewals with it.
+SLICE = 256
 
 
 async def cancel(task: asyncio.Task[Any] | None) -> None:
@@ -34,6 +38,15 @@ async def cancel(task: asyncio.Task[Any] | None) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def in_slices(items: Iterable[T], size: int = SLICE) -> AsyncIterator[T]:
+    """Each item in turn, letting the loop run its timers and I/O after every
+    `size` of them."""
+    for i, item in enumerate(items):
+        if i and i % size == 0:
+            await asyncio.sleep(0)
+        yield item
 
 
 class LoopThread:

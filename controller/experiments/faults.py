@@ -24,11 +24,12 @@ import grpc
 from brownout.v1 import agent_pb2 as pb
 from controller.agents.aioclient import AsyncAgentClient, retrying, rpc_error
 from controller.agents.fleet import Fleet
+from controller.agents.loop import in_slices
 from controller.agents.names import kind_name, reason_name, state_name
 from controller.experiments import probes
 from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.model import Activity, FaultProvider
-from controller.experiments.progress import Reporter
+from controller.experiments.progress import PER_AGENT_LINES, Reporter, counts
 from controller.experiments.records import FaultRecord, Problem, RunJournal
 from controller.experiments.tracing import RunTrace
 
@@ -170,7 +171,8 @@ class RunFaults:
 
         outcomes = await self._fleet.amap(call, agents)
         output: dict[str, Any] = {}
-        for a, o in outcomes.items():
+        each = len(outcomes) <= PER_AGENT_LINES
+        async for a, o in in_slices(outcomes.items()):
             rec = FaultRecord(
                 activity.name, p.fault, duration, probes.now_iso(), round(o.seconds, 6)
             )
@@ -188,12 +190,16 @@ class RunFaults:
                 for k, v in (("fault_id", rec.fault_id), ("state", rec.state), ("error", rec.error))
                 if v
             }
-            self._report.event(
-                f"{p.fault} on {a}: "
-                + (f"{rec.state} {rec.fault_id}" if rec.fault_id else rec.error)
-            )
+            if each:
+                self._report.event(
+                    f"{p.fault} on {a}: "
+                    + (f"{rec.state} {rec.fault_id}" if rec.fault_id else rec.error)
+                )
             if rec.error:
                 self.problem(a, "injection failed", f"{activity.name} ({p.fault}): {rec.error}")
+        if not each:
+            states = (v.get("state") or "failed" for v in output.values())
+            self._report.event(f"{p.fault} on {len(output)} agent(s): {counts(states)}")
         ok = all("error" not in v for v in output.values())
         self._j.run.append(
             {
@@ -225,7 +231,8 @@ class RunFaults:
         await self._fleet.astop_watches()
         await self._fleet.amap(self._undo, addresses)
         self._metrics.blast_radius_percentage.set(0)
-        for a in addresses:
+        each, ends = len(addresses) <= PER_AGENT_LINES, list[str]()
+        async for a in in_slices(addresses):
             rec = agents[a]
             results = [f.revert or {} for f in rec.faults if f.fault_id]
             ok = all(r.get("state") == "reverted" for r in results)
@@ -243,10 +250,13 @@ class RunFaults:
                     "duration": round(time.monotonic() - t0, 6),
                 }
             )
-            self._report.event(
-                f"reverted on {a}: "
-                + (", ".join(r.get("state") or r.get("error", "?") for r in results) or "no faults")
-            )
+            if each:
+                said = ", ".join(r.get("state") or r.get("error", "?") for r in results)
+                self._report.event(f"reverted on {a}: {said or 'no faults'}")
+            else:
+                ends += [r.get("state") or "failed" for r in results] or ["no faults"]
+        if not each:
+            self._report.event(f"reverted on {len(addresses)} agent(s): {counts(ends)}")
 
     async def _undo(self, c: AsyncAgentClient) -> None:
         rec = self._j.agents[c.address]

@@ -39,6 +39,7 @@ import structlog
 
 from brownout.v1 import agent_pb2 as pb
 from controller.agents.fleet import Fleet
+from controller.agents.loop import in_slices
 from controller.experiments import dryrun, probes
 from controller.experiments import journal as jr
 from controller.experiments.controls import Controls, Interrupted
@@ -47,7 +48,7 @@ from controller.experiments.impact import Impact
 from controller.experiments.metrics import ControllerMetrics
 from controller.experiments.model import Activity, Experiment, FaultProvider, StopCondition
 from controller.experiments.planning import Plan, PreflightAbort, make_plan
-from controller.experiments.progress import Quiet, Reporter
+from controller.experiments.progress import PER_AGENT_LINES, Quiet, Reporter, agent_list
 from controller.experiments.records import RunJournal, RunStatus, StepRecord
 from controller.experiments.sampler import Sampler, record_run, recover
 from controller.experiments.stopconditions import Breach, StopMonitor
@@ -235,15 +236,25 @@ class Runner:
                 await asyncio.wait_for(self._wake.wait(), min(left, 0.25))
 
     def _note_lost(self) -> None:
+        fresh: dict[str, list[str]] = {}  # reason -> agents
         for address, reason in self.fleet.lost().items():
             rec = self.journal.agent(address)
             if not rec.lost:
                 rec.lost = reason
+                fresh.setdefault(reason, []).append(address)
+                self.faults.lease_lost(address, reason)
+                self.timeline.event("lease_lost", agent=address, reason=reason)
+        for reason, agents in fresh.items():
+            if len(agents) > PER_AGENT_LINES:  # the kill switch gave them all up, say
+                self.report.event(
+                    f"{len(agents)} leases lost ({reason}); each agent reverts its faults"
+                    f" itself: {agent_list(agents)}"
+                )
+                continue
+            for address in agents:
                 self.report.event(
                     f"agent {address}: lease lost ({reason}); the agent reverts its faults itself"
                 )
-                self.faults.lease_lost(address, reason)
-                self.timeline.event("lease_lost", agent=address, reason=reason)
 
     # ------------------------------------------------------------- window
 
@@ -536,7 +547,8 @@ class Runner:
     async def _acquire(self, plan: Plan) -> None:
         ttl = self.experiment.settings.lease_ttl
         holder = f"{self.options.holder} run={self.options.run_id}"
-        for a, o in (await self.fleet.aacquire_leases(plan.targets, holder, ttl)).items():
+        held = await self.fleet.aacquire_leases(plan.targets, holder, ttl)
+        async for a, o in in_slices(held.items()):
             rec = self.journal.agent(a)
             if o.value is not None:
                 rec.lease_id = o.value.lease_id
@@ -599,7 +611,7 @@ class Runner:
                 self.trace.step(step.index, step.percent, len(live))
             self.report.event(
                 f"step {step.index + 1}/{len(plan.steps)}: {step.percent:g}% -> {len(live)}"
-                f" agent(s), {len(added)} new: {', '.join(added) or '-'}"
+                f" agent(s), {len(added)} new: {agent_list(added)}"
             )
             self._milestone(
                 "step", step=step.index + 1, steps=len(plan.steps), percent=step.percent,

@@ -2,8 +2,9 @@
 a page at a time, never a GetInfo per agent per load.
 
 Each agent's last GetInfo is kept and refreshed in the background on the
-fleet's loop: after REFRESH_S, or at once when the lease datagrams say its
-faults changed (its generation moved). An agent that answered a lease datagram
+fleet's loop: after REFRESH_S, or in the next sweep when the lease datagrams
+say its faults changed (its generation moved); after the first pass, at most
+BATCH agents per SWEEP_S. An agent that answered a lease datagram
 since its last GetInfo, with the same generation, is known to be up without
 asking again, which is what keeps a busy fleet's view cheap. A page is the
 sorted inventory filtered by label selector and state, with counts by state,
@@ -98,7 +99,14 @@ class FleetView:
             asked = await self.sweep()
             if asked < BATCH:
                 self._ready.set()  # every agent has been asked once
-            await asyncio.sleep(SWEEP_S if asked < BATCH else 0)
+            # The first pass back to back; after it, BATCH a sweep at most: a
+            # run that just injected on 10,000 agents moved every generation,
+            # and its leases share this loop with the GetInfo calls.
+            await asyncio.sleep(0 if asked == BATCH and not self._ready.is_set() else SWEEP_S)
+
+    async def first_pass(self) -> None:
+        """Until every agent has been asked once."""
+        await self._ready.wait()
 
     async def page(
         self, selector: Selector | None, state: str, page: int, per_page: int
@@ -106,7 +114,7 @@ class FleetView:
         """One page of agents (1-based), with totals over all that match."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(FIRST_WAIT_S):
-                await self._ready.wait()
+                await self.first_pass()
         now = asyncio.get_running_loop().time()
         matched: list[str] = []
         by_state: Counter[str] = Counter()

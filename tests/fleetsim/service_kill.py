@@ -42,6 +42,9 @@ def main() -> None:
             AgentConnection.of(refs, 30.0), Path(tmp), Tokens([]), ControllerMetrics()
         )
         try:
+            # As in a service up for a while: the fleet view has asked every
+            # agent once before the run.
+            svc.fleet.loop.run(svc.view.first_pass())
             e = experiment(hold=3600.0, ttl=args.ttl)
             t0 = time.monotonic()
             run = svc.runs.start(e, "bench")
