@@ -16,9 +16,12 @@ have slots of their own, so the kill switch never queues behind a run's calls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -124,6 +127,10 @@ class Fleet:
         self.keepers: dict[str, LeaseHold] = {}
         # Every view's holds, for the kill switch (a view's are also in its keepers).
         self._holds: set[LeaseHold] = set()
+        # Halt fan-outs announced or under way, shared by every view like
+        # _holds: a run reverting meanwhile waits for them (after_halts).
+        self._halting: set[Future[None]] = set()
+        self._halting_lock = threading.Lock()
         self.infos: dict[str, pb.AgentInfo] = {}
         self._watches: list[AsyncFaultWatch] = []
         # Read the key and certificates once, not once per channel.
@@ -224,6 +231,30 @@ class Fleet:
 
     def halt(self, latch: bool = False, reason: str = "") -> dict[str, Outcome[pb.HaltResponse]]:
         return self.map(lambda c: c.halt(latch, reason), urgent=True)
+
+    @contextlib.contextmanager
+    def halting(self) -> Iterator[None]:
+        """Around a kill switch's aborts and Halt fan-out, from any thread: the
+        runs it aborts revert after the Halts, not beside them. The Halt
+        reverts every fault on its agent, so the Halts get the loop and the
+        slots first; the runs' reverts then only read how each fault ended,
+        for their journals."""
+        done: Future[None] = Future()
+        with self._halting_lock:
+            self._halting.add(done)
+        try:
+            yield
+        finally:
+            with self._halting_lock:
+                self._halting.discard(done)
+            done.set_result(None)
+
+    async def after_halts(self) -> None:
+        """On the loop: until every Halt fan-out announced by halting() has ended."""
+        with self._halting_lock:
+            pending = [asyncio.wrap_future(f) for f in self._halting]
+        if pending:
+            await asyncio.wait(pending)
 
     def resume(self) -> dict[str, Outcome[pb.ResumeResponse]]:
         return self.map(lambda c: c.resume(), urgent=True)
@@ -353,6 +384,7 @@ class Fleet:
         finally:
             if self._owner:
                 self.loop.stop()
+                heap.release()
 
     def __enter__(self) -> Fleet:
         return self

@@ -229,6 +229,7 @@ class RunFaults:
         # (and catches an early end they missed), and a fetch per agent for
         # the reverts' own state changes would only slow them at fleet scale.
         await self._fleet.astop_watches()
+        await self._fleet.after_halts()  # the kill switch's come first
         await self._fleet.amap(self._undo, addresses)
         self._metrics.blast_radius_percentage.set(0)
         each, ends = len(addresses) <= PER_AGENT_LINES, list[str]()

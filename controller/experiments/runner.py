@@ -248,7 +248,7 @@ class Runner:
             if len(agents) > PER_AGENT_LINES:  # the kill switch gave them all up, say
                 self.report.event(
                     f"{len(agents)} leases lost ({reason}); each agent reverts its faults"
-                    f" itself: {agent_list(agents)}"
+                    f" itself within the TTL: {agent_list(agents)}"
                 )
                 continue
             for address in agents:

@@ -52,13 +52,14 @@ class KillSwitchLever:
 
     def engage(self, reason: str, by: str) -> dict[str, Any]:
         t0 = time.monotonic()
-        with self._runs.gate:  # no start slips between the store and the aborts
-            state = self._store.set_kill_switch(True, reason, by)
-            self._seen = (True, state.at)
-            aborted = self._runs.abort_all(f"kill switch: {reason}", "kill_switch")
-        self._runs.notifier.send("kill_switch", engaged=True, reason=reason, by=by)
-        abandoned = self._abandon(reason, by)
-        outcomes = self.fleet.halt(latch=True, reason=f"kill switch: {reason} (by {by})")
+        with self.fleet.halting():  # the aborted runs revert after the Halts
+            with self._runs.gate:  # no start slips between the store and the aborts
+                state = self._store.set_kill_switch(True, reason, by)
+                self._seen = (True, state.at)
+                aborted = self._runs.abort_all(f"kill switch: {reason}", "kill_switch")
+            self._runs.notifier.send("kill_switch", engaged=True, reason=reason, by=by)
+            abandoned = self._abandon(reason, by)
+            outcomes = self.fleet.halt(latch=True, reason=f"kill switch: {reason} (by {by})")
         seconds = time.monotonic() - t0
         reverted = sum(len(o.value.faults) for o in outcomes.values() if o.value is not None)
         failed = [a for a, o in outcomes.items() if not o.ok]
@@ -85,10 +86,7 @@ class KillSwitchLever:
     def _abandon(self, reason: str, by: str) -> int:
         """The backstop: every lease of this replica stops being renewed, so
         its faults end within a TTL even where the Halt is late or lost."""
-        return self.fleet.abandon_leases(
-            f"given up by the kill switch ({reason}, by {by}): the agent reverts the faults"
-            " by itself within the TTL"
-        )
+        return self.fleet.abandon_leases(f"given up by the kill switch ({reason}, by {by})")
 
     def disengage(self, by: str) -> dict[str, Any]:
         outcomes = self.fleet.resume()
@@ -111,6 +109,10 @@ class KillSwitchLever:
     def follow(self) -> None:
         """Do what another replica did to the switch since this one last acted:
         abort this replica's runs and halt its agents, or resume them."""
+        with self.fleet.halting():  # the aborted runs revert after the Halts
+            self._follow()
+
+    def _follow(self) -> None:
         with self._runs.gate:  # against this replica's own engage and disengage
             state = self.state()
             seen, self._seen = self._seen, (state.engaged, state.at)

@@ -145,6 +145,10 @@ def test_kill_switch_reverts_10_faults_on_5_agents_within_1s_and_survives_a_rest
     assert engaged.body["runs_aborted"] == [run_id] and not engaged.body["agents_failed"]
     journal = wait_status(serve, run_id)
     assert journal["status"] == "aborted" and ext(journal)["reason"] == "kill switch: pager"
+    # The run reverted after the Halts (Fleet.halting): its reverts read how
+    # the Halt ended each fault instead of racing it.
+    ends = [f["revert"]["end_reason"] for r in ext(journal)["agents"].values() for f in r["faults"]]
+    assert ends == ["halt"] * len(fleet), ends
     refused = serve.call("POST", "/api/v1/runs", {"experiment": held()})
     assert refused.status == 409 and "kill switch is engaged (pager" in refused.body["error"]
 
