@@ -36,14 +36,18 @@ lint: setup
 typecheck: setup
 	$(PY) -m mypy
 
-# The whole suite: lint, types, then every tier except benchmarks. As root it
-# first installs the Debian packages and prepares the kernel-VM tier.
+# The whole suite: lint, types, the unit tier on every core (pytest-xdist),
+# then every other tier except benchmarks, one test at a time (they share the
+# host's namespaces, cgroups and ports). As root it first installs the Debian
+# packages and prepares the kernel-VM tier. Exit 5 is "nothing selected", for
+# PYTEST_ARGS that pick tests of one half only.
 test: lint typecheck system-deps
 	@if [ "$$(id -u)" = 0 ]; then PY=$(PY) bash tests/kernelvm/prepare.sh >/dev/null; fi
-	$(PY) -m pytest -m "not bench" --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -m unit -n auto --durations=10 $(PYTEST_ARGS) || [ $$? = 5 ]
+	$(PY) -m pytest -m "not bench and not unit" --durations=25 $(PYTEST_ARGS) || [ $$? = 5 ]
 
 unit: setup
-	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+	$(PY) -m pytest -m unit -n auto $(PYTEST_ARGS)
 
 host: setup system-deps
 	$(PY) -m pytest -m host $(PYTEST_ARGS)

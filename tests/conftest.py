@@ -21,6 +21,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     the first one's for its own: BROWNOUT_RESIDUE=off turns the check off for
     a side run of tests that create none (e.g. the unit tier)."""
     global _BEFORE
+    # Under pytest-xdist (the unit tier) the controller process checks the
+    # whole run; a worker would take another worker's live tests for residue.
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        return
     if is_root() and os.environ.get("BROWNOUT_RESIDUE") != "off":
         _BEFORE = residue.Snapshot()
 

@@ -26,7 +26,10 @@ pytestmark = [
 ]
 
 MBIT = 1_000_000
-RATES = [1 * MBIT, 2 * MBIT, 5 * MBIT, 8 * MBIT, 10 * MBIT, 50 * MBIT, 500 * MBIT]
+# 1 Mbit/s takes 23 s a measurement to average out (iperf.seconds_for), so it
+# is measured in `make bench` beside tc's HTB (test_bandwidth_accuracy_against_tc);
+# 2 Mbit/s is the low end here.
+RATES = [2 * MBIT, 5 * MBIT, 8 * MBIT, 10 * MBIT, 50 * MBIT, 500 * MBIT]
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import pytest
 
 from controller.experiments.progress import NAMED, PER_AGENT_LINES
 from tests.bench.common import scratch_netns
+from tests.fleetsim.quit import quit_sim
 
 pytestmark = pytest.mark.host
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,14 +39,8 @@ def test_a_run_over_many_agents_reports_counts_and_journals_each_agent() -> None
                 _in(ns, "tests.fleetsim.run_events", "--agents", str(N), "--port", str(port)),
                 cwd=ROOT, capture_output=True, text=True, timeout=300,
             )  # fmt: skip
-            assert sim.stdin is not None
-            sim.stdin.write("quit\n")  # it unlinks its shared memory (leaseclock.py)
-            sim.stdin.flush()
-            sim.wait(30)
         finally:
-            if sim.poll() is None:
-                sim.kill()
-                sim.wait(10)
+            quit_sim(sim)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     events: list[str] = out["events"]

@@ -23,6 +23,7 @@ from controller.agents import inventory
 from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.fleet import Fleet
 from tests.agentproc import AgentProc, wait_for
+from tests.fleetsim.quit import quit_sim
 from tests.host.leasestream import Stream
 
 pytestmark = pytest.mark.host
@@ -159,7 +160,7 @@ def test_calls_run_concurrently_on_one_loop(agent: AgentProc, fleet: Fleet) -> N
 
 @contextlib.contextmanager
 def old_agent(*flags: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """The fleet simulator serving an older contract, on loopback; killed after."""
+    """The fleet simulator serving an older contract, on loopback; ended after."""
     sim = subprocess.Popen(
         [sys.executable, "-m", "tests.fleetsim.server", "--old-agent", *flags,
          "--listen", "127.0.0.1:0"],
@@ -169,8 +170,7 @@ def old_agent(*flags: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     try:
         yield sim, f"127.0.0.1:{json.loads(sim.stdout.readline())['listening']}"
     finally:
-        sim.kill()
-        sim.wait(10)
+        quit_sim(sim)
 
 
 def test_an_agent_without_watch_faults_is_polled_and_a_fault_end_is_still_seen() -> None:

@@ -25,6 +25,7 @@ from controller.experiments.metrics import ControllerMetrics
 from controller.service import app
 from controller.service.auth import Tokens
 from controller.service.state import Service
+from tests.fleetsim.quit import quit_sim
 from tests.host.serveproc import OPERATOR, VIEWER, write_tokens
 
 DEAD_AGENT = "127.0.0.1:1"
@@ -101,8 +102,7 @@ def sim_api(tmp_path: Path) -> Iterator[Api]:
         with serving(f"127.0.0.1:{port}", tmp_path) as a:
             yield a
     finally:
-        sim.kill()
-        sim.wait(10)
+        quit_sim(sim)
 
 
 __all__ = ["OPERATOR", "VIEWER", "Api", "pure_doc"]
