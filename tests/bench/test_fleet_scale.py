@@ -14,23 +14,20 @@ both share this machine's cores.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import resource
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.bench.common import ask, report, scratch_netns
 from tests.fleetsim.limits import raise_fd_limit
+from tests.fleetsim.procs import ROOT, in_netns, quit_sim, simulator
 
-ROOT = Path(__file__).resolve().parents[2]
 # `make bench`: 1,000 to 20,000 agents with a 60 s hold on the datagram path,
 # and the stream path beside it at 1,000 (past that it cannot hold its leases
 # on this machine: docs/controller.md); `make bench-full` holds 300 s.
@@ -59,10 +56,6 @@ def netns() -> Iterator[str]:
         yield name
 
 
-def _in(ns: str, module: str, *args: str) -> list[str]:
-    return ["ip", "netns", "exec", ns, sys.executable, "-m", module, *args]
-
-
 def _saturated(row: dict[str, Any]) -> str:
     """Which side ran out of CPU, if one did: the loop is one core at most."""
     sim, ctl = row["simulator_cpu_cores_over_run"], row["controller_cpu_cores"]
@@ -77,25 +70,6 @@ def _saturated(row: dict[str, Any]) -> str:
     return "controller" if ctl >= 0.9 else ""
 
 
-@contextlib.contextmanager
-def simulator(ns: str, path: str = "stream") -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """The simulated fleet in the netns, and its port (on 0.0.0.0 there); killed after."""
-    sim = subprocess.Popen(
-        _in(ns, "tests.fleetsim.server", *(["--datagrams"] if path == "datagram" else [])),
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert sim.stdout is not None
-        yield sim, int(json.loads(sim.stdout.readline())["listening"])
-    finally:
-        if sim.poll() is None:
-            sim.kill()
-        sim.wait(10)
-
-
 def _scale(
     ns: str, n: int, hold: float = HOLD_S, halt: bool = False, path: str = "stream"
 ) -> dict[str, Any]:
@@ -103,7 +77,7 @@ def _scale(
         before = ask(sim, "stats")
         t0 = time.monotonic()
         driver = subprocess.run(
-            _in(
+            in_netns(
                 ns,
                 "tests.fleetsim.driver",
                 "--agents",
@@ -150,7 +124,7 @@ def _scale(
         # Whatever happened, no fault may outlive its lease.
         time.sleep(TTL_S + 0.5)
         row["simulator"]["faults_active_after_ttl"] = ask(sim, "stats")["faults_active"]
-        _ask_quit(sim)
+        quit_sim(sim)
         return row
 
 
@@ -160,13 +134,6 @@ def _gone_s(stats: dict[str, Any], engaged_at: float) -> float | None:
     if stats["faults_active"] or not stats["last_fault_end_at"]:
         return None
     return round(float(stats["last_fault_end_at"]) - engaged_at, 3)
-
-
-def _ask_quit(sim: subprocess.Popen[str]) -> None:
-    assert sim.stdin is not None
-    sim.stdin.write("quit\n")
-    sim.stdin.flush()
-    sim.wait(30)
 
 
 def test_fleet_scale(netns: str) -> None:
@@ -294,8 +261,8 @@ def test_kill_switch_through_the_service(netns: str) -> None:
     for n in SERVICE_KILL_SIZES:
         with simulator(netns, "datagram") as (sim, port):
             done = subprocess.run(
-                _in(netns, "tests.fleetsim.service_kill", "--agents", str(n), "--port", str(port),
-                    "--ttl", str(TTL_S)),
+                in_netns(netns, "tests.fleetsim.service_kill", "--agents", str(n),
+                         "--port", str(port), "--ttl", str(TTL_S)),
                 cwd=ROOT, capture_output=True, text=True, timeout=1200,
             )  # fmt: skip
             assert done.returncode == 0, done.stderr[-3000:]
@@ -305,7 +272,7 @@ def test_kill_switch_through_the_service(netns: str) -> None:
             row["all_faults_gone_s"] = _gone_s(stats, row["engaged_at"])
             time.sleep(TTL_S + 0.5)
             row["faults_active_after_ttl"] = ask(sim, "stats")["faults_active"]
-            _ask_quit(sim)
+            quit_sim(sim)
         print(f"\n[bench] kill_switch_service n={n}: {json.dumps(row, sort_keys=True)}", flush=True)
         assert row["faults_active_after_ttl"] == 0
         assert row["status"] == "aborted", row

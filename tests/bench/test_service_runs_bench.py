@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from tests.bench.common import ask, report
-from tests.bench.test_fleet_scale import ROOT, _ask_quit, _in, netns, simulator
+from tests.bench.test_fleet_scale import netns
+from tests.fleetsim.procs import ROOT, in_netns, quit_sim, simulator
 
 AGENTS = int(os.environ.get("BROWNOUT_SERVICE_RUNS_AGENTS", "1000"))
 RUNS = 10
@@ -27,14 +28,14 @@ __all__ = ["netns"]
 def _mode(ns: str, mode: str) -> dict[str, Any]:
     with simulator(ns, "datagram") as (sim, port):
         out = subprocess.run(
-            _in(ns, "tests.fleetsim.service_runs", "--agents", str(AGENTS), "--port", str(port),
-                "--runs", str(RUNS), "--mode", mode),
+            in_netns(ns, "tests.fleetsim.service_runs", "--agents", str(AGENTS),
+                     "--port", str(port), "--runs", str(RUNS), "--mode", mode),
             cwd=ROOT, capture_output=True, text=True, timeout=1200,
         )  # fmt: skip
         assert out.returncode == 0, out.stderr[-3000:]
         row: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
         row["simulator_faults_active_after"] = ask(sim, "stats")["faults_active"]
-        _ask_quit(sim)
+        quit_sim(sim)
         return row
 
 

@@ -7,18 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from controller.agents import inventory
-from controller.agents.connection import AgentConnection
-from controller.experiments.metrics import ControllerMetrics
-from controller.service.auth import Tokens
-from controller.service.state import Service
-from tests.fleetsim.driver import addresses
 from tests.fleetsim.limits import raise_fd_limit
-from tests.fleetsim.service_runs import experiment
+from tests.fleetsim.service_runs import experiment, service
 
 
 def _reverted(fault: dict[str, Any]) -> bool:
@@ -32,17 +24,10 @@ def main() -> None:
     ap.add_argument("--hold", type=float, default=1.0)
     args = ap.parse_args()
     raise_fd_limit()
-    refs = inventory.build(agents=addresses(args.agents, args.port))
-    with tempfile.TemporaryDirectory() as tmp:
-        svc = Service.build(
-            AgentConnection.of(refs, 30.0), Path(tmp), Tokens([]), ControllerMetrics()
-        )
-        try:
-            run = svc.runs.start(experiment(hold=args.hold, ttl=3.0), "test")
-            assert svc.runs.wait_all(300), "the run did not end"
-            journal = run.journal()
-        finally:
-            svc.close()
+    with service(args.agents, args.port) as svc:
+        run = svc.runs.start(experiment(hold=args.hold, ttl=3.0), "test")
+        assert svc.runs.wait_all(300), "the run did not end"
+        journal = run.journal()
     faults = [a["faults"] for a in journal["extensions"][0]["agents"].values()]
     out = {
         "events": [e.message for e in run.events.since(0)],

@@ -12,18 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
-from pathlib import Path
 
-from controller.agents import inventory
-from controller.agents.connection import AgentConnection
-from controller.experiments.metrics import ControllerMetrics
-from controller.service.auth import Tokens
-from controller.service.state import Service
-from tests.fleetsim.driver import addresses
 from tests.fleetsim.limits import raise_fd_limit
-from tests.fleetsim.service_runs import experiment
+from tests.fleetsim.service_runs import experiment, service
 
 
 def main() -> None:
@@ -35,45 +27,38 @@ def main() -> None:
     args = ap.parse_args()
     raise_fd_limit()
     n = args.agents
-    refs = inventory.build(agents=addresses(n, args.port))
     out: dict[str, object] = {"agents": n, "ttl_s": args.ttl}
-    with tempfile.TemporaryDirectory() as tmp:
-        svc = Service.build(
-            AgentConnection.of(refs, 30.0), Path(tmp), Tokens([]), ControllerMetrics()
-        )
-        try:
-            # As in a service up for a while: the fleet view has asked every
-            # agent once before the run.
-            svc.fleet.loop.run(svc.view.first_pass())
-            e = experiment(hold=3600.0, ttl=args.ttl)
-            t0 = time.monotonic()
-            run = svc.runs.start(e, "bench")
-            agents = run.runner.journal.agents
-            deadline, injected = t0 + 600, 0
-            while time.monotonic() < deadline and not run.runner.journal.ended:
-                injected = sum(1 for r in list(agents.values()) for f in r.faults if f.fault_id)
-                if injected == n:
-                    break
-                time.sleep(0.1)
-            out["setup_and_inject_s"] = round(time.monotonic() - t0, 2)
-            out["injected"] = injected
-            time.sleep(args.settle)
-            out["engaged_at"] = time.time()
-            engaged = svc.lever.engage("bench", "bench")
-            out["lever_s"] = engaged["seconds"]
-            out["leases_abandoned"] = engaged["leases_abandoned"]
-            out["faults_reverted_by_halt"] = engaged["faults_reverted"]
-            out["agents_failed"] = len(engaged["agents_failed"])
-            t1 = time.monotonic()
-            svc.runs.wait_all(600)
-            out["run_ended_after_engage_s"] = round(time.monotonic() - t1 + engaged["seconds"], 2)
-            journal = run.journal()
-            out["status"] = journal["status"]
-            problems = journal["extensions"][0]["fault_problems"]
-            out["problems"] = sorted({p["problem"] for p in problems})
-            svc.lever.disengage("bench")
-        finally:
-            svc.close()
+    with service(n, args.port) as svc:
+        # As in a service up for a while: the fleet view has asked every
+        # agent once before the run.
+        svc.fleet.loop.run(svc.view.first_pass())
+        e = experiment(hold=3600.0, ttl=args.ttl)
+        t0 = time.monotonic()
+        run = svc.runs.start(e, "bench")
+        agents = run.runner.journal.agents
+        deadline, injected = t0 + 600, 0
+        while time.monotonic() < deadline and not run.runner.journal.ended:
+            injected = sum(1 for r in list(agents.values()) for f in r.faults if f.fault_id)
+            if injected == n:
+                break
+            time.sleep(0.1)
+        out["setup_and_inject_s"] = round(time.monotonic() - t0, 2)
+        out["injected"] = injected
+        time.sleep(args.settle)
+        out["engaged_at"] = time.time()
+        engaged = svc.lever.engage("bench", "bench")
+        out["lever_s"] = engaged["seconds"]
+        out["leases_abandoned"] = engaged["leases_abandoned"]
+        out["faults_reverted_by_halt"] = engaged["faults_reverted"]
+        out["agents_failed"] = len(engaged["agents_failed"])
+        t1 = time.monotonic()
+        svc.runs.wait_all(600)
+        out["run_ended_after_engage_s"] = round(time.monotonic() - t1 + engaged["seconds"], 2)
+        journal = run.journal()
+        out["status"] = journal["status"]
+        problems = journal["extensions"][0]["fault_problems"]
+        out["problems"] = sorted({p["problem"] for p in problems})
+        svc.lever.disengage("bench")
     print(json.dumps(out), flush=True)
 
 

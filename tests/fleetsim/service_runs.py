@@ -8,10 +8,12 @@ whether every run completed."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,21 @@ def experiment(hold: float, ttl: float = 5.0) -> Any:
             ],
         }
     )
+
+
+@contextlib.contextmanager
+def service(agents: int, port: int) -> Iterator[Service]:
+    """`brownout serve`'s Service over N simulated agents, its state in a
+    temporary directory; closed after."""
+    refs = inventory.build(agents=addresses(agents, port))
+    with tempfile.TemporaryDirectory() as tmp:
+        svc = Service.build(
+            AgentConnection.of(refs, 30.0), Path(tmp), Tokens([]), ControllerMetrics()
+        )
+        try:
+            yield svc
+        finally:
+            svc.close()
 
 
 def loops() -> int:

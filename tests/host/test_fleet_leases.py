@@ -23,7 +23,7 @@ from controller.agents import inventory
 from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.fleet import Fleet
 from tests.agentproc import AgentProc, wait_for
-from tests.fleetsim.quit import quit_sim
+from tests.fleetsim.procs import quit_sim
 from tests.host.leasestream import Stream
 
 pytestmark = pytest.mark.host

@@ -25,7 +25,7 @@ from controller.experiments.metrics import ControllerMetrics
 from controller.service import app
 from controller.service.auth import Tokens
 from controller.service.state import Service
-from tests.fleetsim.quit import quit_sim
+from tests.fleetsim.procs import quit_sim
 from tests.host.serveproc import OPERATOR, VIEWER, write_tokens
 
 DEAD_AGENT = "127.0.0.1:1"

@@ -1,0 +1,49 @@
+"""Starting and ending the fleet simulator's processes (tests/fleetsim/server.py)
+the way that leaves nothing behind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def in_netns(ns: str, module: str, *args: str) -> list[str]:
+    """The command line of `python -m module args` inside network namespace ns."""
+    return ["ip", "netns", "exec", ns, sys.executable, "-m", module, *args]
+
+
+@contextlib.contextmanager
+def simulator(ns: str, path: str = "stream") -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The simulated fleet in the netns, and its port (on 0.0.0.0 there); ended after."""
+    sim = subprocess.Popen(
+        in_netns(ns, "tests.fleetsim.server", *(["--datagrams"] if path == "datagram" else [])),
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sim.stdout is not None
+        yield sim, int(json.loads(sim.stdout.readline())["listening"])
+    finally:
+        quit_sim(sim)
+
+
+def quit_sim(sim: subprocess.Popen[str], wait: float = 30.0) -> None:
+    """Ask the simulator on its stdin to quit, so that it unlinks its shared
+    memory (leaseclock.py); kill it only if it does not."""
+    if sim.poll() is None and sim.stdin is not None:
+        with contextlib.suppress(OSError):
+            sim.stdin.write("quit\n")
+            sim.stdin.flush()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            sim.wait(wait)
+    if sim.poll() is None:
+        sim.kill()
+    sim.wait(10)
