@@ -23,7 +23,22 @@ class SqliteDatabase:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.migrate()
+        self.migrate()  # first: a newer release's file is refused untouched
+        self._write_ahead()
+
+    def _write_ahead(self) -> None:
+        """Readers never wait for a writer. In the default rollback-journal
+        mode a commit locks readers out through its fsyncs, and with a busy
+        disk the service's pages and its scheduler waited out the 10 s
+        timeout ("database is locked"). The mode is kept in the file."""
+        db = sqlite3.connect(self.path, timeout=10)
+        try:
+            mode = str(db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        finally:
+            db.close()
+        if mode.lower() != "wal":  # a filesystem without shared memory, say
+            log.warning("database not in WAL mode: a commit blocks readers", path=str(self.path),
+                        mode=mode)  # fmt: skip
 
     @property
     def where(self) -> str:

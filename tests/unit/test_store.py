@@ -3,7 +3,9 @@ newer file refused, and the old two-file layout imported once."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -48,6 +50,25 @@ def test_a_database_from_a_newer_release_is_refused(tmp_path: Path) -> None:
         raw.execute(f"PRAGMA user_version = {VERSION + 1}")
     with pytest.raises(NewerDatabase, match="upgrade Brownout"):
         open_store(tmp_path)
+    with contextlib.closing(sqlite3.connect(tmp_path / FILE)) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # left as it was
+
+
+def test_reads_are_answered_while_a_writer_holds_the_file(tmp_path: Path) -> None:
+    """A commit stalled on a busy disk (here: a connection holding the
+    exclusive lock) must not lock the service's pages and scheduler out."""
+    store = open_store(tmp_path)
+    store.schedules.put("s", {"name": "s"}, "api", "me")
+    with contextlib.closing(sqlite3.connect(tmp_path / FILE, isolation_level=None)) as writer:
+        assert writer.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        writer.execute("BEGIN EXCLUSIVE")
+        writer.execute("DELETE FROM schedules")
+        t0 = time.monotonic()
+        stored = store.schedules.get("s")
+        waited = time.monotonic() - t0
+        writer.execute("ROLLBACK")
+    assert stored is not None and stored.name == "s"
+    assert waited < 5.0, f"the read waited {waited:.1f} s for the writer"
 
 
 def test_the_two_file_layout_is_imported_once(tmp_path: Path) -> None:
