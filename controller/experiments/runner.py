@@ -225,7 +225,7 @@ class Runner:
         assert self._wake is not None
         deadline = time.monotonic() + seconds
         while True:
-            self._note_lost()
+            await self._note_lost()
             if self._stopping():
                 return True
             left = deadline - time.monotonic()
@@ -235,9 +235,11 @@ class Runner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(left, 0.25))
 
-    def _note_lost(self) -> None:
+    async def _note_lost(self) -> None:
         fresh: dict[str, list[str]] = {}  # reason -> agents
-        for address, reason in self.fleet.lost().items():
+        # A mass loss (the kill switch's, a partition's) is thousands of
+        # records: in slices, so the shared fleet's other leases are renewed.
+        async for address, reason in in_slices(list(self.fleet.lost().items())):
             rec = self.journal.agent(address)
             if not rec.lost:
                 rec.lost = reason
@@ -398,7 +400,7 @@ class Runner:
             if monitor is not None:
                 await asyncio.to_thread(monitor.stop)
                 j.stop_conditions = monitor.report()
-            self._note_lost()
+            await self._note_lost()
             await self.faults.revert_all()
             if sampler is not None:
                 await asyncio.to_thread(sampler.stop)
