@@ -37,14 +37,20 @@ typecheck: setup
 	$(PY) -m mypy
 
 # The whole suite: lint, types, the unit tier on every core (pytest-xdist),
-# then every other tier except benchmarks, one test at a time (they share the
-# host's namespaces, cgroups and ports). As root it first installs the Debian
+# then every other tier except benchmarks. Of those, the `concurrent` modules
+# (a service and its agents, waiting on clocks; no resource measured, nothing
+# named fixed) run two at a time, a module per worker; the rest run one test
+# at a time, alone, since they measure CPU, rates and delays or share the
+# host's namespaces, cgroups and ports. As root it first installs the Debian
 # packages and prepares the kernel-VM tier. Exit 5 is "nothing selected", for
-# PYTEST_ARGS that pick tests of one half only.
+# PYTEST_ARGS that pick tests of one part only.
 test: lint typecheck system-deps
 	@if [ "$$(id -u)" = 0 ]; then PY=$(PY) bash tests/kernelvm/prepare.sh >/dev/null; fi
 	$(PY) -m pytest -m unit -n auto --durations=10 $(PYTEST_ARGS) || [ $$? = 5 ]
-	$(PY) -m pytest -m "not bench and not unit" --durations=25 $(PYTEST_ARGS) || [ $$? = 5 ]
+	$(PY) -m pytest -m "concurrent and not bench and not unit" -n 2 --dist loadfile \
+		--durations=10 $(PYTEST_ARGS) || [ $$? = 5 ]
+	$(PY) -m pytest -m "not concurrent and not bench and not unit" --durations=25 \
+		$(PYTEST_ARGS) || [ $$? = 5 ]
 
 unit: setup
 	$(PY) -m pytest -m unit -n auto $(PYTEST_ARGS)

@@ -24,7 +24,7 @@ from tests.controller_servers import Service, serving
 from tests.ctk import roundtrip as rt
 from tests.processes import all_gone
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.concurrent]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))

@@ -15,7 +15,7 @@ import pytest
 from tests.ctk import roundtrip as rt
 from tests.ctk.service import service
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.concurrent]
 
 TOKEN = "s3cret-t0ken-value"
 FILES = sorted(p.name for p in rt.CORPUS.glob("*.yaml"))

@@ -19,7 +19,7 @@ import pytest
 from tests.agentproc import wait_for
 from tests.processes import all_gone
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.concurrent]
 
 
 def test_the_demo_injects_reverts_and_leaves_nothing() -> None:

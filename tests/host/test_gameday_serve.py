@@ -20,7 +20,7 @@ from tests.agentproc import AgentProc
 from tests.host.serveproc import OPERATOR, ServeProc
 from tests.host.test_probes_prometheus import prometheus, three_agents
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.concurrent]
 
 __all__ = ["prometheus", "three_agents"]  # fixtures, used by name
 

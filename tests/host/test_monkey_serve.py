@@ -31,7 +31,7 @@ from tests.controller_servers import Service, serving
 from tests.host.serveproc import VIEWER, ServeProc
 from tests.host.test_schedules_serve import cli, console
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.concurrent]
 
 GROUPS = 3  # healthy ones; one more answers its probe with 500
 TTL = 5.0  # the monkey's lease

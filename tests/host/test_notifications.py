@@ -24,7 +24,7 @@ from tests.host.schedules import EVERY_5S, put, quick
 from tests.host.serveproc import ServeProc
 from tests.host.test_serve_api import active_on_all, held, wait_status
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.concurrent]
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):

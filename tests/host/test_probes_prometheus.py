@@ -34,6 +34,7 @@ from tests.processes import all_gone
 
 pytestmark = [
     pytest.mark.host,
+    pytest.mark.concurrent,
     pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus"),
 ]
 

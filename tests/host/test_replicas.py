@@ -32,7 +32,7 @@ from tests.host.schedules import occurrences, put
 from tests.host.serveproc import VIEWER, ServeProc
 from tests.host.test_schedules_serve import at_boundary
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.concurrent]
 
 TIMEOUT = 3.0  # --replica-timeout
 

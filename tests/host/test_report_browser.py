@@ -22,7 +22,7 @@ from tests.agentproc import AgentProc, wait_for
 from tests.host.fleet import cli, run
 from tests.host.test_console import browser, shot
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.concurrent]
 
 __all__ = ["browser"]  # the fixture, used by name
 

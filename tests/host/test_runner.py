@@ -40,7 +40,7 @@ from tests.host.fleet import (
 )
 from tests.processes import all_gone
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.concurrent]
 
 
 def test_ramp_picks_the_right_agents_per_step_and_completes(

@@ -25,7 +25,7 @@ from tests.host.nethosts import free_port
 from tests.host.schedules import EVERY_5S, occurrences, put, quick
 from tests.host.serveproc import ServeProc
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.concurrent]
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from tests.host.fleet import doc
 from tests.host.schedules import EVERY_5S, occurrences, put, quick
 from tests.host.serveproc import OPERATOR, VIEWER, ServeProc
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.concurrent]
 
 
 def long() -> dict[str, Any]:

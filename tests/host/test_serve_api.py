@@ -23,7 +23,7 @@ from tests.agentproc import AgentProc, wait_for
 from tests.host.fleet import doc, ext, live_faults
 from tests.host.serveproc import OPERATOR, VIEWER, ServeProc
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.concurrent]
 
 CPU = pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=5))
 

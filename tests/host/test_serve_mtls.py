@@ -18,7 +18,7 @@ from controller.cli import certs
 from tests.agentproc import AgentProc
 from tests.host.serveproc import OPERATOR, ServeProc
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.concurrent]
 
 
 def call(

@@ -20,7 +20,7 @@ from controller.service.state import Service
 from tests.agentproc import AgentProc, wait_for
 from tests.host.fleet import doc, live_faults
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.concurrent]
 
 RUNS = 10
 

@@ -26,7 +26,7 @@ from controller.store import (
 )
 from controller.store.schema import MIGRATIONS, VERSION
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.concurrent]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

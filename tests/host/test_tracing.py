@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as ts_
 from tests.agentproc import AgentProc, wait_for
 from tests.controller_servers import Service, serving
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.concurrent]
 
 
 class Receiver(ts_grpc.TraceServiceServicer):
