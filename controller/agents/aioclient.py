@@ -4,6 +4,7 @@ fleet's one event loop."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
@@ -52,10 +53,19 @@ CHANNEL_OPTIONS = [
 async def retrying(call: Callable[[], Awaitable[T]], attempts: int = 3, wait: float = 0.2) -> T:
     """await call() again after a transient error, a few times: for idempotent
     calls only (InjectFault with a request_id, RevertFault, ReleaseLease)."""
+    # The first attempt goes straight: tenacity's machinery costs 20-27 us of
+    # CPU per call (some 5 % of a fan-out's call), and nearly every call
+    # succeeds at once.
+    try:
+        return await call()
+    except grpc.RpcError as exc:
+        if attempts <= 1 or not transient(exc):
+            raise
+    await asyncio.sleep(wait)
     async for attempt in tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception(transient),
         wait=tenacity.wait_fixed(wait),
-        stop=tenacity.stop_after_attempt(attempts),
+        stop=tenacity.stop_after_attempt(attempts - 1),
         reraise=True,
     ):
         with attempt:
