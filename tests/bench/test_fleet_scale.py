@@ -280,6 +280,8 @@ def test_kill_switch_through_the_service(netns: str) -> None:
         # Every lease held until the switch, and no problem in the report.
         assert row["injected"] == n and row["leases_abandoned"] == n, row
         assert row["problems"] == [], row
+        # The switch reports what its Halts ended, as the agents count it.
+        assert row["faults_reverted_by_halt"] == row["faults_ended_by"].get("END_REASON_HALT", 0)
         rows.append(row)
     big = next((r for r in rows if r["agents"] == 10000), None)
     report(

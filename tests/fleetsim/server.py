@@ -325,7 +325,9 @@ class SimAgent(pb_grpc.AgentServicer):
         peer = context.peer()
         if request.latch:
             self.halted.add(peer)
-        faults = [self._end(f, pb.END_REASON_HALT) for f in self._peer_faults(peer)]
+        # As the agent: the faults this Halt ended, not those already ended.
+        live = [f for f in self._peer_faults(peer) if f.state == pb.FAULT_STATE_ACTIVE]
+        faults = [self._end(f, pb.END_REASON_HALT) for f in live]
         return pb.HaltResponse(faults=faults, latched=request.latch)
 
     async def Resume(self, request: pb.ResumeRequest, context: Any) -> pb.ResumeResponse:
