@@ -239,7 +239,7 @@ class Runner:
         fresh: dict[str, list[str]] = {}  # reason -> agents
         # A mass loss (the kill switch's, a partition's) is thousands of
         # records: in slices, so the shared fleet's other leases are renewed.
-        async for address, reason in in_slices(list(self.fleet.lost().items())):
+        async for address, reason in in_slices(self.fleet.lost().items()):  # a fresh dict
             rec = self.journal.agent(address)
             if not rec.lost:
                 rec.lost = reason

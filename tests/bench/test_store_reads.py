@@ -6,8 +6,8 @@ service's pages once waited out the 10 s busy timeout that way).
 
 Two writer processes upsert an experiment every 20 ms through the store, as
 replicas' heartbeats and a scheduler's records do; a third rewrites 8 MiB in
-the test's directory and fsyncs it, again and again (tests/bench/store_load.py). The reader reads a
-schedule through the store every 10 ms. Figures go to
+the test's directory and fsyncs it, again and again (tests/bench/store_load.py).
+The reader reads a schedule through the store every 10 ms. Figures go to
 bench-results/store_reads.json.
 """
 
