@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.fleetsim.procs import give_addresses
+
 RESULTS = Path(__file__).resolve().parents[2] / "bench-results"
 
 
@@ -48,12 +50,14 @@ def report(name: str, figures: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def scratch_netns(prefix: str) -> Iterator[str]:
-    """A named network namespace with loopback up, deleted after."""
+def scratch_netns(prefix: str, agents: int = 0) -> Iterator[str]:
+    """A named network namespace with loopback up, deleted after; with agents,
+    the addresses of that many simulated agents on its loopback."""
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        give_addresses(name, agents)
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], check=True)

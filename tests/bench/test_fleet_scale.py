@@ -52,7 +52,8 @@ GOALS_AT_10K = {"all_applied_s": 3.0, "all_reverted_s": 3.0, "cpu_ms": 0.1, "rss
 
 @pytest.fixture
 def netns() -> Iterator[str]:
-    with scratch_netns("bo-fleetsim") as name:
+    most = max(SIZES + KILL_SIZES + SERVICE_KILL_SIZES)
+    with scratch_netns("bo-fleetsim", agents=most) as name:
         yield name
 
 
@@ -107,6 +108,7 @@ def _scale(
             "cpu_s": round(sim_cpu, 1),
             "leases_lost_with_active_faults": after["leases_lost_with_active_faults"],
             "leases_expired": after["leases_expired"],
+            "agents": after["agents"],
             "heartbeats": after["heartbeats"],
             "datagrams": after["datagrams"],
             "datagrams_dropped": after["datagrams_dropped"],
@@ -197,6 +199,7 @@ def _check(row: dict[str, Any], n: int) -> None:
     if not row["saturated"]:
         # Below saturation every figure must be clean.
         assert row["reachable"] == n and row["leases_held"] == n
+        assert row["simulator"]["agents"] == n  # each lease on an agent of its own
         assert row["applied"] == n and row["reverted"] == n and row["released"] == n
         assert row["leases_lost"] == 0, row["lost_examples"]
         assert row["simulator"]["leases_lost_with_active_faults"] == 0
@@ -207,7 +210,7 @@ def _check(row: dict[str, Any], n: int) -> None:
 def test_kill_switch_at_scale(netns: str) -> None:
     """The kill switch at scale, after a short hold, as the service does it:
     every lease given up, then Halt on every agent from the fleet that holds
-    the leases (the simulator knows an agent by its connection). Timed until
+    the leases (the simulator knows an agent by its address). Timed until
     the simulator's last fault ended (by a Halt or by its lease's expiry), and
     until the last Halt was answered."""
     rows = []
@@ -221,6 +224,8 @@ def test_kill_switch_at_scale(netns: str) -> None:
             # Every fault ended by a Halt or by its lease's expiry, none otherwise.
             assert set(ended) <= {"END_REASON_HALT", "END_REASON_LEASE_EXPIRED"}, ended
             assert sum(ended.values()) == n and row["all_faults_gone_s"] is not None
+            # What the Halts' answers list is what the agents ended by Halt.
+            assert row["reverted_by_halt"] == ended.get("END_REASON_HALT", 0), row
             assert row["all_faults_gone_s"] <= TTL_S + 1.0  # the leases bound it
         rows.append(
             {
@@ -269,6 +274,7 @@ def test_kill_switch_through_the_service(netns: str) -> None:
             row: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
             stats = ask(sim, "stats")
             row["faults_ended_by"] = stats["faults_ended_by"]
+            row["simulator_agents"] = stats["agents"]
             row["all_faults_gone_s"] = _gone_s(stats, row["engaged_at"])
             time.sleep(TTL_S + 0.5)
             row["faults_active_after_ttl"] = ask(sim, "stats")["faults_active"]
@@ -279,6 +285,7 @@ def test_kill_switch_through_the_service(netns: str) -> None:
         assert row["all_faults_gone_s"] is not None
         # Every lease held until the switch, and no problem in the report.
         assert row["injected"] == n and row["leases_abandoned"] == n, row
+        assert row["simulator_agents"] == n, row
         assert row["problems"] == [], row
         # The switch reports what its Halts ended, as the agents count it.
         assert row["faults_reverted_by_halt"] == row["faults_ended_by"].get("END_REASON_HALT", 0)

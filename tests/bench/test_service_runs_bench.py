@@ -11,18 +11,23 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.bench.common import ask, report
-from tests.bench.test_fleet_scale import netns
+from tests.bench.common import ask, report, scratch_netns
 from tests.fleetsim.procs import ROOT, in_netns, quit_sim, simulator
 
 AGENTS = int(os.environ.get("BROWNOUT_SERVICE_RUNS_AGENTS", "1000"))
 RUNS = 10
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(1800)]
-__all__ = ["netns"]
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    with scratch_netns("bo-runs", agents=AGENTS) as name:
+        yield name
 
 
 def _mode(ns: str, mode: str) -> dict[str, Any]:

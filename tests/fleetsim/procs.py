@@ -13,6 +13,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def agent_ips(n: int) -> list[str]:
+    """127.1.B.C for C in 1..250: up to 64,000 simulated agents."""
+    return [f"127.1.{i // 250}.{i % 250 + 1}" for i in range(n)]
+
+
+def give_addresses(ns: str, n: int) -> None:
+    """Each of the first n simulated agents gets its address on the netns's
+    loopback. Then the kernel picks that address as the source of a connection
+    to it (a local route's preferred source), and the simulator tells agents
+    apart by the peer's address, whichever connection they come over. With
+    127.0.0.1 the source of all, ephemeral ports repeat across destinations:
+    of 8,000 connections, 1,830 shared their source with another."""
+    if n == 0:
+        return
+    batch = "".join(f"address add {ip}/32 dev lo\n" for ip in agent_ips(n))
+    subprocess.run(["ip", "-n", ns, "-batch", "-"], input=batch, text=True, check=True)
+
+
 def in_netns(ns: str, module: str, *args: str) -> list[str]:
     """The command line of `python -m module args` inside network namespace ns."""
     return ["ip", "netns", "exec", ns, sys.executable, "-m", module, *args]

@@ -3,9 +3,10 @@ on one port for every address 127.A.B.C, with real lease deadlines.
 
 It binds 0.0.0.0 inside a network namespace the benchmark made, where only
 loopback exists, so every 127.A.B.C reaches it and nothing outside does. An
-"agent" is a client connection: the fleet dials each address on its own
-channel, so each has its own TCP connection, and a lease belongs to the
-connection that last acquired or renewed it (Halt reverts those).
+"agent" is an address: the benchmark puts each agent's address on that
+loopback, so that it is the source of every connection to it
+(procs.give_addresses), and a lease belongs to the agent whose address last
+acquired or renewed it (Halt reverts those), over whichever connection.
 
 Faults are bookkeeping only (nothing touches the kernel); what is real is the
 lease clock: a lease whose deadline passes with an active fault is counted as
@@ -79,6 +80,12 @@ def _duration(seconds: float) -> Duration:
     return d
 
 
+def agent_of(context: Any) -> str:
+    """The simulated agent a call was made to: its peer's address, without
+    the port ("ipv4:127.1.0.7:41234" -> "ipv4:127.1.0.7")."""
+    return str(context.peer()).rsplit(":", 1)[0]
+
+
 GONE = "lease not found or expired: its faults have been or are being reverted"
 
 
@@ -89,7 +96,8 @@ class SimAgent(pb_grpc.AgentServicer):
         self._lease_numbers = itertools.count(1)
         self.generation = 0
         self.leases: dict[str, SimLease] = {}
-        self.by_peer: dict[str, set[str]] = {}  # connection -> its leases
+        self.by_peer: dict[str, set[str]] = {}  # agent -> its leases
+        self.agents: set[str] = set()  # every agent that acquired a lease
         self.faults: dict[str, pb.Fault] = {}
         self.by_request: dict[tuple[str, str], pb.Fault] = {}
         self.watchers: dict[str, list[asyncio.Queue[pb.FaultEvent]]] = {}
@@ -169,7 +177,8 @@ class SimAgent(pb_grpc.AgentServicer):
         lease = SimLease(f"lease-{n:016x}", n, ttl, self.clock, "")
         self.clock.set(n, time.monotonic() + ttl, ttl)
         self.leases[lease.id] = lease
-        self._place(lease, context.peer())
+        self._place(lease, agent := agent_of(context))
+        self.agents.add(agent)
         heapq.heappush(self._heap, (lease.deadline, lease.id))
         self.stats["leases_acquired"] += 1
         out = self._lease_pb(lease)
@@ -181,7 +190,7 @@ class SimAgent(pb_grpc.AgentServicer):
         return out
 
     async def RenewLease(self, request: pb.RenewLeaseRequest, context: Any) -> pb.Lease:
-        lease = self._renew(request.lease_id, context.peer())
+        lease = self._renew(request.lease_id, agent_of(context))
         if lease is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, GONE)
         assert lease is not None
@@ -193,7 +202,7 @@ class SimAgent(pb_grpc.AgentServicer):
     ) -> None:
         # context.read()/write(): a little cheaper than an async generator,
         # and the simulator is the side that saturates first.
-        peer = context.peer()
+        peer = agent_of(context)
         self.stats["streams_open"] += 1
         try:
             while (hb := await context.read()) is not aio.EOF:
@@ -273,7 +282,7 @@ class SimAgent(pb_grpc.AgentServicer):
             self.by_request[key] = fault
         self.stats["injects"] += 1
         self.active += 1
-        self._notify(fault, pb.FAULT_STATE_PENDING, context.peer())
+        self._notify(fault, pb.FAULT_STATE_PENDING, agent_of(context))
         return fault
 
     async def RevertFault(self, request: pb.RevertFaultRequest, context: Any) -> pb.Fault:
@@ -281,7 +290,7 @@ class SimAgent(pb_grpc.AgentServicer):
         if fault is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"fault {request.fault_id!r} not found")
         assert fault is not None
-        return self._end(fault, pb.END_REASON_CLIENT_REVERT, context.peer())
+        return self._end(fault, pb.END_REASON_CLIENT_REVERT, agent_of(context))
 
     async def GetFault(self, request: pb.GetFaultRequest, context: Any) -> pb.Fault:
         fault = self.faults.get(request.fault_id)
@@ -291,7 +300,7 @@ class SimAgent(pb_grpc.AgentServicer):
         return fault
 
     def _place(self, lease: SimLease, peer: str) -> None:
-        """The lease is now the agent's at this connection (indexed: a Halt to
+        """The lease is now this agent's (indexed: a Halt to
         each of 10,000 agents must not scan every lease)."""
         if lease.peer != peer:
             self._remove_from_peer(lease)
@@ -316,13 +325,13 @@ class SimAgent(pb_grpc.AgentServicer):
     async def ListFaults(
         self, request: pb.ListFaultsRequest, context: Any
     ) -> pb.ListFaultsResponse:
-        if request.lease_id:  # a lease is its agent's, whichever connection asks
+        if request.lease_id:  # a lease is its holder's, whichever agent is asked
             lease = self.leases.get(request.lease_id)
             return pb.ListFaultsResponse(faults=lease.faults.values() if lease else ())
-        return pb.ListFaultsResponse(faults=self._peer_faults(context.peer()))
+        return pb.ListFaultsResponse(faults=self._peer_faults(agent_of(context)))
 
     async def Halt(self, request: pb.HaltRequest, context: Any) -> pb.HaltResponse:
-        peer = context.peer()
+        peer = agent_of(context)
         if request.latch:
             self.halted.add(peer)
         # As the agent: the faults this Halt ended, not those already ended.
@@ -331,7 +340,7 @@ class SimAgent(pb_grpc.AgentServicer):
         return pb.HaltResponse(faults=faults, latched=request.latch)
 
     async def Resume(self, request: pb.ResumeRequest, context: Any) -> pb.ResumeResponse:
-        peer = context.peer()
+        peer = agent_of(context)
         was = peer in self.halted
         self.halted.discard(peer)
         return pb.ResumeResponse(was_latched=was)
@@ -398,6 +407,7 @@ async def _commands(sim: SimAgent, server: aio.Server) -> None:
             out = {
                 **sim.stats,
                 "leases_live": len(sim.leases),
+                "agents": len(sim.agents),
                 "faults_active": sim.active,
                 "last_fault_end_at": sim.last_end_at,
                 "faults_ended_by": dict(sim.ended_by),

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from controller.experiments.progress import NAMED, PER_AGENT_LINES
-from tests.bench.common import scratch_netns
+from tests.bench.common import ask, scratch_netns
 from tests.fleetsim.procs import ROOT, in_netns, simulator
 
 pytestmark = pytest.mark.host
@@ -20,16 +20,18 @@ N = 200
 
 def test_a_run_over_many_agents_reports_counts_and_journals_each_agent() -> None:
     assert N > PER_AGENT_LINES
-    with scratch_netns("bo-events") as ns, simulator(ns, "datagram") as (_, port):
+    with scratch_netns("bo-events", agents=N) as ns, simulator(ns, "datagram") as (sim, port):
         done = subprocess.run(
             in_netns(ns, "tests.fleetsim.run_events", "--agents", str(N), "--port", str(port)),
             cwd=ROOT, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
+        agents = ask(sim, "stats")["agents"]
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     events: list[str] = out["events"]
     assert out["status"] == "completed", events
     assert out["faulted"] == N and out["reverted"] == N
+    assert agents == N  # the simulator saw each agent apart
     assert f"cpu on {N} agent(s): {N} active" in events
     assert f"reverted on {N} agent(s): {N} reverted" in events
     # No line per agent for what went as planned.
