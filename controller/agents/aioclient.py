@@ -5,7 +5,7 @@ fleet's one event loop."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import grpc
@@ -109,11 +109,11 @@ class AsyncAgentClient:
         address: str,
         timeout: float = 10.0,
         credentials: grpc.ChannelCredentials | None = None,
-        options: list[tuple[str, str]] | None = None,
+        options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self.address = address
         self.timeout = timeout
-        opts = [*CHANNEL_OPTIONS, *(options or [])]
+        opts = [*CHANNEL_OPTIONS, *options]
         if credentials is None:
             self.channel = aio.insecure_channel(address, options=opts)
         else:

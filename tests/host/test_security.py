@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import socket
 import ssl
 import subprocess
@@ -14,44 +13,15 @@ import grpc
 import pytest
 
 from brownout.v1 import agent_pb2 as pb
-from controller.agents.tls import ClientTls
 from controller.cli import certs
 from tests.agentclient import AgentClient
 from tests.agentproc import AgentProc
+from tests.pki import Pki
 
 pytestmark = pytest.mark.host
 
 OPERATOR = certs.CONTROLLER_IDENTITY
 VIEWER = certs.VIEWER_IDENTITY
-
-
-class Pki:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.ca = certs.new_ca()
-        self.write("ca.pem", self.ca.cert_pem)
-        agent = certs.issue(
-            self.ca,
-            "agent",
-            dns=["localhost"],
-            ips=[ipaddress.ip_address("127.0.0.1")],
-            server=True,
-        )
-        self.write("agent.pem", agent.cert_pem)
-        self.write("agent-key.pem", agent.key_pem)
-
-    def write(self, name: str, data: bytes) -> Path:
-        path = self.root / name
-        path.write_bytes(data)
-        return path
-
-    def client(self, name: str, ca: certs.Authority | None = None, **kw: object) -> ClientTls:
-        issued = certs.issue(ca or self.ca, name, client=True, **kw)  # type: ignore[arg-type]
-        return ClientTls(
-            self.root / "ca.pem",
-            self.write(f"{name}.pem", issued.cert_pem),
-            self.write(f"{name}-key.pem", issued.key_pem),
-        )
 
 
 @pytest.fixture
@@ -63,18 +33,7 @@ def pki(tmp_path: Path) -> Pki:
 def tls_agent(tmp_path: Path, pki: Pki, agent_factory: list[AgentProc]) -> AgentProc:
     a = AgentProc(
         tmp_path / "state",
-        [
-            "--tls-cert",
-            str(pki.root / "agent.pem"),
-            "--tls-key",
-            str(pki.root / "agent-key.pem"),
-            "--tls-client-ca",
-            str(pki.root / "ca.pem"),
-            "--operators",
-            OPERATOR,
-            "--viewers",
-            VIEWER,
-        ],
+        [*pki.agent_args(), "--operators", OPERATOR, "--viewers", VIEWER],
     ).start()
     agent_factory.append(a)
     return a
