@@ -73,12 +73,19 @@ def test_jitter_widens_the_spread(guest: GuestRun) -> None:
     assert abs(jittered["median"] - 50.0) <= 5.0
 
 
-def test_loss_20_percent_is_inside_the_99_percent_binomial_interval(guest: GuestRun) -> None:
+def test_loss_20_percent_is_inside_the_binomial_interval(guest: GuestRun) -> None:
+    """20,000 datagrams through 20 % loss. The interval holds all but a
+    millionth of Binomial(n, 0.2), so a correct netem falls outside it about
+    once in a million runs (2,000 datagrams at 99 % failed once in a hundred,
+    and did), and it is narrower than that one was: 18.6 to 21.4 % against
+    17.8 to 22.4 %."""
     loss = r(guest, "loss")
     n, lost = loss["sent"], loss["sent"] - loss["received"]
-    lo, hi = binomial_interval(n, 0.20)
-    print(f"lost {lost}/{n} ({100 * lost / n:.1f}%), 99% interval [{lo}, {hi}]")
-    assert n >= 1000
+    lo, hi = binomial_interval(n, 0.20, level=1 - 1e-6)
+    print(f"lost {lost}/{n} ({100 * lost / n:.2f}%), interval [{lo}, {hi}],"
+          f" dropped by the receiving socket {loss['overflowed']}")  # fmt: skip
+    assert n >= 20_000
+    assert loss["overflowed"] == 0  # every datagram lost was netem's
     assert lo <= lost <= hi
 
 
