@@ -183,8 +183,9 @@ class SimAgent(pb_grpc.AgentServicer):
         self.stats["leases_acquired"] += 1
         out = self._lease_pb(lease)
         if self.datagram_port:
-            # A key per lease: each simulated agent's holder has its own, as
-            # with real agents (one process cannot tell which address was dialed).
+            # A key per lease (the responder derives it from the lease's slot):
+            # with one lease per holder and agent, as the benches take them,
+            # that is a key per holder and agent, as a real agent gives.
             out.heartbeat_key_id, out.heartbeat_key = self.clock.key(n)
             out.heartbeat_port = self.datagram_port
         return out
