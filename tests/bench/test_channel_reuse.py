@@ -12,12 +12,10 @@ whose channel had closed."""
 from __future__ import annotations
 
 import asyncio
-import resource
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from controller.agents.aioclient import AsyncAgentClient
@@ -25,21 +23,12 @@ from controller.agents.tls import ClientTls
 from controller.cli import certs
 from tests.agentproc import AgentProc
 from tests.bench.common import report
+from tests.fleetsim.driver import cpu_s, tree_cpu_s
 from tests.pki import Pki
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(600)]
 N = 600
 CONCURRENCY = 64  # as a fleet fan-out's slots
-
-
-def _cpu_s() -> float:
-    u = resource.getrusage(resource.RUSAGE_SELF)
-    return u.ru_utime + u.ru_stime
-
-
-def _tree_cpu_s(pid: int) -> float:
-    top = psutil.Process(pid)
-    return sum(sum(p.cpu_times()[:2]) for p in [top, *top.children(recursive=True)])
 
 
 async def _calls(address: str, tls: ClientTls | None, warm: bool, pid: int) -> dict[str, float]:
@@ -57,10 +46,10 @@ async def _calls(address: str, tls: ClientTls | None, warm: bool, pid: int) -> d
             async with slots:
                 await c.info()
 
-        agent0, own0, t0 = _tree_cpu_s(pid), _cpu_s(), asyncio.get_running_loop().time()
+        agent0, own0, t0 = tree_cpu_s(pid), cpu_s(), asyncio.get_running_loop().time()
         await asyncio.gather(*(one(c) for c in clients))
         wall = asyncio.get_running_loop().time() - t0
-        own, agent = _cpu_s() - own0, _tree_cpu_s(pid) - agent0
+        own, agent = cpu_s() - own0, tree_cpu_s(pid) - agent0
     finally:
         await asyncio.gather(*(c.close() for c in clients))
     return {

@@ -46,6 +46,7 @@ from agent.faults.process.pause import PauseInjector
 from agent.faults.resource.cpu import CpuInjector
 from agent.faults.resource.memory import MemoryInjector
 from agent.kernel import cgroups, procs, realtime
+from brownout import heartbeat as hb
 from brownout.v1 import agent_pb2 as pb
 from tests.host.nethosts import NetBed, in_ns, net_bed, nsrun, run
 
@@ -152,8 +153,8 @@ def udp_rtts(ns: str, addr: str, port: int, count: int) -> list[float]:
     return in_ns(ns, measure, 120)
 
 
-# Linux's values (asm-generic/socket.h); Python's socket module lacks them.
-SO_RCVBUFFORCE, SO_RXQ_OVFL = 33, 40
+# Linux's value (asm-generic/socket.h); Python's socket module lacks it.
+SO_RXQ_OVFL = 40
 
 
 def udp_loss(src_ns: str, dst_ns: str, addr: str, port: int, count: int) -> dict[str, int]:
@@ -166,7 +167,7 @@ def udp_loss(src_ns: str, dst_ns: str, addr: str, port: int, count: int) -> dict
     def receive() -> None:
         nonlocal overflowed
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
+            hb.widen_receive_buffer(s, 8 << 20)
             s.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)  # drops since bind, per datagram
             s.bind((addr, port))
             s.settimeout(0.2)
