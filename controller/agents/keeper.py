@@ -102,6 +102,12 @@ class Keeper:
         else:
             beat.packed = hb.pack_leases(list(beat.members))
 
+    def sent(self, member: Member) -> float:
+        """Monotonic send time of the member's newest datagram not yet
+        answered (0 if none: its answered rounds are its `confirmed`)."""
+        beat = self._of.get(member.lease_id)
+        return max(beat.sends.values(), default=0.0) if beat is not None else 0.0
+
     def _drop(self, beat: Beat) -> None:
         group = self._beats.get((beat.addr, beat.key.key_id, beat.period), [])
         if beat in group:

@@ -101,6 +101,9 @@ class LeaseHold:
         self.reconnects = 0
         # Monotonic send time of the newest answered heartbeat (or the acquire).
         self.confirmed = time.monotonic()
+        # And of the newest sent on gRPC, answered or not (the keeper knows
+        # the datagrams'): on its way, it renews the lease too (runs_until).
+        self.sent = self.confirmed
         self._seq = 0
         self._datagram_end: asyncio.Future[bool] | None = None  # True: gone
         self._stopping = False
@@ -126,9 +129,20 @@ class LeaseHold:
         self._lose(reason, logged=False)  # one line for them all, by whoever gave them up
         self._stopping = True
         if self.datagram is not None:
+            self.sent = max(self.sent, self.datagram.keeper.sent(self))
             self.datagram.keeper.leave(self)  # not one more datagram for it
         if self._task is not None:
             self._task.cancel()  # a stream is still closed cleanly (_stream)
+
+    def runs_until(self) -> float:
+        """Monotonic: when the agent's lease runs out at the latest unless
+        renewed again, a TTL after the newest heartbeat sent (the agent renews
+        on receipt, a little later). The kill switch's Halts go first where
+        that is latest (fleet.halt_order)."""
+        sent = self.sent
+        if self.datagram is not None and not self.abandoned:
+            sent = max(sent, self.datagram.keeper.sent(self))
+        return max(sent, self.confirmed) + self.ttl
 
     @property
     def mode(self) -> str:
@@ -222,7 +236,7 @@ class LeaseHold:
         call = self.client.keep_leases()
         try:
             while True:
-                sent = time.monotonic()
+                sent = self.sent = time.monotonic()
                 self._seq += 1
                 await call.write(pb.LeaseHeartbeat(lease_ids=[self.lease_id], seq=self._seq))
                 # A slow answer is waited for, not retried: reopening streams
@@ -289,7 +303,7 @@ class LeaseHold:
 
     async def _renew(self, period: float) -> None:
         while True:
-            sent = time.monotonic()
+            sent = self.sent = time.monotonic()
             await self.client.renew_lease(self.lease_id, timeout=max(0.001, self._left()))
             self.confirmed = sent
             self.heartbeats += 1

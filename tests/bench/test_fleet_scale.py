@@ -136,12 +136,19 @@ def _scale(
             # Engaged (leases given up, Halts sent) until the last fault ended.
             row["simulator"]["faults_ended_by"] = after["faults_ended_by"]
             row["all_faults_gone_s"] = _gone_s(after, row["engaged_at"])
+            row["last_ended_by_s"] = _last_by_s(after, row["engaged_at"])
         row["saturated"] = _saturated(row)
         # Whatever happened, no fault may outlive its lease.
         time.sleep(TTL_S + 0.5)
         row["simulator"]["faults_active_after_ttl"] = ask(sim, "stats")["faults_active"]
         quit_sim(sim)
         return row
+
+
+def _last_by_s(stats: dict[str, Any], engaged_at: float) -> dict[str, float]:
+    """From the engage until the last fault ended by each reason (the Halts',
+    the leases' running out)."""
+    return {k: round(float(t) - engaged_at, 3) for k, t in stats["last_fault_end_at_by"].items()}
 
 
 def _gone_s(stats: dict[str, Any], engaged_at: float) -> float | None:
@@ -292,6 +299,7 @@ def test_kill_switch_through_the_service(netns: str) -> None:
             row["faults_ended_by"] = stats["faults_ended_by"]
             row["simulator_agents"] = stats["agents"]
             row["all_faults_gone_s"] = _gone_s(stats, row["engaged_at"])
+            row["last_ended_by_s"] = _last_by_s(stats, row["engaged_at"])
             time.sleep(TTL_S + 0.5)
             row["faults_active_after_ttl"] = ask(sim, "stats")["faults_active"]
             quit_sim(sim)

@@ -20,7 +20,7 @@ import json
 import os
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import psutil
@@ -29,6 +29,7 @@ from brownout.v1 import agent_pb2 as pb
 from controller.agents import inventory
 from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.fleet import Fleet
+from controller.agents.lease_hold import LeaseHold
 from tests.fleetsim.limits import raise_fd_limit
 from tests.fleetsim.procs import agent_ips
 
@@ -39,6 +40,17 @@ T = TypeVar("T")
 def addresses(n: int, port: int) -> list[str]:
     """The first n simulated agents' addresses (tests/fleetsim/procs.py)."""
     return [f"{ip}:{port}" for ip in agent_ips(n)]
+
+
+QUANTILES = (("min", 0.0), ("p50", 0.5), ("max", 1.0))
+
+
+def lease_ends(holds: Iterable[LeaseHold]) -> dict[str, float]:
+    """When the leases run out from now if nothing renews them, as the fleet
+    sees it (the kill switch's Halts go first where that is latest)."""
+    now = time.monotonic()
+    ends = sorted(h.runs_until() - now for h in holds)
+    return {q: round(ends[int(f * (len(ends) - 1))], 3) for q, f in QUANTILES} if ends else {}
 
 
 def cpu_s() -> float:
@@ -208,6 +220,7 @@ def main() -> None:
             # answer lists the faults it reverted, before it is sent. The
             # simulator says when the last fault ended.
             out["engaged_at"] = time.time()
+            out["lease_ends_after_engage_s"] = lease_ends(fleet.keepers.values())
             out["leases_abandoned"] = fleet.abandon_leases("bench: kill switch")
             halted = fanouts.time(
                 "halt", n, lambda: fleet.halt(latch=False, reason="bench: kill switch")

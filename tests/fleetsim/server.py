@@ -106,6 +106,7 @@ class SimAgent(pb_grpc.AgentServicer):
         self._ids = itertools.count(1)
         self.active = 0  # faults active now
         self.last_end_at = 0.0  # wall-clock time an active fault last ended
+        self.last_end_by: dict[str, float] = {}  # end reason name -> that time
         self.ended_by: Counter[str] = Counter()  # end reason name -> faults
         self.stats = {
             "leases_acquired": 0,
@@ -243,6 +244,7 @@ class SimAgent(pb_grpc.AgentServicer):
             self.active -= 1
             self.last_end_at = time.time()
             self.ended_by[pb.EndReason.Name(reason)] += 1
+            self.last_end_by[pb.EndReason.Name(reason)] = self.last_end_at
             self._notify(fault, previous, replying_to)
         return fault
 
@@ -411,6 +413,7 @@ async def _commands(sim: SimAgent, server: aio.Server) -> None:
                 "agents": len(sim.agents),
                 "faults_active": sim.active,
                 "last_fault_end_at": sim.last_end_at,
+                "last_fault_end_at_by": sim.last_end_by,
                 "faults_ended_by": dict(sim.ended_by),
                 "heartbeats": sim.stats["heartbeats"] + datagrams,
                 "datagrams": datagrams,

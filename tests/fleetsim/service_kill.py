@@ -14,6 +14,8 @@ import argparse
 import json
 import time
 
+from controller.service.state import Service
+from tests.fleetsim.driver import lease_ends
 from tests.fleetsim.limits import raise_fd_limit
 from tests.fleetsim.service_runs import experiment, service
 
@@ -45,6 +47,7 @@ def main() -> None:
         out["setup_and_inject_s"] = round(time.monotonic() - t0, 2)
         out["injected"] = injected
         time.sleep(args.settle)
+        out["lease_ends_after_engage_s"] = svc.fleet.loop.run(_lease_ends(svc))
         out["engaged_at"] = time.time()
         engaged = svc.lever.engage("bench", "bench")
         out["lever_s"] = engaged["seconds"]
@@ -60,6 +63,10 @@ def main() -> None:
         out["problems"] = sorted({p["problem"] for p in problems})
         svc.lever.disengage("bench")
     print(json.dumps(out), flush=True)
+
+
+async def _lease_ends(svc: Service) -> dict[str, float]:
+    return lease_ends(svc.fleet._holds)  # on the loop, which changes them
 
 
 if __name__ == "__main__":
