@@ -5,6 +5,7 @@ fleet's one event loop."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -15,6 +16,7 @@ from grpc import aio
 from brownout.units import to_duration
 from brownout.v1 import agent_pb2 as pb
 from brownout.v1 import agent_pb2_grpc as pb_grpc
+from controller.agents.idle import IdleChannels
 
 T = TypeVar("T")
 # Worth another try: the agent was not reached, or did not answer in time.
@@ -89,20 +91,55 @@ _METHODS: dict[str, tuple[str, str, dict[str, Any]]] = dict(
 class _LazyStub:
     """The generated stub makes a callable per method of the service for each
     channel, about 10 KiB per agent at fleet scale; this makes only those the
-    controller calls on that agent, at first use."""
+    controller calls on that agent, at first use. With a client given, each
+    call counts as in flight on it until it ends (idle.py)."""
 
-    def __init__(self, channel: aio.Channel) -> None:
+    def __init__(self, channel: aio.Channel, client: AsyncAgentClient | None = None) -> None:
         self._channel = channel
+        self._client = client
 
     def __getattr__(self, name: str) -> Any:
         kind, path, kw = _METHODS[name]
         call = getattr(self._channel, kind)(path, **kw)
+        if self._client is not None:
+            call = _counted(kind, call, self._client)
         setattr(self, name, call)  # found directly from now on
         return call
 
 
+def _counted(kind: str, multicallable: Any, client: AsyncAgentClient) -> Any:
+    """The multicallable, counting its calls in client.busy while they run."""
+
+    def ended(*_: object) -> None:
+        client.busy -= 1
+        client.used = time.monotonic()
+
+    if kind == "unary_unary":
+
+        async def unary(*args: Any, **kw: Any) -> Any:
+            client.busy += 1
+            try:
+                return await multicallable(*args, **kw)
+            finally:
+                ended()
+
+        return unary
+
+    def streaming(*args: Any, **kw: Any) -> Any:
+        call = multicallable(*args, **kw)
+        client.busy += 1
+        call.add_done_callback(ended)
+        return call
+
+    return streaming
+
+
 class AsyncAgentClient:
-    """Create on the event loop that will use it: a grpc.aio channel is bound to it."""
+    """Create on the event loop that will use it: a grpc.aio channel is bound to it.
+
+    With `idle` (a fleet with more agents than descriptors), the channel is
+    made at the first call, and closed by `idle` once no call has run on it
+    for a while; the next call makes another."""
 
     def __init__(
         self,
@@ -110,18 +147,46 @@ class AsyncAgentClient:
         timeout: float = 10.0,
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, Any]] = (),
+        idle: IdleChannels | None = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
-        opts = [*CHANNEL_OPTIONS, *options]
-        if credentials is None:
-            self.channel = aio.insecure_channel(address, options=opts)
+        self._credentials = credentials
+        self._options = [*CHANNEL_OPTIONS, *options]
+        self._idle = idle
+        self.busy = 0  # calls and streams in flight, counted only with `idle`
+        self.used = 0.0  # monotonic time the last of them ended
+        self._channel: aio.Channel | None = None
+        self._stub: pb_grpc.AgentAsyncStub | None = None
+        if idle is None:
+            self._open()
+
+    def _open(self) -> pb_grpc.AgentAsyncStub:
+        if self._credentials is None:
+            channel = aio.insecure_channel(self.address, options=self._options)
         else:
-            self.channel = aio.secure_channel(address, credentials, options=opts)
-        self.stub = cast("pb_grpc.AgentAsyncStub", _LazyStub(self.channel))
+            channel = aio.secure_channel(self.address, self._credentials, options=self._options)
+        self._channel = channel
+        counted = self if self._idle is not None else None
+        self._stub = cast("pb_grpc.AgentAsyncStub", _LazyStub(channel, counted))
+        if self._idle is not None:
+            self.used = time.monotonic()
+            self._idle.opened(self)
+        return self._stub
+
+    @property
+    def stub(self) -> pb_grpc.AgentAsyncStub:
+        return self._stub if self._stub is not None else self._open()
+
+    def detach(self) -> aio.Channel | None:
+        """Take the channel away, for the caller to close; the next call makes another."""
+        channel, self._channel, self._stub = self._channel, None, None
+        return channel
 
     async def close(self) -> None:
-        await self.channel.close(grace=None)
+        channel = self.detach()
+        if channel is not None:
+            await channel.close(grace=None)
 
     async def info(self) -> pb.AgentInfo:
         return await self.stub.GetInfo(pb.GetInfoRequest(), timeout=self.timeout)

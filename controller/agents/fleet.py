@@ -27,14 +27,16 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
+import structlog
 
 from brownout import features
 from brownout.v1 import agent_pb2 as pb
-from controller.agents import heap, inventory
+from controller.agents import descriptors, heap, inventory
 from controller.agents.aio_fault_watch import AsyncFaultWatch
 from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.connection import AgentConnection
 from controller.agents.datagrams import DatagramPort
+from controller.agents.idle import IdleChannels
 from controller.agents.inventory import AgentRef
 from controller.agents.keeper import Keeper
 from controller.agents.latch import Latch
@@ -43,6 +45,7 @@ from controller.agents.loop import LoopThread
 from controller.agents.tls import ClientTls
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 # Calls in flight at once. One loop on one core is saturated well below this,
 # so more only queues inside gRPC: at 1,024 first connections at once, a few
@@ -150,6 +153,7 @@ class Fleet:
         timeout: float = 5.0,
         concurrency: int = CONCURRENCY,
         tls: ClientTls | None = None,
+        fd_limit: int | None = None,  # the process's (descriptors.py) unless given
     ) -> None:
         self.refs: dict[str, AgentRef] = {r.address: r for r in refs}
         self.timeout = timeout
@@ -165,7 +169,15 @@ class Fleet:
         self._watches: list[AsyncFaultWatch] = []
         # Read the key and certificates once, not once per channel.
         credentials = tls.credentials() if tls is not None else None
-        options = tls.options() if tls is not None else []
+        options: list[tuple[str, Any]] = [*(tls.options() if tls is not None else [])]
+        limit = descriptors.raise_soft_limit() if fd_limit is None else fd_limit
+        # More agents than descriptors: a channel lives only while it has work.
+        self.idle: IdleChannels | None = None
+        if not descriptors.fits(len(self.refs), limit):
+            self.idle = IdleChannels(descriptors.IDLE_CLOSE_S)
+            log.info("more agents than descriptors: connections close when idle",
+                     agents=len(self.refs), fd_limit=limit,
+                     idle_close_s=descriptors.IDLE_CLOSE_S)  # fmt: skip
         # One UDP socket (per address family) for every lease's datagrams.
         self.datagrams = DatagramPort()
         self.keeper = Keeper(self.datagrams)  # sends every lease's datagrams
@@ -178,13 +190,15 @@ class Fleet:
     async def _connect(
         self,
         credentials: grpc.ChannelCredentials | None,
-        options: list[tuple[str, str]],
+        options: list[tuple[str, Any]],
         concurrency: int,
     ) -> dict[str, AsyncAgentClient]:
         self._width = max(1, concurrency)
         self._slots = asyncio.Semaphore(self._width)
         self._urgent = asyncio.Semaphore(URGENT)
-        return {a: AsyncAgentClient(a, self.timeout, credentials, options) for a in self.refs}
+        return {
+            a: AsyncAgentClient(a, self.timeout, credentials, options, self.idle) for a in self.refs
+        }
 
     @staticmethod
     def connect(connection: AgentConnection, concurrency: int = CONCURRENCY) -> Fleet:
@@ -409,6 +423,8 @@ class Fleet:
         await self.astop_watches()
         heap.unsettle()  # their cycles may be collected again
         if self._owner:
+            if self.idle is not None:
+                await self.idle.stop()
             await asyncio.gather(*(c.close() for c in self._clients.values()))
             await self.keeper.stop()
             self.datagrams.close()

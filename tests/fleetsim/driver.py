@@ -140,9 +140,14 @@ def main() -> None:
     collections, gcs, fanouts = GcClock(), {}, Fanouts(args.sim_pid or None)
     with Fleet(refs, timeout=30) as fleet:
         rss: dict[str, float] = {"start": me.memory_info().rss / 2**20}
+        # Descriptors open: one per connected agent, unless the fleet has more
+        # agents than descriptors and closes idle connections (descriptors.py).
+        fds: dict[str, int] = {"start": me.num_fds()}
+        out["idle_close"] = fleet.idle is not None
         t0 = time.monotonic()
         statuses = fanouts.time("preflight", n, fleet.statuses)
         rss["connected"] = me.memory_info().rss / 2**20
+        fds["connected"] = me.num_fds()
         out["preflight_s"] = round(time.monotonic() - t0, 3)
         out["reachable"] = sum(s.reachable for s in statuses.values())
         out["unreachable_examples"] = sorted({s.error for s in statuses.values() if s.error})[:3]
@@ -153,6 +158,7 @@ def main() -> None:
         out["leases_s"] = round(time.monotonic() - t0, 3)
         out["leases_held"] = sum(o.ok for o in leases.values())
         rss["leases"] = me.memory_info().rss / 2**20
+        fds["leases"] = me.num_fds()
         out["lease_errors"] = sorted({o.error for o in leases.values() if o.error})[:3]
         events = {"n": 0}
 
@@ -161,6 +167,7 @@ def main() -> None:
 
         fleet.watch_faults(seen)
         rss["watches"] = me.memory_info().rss / 2**20
+        fds["watches"] = me.num_fds()
 
         async def inject(c: AsyncAgentClient) -> pb.Fault:
             return await c.inject(fleet.keepers[c.address].lease_id, SPEC, 3600, None, "bench/0")
@@ -174,7 +181,10 @@ def main() -> None:
         faults = {a: o.value for a, o in injected.items() if o.value is not None}
         out["applied"] = sum(f.state == pb.FAULT_STATE_ACTIVE for f in faults.values())
         rss["applied"] = me.memory_info().rss / 2**20
+        fds["applied"] = me.num_fds()
         out["rss_mib_by_phase"] = {k: round(v, 1) for k, v in rss.items()}
+        out["fds_by_phase"] = fds
+        out["channels_closed_idle"] = fleet.idle.closed if fleet.idle is not None else 0
 
         # The hold: only lease keeping (and idle watches) run.
         time.sleep(min(5.0, args.hold))
