@@ -8,12 +8,12 @@ import statistics
 import subprocess
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from tests.fleetsim.procs import give_addresses
+from tests.paths import ROOT
 
-RESULTS = Path(__file__).resolve().parents[2] / "bench-results"
+RESULTS = ROOT / "bench-results"
 
 
 def percentile(values: list[float], p: float) -> float:

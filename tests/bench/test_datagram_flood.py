@@ -29,10 +29,10 @@ from controller.agents import inventory
 from controller.agents.fleet import Fleet
 from tests.agentproc import AgentProc, wait_for
 from tests.bench.common import report
+from tests.paths import ROOT
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(600)]
 
-ROOT = Path(__file__).resolve().parents[2]
 RATE = float(os.environ.get("BROWNOUT_FLOOD_RATE", "100000"))
 TTL = 1.5
 EXPIRIES = 5

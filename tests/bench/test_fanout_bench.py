@@ -26,13 +26,13 @@ from controller.agents.aioclient import AsyncAgentClient
 from controller.agents.fleet import Fleet
 from tests.agentproc import AgentProc, wait_for
 from tests.bench.common import ask, report, scratch_netns
+from tests.paths import ROOT
 
 pytestmark = pytest.mark.bench
 
 SIZES = [int(n) for n in os.environ.get("BROWNOUT_FANOUT_SIZES", "10,50,100").split(",")]
 REPEATS = 3
 SPEC = pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=1))
-ROOT = Path(__file__).resolve().parents[2]
 LIVE = (pb.FAULT_STATE_PENDING, pb.FAULT_STATE_ACTIVE, pb.FAULT_STATE_REVERTING)
 
 

@@ -27,7 +27,8 @@ import pytest
 
 from tests.bench.common import ask, report, scratch_netns
 from tests.fleetsim.limits import raise_fd_limit
-from tests.fleetsim.procs import ROOT, in_netns, quit_sim, simulator
+from tests.fleetsim.procs import in_netns, quit_sim, simulator
+from tests.paths import ROOT
 
 # `make bench`: 1,000 to 20,000 agents with a 60 s hold on the datagram path,
 # and the stream path beside it at 1,000 (past that it cannot hold its leases

@@ -24,6 +24,7 @@ import pytest
 from agent.kernel import meminfo
 from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc, is_root, wait_for
+from tests.bench.common import RESULTS
 from tests.host.scratch import loopfs, used_percent
 from tests.host.test_cpu_hog import _busy, _total
 from tests.leasekeeper import LeaseKeeper
@@ -41,7 +42,6 @@ LOADS = [10, 25, 50, 75, 90]
 WINDOW = 3.0
 REPEATS = int(os.environ.get("BROWNOUT_CPU_REPEATS", "8"))
 CORE = max(os.sched_getaffinity(0))
-RESULTS = Path(__file__).resolve().parents[2] / "bench-results"
 
 
 def timed(predicate: Callable[[], bool], timeout: float) -> float:

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from tests.bench.common import ask, report, scratch_netns
-from tests.fleetsim.procs import ROOT, in_netns, quit_sim, simulator
+from tests.fleetsim.procs import in_netns, quit_sim, simulator
+from tests.paths import ROOT
 
 AGENTS = int(os.environ.get("BROWNOUT_SERVICE_RUNS_AGENTS", "1000"))
 RUNS = 10

@@ -27,8 +27,7 @@ import pytest
 from controller.store import open_store
 from controller.store.sqlite import FILE
 from tests.bench.common import report, summary_ms
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import ROOT
 
 pytestmark = pytest.mark.bench
 

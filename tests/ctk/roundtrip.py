@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import ROOT
+
 BIN = Path(sys.executable).parent
 CORPUS = Path(__file__).parent / "corpus"
 

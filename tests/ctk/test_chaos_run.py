@@ -22,11 +22,11 @@ from brownout.v1 import agent_pb2 as pb
 from tests.agentproc import AgentProc, wait_for
 from tests.controller_servers import Service, serving
 from tests.ctk import roundtrip as rt
+from tests.paths import ROOT
 from tests.processes import all_gone
 
 pytestmark = [pytest.mark.host, pytest.mark.concurrent]
 
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 DEMO = ROOT / "examples" / "local-demo.yaml"
 LIVE = [pb.FAULT_STATE_PENDING, pb.FAULT_STATE_ACTIVE, pb.FAULT_STATE_REVERTING]

@@ -8,9 +8,8 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import ROOT
 
 
 def agent_ips(n: int) -> list[str]:

@@ -12,7 +12,8 @@ import pytest
 
 from controller.experiments.progress import NAMED, PER_AGENT_LINES
 from tests.bench.common import ask, scratch_netns
-from tests.fleetsim.procs import ROOT, in_netns, simulator
+from tests.fleetsim.procs import in_netns, simulator
+from tests.paths import ROOT
 
 pytestmark = pytest.mark.host
 N = 200

@@ -25,12 +25,12 @@ from controller.agents.fleet import Fleet
 from tests.agentproc import AgentProc, wait_for
 from tests.fleetsim.procs import quit_sim
 from tests.host.leasestream import Stream
+from tests.paths import ROOT
 
 pytestmark = pytest.mark.host
 # These are the gRPC paths (KeepLeases, RenewLease): the path of agents with
 # lease datagrams off or blocked. Datagrams: tests/host/test_lease_datagrams.py.
 AGENT_FIXTURE_ARGS = ["--heartbeat-port", "off"]
-ROOT = Path(__file__).resolve().parents[2]
 
 CPU = pb.FaultSpec(cpu=pb.CpuSpec(cores=1, load_percent=5))
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.kernelvm.guest import RESULT_MARK
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("KERNELVM_CACHE", ROOT / "kernelvm-cache"))
 SENTINEL = "BROWNOUT-KERNELVM-EXIT "
 BOOT_TIMEOUT = 270.0

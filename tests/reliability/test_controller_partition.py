@@ -15,13 +15,14 @@ import pytest
 
 from tests.agentproc import AgentProc, wait_for
 from tests.host.nethosts import in_ns, net_bed, run
+from tests.paths import ROOT
 from tests.processes import any_running
 from tests.reliability.common import figure
 
 pytestmark = [pytest.mark.host, pytest.mark.reliability]
 
 TTL = 2.0
-REPO = Path(__file__).resolve().parents[2]
+REPO = ROOT
 
 
 def alive(pids: list[int]) -> bool:

@@ -27,9 +27,9 @@ from controller.service.auth import Tokens
 from controller.service.state import Service
 from tests.fleetsim.procs import quit_sim
 from tests.host.serveproc import OPERATOR, VIEWER, write_tokens
+from tests.paths import ROOT
 
 DEAD_AGENT = "127.0.0.1:1"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def pure_doc(title: str = "no faults") -> dict[str, Any]:

@@ -12,8 +12,8 @@ from typing import Any
 import yaml
 
 from brownout.v1 import agent_pb2
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 PACKAGING = ROOT / "packaging"
 K8S = PACKAGING / "kubernetes"
 CERT_MANAGER = K8S / "cert-manager"

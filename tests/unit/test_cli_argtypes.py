@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from controller.cli import main as controller_cli
+from tests.paths import ROOT
 from tests.unit.parsers import walk
 
 pytestmark = pytest.mark.unit
@@ -283,9 +284,7 @@ def ctl_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
             monkeypatch.delenv(key)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     exp = tmp_path / "exp.yaml"
-    exp.write_text(
-        (Path(__file__).resolve().parents[2] / "examples/cpu-steady-state.yaml").read_text()
-    )
+    exp.write_text((ROOT / "examples/cpu-steady-state.yaml").read_text())
     return exp
 
 

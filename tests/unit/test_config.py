@@ -14,10 +14,10 @@ import yaml
 from agent import config, config_file
 from agent.cli import parse_args
 from agent.core.limits import Limits
+from tests.paths import ROOT
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "systemd" / "agent.yaml"
 UNIT = ROOT / "systemd" / "brownout-agent.service"
 

@@ -16,10 +16,11 @@ from controller.errors import ConfigError
 from controller.experiments import model
 from controller.experiments import parse as exp
 from controller.experiments.planning import fault_durations
+from tests.paths import ROOT
 
 pytestmark = pytest.mark.unit
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cpu-steady-state.yaml"
+EXAMPLE = ROOT / "examples" / "cpu-steady-state.yaml"
 
 MINIMAL: dict[str, Any] = {
     "title": "t",

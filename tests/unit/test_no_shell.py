@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import ROOT
+
 pytestmark = pytest.mark.unit
 
-AGENT = Path(__file__).resolve().parents[2] / "agent"
+AGENT = ROOT / "agent"
 FORBIDDEN = re.compile(r"shell\s*=\s*True|os\.system\s*\(|os\.popen\s*\(|commands\.getoutput")
 NET_BINARIES = re.compile(r"""["'](/usr)?(/s?bin/)?(tc|ip|nft|iptables|ip6tables)["']""")
 

@@ -11,6 +11,7 @@ import pytest
 
 from agent import config as agent_config
 from brownout.version import __version__
+from tests.paths import ROOT
 from tests.unit.manifests import (
     ALERTS,
     CERT_MANAGER,
@@ -20,7 +21,6 @@ from tests.unit.manifests import (
     K8S,
     OPERATIONS,
     PACKAGING,
-    ROOT,
     agent_daemonset,
     container,
     controller_deployment,

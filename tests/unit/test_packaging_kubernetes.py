@@ -18,13 +18,13 @@ import yaml
 from yamllint import linter  # type: ignore[import-untyped]
 from yamllint.config import YamlLintConfig  # type: ignore[import-untyped]
 
+from tests.paths import ROOT
 from tests.unit.manifests import (
     CERT_MANAGER,
     CLUSTER_SCOPED,
     K8S,
     OLDEST_KUBERNETES,
     PACKAGING,
-    ROOT,
     Doc,
     agent_daemonset,
     base_objects,
